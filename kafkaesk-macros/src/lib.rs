@@ -1,0 +1,305 @@
+//! Procedural macros of kafkaesk. Use them through the `kafkaesk` crate:
+//! `#[kafkaesk::schema(...)]` and `#[kafkaesk::subscribe(...)]`.
+
+use proc_macro::TokenStream;
+use proc_macro2::{Span, TokenStream as TokenStream2};
+use quote::{quote, quote_spanned};
+use syn::parse::{Parse, ParseStream};
+use syn::punctuated::Punctuated;
+use syn::spanned::Spanned;
+use syn::{Expr, ExprArray, ExprLit, FnArg, Ident, ItemFn, Lit, LitStr, Token};
+
+/// `"positional", key = value, ...`
+struct Args {
+    positional: Option<LitStr>,
+    named: Vec<(Ident, Expr)>,
+}
+
+impl Parse for Args {
+    fn parse(input: ParseStream) -> syn::Result<Self> {
+        let mut positional = None;
+        if input.peek(LitStr) {
+            positional = Some(input.parse()?);
+            if !input.is_empty() {
+                input.parse::<Token![,]>()?;
+            }
+        }
+        let mut named = Vec::new();
+        let pairs = Punctuated::<NamedArg, Token![,]>::parse_terminated(input)?;
+        for pair in pairs {
+            if named.iter().any(|(k, _): &(Ident, Expr)| *k == pair.key) {
+                return Err(syn::Error::new(pair.key.span(), "argument given twice"));
+            }
+            named.push((pair.key, pair.value));
+        }
+        Ok(Args { positional, named })
+    }
+}
+
+struct NamedArg {
+    key: Ident,
+    value: Expr,
+}
+
+impl Parse for NamedArg {
+    fn parse(input: ParseStream) -> syn::Result<Self> {
+        let key: Ident = input.parse()?;
+        input.parse::<Token![=]>()?;
+        let value: Expr = input.parse()?;
+        Ok(NamedArg { key, value })
+    }
+}
+
+impl Args {
+    fn take(&mut self, name: &str) -> Option<Expr> {
+        let index = self.named.iter().position(|(k, _)| k == name)?;
+        Some(self.named.remove(index).1)
+    }
+
+    fn reject_unknown(&self, allowed: &str) -> syn::Result<()> {
+        match self.named.first() {
+            Some((key, _)) => Err(syn::Error::new(
+                key.span(),
+                format!("unknown argument `{key}`; expected {allowed}"),
+            )),
+            None => Ok(()),
+        }
+    }
+}
+
+fn lit_str(expr: &Expr, what: &str) -> syn::Result<LitStr> {
+    match expr {
+        Expr::Lit(ExprLit {
+            lit: Lit::Str(s), ..
+        }) => Ok(s.clone()),
+        other => Err(syn::Error::new(
+            other.span(),
+            format!("{what} must be a string literal"),
+        )),
+    }
+}
+
+fn lit_int(expr: &Expr, what: &str) -> syn::Result<u64> {
+    match expr {
+        Expr::Lit(ExprLit {
+            lit: Lit::Int(i), ..
+        }) => i.base10_parse(),
+        other => Err(syn::Error::new(
+            other.span(),
+            format!("{what} must be a whole number"),
+        )),
+    }
+}
+
+fn lit_seconds(expr: &Expr, what: &str) -> syn::Result<f64> {
+    let value = match expr {
+        Expr::Lit(ExprLit {
+            lit: Lit::Int(i), ..
+        }) => i.base10_parse::<u64>()? as f64,
+        Expr::Lit(ExprLit {
+            lit: Lit::Float(f), ..
+        }) => f.base10_parse::<f64>()?,
+        other => {
+            return Err(syn::Error::new(
+                other.span(),
+                format!("{what} must be a number of seconds"),
+            ))
+        }
+    };
+    if !(value > 0.0 && value.is_finite()) {
+        return Err(syn::Error::new(
+            expr.span(),
+            format!("{what} must be more than zero seconds"),
+        ));
+    }
+    Ok(value)
+}
+
+fn str_array(expr: &Expr, what: &str) -> syn::Result<Vec<LitStr>> {
+    match expr {
+        Expr::Array(ExprArray { elems, .. }) => elems.iter().map(|e| lit_str(e, what)).collect(),
+        other => Err(syn::Error::new(
+            other.span(),
+            format!("{what} must be an array of string literals, like [\"a\", \"b\"]"),
+        )),
+    }
+}
+
+/// Registers a type as a kafkaesk message schema. See `kafkaesk::schema`.
+#[proc_macro_attribute]
+pub fn schema(attr: TokenStream, item: TokenStream) -> TokenStream {
+    expand_schema(attr.into(), item.into())
+        .unwrap_or_else(syn::Error::into_compile_error)
+        .into()
+}
+
+fn expand_schema(attr: TokenStream2, item: TokenStream2) -> syn::Result<TokenStream2> {
+    let mut args: Args = syn::parse2(attr)?;
+    let input: syn::DeriveInput = syn::parse2(item.clone())?;
+    let id = args.positional.clone().ok_or_else(|| {
+        syn::Error::new(
+            Span::call_site(),
+            "#[schema] needs an id first, like #[schema(\"Content\", version = 1)]",
+        )
+    })?;
+    if id.value().is_empty() || id.value().contains(':') {
+        return Err(syn::Error::new(
+            id.span(),
+            "the schema id must be non-empty and cannot contain `:`",
+        ));
+    }
+    if !input.generics.params.is_empty() {
+        return Err(syn::Error::new(
+            input.generics.span(),
+            "#[schema] types cannot be generic: each schema is one concrete type",
+        ));
+    }
+    let version = match args.take("version") {
+        Some(v) => {
+            let n = lit_int(&v, "version")?;
+            u32::try_from(n).map_err(|_| syn::Error::new(v.span(), "version is too large"))?
+        }
+        None => 1,
+    };
+    let retention = match args.take("retention") {
+        Some(r) => {
+            let secs = lit_int(&r, "retention")?;
+            quote!(::core::option::Option::Some(::core::time::Duration::from_secs(#secs)))
+        }
+        None => quote!(::core::option::Option::None),
+    };
+    let streams = match args.take("streams") {
+        Some(s) => str_array(&s, "streams")?,
+        None => Vec::new(),
+    };
+    args.reject_unknown("`version`, `retention` or `streams`")?;
+
+    let ident = &input.ident;
+    Ok(quote! {
+        #item
+
+        impl ::kafkaesk::Schema for #ident {
+            const ID: &'static str = #id;
+            const VERSION: u32 = #version;
+            const RETENTION: ::core::option::Option<::core::time::Duration> = #retention;
+            const STREAMS: &'static [&'static str] = &[#(#streams),*];
+        }
+
+        ::kafkaesk::__private::inventory::submit! {
+            ::kafkaesk::registry::SchemaRegistration::of::<#ident>()
+        }
+    })
+}
+
+/// Registers an async function as a kafkaesk subscription. See `kafkaesk::subscribe`.
+#[proc_macro_attribute]
+pub fn subscribe(attr: TokenStream, item: TokenStream) -> TokenStream {
+    expand_subscribe(attr.into(), item.into())
+        .unwrap_or_else(syn::Error::into_compile_error)
+        .into()
+}
+
+fn expand_subscribe(attr: TokenStream2, item: TokenStream2) -> syn::Result<TokenStream2> {
+    let mut args: Args = syn::parse2(attr)?;
+    let function: ItemFn = syn::parse2(item)?;
+    let ident = &function.sig.ident;
+
+    if !function.sig.generics.params.is_empty() {
+        return Err(syn::Error::new(
+            function.sig.generics.span(),
+            "#[subscribe] handlers cannot be generic",
+        ));
+    }
+    let streams_list = args.take("streams");
+    let constructor = match (&args.positional, streams_list) {
+        (Some(pattern), None) => quote!(::kafkaesk::Subscription::new(#pattern, #ident)),
+        (None, Some(list)) => {
+            let list = str_array(&list, "streams")?;
+            quote!(::kafkaesk::Subscription::streams([#(#list),*], #ident))
+        }
+        (Some(pattern), Some(_)) => {
+            return Err(syn::Error::new(
+                pattern.span(),
+                "give either a pattern or `streams = [...]`, not both",
+            ))
+        }
+        (None, None) => {
+            return Err(syn::Error::new(
+                Span::call_site(),
+                "#[subscribe] needs a stream pattern first, like #[subscribe(\"content.*\")], \
+                 or `streams = [\"a\", \"b\"]`",
+            ))
+        }
+    };
+    let name = ident.to_string();
+    let mut options = quote!(.name(#name));
+    if let Some(group) = args.take("group") {
+        let group = lit_str(&group, "group")?;
+        options.extend(quote!(.group(#group)));
+    }
+    if let Some(concurrency) = args.take("concurrency") {
+        let n = lit_int(&concurrency, "concurrency")?;
+        if n == 0 {
+            return Err(syn::Error::new(
+                concurrency.span(),
+                "concurrency must be at least 1",
+            ));
+        }
+        let n = n as usize;
+        options.extend(quote!(.concurrency(#n)));
+    }
+    if let Some(timeout) = args.take("timeout") {
+        let secs = lit_seconds(&timeout, "timeout")?;
+        options.extend(quote!(.timeout(::core::time::Duration::from_secs_f64(#secs))));
+    }
+    args.reject_unknown("`group`, `concurrency`, `timeout` or `streams`")?;
+
+    let mut checks = Vec::new();
+    for (index, input) in function.sig.inputs.iter().enumerate() {
+        let ty = match input {
+            FnArg::Typed(typed) => &typed.ty,
+            FnArg::Receiver(receiver) => {
+                return Err(syn::Error::new(
+                    receiver.span(),
+                    "#[subscribe] works on free functions, not methods",
+                ))
+            }
+        };
+        // Spanned on the parameter's type, so an unsupported type is reported there.
+        let check = if index == 0 {
+            quote_spanned!(ty.span()=> ::kafkaesk::__private::assert_from_message::<#ty>())
+        } else {
+            quote_spanned!(ty.span()=> ::kafkaesk::__private::assert_from_context::<#ty>())
+        };
+        checks.push(quote!(const _: () = #check;));
+    }
+    if function.sig.inputs.is_empty() {
+        return Err(syn::Error::new(
+            function.sig.span(),
+            "a handler needs at least one parameter: the message (a schema type, \
+             serde_json::Value, Vec<u8> or kafkaesk::Record)",
+        ));
+    }
+    if function.sig.inputs.len() > 7 {
+        return Err(syn::Error::new(
+            function.sig.inputs.span(),
+            "a handler takes at most 7 parameters",
+        ));
+    }
+
+    Ok(quote! {
+        #function
+
+        const _: () = {
+            #(#checks)*
+
+            fn build() -> ::kafkaesk::Subscription {
+                #constructor #options
+            }
+
+            ::kafkaesk::__private::inventory::submit! {
+                ::kafkaesk::registry::SubscriptionRegistration { build }
+            }
+        };
+    })
+}

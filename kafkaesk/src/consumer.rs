@@ -1,0 +1,618 @@
+//! Batch consumers: one per subscription, in its own consumer group.
+//!
+//! Each consumer fetches up to `concurrency` records, runs the handler on all
+//! of them at once, and cancels any that exceed the subscription's `timeout`.
+//!
+//! # Commits and delivery guarantees
+//!
+//! Messages are consumed **at least once**. An offset is committed only after
+//! its record was handled, or deliberately skipped because it could not be
+//! decoded. With `auto_commit` (the default) handled offsets are committed
+//! every `auto_commit_interval`, before partitions are revoked in a rebalance,
+//! and at shutdown. Without it, handlers commit through [`Subscriber::commit`].
+//!
+//! A handler that returns an error, panics or times out stops its consumer:
+//! the failed batch is not committed, the application's run returns the error,
+//! and the records come back after a restart.
+//!
+//! # Topics and patterns
+//!
+//! Subscriptions are fnmatch patterns over stream names with the topic prefix
+//! applied, turned into a regular-expression subscription. Matching topics
+//! created later are picked up when librdkafka refreshes its metadata, every
+//! `topic.metadata.refresh.interval.ms` (5 s by default here, overridable
+//! through `kafka_settings`).
+//!
+//! New consumer groups start from the earliest offset (`auto.offset.reset`),
+//! so a group sees messages published before it first joined.
+
+use std::collections::{HashMap, HashSet};
+use std::panic::AssertUnwindSafe;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex, Weak};
+use std::time::Duration;
+
+use futures::FutureExt;
+use rdkafka::consumer::{
+    BaseConsumer, CommitMode, Consumer, ConsumerContext, Rebalance, StreamConsumer,
+};
+use rdkafka::error::KafkaResult;
+use rdkafka::{ClientContext, Offset, TopicPartitionList};
+use serde::Serialize;
+use tokio::sync::watch;
+
+use crate::app::{lock, set_default_setting, Application, ConsumerHealth, SubscriptionCounters};
+use crate::error::{BoxError, Error, Result};
+use crate::extract::{MessageContext, Rejection};
+use crate::publish::{Publish, RawPublish};
+use crate::record::{Headers, Record};
+use crate::router::{Streams, Subscription};
+use crate::topics::fnmatch_to_regex;
+
+type TopicPartition = (String, i32);
+
+/// How a run is controlled from [`Application`]: when to stop, and how many
+/// records all consumers have handled.
+pub(crate) struct RunControl {
+    pub(crate) stop: watch::Receiver<bool>,
+    pub(crate) stop_all: Arc<watch::Sender<bool>>,
+    pub(crate) consumed: Arc<AtomicUsize>,
+    pub(crate) limit: Option<usize>,
+}
+
+/// Offsets shared between the consumer loop and librdkafka's rebalance callbacks.
+#[derive(Default)]
+struct OffsetBook {
+    /// Next offset to read, per partition, for records handled or skipped.
+    processed: HashMap<TopicPartition, i64>,
+    /// What the broker last confirmed as committed.
+    committed: HashMap<TopicPartition, i64>,
+    assigned: HashSet<TopicPartition>,
+}
+
+impl OffsetBook {
+    fn uncommitted(&self, only: Option<&HashSet<TopicPartition>>) -> TopicPartitionList {
+        let mut tpl = TopicPartitionList::new();
+        for (tp, offset) in &self.processed {
+            if only.is_some_and(|set| !set.contains(tp)) {
+                continue;
+            }
+            if self.committed.get(tp) != Some(offset) {
+                // Offsets come from librdkafka, so the partition is valid.
+                let _ = tpl.add_partition_offset(&tp.0, tp.1, Offset::Offset(*offset));
+            }
+        }
+        tpl
+    }
+
+    fn confirm(&mut self, tpl: &TopicPartitionList) {
+        for elem in tpl.elements() {
+            if let Offset::Offset(offset) = elem.offset() {
+                self.committed
+                    .insert((elem.topic().to_owned(), elem.partition()), offset);
+            }
+        }
+    }
+}
+
+/// librdkafka context of a subscription's consumer.
+pub(crate) struct ConsumerCtx {
+    app: Application,
+    subscription: String,
+    auto_commit: bool,
+    book: Arc<Mutex<OffsetBook>>,
+}
+
+impl ClientContext for ConsumerCtx {}
+
+impl ConsumerContext for ConsumerCtx {
+    fn pre_rebalance(&self, consumer: &BaseConsumer<Self>, rebalance: &Rebalance<'_>) {
+        let Rebalance::Revoke(revoked) = rebalance else {
+            return;
+        };
+        let revoked: HashSet<TopicPartition> = revoked
+            .elements()
+            .iter()
+            .map(|e| (e.topic().to_owned(), e.partition()))
+            .collect();
+        if self.auto_commit {
+            // The lock is released while committing: librdkafka may call
+            // `commit_callback` on this thread.
+            let tpl = lock(&self.book).uncommitted(Some(&revoked));
+            if tpl.count() > 0 {
+                match consumer.commit(&tpl, CommitMode::Sync) {
+                    Ok(()) => lock(&self.book).confirm(&tpl),
+                    Err(err) => tracing::warn!(
+                        subscription = %self.subscription,
+                        error = %err,
+                        "could not commit before partitions were revoked; \
+                         their records since the last commit will be consumed again"
+                    ),
+                }
+            }
+        }
+        let mut book = lock(&self.book);
+        for tp in &revoked {
+            book.processed.remove(tp);
+            book.committed.remove(tp);
+            book.assigned.remove(tp);
+        }
+        let assigned = sorted(&book.assigned);
+        drop(book);
+        self.app
+            .update_consumer_health(&self.subscription, |h| h.assigned = assigned);
+    }
+
+    fn post_rebalance(&self, _consumer: &BaseConsumer<Self>, rebalance: &Rebalance<'_>) {
+        match rebalance {
+            Rebalance::Assign(tpl) => {
+                let mut book = lock(&self.book);
+                for elem in tpl.elements() {
+                    book.assigned
+                        .insert((elem.topic().to_owned(), elem.partition()));
+                }
+                let assigned = sorted(&book.assigned);
+                drop(book);
+                let topics: Vec<&str> = {
+                    let mut t: Vec<&str> = assigned.iter().map(|(t, _)| t.as_str()).collect();
+                    t.dedup();
+                    t
+                };
+                tracing::info!(
+                    subscription = %self.subscription,
+                    topics = %topics.join(","),
+                    partitions = assigned.len(),
+                    "partitions assigned"
+                );
+                self.app
+                    .update_consumer_health(&self.subscription, |h| h.assigned = assigned);
+            }
+            Rebalance::Revoke(_) => {}
+            Rebalance::Error(err) => tracing::warn!(
+                subscription = %self.subscription,
+                error = %err,
+                "rebalance failed"
+            ),
+        }
+    }
+
+    fn commit_callback(&self, result: KafkaResult<()>, offsets: &TopicPartitionList) {
+        match result {
+            Ok(()) => lock(&self.book).confirm(offsets),
+            Err(err) => tracing::warn!(
+                subscription = %self.subscription,
+                error = %err,
+                "offset commit failed; it is retried at the next commit"
+            ),
+        }
+    }
+}
+
+fn sorted(set: &HashSet<TopicPartition>) -> Vec<TopicPartition> {
+    let mut v: Vec<_> = set.iter().cloned().collect();
+    v.sort();
+    v
+}
+
+type KafkaConsumer = StreamConsumer<ConsumerCtx>;
+
+/// The regular expression a subscription subscribes with.
+pub(crate) fn subscription_regex(prefix: &str, streams: &Streams) -> String {
+    match streams {
+        Streams::Pattern(pattern) => fnmatch_to_regex(prefix, pattern),
+        Streams::List(list) => {
+            let alternatives: Vec<String> = list
+                .iter()
+                .map(|s| {
+                    let anchored = fnmatch_to_regex(prefix, s);
+                    anchored[1..anchored.len() - 1].to_owned()
+                })
+                .collect();
+            format!("^({})$", alternatives.join("|"))
+        }
+    }
+}
+
+enum Outcome {
+    Handled,
+    Unhandled(Rejection),
+    Failed(BoxError),
+    Panicked(String),
+    TimedOut(Duration),
+}
+
+/// Runs one subscription until the run is stopped or its handler fails.
+pub(crate) async fn run_subscription(
+    app: Application,
+    subscription: Subscription,
+    control: RunControl,
+) -> Result<()> {
+    let worker = Worker::start(app.clone(), subscription)?;
+    app.set_consumer_health(ConsumerHealth {
+        subscription: worker.name.to_string(),
+        group: worker.subscription.group_id().to_owned(),
+        running: true,
+        assigned: Vec::new(),
+    });
+    let result = worker.run(control).await;
+    app.update_consumer_health(&worker.name, |h| {
+        h.running = false;
+        h.assigned.clear();
+    });
+    worker.close().await;
+    result
+}
+
+struct Worker {
+    app: Application,
+    subscription: Subscription,
+    name: Arc<str>,
+    consumer: Arc<KafkaConsumer>,
+    book: Arc<Mutex<OffsetBook>>,
+    counters: Arc<SubscriptionCounters>,
+    auto_commit: bool,
+}
+
+impl Worker {
+    fn start(app: Application, subscription: Subscription) -> Result<Self> {
+        let settings = app.settings();
+        let name: Arc<str> = Arc::from(subscription.subscription_name());
+        let mut config = settings.client_config()?;
+        config.set("group.id", subscription.group_id());
+        config.set("enable.auto.commit", "false");
+        config.set("enable.auto.offset.store", "false");
+        set_default_setting(&mut config, settings, "auto.offset.reset", "earliest");
+        set_default_setting(&mut config, settings, "topic.metadata.refresh.interval.ms", "5000");
+        // Bound the prefetch so a backlog never grows the heap (per partition).
+        set_default_setting(&mut config, settings, "queued.max.messages.kbytes", "16384");
+        let book = Arc::new(Mutex::new(OffsetBook::default()));
+        let context = ConsumerCtx {
+            app: app.clone(),
+            subscription: name.to_string(),
+            auto_commit: settings.auto_commit,
+            book: book.clone(),
+        };
+        let consumer: KafkaConsumer = config.create_with_context(context)?;
+        let regex = subscription_regex(&settings.topic_prefix, subscription.stream_spec());
+        consumer.subscribe(&[&regex])?;
+        tracing::info!(
+            subscription = %name,
+            streams = %subscription.stream_spec(),
+            group = subscription.group_id(),
+            regex = %regex,
+            "subscribed"
+        );
+        Ok(Worker {
+            counters: app.counters(&name),
+            auto_commit: settings.auto_commit,
+            app,
+            subscription,
+            name,
+            consumer: Arc::new(consumer),
+            book,
+        })
+    }
+
+    async fn run(&self, mut control: RunControl) -> Result<()> {
+        let interval = self.app.settings().auto_commit_interval;
+        let mut commit_tick = tokio::time::interval(interval);
+        commit_tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        let concurrency = self.subscription.concurrency_limit();
+        let mut batch: Vec<Record> = Vec::with_capacity(concurrency);
+
+        loop {
+            if *control.stop.borrow() {
+                break;
+            }
+            let first = tokio::select! {
+                biased;
+                _ = control.stop.changed() => continue,
+                _ = commit_tick.tick() => {
+                    self.commit(CommitMode::Async);
+                    continue;
+                }
+                message = self.consumer.recv() => match message {
+                    Ok(message) => Record::from_message(&message),
+                    Err(err) => {
+                        tracing::warn!(subscription = %self.name, error = %err, "consumer error");
+                        tokio::time::sleep(Duration::from_millis(100)).await;
+                        continue;
+                    }
+                },
+            };
+            batch.push(first);
+            while batch.len() < concurrency {
+                match self.consumer.recv().now_or_never() {
+                    Some(Ok(message)) => batch.push(Record::from_message(&message)),
+                    Some(Err(err)) => {
+                        tracing::warn!(subscription = %self.name, error = %err, "consumer error");
+                        break;
+                    }
+                    None => break,
+                }
+            }
+
+            let Some(outcomes) = self.handle_batch(&batch, &mut control.stop).await else {
+                // Cancelled by a stop: nothing of this batch is committed.
+                batch.clear();
+                break;
+            };
+            if let Some(error) = self.settle(&batch, outcomes) {
+                batch.clear();
+                // Commit what earlier batches handled; the failed batch comes back.
+                self.commit(CommitMode::Sync);
+                return Err(error);
+            }
+            let total = control.consumed.fetch_add(batch.len(), Ordering::SeqCst) + batch.len();
+            batch.clear();
+            if control.limit.is_some_and(|limit| total >= limit) {
+                control.stop_all.send_replace(true);
+            }
+        }
+        self.commit(CommitMode::Sync);
+        Ok(())
+    }
+
+    /// Runs the handler on every record of the batch at once. Returns `None` if a
+    /// stop cancelled it after the shutdown timeout.
+    async fn handle_batch(
+        &self,
+        batch: &[Record],
+        stop: &mut watch::Receiver<bool>,
+    ) -> Option<Vec<Outcome>> {
+        let work = async {
+            if let [record] = batch {
+                vec![self.handle(record.clone()).await]
+            } else {
+                futures::future::join_all(batch.iter().map(|r| self.handle(r.clone()))).await
+            }
+        };
+        let grace = self.app.settings().shutdown_timeout;
+        let cancel_after_stop = async {
+            let _ = stop.wait_for(|stopped| *stopped).await;
+            tokio::time::sleep(grace).await;
+        };
+        tokio::select! {
+            outcomes = work => Some(outcomes),
+            () = cancel_after_stop => {
+                tracing::warn!(
+                    subscription = %self.name,
+                    records = batch.len(),
+                    "in-flight handlers cancelled at shutdown; their records will be consumed again"
+                );
+                None
+            }
+        }
+    }
+
+    async fn handle(&self, record: Record) -> Outcome {
+        let subscriber = Subscriber {
+            app: self.app.clone(),
+            record: record.clone(),
+            subscription: self.name.clone(),
+            consumer: Arc::downgrade(&self.consumer),
+        };
+        let handler = self.subscription.handler();
+        let run = AssertUnwindSafe(async move {
+            match handler.call(MessageContext::new(record, subscriber)) {
+                Err(rejection) => Outcome::Unhandled(rejection),
+                Ok(future) => match future.await {
+                    Ok(()) => Outcome::Handled,
+                    Err(err) => Outcome::Failed(err),
+                },
+            }
+        })
+        .catch_unwind()
+        .map(|result| result.unwrap_or_else(|payload| Outcome::Panicked(panic_message(&payload))));
+        match self.subscription.handler_timeout() {
+            Some(timeout) => tokio::time::timeout(timeout, run)
+                .await
+                .unwrap_or(Outcome::TimedOut(timeout)),
+            None => run.await,
+        }
+    }
+
+    /// Records the batch's offsets, or returns the first failure.
+    fn settle(&self, batch: &[Record], outcomes: Vec<Outcome>) -> Option<Error> {
+        let mut failure = None;
+        for (record, outcome) in batch.iter().zip(outcomes) {
+            let error = match outcome {
+                Outcome::Handled => {
+                    self.counters.handled.fetch_add(1, Ordering::Relaxed);
+                    continue;
+                }
+                Outcome::Unhandled(rejection) => {
+                    self.counters.unhandled.fetch_add(1, Ordering::Relaxed);
+                    let err = Error::Unhandled {
+                        position: record.position(),
+                        reason: rejection.reason().to_owned(),
+                    };
+                    tracing::warn!(
+                        subscription = %self.name,
+                        topic = record.topic(),
+                        partition = record.partition(),
+                        offset = record.offset(),
+                        reason = rejection.reason(),
+                        "{err}; skipped"
+                    );
+                    continue;
+                }
+                Outcome::Failed(source) => Error::Handler {
+                    subscription: self.name.to_string(),
+                    position: record.position(),
+                    source,
+                },
+                Outcome::Panicked(message) => Error::HandlerPanic {
+                    subscription: self.name.to_string(),
+                    position: record.position(),
+                    message,
+                },
+                Outcome::TimedOut(timeout) => Error::HandlerTimeout {
+                    subscription: self.name.to_string(),
+                    position: record.position(),
+                    timeout,
+                },
+            };
+            self.counters.failed.fetch_add(1, Ordering::Relaxed);
+            tracing::error!(subscription = %self.name, error = %error, "handler failed; stopping consumer");
+            failure.get_or_insert(error);
+        }
+        if failure.is_some() {
+            return failure;
+        }
+        let mut book = lock(&self.book);
+        for record in batch {
+            let tp = (record.topic().to_owned(), record.partition());
+            // A record from a partition revoked meanwhile belongs to another member now.
+            if !book.assigned.contains(&tp) {
+                continue;
+            }
+            let next = record.offset() + 1;
+            let entry = book.processed.entry(tp).or_insert(next);
+            *entry = (*entry).max(next);
+        }
+        None
+    }
+
+    fn commit(&self, mode: CommitMode) {
+        if !self.auto_commit {
+            return;
+        }
+        let tpl = lock(&self.book).uncommitted(None);
+        if tpl.count() == 0 {
+            return;
+        }
+        match self.consumer.commit(&tpl, mode) {
+            Ok(()) if matches!(mode, CommitMode::Sync) => lock(&self.book).confirm(&tpl),
+            Ok(()) => {}
+            Err(err) => tracing::warn!(subscription = %self.name, error = %err, "offset commit failed"),
+        }
+    }
+
+    /// Leaves the group and closes the consumer, off the async threads: closing
+    /// waits for librdkafka to finish the final rebalance.
+    async fn close(self) {
+        let consumer = self.consumer;
+        let name = self.name;
+        let closed = tokio::task::spawn_blocking(move || {
+            consumer.unsubscribe();
+            drop(consumer);
+        })
+        .await;
+        if closed.is_err() {
+            tracing::warn!(subscription = %name, "consumer did not close cleanly");
+        }
+    }
+}
+
+fn panic_message(payload: &Box<dyn std::any::Any + Send>) -> String {
+    if let Some(s) = payload.downcast_ref::<&str>() {
+        (*s).to_owned()
+    } else if let Some(s) = payload.downcast_ref::<String>() {
+        s.clone()
+    } else {
+        "non-string panic payload".to_owned()
+    }
+}
+
+/// The consumer handling the current record, as a handler sees it.
+///
+/// Publish from a handler with [`publish`](Self::publish) to carry the
+/// consumed record's headers along, forward records with
+/// [`forward`](Self::forward), and commit by hand with [`commit`](Self::commit)
+/// when `auto_commit` is off.
+#[derive(Clone)]
+pub struct Subscriber {
+    app: Application,
+    record: Record,
+    subscription: Arc<str>,
+    consumer: Weak<KafkaConsumer>,
+}
+
+impl std::fmt::Debug for Subscriber {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Subscriber")
+            .field("subscription", &self.subscription)
+            .field("record", &self.record.position())
+            .finish_non_exhaustive()
+    }
+}
+
+impl Subscriber {
+    /// The application.
+    pub fn app(&self) -> &Application {
+        &self.app
+    }
+
+    /// The record being handled.
+    pub fn record(&self) -> &Record {
+        &self.record
+    }
+
+    /// The subscription's name.
+    pub fn subscription(&self) -> &str {
+        &self.subscription
+    }
+
+    /// Publishes new data carrying the consumed record's headers.
+    pub fn publish<'a, T>(&'a self, stream: &'a str, data: &'a T) -> Publish<'a, T>
+    where
+        T: Serialize + schemars::JsonSchema + Sync + 'static,
+    {
+        self.app.publish(stream, data).headers(self.record.headers())
+    }
+
+    /// Republishes `record` to `stream` untouched: same value and key, its
+    /// headers plus `extra`.
+    pub fn forward<'a>(&'a self, stream: &'a str, record: &Record, extra: &Headers) -> RawPublish<'a> {
+        self.app
+            .raw_publish(stream, record.value().to_vec())
+            .maybe_key(record.key())
+            .headers(record.headers())
+            .headers(extra)
+    }
+
+    /// Commits the current record's offset (the next offset to read is the one after it).
+    ///
+    /// For applications with `auto_commit` off. With concurrency above 1,
+    /// commit only once every earlier record of the partition is handled.
+    pub async fn commit(&self) -> Result<()> {
+        let consumer = self.consumer.upgrade().ok_or(Error::Stopped)?;
+        let mut tpl = TopicPartitionList::new();
+        tpl.add_partition_offset(
+            self.record.topic(),
+            self.record.partition(),
+            Offset::Offset(self.record.offset() + 1),
+        )?;
+        tokio::task::spawn_blocking(move || consumer.commit(&tpl, CommitMode::Sync))
+            .await
+            .map_err(|_| Error::Stopped)?
+            .map_err(Error::Kafka)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn topic_lists_become_one_anchored_alternation() {
+        let re = subscription_regex("p.", &Streams::List(vec!["a.b".into(), "c".into()]));
+        assert_eq!(re, r"^(p\.a\.b|p\.c)$");
+        let re = regex::Regex::new(&re).unwrap();
+        assert!(re.is_match("p.a.b") && re.is_match("p.c"));
+        assert!(!re.is_match("p.axb") && !re.is_match("p.cd"));
+    }
+
+    #[test]
+    fn only_changed_offsets_are_committed() {
+        let mut book = OffsetBook::default();
+        book.processed.insert(("t".into(), 0), 5);
+        book.processed.insert(("t".into(), 1), 7);
+        book.committed.insert(("t".into(), 1), 7);
+        let tpl = book.uncommitted(None);
+        assert_eq!(tpl.count(), 1);
+        book.confirm(&tpl);
+        assert_eq!(book.uncommitted(None).count(), 0);
+    }
+}

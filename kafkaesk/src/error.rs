@@ -1,0 +1,254 @@
+//! The one error type of the crate.
+//!
+//! Every fallible kafkaesk call returns [`Error`]. Its variants are meant to be
+//! matched on: a publisher can tell invalid data ([`Error::Validation`]) from a
+//! broker problem ([`Error::Kafka`]), and a worker can tell a failing handler
+//! ([`Error::Handler`]) from a misconfigured application
+//! ([`Error::AppNotConfigured`]).
+
+use std::fmt;
+use std::time::Duration;
+
+/// A boxed error returned by user code, such as a handler.
+pub type BoxError = Box<dyn std::error::Error + Send + Sync + 'static>;
+
+/// Shorthand for `Result<T, kafkaesk::Error>`.
+pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+/// Where a consumed record came from: enough to find it again with any Kafka tool.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RecordPosition {
+    /// Full topic name, prefix included.
+    pub topic: String,
+    /// Partition number.
+    pub partition: i32,
+    /// Offset of the record within its partition.
+    pub offset: i64,
+}
+
+impl fmt::Display for RecordPosition {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}[{}]@{}", self.topic, self.partition, self.offset)
+    }
+}
+
+/// One rule that a value broke during JSON Schema validation.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ValidationIssue {
+    /// JSON pointer to the offending field inside `data`, e.g. `/foo` (empty for the root).
+    pub field: String,
+    /// The schema keyword that failed, e.g. `minLength`, `maximum`, `pattern`, `required`.
+    pub rule: String,
+    /// Human-readable description from the validator.
+    pub message: String,
+}
+
+impl fmt::Display for ValidationIssue {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let field = if self.field.is_empty() {
+            "(root)"
+        } else {
+            &self.field
+        };
+        write!(f, "field `{field}` breaks `{}`: {}", self.rule, self.message)
+    }
+}
+
+/// Every error that kafkaesk reports.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum Error {
+    /// Two different types were registered under the same `"Id:version"` key.
+    #[error(
+        "schema `{key}` is registered twice: by `{existing}` and by `{new}`; \
+         give one of them another id or version"
+    )]
+    SchemaConflict {
+        /// The `"Id:version"` key.
+        key: String,
+        /// Rust type that registered the key first.
+        existing: &'static str,
+        /// Rust type that tried to register it again.
+        new: &'static str,
+    },
+
+    /// The application has no Kafka servers, or was not initialized.
+    #[error("application is not configured: {0}")]
+    AppNotConfigured(String),
+
+    /// Data failed JSON Schema validation; nothing was sent.
+    #[error("`{schema}` data is invalid, nothing was sent: {}", join_issues(.issues))]
+    Validation {
+        /// The `"Id:version"` key of the schema that was checked.
+        schema: String,
+        /// Every rule that failed.
+        issues: Vec<ValidationIssue>,
+    },
+
+    /// The JSON Schema generated for a type could not be compiled.
+    #[error("JSON Schema of `{schema}` cannot be compiled: {reason}")]
+    InvalidSchema {
+        /// The `"Id:version"` key.
+        schema: String,
+        /// What the validator said.
+        reason: String,
+    },
+
+    /// A consumed record could not be decoded into what the handler asked for.
+    ///
+    /// The consumer logs it, counts it as unhandled, commits past it and goes on;
+    /// this variant is what the log line and the counter carry.
+    #[error("record {position} was not handled: {reason}")]
+    Unhandled {
+        /// The record that was skipped.
+        position: RecordPosition,
+        /// Why it could not be decoded.
+        reason: String,
+    },
+
+    /// A handler returned an error. The consumer stopped without committing the record.
+    #[error("handler `{subscription}` failed on record {position}: {source}")]
+    Handler {
+        /// Name of the subscription (the handler function's name by default).
+        subscription: String,
+        /// The record being handled.
+        position: RecordPosition,
+        /// What the handler returned.
+        #[source]
+        source: BoxError,
+    },
+
+    /// A handler panicked. The consumer stopped without committing the record.
+    #[error("handler `{subscription}` panicked on record {position}: {message}")]
+    HandlerPanic {
+        /// Name of the subscription.
+        subscription: String,
+        /// The record being handled.
+        position: RecordPosition,
+        /// The panic payload, when it was a string.
+        message: String,
+    },
+
+    /// A handler ran longer than its subscription's timeout and was cancelled.
+    #[error("handler `{subscription}` timed out after {timeout:?} on record {position}")]
+    HandlerTimeout {
+        /// Name of the subscription.
+        subscription: String,
+        /// The record being handled.
+        position: RecordPosition,
+        /// The subscription's timeout.
+        timeout: Duration,
+    },
+
+    /// A subscription pattern or topic list is not usable.
+    #[error("invalid subscription `{pattern}`: {reason}")]
+    InvalidSubscription {
+        /// The pattern as written.
+        pattern: String,
+        /// What is wrong with it.
+        reason: String,
+    },
+
+    /// A topic could not be created or inspected through the admin API.
+    #[error("topic `{topic}`: {reason}")]
+    Topic {
+        /// Full topic name, prefix included.
+        topic: String,
+        /// What the broker answered.
+        reason: String,
+    },
+
+    /// A setting has a value that cannot work.
+    #[error("invalid setting `{name}`: {reason}")]
+    InvalidSetting {
+        /// The setting's name.
+        name: String,
+        /// What to fix.
+        reason: String,
+    },
+
+    /// Data could not be serialized to JSON.
+    #[error("cannot serialize `{type_name}` to JSON: {source}")]
+    Serialize {
+        /// The Rust type being published.
+        type_name: &'static str,
+        /// What serde_json said.
+        #[source]
+        source: serde_json::Error,
+    },
+
+    /// The broker did not acknowledge a published message.
+    #[error("message to `{topic}` was not delivered: {source}")]
+    Delivery {
+        /// Full topic name.
+        topic: String,
+        /// What librdkafka reported.
+        #[source]
+        source: rdkafka::error::KafkaError,
+    },
+
+    /// An error from librdkafka outside publishing.
+    #[error("kafka: {0}")]
+    Kafka(#[from] rdkafka::error::KafkaError),
+
+    /// `consume_for` or another bounded wait ran out of time.
+    #[error("timed out after {0:?}")]
+    Timeout(Duration),
+
+    /// The application is shutting down or was stopped.
+    #[error("application stopped")]
+    Stopped,
+}
+
+fn join_issues(issues: &[ValidationIssue]) -> String {
+    issues
+        .iter()
+        .map(ToString::to_string)
+        .collect::<Vec<_>>()
+        .join("; ")
+}
+
+impl Error {
+    /// The record this error is about, for errors raised while consuming.
+    pub fn position(&self) -> Option<&RecordPosition> {
+        match self {
+            Error::Unhandled { position, .. }
+            | Error::Handler { position, .. }
+            | Error::HandlerPanic { position, .. }
+            | Error::HandlerTimeout { position, .. } => Some(position),
+            _ => None,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn validation_error_names_field_and_rule() {
+        let err = Error::Validation {
+            schema: "Content:1".into(),
+            issues: vec![ValidationIssue {
+                field: "/foo".into(),
+                rule: "minLength".into(),
+                message: "\"\" is shorter than 1 character".into(),
+            }],
+        };
+        let text = err.to_string();
+        assert!(text.contains("Content:1"), "{text}");
+        assert!(text.contains("`/foo`"), "{text}");
+        assert!(text.contains("minLength"), "{text}");
+    }
+
+    #[test]
+    fn schema_conflict_names_both_types() {
+        let err = Error::SchemaConflict {
+            key: "Content:1".into(),
+            existing: "a::A",
+            new: "b::B",
+        };
+        let text = err.to_string();
+        assert!(text.contains("a::A") && text.contains("b::B"), "{text}");
+    }
+}

@@ -1,0 +1,231 @@
+//! What a handler can ask for, by type.
+//!
+//! A handler's **first** parameter decides how the record is decoded; it
+//! implements [`FromMessage`]:
+//!
+//! | first parameter | what it gets |
+//! |---|---|
+//! | a [`Schema`] type (`ContentMessage`) | the envelope's `data`, deserialized |
+//! | [`Json<T>`] for any `T: DeserializeOwned` | the same, for types that are not schemas |
+//! | [`serde_json::Value`] | the whole message as JSON, envelope included |
+//! | `Vec<u8>` | the raw value bytes |
+//! | [`Record`] | the Kafka record itself |
+//!
+//! **Further** parameters are injected by type; they implement [`FromContext`]:
+//! [`SchemaId`], [`Record`], [`Application`](crate::Application) and
+//! [`Subscriber`].
+//!
+//! ```
+//! use kafkaesk::{Record, SchemaId, Subscriber};
+//!
+//! #[kafkaesk::schema("Content")]
+//! #[derive(serde::Serialize, serde::Deserialize, schemars::JsonSchema)]
+//! pub struct Content { pub foo: String }
+//!
+//! #[kafkaesk::subscribe("content.*", group = "indexer")]
+//! async fn index(data: Content, schema: SchemaId, record: Record, subscriber: Subscriber) {
+//!     println!("{} {} from {}: {}", schema, record.offset(), record.topic(), data.foo);
+//! }
+//! ```
+//!
+//! A record that cannot be decoded is not handed to the handler: it is logged
+//! with its position, counted as unhandled and committed past.
+//!
+//! Your own types can be injected too: implement [`FromContext`] for them.
+
+use serde::de::DeserializeOwned;
+
+use crate::app::Application;
+use crate::consumer::Subscriber;
+use crate::record::Record;
+use crate::schema::{Envelope, EnvelopeSchema, Schema};
+
+/// Why a record could not be turned into what a handler asked for.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Rejection(String);
+
+impl Rejection {
+    /// A rejection with a reason that says what was wrong with the record.
+    pub fn new(reason: impl Into<String>) -> Self {
+        Rejection(reason.into())
+    }
+
+    /// The reason.
+    pub fn reason(&self) -> &str {
+        &self.0
+    }
+}
+
+impl std::fmt::Display for Rejection {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+/// Everything a handler's parameters are drawn from, for one record.
+pub struct MessageContext {
+    pub(crate) record: Record,
+    pub(crate) schema: Option<String>,
+    pub(crate) subscriber: Subscriber,
+}
+
+impl MessageContext {
+    pub(crate) fn new(record: Record, subscriber: Subscriber) -> Self {
+        MessageContext {
+            record,
+            schema: None,
+            subscriber,
+        }
+    }
+
+    /// The record being handled.
+    pub fn record(&self) -> &Record {
+        &self.record
+    }
+
+    /// The envelope's schema key, when the first parameter already decoded it.
+    pub fn schema(&self) -> Option<&str> {
+        self.schema.as_deref()
+    }
+
+    /// The subscriber handling the record.
+    pub fn subscriber(&self) -> &Subscriber {
+        &self.subscriber
+    }
+}
+
+/// A handler's first parameter: how the record is decoded.
+#[diagnostic::on_unimplemented(
+    message = "`{Self}` cannot be the first parameter of a kafkaesk handler",
+    label = "the first parameter decides how a record is decoded",
+    note = "use a #[kafkaesk::schema] type, kafkaesk::Json<T>, serde_json::Value, Vec<u8> or kafkaesk::Record"
+)]
+pub trait FromMessage: Sized + Send + 'static {
+    /// Decodes the record. May store the envelope's schema key in the context.
+    fn from_message(ctx: &mut MessageContext) -> Result<Self, Rejection>;
+}
+
+/// A further handler parameter, injected by type.
+#[diagnostic::on_unimplemented(
+    message = "`{Self}` cannot be injected into a kafkaesk handler",
+    label = "not an injectable type",
+    note = "after the first parameter, a handler can take kafkaesk::SchemaId, kafkaesk::Record, kafkaesk::Application or kafkaesk::Subscriber"
+)]
+pub trait FromContext: Sized + Send + 'static {
+    /// Builds the parameter from the context.
+    fn from_context(ctx: &MessageContext) -> Result<Self, Rejection>;
+}
+
+fn decode_error(what: &str, err: serde_json::Error) -> Rejection {
+    Rejection(format!("{what}: {err}"))
+}
+
+impl<T: Schema> FromMessage for T {
+    fn from_message(ctx: &mut MessageContext) -> Result<Self, Rejection> {
+        let envelope: Envelope<T> = serde_json::from_slice(ctx.record.value()).map_err(|e| {
+            decode_error(
+                &format!("not a kafkaesk envelope with `{}` data", T::ID),
+                e,
+            )
+        })?;
+        ctx.schema = envelope.schema;
+        Ok(envelope.data)
+    }
+}
+
+/// The envelope's `data`, deserialized into any type, schema or not.
+///
+/// ```
+/// #[derive(serde::Deserialize)]
+/// struct Partial { foo: String }
+///
+/// #[kafkaesk::subscribe("content.*")]
+/// async fn peek(kafkaesk::Json(data): kafkaesk::Json<Partial>) {
+///     println!("{}", data.foo);
+/// }
+/// ```
+#[derive(Debug, Clone, PartialEq)]
+pub struct Json<T>(pub T);
+
+impl<T: DeserializeOwned + Send + 'static> FromMessage for Json<T> {
+    fn from_message(ctx: &mut MessageContext) -> Result<Self, Rejection> {
+        let envelope: Envelope<T> = serde_json::from_slice(ctx.record.value())
+            .map_err(|e| decode_error("not a kafkaesk envelope with matching data", e))?;
+        ctx.schema = envelope.schema;
+        Ok(Json(envelope.data))
+    }
+}
+
+impl FromMessage for serde_json::Value {
+    fn from_message(ctx: &mut MessageContext) -> Result<Self, Rejection> {
+        serde_json::from_slice(ctx.record.value()).map_err(|e| decode_error("not JSON", e))
+    }
+}
+
+impl FromMessage for Vec<u8> {
+    fn from_message(ctx: &mut MessageContext) -> Result<Self, Rejection> {
+        Ok(ctx.record.value().to_vec())
+    }
+}
+
+impl FromMessage for Record {
+    fn from_message(ctx: &mut MessageContext) -> Result<Self, Rejection> {
+        Ok(ctx.record.clone())
+    }
+}
+
+/// The envelope's schema key, e.g. `"Content:1"`, injected by type.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct SchemaId(pub String);
+
+impl SchemaId {
+    /// The key as a string.
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+impl std::fmt::Display for SchemaId {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl std::ops::Deref for SchemaId {
+    type Target = str;
+    fn deref(&self) -> &str {
+        &self.0
+    }
+}
+
+impl FromContext for SchemaId {
+    fn from_context(ctx: &MessageContext) -> Result<Self, Rejection> {
+        if let Some(schema) = &ctx.schema {
+            return Ok(SchemaId(schema.clone()));
+        }
+        let envelope: EnvelopeSchema = serde_json::from_slice(ctx.record.value())
+            .map_err(|e| decode_error("not a kafkaesk envelope", e))?;
+        envelope
+            .schema
+            .map(SchemaId)
+            .ok_or_else(|| Rejection::new("the envelope has no `schema` key"))
+    }
+}
+
+impl FromContext for Record {
+    fn from_context(ctx: &MessageContext) -> Result<Self, Rejection> {
+        Ok(ctx.record.clone())
+    }
+}
+
+impl FromContext for Subscriber {
+    fn from_context(ctx: &MessageContext) -> Result<Self, Rejection> {
+        Ok(ctx.subscriber.clone())
+    }
+}
+
+impl FromContext for Application {
+    fn from_context(ctx: &MessageContext) -> Result<Self, Rejection> {
+        Ok(ctx.subscriber.app().clone())
+    }
+}

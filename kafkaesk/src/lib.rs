@@ -1,0 +1,117 @@
+//! # kafkaesk
+//!
+//! Declarative, JSON-Schema-validated pub/sub for Apache Kafka: the Rust
+//! counterpart of Python's [kafkaesk](https://github.com/onna/kafkaesk),
+//! wire-compatible with it.
+//!
+//! Annotate message types with [`#[schema]`](macro@schema) and async handlers
+//! with [`#[subscribe]`](macro@subscribe); publish typed messages, validated
+//! against their JSON Schema before they leave; run the handlers with
+//! [`Application::run`] or the `kafkaesk` command.
+//!
+//! ```no_run
+//! #[kafkaesk::schema("Content", version = 1, retention = 86400, streams = ["content.edited"])]
+//! #[derive(Debug, Clone, serde::Serialize, serde::Deserialize, schemars::JsonSchema)]
+//! pub struct ContentMessage {
+//!     pub foo: String,
+//! }
+//!
+//! #[kafkaesk::subscribe("content.*", group = "content-indexer")]
+//! async fn index(data: ContentMessage, subscriber: kafkaesk::Subscriber) -> Result<(), kafkaesk::Error> {
+//!     // Carries the consumed record's headers.
+//!     subscriber.publish("content.indexed", &data).await?;
+//!     Ok(())
+//! }
+//!
+//! #[tokio::main]
+//! async fn main() -> Result<(), kafkaesk::Error> {
+//!     let app = kafkaesk::Application::builder()
+//!         .kafka_servers(["localhost:9092"])
+//!         .with_registry()?
+//!         .build()?;
+//!     app.publish_and_wait("content.edited", &ContentMessage { foo: "bar".into() }).await?;
+//!     app.run().await
+//! }
+//! ```
+//!
+//! Messages travel in Python kafkaesk's envelope,
+//! `{"schema":"Content:1","data":{...}}`, and are consumed at least once:
+//! make handlers idempotent.
+//!
+//! The modules, one concept each:
+//! [`schema`] (ids, JSON Schemas, validation, the envelope),
+//! [`router`] (schemas and subscriptions), [`app`] (settings and lifecycle),
+//! [`publish`], [`consumer`] (batch consumers and commits),
+//! [`extract`] and [`handler`] (what handlers can take), [`topics`]
+//! (creation and patterns), [`registry`] (what the macros register), and
+//! [`error`].
+
+#![warn(missing_docs)]
+
+// Lets the macros refer to `::kafkaesk` inside this crate too.
+extern crate self as kafkaesk;
+
+pub mod app;
+pub mod consumer;
+pub mod error;
+pub mod extract;
+pub mod handler;
+pub mod publish;
+pub mod record;
+pub mod registry;
+pub mod router;
+pub mod schema;
+pub mod topics;
+
+pub use app::{Application, ApplicationBuilder, Health, Settings, SubscriptionStats};
+pub use consumer::Subscriber;
+pub use error::{Error, Result};
+pub use extract::{Json, SchemaId};
+pub use publish::{Delivery, PublishHandle};
+pub use record::{Header, Headers, Record};
+pub use router::{Router, Streams, Subscription};
+pub use schema::Schema;
+
+/// Registers a struct or enum as a message schema.
+///
+/// ```
+/// #[kafkaesk::schema("Content", version = 2, retention = 86400, streams = ["content.edited"])]
+/// #[derive(serde::Serialize, serde::Deserialize, schemars::JsonSchema)]
+/// pub struct ContentMessage { pub foo: String }
+/// ```
+///
+/// Arguments: the id (required), `version` (default 1), `retention` in
+/// seconds, and `streams` to create when the application initializes. The
+/// type must derive `Serialize`, `Deserialize` and `JsonSchema`. It implements
+/// [`Schema`] and is added to the global [registry].
+pub use kafkaesk_macros::schema;
+
+/// Registers an async function as a subscription handler.
+///
+/// ```
+/// # #[kafkaesk::schema("Content")]
+/// # #[derive(serde::Serialize, serde::Deserialize, schemars::JsonSchema)]
+/// # pub struct ContentMessage { pub foo: String }
+/// #[kafkaesk::subscribe("content.*", group = "indexer", concurrency = 10, timeout = 5)]
+/// async fn index(data: ContentMessage) -> Result<(), kafkaesk::Error> {
+///     Ok(())
+/// }
+/// ```
+///
+/// Arguments: an fnmatch pattern, or `streams = ["a", "b"]` for a list;
+/// `group` (default: the function's name); `concurrency` (default 1);
+/// `timeout` in seconds (fractions allowed, no timeout by default).
+///
+/// The function stays callable as it is. A parameter that cannot be
+/// extracted is a compile error pointing at that parameter.
+pub use kafkaesk_macros::subscribe;
+
+#[doc(hidden)]
+pub mod __private {
+    pub use inventory;
+
+    use crate::extract::{FromContext, FromMessage};
+
+    pub const fn assert_from_message<T: FromMessage>() {}
+    pub const fn assert_from_context<T: FromContext>() {}
+}

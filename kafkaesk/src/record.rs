@@ -1,0 +1,234 @@
+//! Consumed Kafka records and message headers.
+
+use std::sync::Arc;
+
+use rdkafka::message::{BorrowedMessage, Header as RdHeader, Headers as _, OwnedHeaders};
+use rdkafka::Message as _;
+
+use crate::error::RecordPosition;
+
+/// One Kafka header. Values are bytes and pass through untouched.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Header {
+    /// Header name.
+    pub key: String,
+    /// Header value; `None` is a null value, distinct from an empty one.
+    pub value: Option<Vec<u8>>,
+}
+
+/// The ordered headers of a message. Kafka allows repeated keys; so does this type.
+///
+/// ```
+/// let headers = kafkaesk::Headers::new().with("trace-id", "abc").with("slow", "true");
+/// assert_eq!(headers.get("slow"), Some(&b"true"[..]));
+/// ```
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Headers(Vec<Header>);
+
+impl Headers {
+    /// No headers.
+    pub fn new() -> Self {
+        Headers(Vec::new())
+    }
+
+    /// Adds a header and returns the headers, for chaining.
+    pub fn with(mut self, key: impl Into<String>, value: impl AsRef<[u8]>) -> Self {
+        self.insert(key, value);
+        self
+    }
+
+    /// Appends a header.
+    pub fn insert(&mut self, key: impl Into<String>, value: impl AsRef<[u8]>) {
+        self.0.push(Header {
+            key: key.into(),
+            value: Some(value.as_ref().to_vec()),
+        });
+    }
+
+    /// Appends a header as it is, null value included.
+    pub fn push(&mut self, header: Header) {
+        self.0.push(header);
+    }
+
+    /// The value of the first header with this key.
+    pub fn get(&self, key: &str) -> Option<&[u8]> {
+        self.0
+            .iter()
+            .find(|h| h.key == key)
+            .and_then(|h| h.value.as_deref())
+    }
+
+    /// Every header, in order.
+    pub fn iter(&self) -> impl Iterator<Item = &Header> {
+        self.0.iter()
+    }
+
+    /// Number of headers.
+    pub fn len(&self) -> usize {
+        self.0.len()
+    }
+
+    /// Whether there are no headers.
+    pub fn is_empty(&self) -> bool {
+        self.0.is_empty()
+    }
+
+    /// Appends every header of `other`.
+    pub fn extend(&mut self, other: &Headers) {
+        self.0.extend(other.0.iter().cloned());
+    }
+
+    pub(crate) fn to_rdkafka(&self) -> Option<OwnedHeaders> {
+        if self.0.is_empty() {
+            return None;
+        }
+        let mut out = OwnedHeaders::new_with_capacity(self.0.len());
+        for header in &self.0 {
+            out = out.insert(RdHeader {
+                key: &header.key,
+                value: header.value.as_deref(),
+            });
+        }
+        Some(out)
+    }
+}
+
+impl<K: Into<String>, V: AsRef<[u8]>> FromIterator<(K, V)> for Headers {
+    fn from_iter<I: IntoIterator<Item = (K, V)>>(iter: I) -> Self {
+        let mut headers = Headers::new();
+        for (k, v) in iter {
+            headers.insert(k, v);
+        }
+        headers
+    }
+}
+
+/// A consumed Kafka record: position, key, value, headers and timestamp.
+///
+/// Cheap to clone. Take it as a handler's first parameter to skip decoding, or
+/// as a further parameter to see where the decoded data came from.
+#[derive(Debug, Clone)]
+pub struct Record(Arc<RecordInner>);
+
+#[derive(Debug)]
+struct RecordInner {
+    topic: String,
+    partition: i32,
+    offset: i64,
+    key: Option<Vec<u8>>,
+    value: Option<Vec<u8>>,
+    headers: Headers,
+    timestamp: Option<i64>,
+}
+
+impl Record {
+    /// Builds a record by hand, for tests of handlers.
+    pub fn new(
+        topic: impl Into<String>,
+        partition: i32,
+        offset: i64,
+        key: Option<Vec<u8>>,
+        value: Option<Vec<u8>>,
+        headers: Headers,
+        timestamp: Option<i64>,
+    ) -> Self {
+        Record(Arc::new(RecordInner {
+            topic: topic.into(),
+            partition,
+            offset,
+            key,
+            value,
+            headers,
+            timestamp,
+        }))
+    }
+
+    pub(crate) fn from_message(message: &BorrowedMessage<'_>) -> Self {
+        let headers = match message.headers() {
+            Some(raw) => Headers(
+                raw.iter()
+                    .map(|h| Header {
+                        key: h.key.to_owned(),
+                        value: h.value.map(<[u8]>::to_vec),
+                    })
+                    .collect(),
+            ),
+            None => Headers::new(),
+        };
+        Record::new(
+            message.topic(),
+            message.partition(),
+            message.offset(),
+            message.key().map(<[u8]>::to_vec),
+            message.payload().map(<[u8]>::to_vec),
+            headers,
+            message.timestamp().to_millis(),
+        )
+    }
+
+    /// Full topic name, prefix included.
+    pub fn topic(&self) -> &str {
+        &self.0.topic
+    }
+
+    /// Partition number.
+    pub fn partition(&self) -> i32 {
+        self.0.partition
+    }
+
+    /// Offset within the partition.
+    pub fn offset(&self) -> i64 {
+        self.0.offset
+    }
+
+    /// Message key, if any.
+    pub fn key(&self) -> Option<&[u8]> {
+        self.0.key.as_deref()
+    }
+
+    /// Message value; empty for a null (tombstone) value.
+    pub fn value(&self) -> &[u8] {
+        self.0.value.as_deref().unwrap_or_default()
+    }
+
+    /// Message headers.
+    pub fn headers(&self) -> &Headers {
+        &self.0.headers
+    }
+
+    /// Timestamp in milliseconds since the Unix epoch, when the broker gave one.
+    pub fn timestamp(&self) -> Option<i64> {
+        self.0.timestamp
+    }
+
+    /// Topic, partition and offset.
+    pub fn position(&self) -> RecordPosition {
+        RecordPosition {
+            topic: self.0.topic.clone(),
+            partition: self.0.partition,
+            offset: self.0.offset,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn headers_keep_order_repeats_and_nulls() {
+        let mut headers = Headers::new().with("a", "1").with("a", "2");
+        headers.push(Header {
+            key: "n".into(),
+            value: None,
+        });
+        headers.insert("bin", [0xff, 0x00]);
+        assert_eq!(headers.get("a"), Some(&b"1"[..]));
+        assert_eq!(headers.get("n"), None);
+        assert_eq!(headers.get("bin"), Some(&[0xff, 0x00][..]));
+        assert_eq!(headers.len(), 4);
+        let rd = headers.to_rdkafka().unwrap();
+        assert_eq!(rd.count(), 4);
+        assert_eq!(rd.get(2).value, None);
+    }
+}

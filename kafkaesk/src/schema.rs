@@ -1,0 +1,319 @@
+//! Message schemas: ids, versions, JSON Schemas, validation and the wire envelope.
+//!
+//! A schema is a Rust type with an id and a version, usually declared with the
+//! [`#[schema]`](crate::schema) attribute:
+//!
+//! ```
+//! #[kafkaesk::schema("Content", version = 1, retention = 86400, streams = ["content.edited"])]
+//! #[derive(serde::Serialize, serde::Deserialize, schemars::JsonSchema)]
+//! pub struct ContentMessage {
+//!     #[schemars(length(min = 1))]
+//!     pub foo: String,
+//! }
+//!
+//! use kafkaesk::Schema;
+//! assert_eq!(ContentMessage::ID, "Content");
+//! assert_eq!(ContentMessage::VERSION, 1);
+//! ```
+//!
+//! # Wire format
+//!
+//! Every message is the JSON envelope that Python kafkaesk writes and reads,
+//! so services in both languages share topics:
+//!
+//! ```json
+//! {"schema":"Content:1","data":{"foo":"bar"}}
+//! ```
+//!
+//! # Validation
+//!
+//! Published data is checked against the schema's JSON Schema before it is
+//! sent, so constraints that serde does not enforce (schemars `length`,
+//! `range`, `regex`, formats such as `email`) hold on the wire. Each schema's
+//! validator is compiled once, when the schema is registered or first used.
+
+use std::any::TypeId;
+use std::time::Duration;
+
+use serde::de::DeserializeOwned;
+use serde::Serialize;
+use serde_json::Value;
+
+use crate::error::{Error, Result, ValidationIssue};
+
+/// A message type with an id and a version.
+///
+/// Implemented by [`#[schema]`](crate::schema); implement it by hand only to
+/// register a type you cannot annotate.
+///
+/// ```
+/// use std::time::Duration;
+///
+/// #[derive(serde::Serialize, serde::Deserialize, schemars::JsonSchema)]
+/// struct Audit { action: String }
+///
+/// impl kafkaesk::Schema for Audit {
+///     const ID: &'static str = "Audit";
+///     const VERSION: u32 = 2;
+///     const RETENTION: Option<Duration> = Some(Duration::from_secs(7 * 86400));
+/// }
+/// ```
+pub trait Schema: Serialize + DeserializeOwned + schemars::JsonSchema + Send + Sync + 'static {
+    /// The schema id, the part before the colon in `"Content:1"`.
+    const ID: &'static str;
+    /// The schema version, the part after the colon. Defaults to 1.
+    const VERSION: u32 = 1;
+    /// Retention of the topics created for this schema (`retention.ms`).
+    /// `None` leaves the broker's default.
+    const RETENTION: Option<Duration> = None;
+    /// Streams to create when the application initializes.
+    const STREAMS: &'static [&'static str] = &[];
+}
+
+/// A compiled schema: metadata, the JSON Schema and its validator.
+///
+/// Built once per type by a [`Router`](crate::Router) or, for types that were
+/// never registered, on their first publish.
+pub struct SchemaInfo {
+    id: String,
+    version: u32,
+    key: String,
+    type_name: &'static str,
+    type_id: TypeId,
+    retention: Option<Duration>,
+    streams: Vec<String>,
+    json_schema: Value,
+    validator: jsonschema::Validator,
+    /// `{"schema":"Id:1","data":` — the constant head of every envelope.
+    envelope_head: Vec<u8>,
+}
+
+impl std::fmt::Debug for SchemaInfo {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SchemaInfo")
+            .field("key", &self.key)
+            .field("type_name", &self.type_name)
+            .field("retention", &self.retention)
+            .field("streams", &self.streams)
+            .finish_non_exhaustive()
+    }
+}
+
+impl SchemaInfo {
+    /// Compiles the schema of a registered type.
+    pub fn of<T: Schema>() -> Result<Self> {
+        Self::build::<T>(
+            T::ID.to_owned(),
+            T::VERSION,
+            T::RETENTION,
+            T::STREAMS.iter().map(|s| (*s).to_owned()).collect(),
+        )
+    }
+
+    /// Compiles the schema of a type that was never registered.
+    ///
+    /// Like Python kafkaesk, such a type is published as `"<TypeName>:1"`.
+    pub fn unregistered<T: Serialize + schemars::JsonSchema + 'static>() -> Result<Self> {
+        Self::build::<T>(short_type_name::<T>(), 1, None, Vec::new())
+    }
+
+    fn build<T: schemars::JsonSchema + 'static>(
+        id: String,
+        version: u32,
+        retention: Option<Duration>,
+        streams: Vec<String>,
+    ) -> Result<Self> {
+        let key = format!("{id}:{version}");
+        let json_schema = schemars::schema_for!(T).to_value();
+        let validator = jsonschema::options()
+            .should_validate_formats(true)
+            .build(&json_schema)
+            .map_err(|err| Error::InvalidSchema {
+                schema: key.clone(),
+                reason: err.to_string(),
+            })?;
+        let mut envelope_head = Vec::with_capacity(key.len() + 24);
+        envelope_head.extend_from_slice(b"{\"schema\":");
+        serde_json::to_writer(&mut envelope_head, &key).map_err(|source| Error::Serialize {
+            type_name: std::any::type_name::<T>(),
+            source,
+        })?;
+        envelope_head.extend_from_slice(b",\"data\":");
+        Ok(SchemaInfo {
+            id,
+            version,
+            key,
+            type_name: std::any::type_name::<T>(),
+            type_id: TypeId::of::<T>(),
+            retention,
+            streams,
+            json_schema,
+            validator,
+            envelope_head,
+        })
+    }
+
+    /// The schema id, e.g. `"Content"`.
+    pub fn id(&self) -> &str {
+        &self.id
+    }
+
+    /// The schema version.
+    pub fn version(&self) -> u32 {
+        self.version
+    }
+
+    /// The `"Id:version"` key written into every envelope.
+    pub fn key(&self) -> &str {
+        &self.key
+    }
+
+    /// The Rust type behind the schema.
+    pub fn type_name(&self) -> &'static str {
+        self.type_name
+    }
+
+    pub(crate) fn type_id(&self) -> TypeId {
+        self.type_id
+    }
+
+    /// Retention for the topics created for this schema.
+    pub fn retention(&self) -> Option<Duration> {
+        self.retention
+    }
+
+    /// Streams created ahead of time.
+    pub fn streams(&self) -> &[String] {
+        &self.streams
+    }
+
+    /// The JSON Schema generated by schemars.
+    pub fn json_schema(&self) -> &Value {
+        &self.json_schema
+    }
+
+    /// Checks `data` against the JSON Schema, reporting every broken rule.
+    pub fn validate(&self, data: &Value) -> Result<()> {
+        if self.validator.is_valid(data) {
+            return Ok(());
+        }
+        let issues = self
+            .validator
+            .iter_errors(data)
+            .map(|err| ValidationIssue {
+                field: err.instance_path().to_string(),
+                rule: err.kind().keyword().to_owned(),
+                message: err.to_string(),
+            })
+            .collect();
+        Err(Error::Validation {
+            schema: self.key.clone(),
+            issues,
+        })
+    }
+
+    /// Serializes `data`, validates it, and returns the complete envelope bytes.
+    pub fn encode<T: Serialize + ?Sized>(&self, data: &T) -> Result<Vec<u8>> {
+        let value = serde_json::to_value(data).map_err(|source| Error::Serialize {
+            type_name: self.type_name,
+            source,
+        })?;
+        self.validate(&value)?;
+        let mut out = Vec::with_capacity(self.envelope_head.len() + 128);
+        out.extend_from_slice(&self.envelope_head);
+        serde_json::to_writer(&mut out, &value).map_err(|source| Error::Serialize {
+            type_name: self.type_name,
+            source,
+        })?;
+        out.push(b'}');
+        Ok(out)
+    }
+}
+
+/// The last path segment of a type's name, without generics: `a::b::Foo<T>` gives `Foo`.
+pub(crate) fn short_type_name<T: ?Sized>() -> String {
+    let full = std::any::type_name::<T>();
+    let without_generics = full.split('<').next().unwrap_or(full);
+    without_generics
+        .rsplit("::")
+        .next()
+        .unwrap_or(without_generics)
+        .to_owned()
+}
+
+/// The envelope of a consumed message with typed data, decoded in one pass.
+#[derive(serde::Deserialize)]
+pub(crate) struct Envelope<T> {
+    pub(crate) schema: Option<String>,
+    pub(crate) data: T,
+}
+
+/// Just the schema key of an envelope; skips `data` without building it.
+#[derive(serde::Deserialize)]
+pub(crate) struct EnvelopeSchema {
+    pub(crate) schema: Option<String>,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[derive(serde::Serialize, serde::Deserialize, schemars::JsonSchema)]
+    struct Content {
+        #[schemars(length(min = 2))]
+        foo: String,
+        #[schemars(range(max = 10))]
+        n: u32,
+    }
+
+    impl Schema for Content {
+        const ID: &'static str = "Content";
+    }
+
+    #[test]
+    fn envelope_matches_python_wire_format() {
+        let info = SchemaInfo::of::<Content>().unwrap();
+        let bytes = info
+            .encode(&Content {
+                foo: "bar".into(),
+                n: 3,
+            })
+            .unwrap();
+        assert_eq!(
+            std::str::from_utf8(&bytes).unwrap(),
+            r#"{"schema":"Content:1","data":{"foo":"bar","n":3}}"#
+        );
+    }
+
+    #[test]
+    fn validation_reports_each_broken_rule() {
+        let info = SchemaInfo::of::<Content>().unwrap();
+        let err = info
+            .encode(&Content {
+                foo: "x".into(),
+                n: 11,
+            })
+            .unwrap_err();
+        let Error::Validation { schema, issues } = err else {
+            panic!("expected a validation error, got {err:?}");
+        };
+        assert_eq!(schema, "Content:1");
+        let rules: Vec<_> = issues
+            .iter()
+            .map(|i| (i.field.as_str(), i.rule.as_str()))
+            .collect();
+        assert!(rules.contains(&("/foo", "minLength")), "{rules:?}");
+        assert!(rules.contains(&("/n", "maximum")), "{rules:?}");
+    }
+
+    #[test]
+    fn unregistered_type_uses_its_short_name() {
+        #[derive(serde::Serialize, schemars::JsonSchema)]
+        struct Unknown {
+            a: i32,
+        }
+        let info = SchemaInfo::unregistered::<Unknown>().unwrap();
+        assert_eq!(info.key(), "Unknown:1");
+        assert_eq!(short_type_name::<Vec<u8>>(), "Vec");
+    }
+}

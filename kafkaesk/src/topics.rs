@@ -1,0 +1,274 @@
+//! Topic management: names, fnmatch patterns and creation through the admin API.
+//!
+//! kafkaesk never relies on broker-side auto-creation, which many clusters
+//! disable. Before the first publish to a topic, and for every stream a schema
+//! names, the topic is created with the application's partitions and
+//! replication factor and the schema's retention (`retention.ms`). Existence
+//! is cached, and concurrent first publishes create a topic once.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
+use rdkafka::client::DefaultClientContext;
+use rdkafka::types::RDKafkaErrorCode;
+use tokio::sync::OnceCell;
+
+use crate::error::{Error, Result};
+
+/// Translates an fnmatch pattern (`*`, `?`, `[...]`, `[!...]`) into an
+/// anchored POSIX extended regular expression, the dialect librdkafka uses
+/// for `^`-prefixed subscriptions. `prefix` is matched literally.
+///
+/// ```
+/// assert_eq!(kafkaesk::topics::fnmatch_to_regex("dev.", "content.*"), r"^dev\.content\..*$");
+/// ```
+pub fn fnmatch_to_regex(prefix: &str, pattern: &str) -> String {
+    let mut out = String::with_capacity(prefix.len() + pattern.len() * 2 + 2);
+    out.push('^');
+    push_literal(&mut out, prefix);
+    let chars: Vec<char> = pattern.chars().collect();
+    let mut i = 0;
+    while i < chars.len() {
+        match chars[i] {
+            '*' => out.push_str(".*"),
+            '?' => out.push('.'),
+            '[' => match class_end(&chars, i) {
+                Some(end) => {
+                    out.push('[');
+                    let mut j = i + 1;
+                    if chars[j] == '!' {
+                        out.push('^');
+                        j += 1;
+                    }
+                    for &c in &chars[j..end] {
+                        // Inside a bracket expression only `\` needs care.
+                        if c == '\\' {
+                            out.push_str("\\\\");
+                        } else {
+                            out.push(c);
+                        }
+                    }
+                    out.push(']');
+                    i = end;
+                }
+                None => out.push_str("\\["),
+            },
+            c => push_literal_char(&mut out, c),
+        }
+        i += 1;
+    }
+    out.push('$');
+    out
+}
+
+/// Index of the `]` closing the class that opens at `start`, as fnmatch reads it.
+fn class_end(chars: &[char], start: usize) -> Option<usize> {
+    let mut j = start + 1;
+    if chars.get(j) == Some(&'!') {
+        j += 1;
+    }
+    // A `]` right after the opening is a literal member.
+    if chars.get(j) == Some(&']') {
+        j += 1;
+    }
+    while j < chars.len() {
+        if chars[j] == ']' {
+            return Some(j);
+        }
+        j += 1;
+    }
+    None
+}
+
+fn push_literal(out: &mut String, text: &str) {
+    for c in text.chars() {
+        push_literal_char(out, c);
+    }
+}
+
+fn push_literal_char(out: &mut String, c: char) {
+    if "\\.^$|()[]{}*+?".contains(c) {
+        out.push('\\');
+    }
+    out.push(c);
+}
+
+/// Whether an fnmatch pattern has wildcards.
+pub fn is_pattern(pattern: &str) -> bool {
+    pattern.contains(['*', '?', '['])
+}
+
+/// Checks a full topic name against Kafka's rules, so a bad stream name fails
+/// with a message instead of a broker error code.
+pub(crate) fn validate_topic_name(topic: &str) -> Result<()> {
+    let fail = |reason: &str| {
+        Err(Error::Topic {
+            topic: topic.to_owned(),
+            reason: reason.to_owned(),
+        })
+    };
+    if topic.is_empty() {
+        return fail("topic name is empty");
+    }
+    if topic.len() > 249 {
+        return fail("topic names are at most 249 characters");
+    }
+    if topic == "." || topic == ".." {
+        return fail("topic name cannot be `.` or `..`");
+    }
+    if !topic
+        .chars()
+        .all(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-'))
+    {
+        return fail("topic names may only contain ASCII letters, digits, `.`, `_` and `-`");
+    }
+    Ok(())
+}
+
+/// Creates topics on demand and remembers which exist.
+pub(crate) struct TopicManager {
+    admin: Arc<AdminClient<DefaultClientContext>>,
+    partitions: i32,
+    replication_factor: i32,
+    known: Mutex<HashMap<String, Arc<OnceCell<()>>>>,
+    request_timeout: Duration,
+}
+
+impl TopicManager {
+    pub(crate) fn new(
+        admin: AdminClient<DefaultClientContext>,
+        partitions: i32,
+        replication_factor: i32,
+    ) -> Self {
+        TopicManager {
+            admin: Arc::new(admin),
+            partitions,
+            replication_factor,
+            known: Mutex::new(HashMap::new()),
+            request_timeout: Duration::from_secs(30),
+        }
+    }
+
+    /// Makes sure `topic` exists, creating it once with `retention` if needed.
+    pub(crate) async fn ensure(&self, topic: &str, retention: Option<Duration>) -> Result<()> {
+        let cell = {
+            let mut known = self.known.lock().unwrap_or_else(|e| e.into_inner());
+            if let Some(cell) = known.get(topic) {
+                if cell.initialized() {
+                    return Ok(());
+                }
+                cell.clone()
+            } else {
+                let cell = Arc::new(OnceCell::new());
+                known.insert(topic.to_owned(), cell.clone());
+                cell
+            }
+        };
+        // A failed creation leaves the cell empty, so the next publish tries again.
+        cell.get_or_try_init(|| self.create(topic, retention))
+            .await
+            .map(|_| ())
+    }
+
+    async fn create(&self, topic: &str, retention: Option<Duration>) -> Result<()> {
+        validate_topic_name(topic)?;
+        let retention_ms = retention.map(|r| r.as_millis().to_string());
+        let mut new_topic = NewTopic::new(
+            topic,
+            self.partitions,
+            TopicReplication::Fixed(self.replication_factor),
+        );
+        if let Some(ms) = &retention_ms {
+            new_topic = new_topic.set("retention.ms", ms);
+        }
+        let opts = AdminOptions::new().request_timeout(Some(self.request_timeout));
+        let results = self
+            .admin
+            .create_topics([&new_topic], &opts)
+            .await
+            .map_err(|err| Error::Topic {
+                topic: topic.to_owned(),
+                reason: format!("create request failed: {err}"),
+            })?;
+        for result in results {
+            match result {
+                Ok(_) => tracing::debug!(topic, partitions = self.partitions, "created topic"),
+                Err((_, RDKafkaErrorCode::TopicAlreadyExists)) => {}
+                Err((_, code)) => {
+                    // Without the right to create, the topic may still exist.
+                    if self.exists(topic).await {
+                        return Ok(());
+                    }
+                    return Err(Error::Topic {
+                        topic: topic.to_owned(),
+                        reason: format!(
+                            "cannot create it ({code}); create it by hand or grant the \
+                             CREATE permission"
+                        ),
+                    });
+                }
+            }
+        }
+        Ok(())
+    }
+
+    async fn exists(&self, topic: &str) -> bool {
+        let admin = self.admin.clone();
+        let topic = topic.to_owned();
+        let timeout = self.request_timeout;
+        tokio::task::spawn_blocking(move || {
+            admin
+                .inner()
+                .fetch_metadata(Some(&topic), timeout)
+                .map(|md| {
+                    md.topics()
+                        .iter()
+                        .any(|t| t.name() == topic && t.error().is_none())
+                })
+                .unwrap_or(false)
+        })
+        .await
+        .unwrap_or(false)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn matches(prefix: &str, pattern: &str, topic: &str) -> bool {
+        regex::Regex::new(&fnmatch_to_regex(prefix, pattern))
+            .unwrap()
+            .is_match(topic)
+    }
+
+    #[test]
+    fn star_question_and_classes() {
+        assert!(matches("", "content.*", "content.edited"));
+        assert!(!matches("", "content.*", "contentXedited"));
+        assert!(matches("", "a?c", "abc"));
+        assert!(!matches("", "a?c", "abbc"));
+        assert!(matches("", "log.[ab]", "log.a"));
+        assert!(!matches("", "log.[!ab]", "log.a"));
+        assert!(matches("", "log.[!ab]", "log.c"));
+        assert!(matches("", "x[", "x["));
+    }
+
+    #[test]
+    fn prefix_is_literal_and_anchored() {
+        assert!(matches("p.", "s", "p.s"));
+        assert!(!matches("p.", "s", "pxs"));
+        assert!(!matches("p.", "s", "p.s2"));
+        assert!(!matches("p.", "s", "xp.s"));
+    }
+
+    #[test]
+    fn topic_names_are_checked() {
+        assert!(validate_topic_name("content.edited-1_x").is_ok());
+        assert!(validate_topic_name("").is_err());
+        assert!(validate_topic_name("a b").is_err());
+        assert!(validate_topic_name(&"a".repeat(250)).is_err());
+    }
+}

@@ -1,0 +1,22 @@
+#!/usr/bin/env bash
+# The test command of the README: installs what the build needs, makes sure a
+# broker runs on $KAFKA (default 127.0.0.1:9092), and runs every test.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+# librdkafka is compiled from source by rdkafka-sys: it needs make, a C
+# compiler, and the OpenSSL and zlib headers.
+missing=()
+for pkg in make pkg-config libssl-dev zlib1g-dev; do
+    dpkg -s "$pkg" >/dev/null 2>&1 || missing+=("$pkg")
+done
+if ((${#missing[@]})); then
+    echo "test: installing ${missing[*]}"
+    SUDO=""
+    [[ "$(id -u)" == 0 ]] || SUDO="sudo"
+    $SUDO apt-get update -qq
+    $SUDO DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${missing[@]}"
+fi
+
+scripts/broker.sh
+cargo test --workspace "$@"
