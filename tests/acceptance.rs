@@ -1,4 +1,20 @@
-//! Acceptance tests against a real Kafka-protocol broker (see `tests/support`).
-//! Each module is named for the behaviour it proves.
+//! Acceptance tests against a real Kafka-protocol broker, ported from Python
+//! kafkaesk's acceptance suite. Start a broker with `scripts/broker.sh`; the
+//! tests read its address from `KAFKA` (default `127.0.0.1:9092`). Each module
+//! is named for the behaviour it proves and uses its own topic prefix.
 
+mod application_lifecycle;
 mod consume_one_then_many;
+mod data_binding_with_injected_parameters;
+mod group_with_waiting_messages;
+mod handler_error_does_not_commit;
+mod handler_takes_record_or_raw_bytes;
+mod malformed_payloads_skipped_as_unhandled;
+mod non_matching_topic_not_delivered;
+mod quickstart_macros_and_registry;
+mod retention_set_on_created_topic;
+mod slow_messages_cancelled_by_timeout;
+mod subscribe_before_topic_exists;
+mod two_groups_two_schema_versions;
+mod unregistered_type_and_raw_publish;
+mod validation_rejects_invalid_data;

@@ -189,7 +189,8 @@ impl Settings {
     }
 }
 
-type Hook = Arc<dyn Fn(Application) -> Pin<Box<dyn Future<Output = Result<()>> + Send>> + Send + Sync>;
+type Hook =
+    Arc<dyn Fn(Application) -> Pin<Box<dyn Future<Output = Result<()>> + Send>> + Send + Sync>;
 
 /// Builds an [`Application`].
 ///
@@ -240,7 +241,9 @@ impl ApplicationBuilder {
 
     /// Adds one librdkafka property.
     pub fn kafka_setting(mut self, key: impl Into<String>, value: impl Into<String>) -> Self {
-        self.settings.kafka_settings.insert(key.into(), value.into());
+        self.settings
+            .kafka_settings
+            .insert(key.into(), value.into());
         self
     }
 
@@ -313,7 +316,8 @@ impl ApplicationBuilder {
         F: Fn(Application) -> Fut + Send + Sync + 'static,
         Fut: Future<Output = Result<()>> + Send + 'static,
     {
-        self.on_initialize.push(Arc::new(move |app| Box::pin(hook(app))));
+        self.on_initialize
+            .push(Arc::new(move |app| Box::pin(hook(app))));
         self
     }
 
@@ -323,7 +327,8 @@ impl ApplicationBuilder {
         F: Fn(Application) -> Fut + Send + Sync + 'static,
         Fut: Future<Output = Result<()>> + Send + 'static,
     {
-        self.on_finalize.push(Arc::new(move |app| Box::pin(hook(app))));
+        self.on_finalize
+            .push(Arc::new(move |app| Box::pin(hook(app))));
         self
     }
 
@@ -487,7 +492,12 @@ impl Application {
                 let settings = &self.inner.settings;
                 let mut producer_config = settings.client_config()?;
                 // Small batches, sent soon: good for throughput and latency alike.
-                set_default(&mut producer_config, &settings.kafka_settings, "linger.ms", "5");
+                set_default(
+                    &mut producer_config,
+                    &settings.kafka_settings,
+                    "linger.ms",
+                    "5",
+                );
                 let producer: FutureProducer = producer_config.create()?;
                 let mut admin_config = settings.client_config()?;
                 admin_config.set("allow.auto.create.topics", "false");
@@ -509,7 +519,8 @@ impl Application {
     /// before [`consume_for`](Self::consume_for) if you need the streams to exist.
     pub async fn initialize(&self) -> Result<()> {
         let clients = self.clients().await?;
-        let schemas: Vec<Arc<SchemaInfo>> = read_lock(&self.inner.schemas).values().cloned().collect();
+        let schemas: Vec<Arc<SchemaInfo>> =
+            read_lock(&self.inner.schemas).values().cloned().collect();
         for schema in schemas {
             for stream in schema.streams() {
                 let topic = self.inner.settings.topic(stream);
@@ -665,7 +676,11 @@ impl Application {
         lock(&self.inner.consumers).insert(health.subscription.clone(), health);
     }
 
-    pub(crate) fn update_consumer_health(&self, subscription: &str, f: impl FnOnce(&mut ConsumerHealth)) {
+    pub(crate) fn update_consumer_health(
+        &self,
+        subscription: &str,
+        f: impl FnOnce(&mut ConsumerHealth),
+    ) {
         if let Some(h) = lock(&self.inner.consumers).get_mut(subscription) {
             f(h);
         }
@@ -695,7 +710,11 @@ impl Application {
                 consumed: counter.clone(),
                 limit,
             };
-            tasks.spawn(consumer::run_subscription(self.clone(), subscription, control));
+            tasks.spawn(consumer::run_subscription(
+                self.clone(),
+                subscription,
+                control,
+            ));
         }
         if tasks.is_empty() {
             tracing::warn!("no subscriptions to consume; waiting for a stop");
@@ -773,7 +792,12 @@ fn set_default(config: &mut ClientConfig, user: &BTreeMap<String, String>, key: 
     }
 }
 
-pub(crate) fn set_default_setting(config: &mut ClientConfig, settings: &Settings, key: &str, value: &str) {
+pub(crate) fn set_default_setting(
+    config: &mut ClientConfig,
+    settings: &Settings,
+    key: &str,
+    value: &str,
+) {
     set_default(config, &settings.kafka_settings, key, value);
 }
 
@@ -825,7 +849,10 @@ mod tests {
             .build()
             .unwrap();
         let text = format!("{app:?}");
-        assert!(!text.contains("hunter2") && !text.contains("hunter3"), "{text}");
+        assert!(
+            !text.contains("hunter2") && !text.contains("hunter3"),
+            "{text}"
+        );
         assert!(text.contains("alice"), "{text}");
     }
 

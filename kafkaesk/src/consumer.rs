@@ -262,7 +262,12 @@ impl Worker {
         config.set("enable.auto.commit", "false");
         config.set("enable.auto.offset.store", "false");
         set_default_setting(&mut config, settings, "auto.offset.reset", "earliest");
-        set_default_setting(&mut config, settings, "topic.metadata.refresh.interval.ms", "5000");
+        set_default_setting(
+            &mut config,
+            settings,
+            "topic.metadata.refresh.interval.ms",
+            "5000",
+        );
         // Bound the prefetch so a backlog never grows the heap (per partition).
         set_default_setting(&mut config, settings, "queued.max.messages.kbytes", "16384");
         let book = Arc::new(Mutex::new(OffsetBook::default()));
@@ -485,7 +490,9 @@ impl Worker {
         match self.consumer.commit(&tpl, mode) {
             Ok(()) if matches!(mode, CommitMode::Sync) => lock(&self.book).confirm(&tpl),
             Ok(()) => {}
-            Err(err) => tracing::warn!(subscription = %self.name, error = %err, "offset commit failed"),
+            Err(err) => {
+                tracing::warn!(subscription = %self.name, error = %err, "offset commit failed")
+            }
         }
     }
 
@@ -559,12 +566,19 @@ impl Subscriber {
     where
         T: Serialize + schemars::JsonSchema + Sync + 'static,
     {
-        self.app.publish(stream, data).headers(self.record.headers())
+        self.app
+            .publish(stream, data)
+            .headers(self.record.headers())
     }
 
     /// Republishes `record` to `stream` untouched: same value and key, its
     /// headers plus `extra`.
-    pub fn forward<'a>(&'a self, stream: &'a str, record: &Record, extra: &Headers) -> RawPublish<'a> {
+    pub fn forward<'a>(
+        &'a self,
+        stream: &'a str,
+        record: &Record,
+        extra: &Headers,
+    ) -> RawPublish<'a> {
         self.app
             .raw_publish(stream, record.value().to_vec())
             .maybe_key(record.key())

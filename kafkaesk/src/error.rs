@@ -50,7 +50,11 @@ impl fmt::Display for ValidationIssue {
         } else {
             &self.field
         };
-        write!(f, "field `{field}` breaks `{}`: {}", self.rule, self.message)
+        write!(
+            f,
+            "field `{field}` breaks `{}`: {}",
+            self.rule, self.message
+        )
     }
 }
 

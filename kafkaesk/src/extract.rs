@@ -12,7 +12,7 @@
 //! | [`Record`] | the Kafka record itself |
 //!
 //! **Further** parameters are injected by type; they implement [`FromContext`]:
-//! [`SchemaId`], [`Record`], [`Application`](crate::Application) and
+//! [`SchemaId`], [`Record`], [`Application`] and
 //! [`Subscriber`].
 //!
 //! ```
@@ -123,10 +123,7 @@ fn decode_error(what: &str, err: serde_json::Error) -> Rejection {
 impl<T: Schema> FromMessage for T {
     fn from_message(ctx: &mut MessageContext) -> Result<Self, Rejection> {
         let envelope: Envelope<T> = serde_json::from_slice(ctx.record.value()).map_err(|e| {
-            decode_error(
-                &format!("not a kafkaesk envelope with `{}` data", T::ID),
-                e,
-            )
+            decode_error(&format!("not a kafkaesk envelope with `{}` data", T::ID), e)
         })?;
         ctx.schema = envelope.schema;
         Ok(envelope.data)

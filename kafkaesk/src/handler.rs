@@ -100,7 +100,9 @@ impl_handler!(T1, T2, T3, T4, T5, T6);
 
 /// A handler with its parameter types erased, as a subscription stores it.
 #[derive(Clone)]
-pub struct BoxedHandler(Arc<dyn Fn(MessageContext) -> Result<HandlerFuture, Rejection> + Send + Sync>);
+pub struct BoxedHandler(
+    Arc<dyn Fn(MessageContext) -> Result<HandlerFuture, Rejection> + Send + Sync>,
+);
 
 impl BoxedHandler {
     /// Erases a handler's parameter types.

@@ -39,7 +39,7 @@
 //! make handlers idempotent.
 //!
 //! The modules, one concept each:
-//! [`schema`] (ids, JSON Schemas, validation, the envelope),
+//! [`schema`](mod@schema) (ids, JSON Schemas, validation, the envelope),
 //! [`router`] (schemas and subscriptions), [`app`] (settings and lifecycle),
 //! [`publish`], [`consumer`] (batch consumers and commits),
 //! [`extract`] and [`handler`] (what handlers can take), [`topics`]
@@ -105,6 +105,11 @@ pub use kafkaesk_macros::schema;
 /// The function stays callable as it is. A parameter that cannot be
 /// extracted is a compile error pointing at that parameter.
 pub use kafkaesk_macros::subscribe;
+
+/// The README's code blocks, compiled as doctests so the quickstart stays true.
+#[cfg(doctest)]
+#[doc = include_str!("../../README.md")]
+pub struct ReadmeDoctests;
 
 #[doc(hidden)]
 pub mod __private {

@@ -27,7 +27,9 @@ use std::pin::Pin;
 use std::task::{Context, Poll};
 use std::time::Duration;
 
+use futures::channel::oneshot::Canceled;
 use rdkafka::error::KafkaError;
+use rdkafka::producer::future_producer::OwnedDeliveryResult;
 use rdkafka::producer::{DeliveryFuture, FutureRecord};
 use rdkafka::types::RDKafkaErrorCode;
 use serde::Serialize;
@@ -51,10 +53,13 @@ pub struct Delivery {
 }
 
 /// A queued message; await it for the broker's acknowledgement.
-#[must_use = "a publish is only known to be stored once its handle resolves"]
+///
+/// Dropping the handle does not cancel the message. The acknowledgement is
+/// then watched in the background, and a failed delivery is logged as an
+/// error, so a fire-and-forget publish never fails silently.
 pub struct PublishHandle {
     topic: String,
-    delivery: DeliveryFuture,
+    delivery: Option<DeliveryFuture>,
 }
 
 impl std::fmt::Debug for PublishHandle {
@@ -65,27 +70,57 @@ impl std::fmt::Debug for PublishHandle {
     }
 }
 
+fn delivery_result(topic: &str, result: Result<OwnedDeliveryResult, Canceled>) -> Result<Delivery> {
+    match result {
+        Ok(Ok(delivery)) => Ok(Delivery {
+            topic: topic.to_owned(),
+            partition: delivery.partition,
+            offset: delivery.offset,
+        }),
+        Ok(Err((source, _message))) => Err(Error::Delivery {
+            topic: topic.to_owned(),
+            source,
+        }),
+        Err(Canceled) => Err(Error::Delivery {
+            topic: topic.to_owned(),
+            source: KafkaError::Canceled,
+        }),
+    }
+}
+
 impl Future for PublishHandle {
     type Output = Result<Delivery>;
 
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
         let this = self.get_mut();
-        let topic = &this.topic;
-        match Pin::new(&mut this.delivery).poll(cx) {
-            Poll::Pending => Poll::Pending,
-            Poll::Ready(Ok(Ok(delivery))) => Poll::Ready(Ok(Delivery {
-                topic: topic.clone(),
-                partition: delivery.partition,
-                offset: delivery.offset,
-            })),
-            Poll::Ready(Ok(Err((source, _message)))) => Poll::Ready(Err(Error::Delivery {
-                topic: topic.clone(),
-                source,
-            })),
-            Poll::Ready(Err(_canceled)) => Poll::Ready(Err(Error::Delivery {
-                topic: topic.clone(),
+        let Some(delivery) = this.delivery.as_mut() else {
+            return Poll::Ready(Err(Error::Delivery {
+                topic: this.topic.clone(),
                 source: KafkaError::Canceled,
-            })),
+            }));
+        };
+        match Pin::new(delivery).poll(cx) {
+            Poll::Pending => Poll::Pending,
+            Poll::Ready(result) => {
+                this.delivery = None;
+                Poll::Ready(delivery_result(&this.topic, result))
+            }
+        }
+    }
+}
+
+impl Drop for PublishHandle {
+    fn drop(&mut self) {
+        let Some(delivery) = self.delivery.take() else {
+            return;
+        };
+        let topic = std::mem::take(&mut self.topic);
+        if let Ok(runtime) = tokio::runtime::Handle::try_current() {
+            runtime.spawn(async move {
+                if let Err(err) = delivery_result(&topic, delivery.await) {
+                    tracing::error!(topic = %topic, error = %err, "unawaited publish failed");
+                }
+            });
         }
     }
 }
@@ -258,7 +293,7 @@ async fn send(
             Ok(delivery) => {
                 return Ok(PublishHandle {
                     topic: topic.clone(),
-                    delivery,
+                    delivery: Some(delivery),
                 })
             }
             Err((KafkaError::MessageProduction(RDKafkaErrorCode::QueueFull), returned))

@@ -73,7 +73,7 @@ pub const DEFAULT_CONCURRENCY: usize = 1;
 ///     .group("content-indexer")
 ///     .concurrency(10)
 ///     .timeout(Duration::from_secs(5));
-/// assert_eq!(sub.group(), "content-indexer");
+/// assert_eq!(sub.group_id(), "content-indexer");
 /// ```
 #[derive(Debug, Clone)]
 pub struct Subscription {

@@ -1,7 +1,7 @@
 //! Message schemas: ids, versions, JSON Schemas, validation and the wire envelope.
 //!
 //! A schema is a Rust type with an id and a version, usually declared with the
-//! [`#[schema]`](crate::schema) attribute:
+//! [`#[schema]`](macro@crate::schema) attribute:
 //!
 //! ```
 //! #[kafkaesk::schema("Content", version = 1, retention = 86400, streams = ["content.edited"])]
@@ -43,7 +43,7 @@ use crate::error::{Error, Result, ValidationIssue};
 
 /// A message type with an id and a version.
 ///
-/// Implemented by [`#[schema]`](crate::schema); implement it by hand only to
+/// Implemented by [`#[schema]`](macro@crate::schema); implement it by hand only to
 /// register a type you cannot annotate.
 ///
 /// ```
@@ -58,7 +58,9 @@ use crate::error::{Error, Result, ValidationIssue};
 ///     const RETENTION: Option<Duration> = Some(Duration::from_secs(7 * 86400));
 /// }
 /// ```
-pub trait Schema: Serialize + DeserializeOwned + schemars::JsonSchema + Send + Sync + 'static {
+pub trait Schema:
+    Serialize + DeserializeOwned + schemars::JsonSchema + Send + Sync + 'static
+{
     /// The schema id, the part before the colon in `"Content:1"`.
     const ID: &'static str;
     /// The schema version, the part after the colon. Defaults to 1.

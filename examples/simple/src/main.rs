@@ -1,0 +1,117 @@
+//! One schema, one subscription and a publisher: the Publish and Subscribe
+//! sections of Python kafkaesk's README, in Rust.
+//!
+//! ```text
+//! scripts/broker.sh && cargo run -p simple            # publish 5, then run the worker until Ctrl-C
+//! cargo run -p simple -- --count 100 --once          # publish 100, handle them, exit
+//! ```
+//!
+//! Reads the broker from `KAFKA` (default `127.0.0.1:9092`) and an optional
+//! topic prefix from `KAFKAESK_TOPIC_PREFIX`.
+
+use std::time::Duration;
+
+use kafkaesk::{Application, Record};
+
+#[kafkaesk::schema("Content", version = 1, retention = 86400)]
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize, schemars::JsonSchema)]
+pub struct ContentMessage {
+    pub foo: String,
+}
+
+#[kafkaesk::subscribe("content.*", group = "example-content-group")]
+async fn get_messages(data: ContentMessage, record: Record) {
+    println!(
+        "handled {:?} from {}[{}]@{}",
+        data.foo,
+        record.topic(),
+        record.partition(),
+        record.offset()
+    );
+}
+
+struct Options {
+    count: usize,
+    once: bool,
+}
+
+fn options() -> Result<Options, String> {
+    let mut options = Options {
+        count: 5,
+        once: false,
+    };
+    let mut args = std::env::args().skip(1);
+    while let Some(arg) = args.next() {
+        match arg.as_str() {
+            "--count" => {
+                let value = args.next().ok_or("--count needs a number")?;
+                options.count = value
+                    .parse()
+                    .map_err(|_| format!("--count needs a number, not {value:?}"))?;
+            }
+            "--once" => options.once = true,
+            other => {
+                return Err(format!(
+                    "unknown argument {other:?}; use --count N and --once"
+                ))
+            }
+        }
+    }
+    Ok(options)
+}
+
+#[tokio::main]
+async fn main() -> std::process::ExitCode {
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "warn".into()),
+        )
+        .init();
+    match run().await {
+        Ok(()) => std::process::ExitCode::SUCCESS,
+        Err(err) => {
+            eprintln!("error: {err}");
+            std::process::ExitCode::FAILURE
+        }
+    }
+}
+
+async fn run() -> Result<(), Box<dyn std::error::Error>> {
+    let options = options()?;
+    let servers = std::env::var("KAFKA").unwrap_or_else(|_| "127.0.0.1:9092".into());
+    let app = Application::builder()
+        .kafka_servers(servers.split(','))
+        .topic_prefix(std::env::var("KAFKAESK_TOPIC_PREFIX").unwrap_or_default())
+        .with_registry()?
+        .build()?;
+    app.initialize().await?;
+
+    for i in 0..options.count {
+        let data = ContentMessage {
+            foo: format!("bar {i}"),
+        };
+        let delivery = app
+            .publish_and_wait("content.edited.Resource", &data)
+            .await?;
+        println!(
+            "published {:?} to {}[{}]@{}",
+            data.foo, delivery.topic, delivery.partition, delivery.offset
+        );
+    }
+
+    if options.once {
+        let handled = app
+            .consume_for(options.count, Duration::from_secs(60))
+            .await?;
+        app.finalize().await?;
+        println!("done: handled {handled} of {}", options.count);
+        if handled < options.count {
+            return Err(format!("only {handled} of {} messages arrived", options.count).into());
+        }
+        Ok(())
+    } else {
+        println!("worker running; press Ctrl-C to stop");
+        app.run().await?;
+        Ok(())
+    }
+}
