@@ -341,21 +341,12 @@ impl ApplicationBuilder {
         for sub in self.router.subscriptions() {
             sub.validate()?;
         }
-        let (stop, _) = watch::channel(false);
-        Ok(Application {
-            inner: Arc::new(Inner {
-                schemas: RwLock::new(self.router.schema_map()),
-                router: RwLock::new(self.router),
-                settings: self.settings,
-                clients: OnceCell::new(),
-                stop,
-                on_initialize: self.on_initialize,
-                on_finalize: self.on_finalize,
-                stats: Mutex::new(HashMap::new()),
-                consumers: Mutex::new(HashMap::new()),
-                initialized: AtomicBool::new(false),
-            }),
-        })
+        Ok(Application::from_parts(
+            self.settings,
+            self.router,
+            self.on_initialize,
+            self.on_finalize,
+        ))
     }
 }
 
@@ -447,6 +438,49 @@ impl Application {
         ApplicationBuilder::default()
     }
 
+    fn from_parts(
+        settings: Settings,
+        router: Router,
+        on_initialize: Vec<Hook>,
+        on_finalize: Vec<Hook>,
+    ) -> Self {
+        let (stop, _) = watch::channel(false);
+        Application {
+            inner: Arc::new(Inner {
+                schemas: RwLock::new(router.schema_map()),
+                router: RwLock::new(router),
+                settings,
+                clients: OnceCell::new(),
+                stop,
+                on_initialize,
+                on_finalize,
+                stats: Mutex::new(HashMap::new()),
+                consumers: Mutex::new(HashMap::new()),
+                initialized: AtomicBool::new(false),
+            }),
+        }
+    }
+
+    /// A new application with the same schemas, subscriptions and hooks, and
+    /// settings changed by `change`. It shares no clients with this one.
+    ///
+    /// ```
+    /// let app = kafkaesk::Application::builder().build().unwrap();
+    /// let app = app.reconfigure(|s| s.kafka_servers = vec!["k:9092".into()]).unwrap();
+    /// assert_eq!(app.settings().kafka_servers, ["k:9092"]);
+    /// ```
+    pub fn reconfigure(&self, change: impl FnOnce(&mut Settings)) -> Result<Application> {
+        let mut settings = self.inner.settings.clone();
+        change(&mut settings);
+        settings.validate()?;
+        Ok(Application::from_parts(
+            settings,
+            self.router(),
+            self.inner.on_initialize.clone(),
+            self.inner.on_finalize.clone(),
+        ))
+    }
+
     /// The application's settings.
     pub fn settings(&self) -> &Settings {
         &self.inner.settings
@@ -519,6 +553,7 @@ impl Application {
     /// before [`consume_for`](Self::consume_for) if you need the streams to exist.
     pub async fn initialize(&self) -> Result<()> {
         let clients = self.clients().await?;
+        self.check_connection(Duration::from_secs(10)).await?;
         let schemas: Vec<Arc<SchemaInfo>> =
             read_lock(&self.inner.schemas).values().cloned().collect();
         for schema in schemas {
@@ -532,6 +567,21 @@ impl Application {
         }
         self.inner.initialized.store(true, Ordering::SeqCst);
         Ok(())
+    }
+
+    /// Fails with [`Error::BrokerUnreachable`] unless a broker answers within `timeout`.
+    pub async fn check_connection(&self, timeout: Duration) -> Result<()> {
+        let producer = self.clients().await?.producer.clone();
+        let servers = self.inner.settings.kafka_servers.join(",");
+        let answered = tokio::task::spawn_blocking(move || {
+            producer.client().fetch_metadata(None, timeout).map(|_| ())
+        })
+        .await
+        .map_err(|_| Error::Stopped)?;
+        answered.map_err(|err| Error::BrokerUnreachable {
+            servers,
+            reason: err.to_string(),
+        })
     }
 
     /// Stops running consumers, runs the `on_finalize` hooks and flushes the producer.

@@ -76,6 +76,19 @@ pub enum Error {
         new: &'static str,
     },
 
+    /// No broker answered at the configured servers.
+    #[error(
+        "cannot reach Kafka at {servers}: {reason}; check --kafka-servers \
+         (KAFKAESK_KAFKA_SERVERS) and that the broker runs (RUST_LOG=librdkafka=debug shows \
+         the connection attempts)"
+    )]
+    BrokerUnreachable {
+        /// The bootstrap servers tried.
+        servers: String,
+        /// What librdkafka reported.
+        reason: String,
+    },
+
     /// The application has no Kafka servers, or was not initialized.
     #[error("application is not configured: {0}")]
     AppNotConfigured(String),

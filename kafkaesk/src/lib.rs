@@ -43,8 +43,8 @@
 //! [`router`] (schemas and subscriptions), [`app`] (settings and lifecycle),
 //! [`publish`], [`consumer`] (batch consumers and commits),
 //! [`extract`] and [`handler`] (what handlers can take), [`topics`]
-//! (creation and patterns), [`registry`] (what the macros register), and
-//! [`error`].
+//! (creation and patterns), [`registry`] (what the macros register),
+//! [`worker`] (the `kafkaesk` command's entry point), and [`error`].
 
 #![warn(missing_docs)]
 
@@ -62,6 +62,7 @@ pub mod registry;
 pub mod router;
 pub mod schema;
 pub mod topics;
+pub mod worker;
 
 pub use app::{Application, ApplicationBuilder, Health, Settings, SubscriptionStats};
 pub use consumer::Subscriber;

@@ -1,0 +1,189 @@
+//! `kafkaesk`: runs the workers of a crate.
+//!
+//! ```text
+//! kafkaesk examples/service --kafka-servers 127.0.0.1:9092
+//! kafkaesk my-service::api::app --kafka-servers a:9092,b:9092 --topic-prefix prod.
+//! ```
+//!
+//! The target crate is built together with a small generated runner (see
+//! `runner.rs`), which then runs every subscription the crate registered,
+//! or the application returned by the named function.
+
+mod runner;
+mod target;
+
+use std::process::ExitCode;
+
+use clap::Parser;
+use kafkaesk::worker::WorkerOptions;
+
+const AFTER_HELP: &str = "\
+TARGET is a directory with a Cargo.toml, or a package of the workspace you are in, such as
+`examples/service` or `my-service`. On its own, the worker runs every #[schema] and #[subscribe]
+the crate registered. `my-service::api::app` runs the Application returned by the public
+function `api::app` (sync or async, returning Application or Result<Application, E>) instead;
+flags override its settings.
+
+The target is built in debug mode (or --release) into its own workspace's target directory; a
+second run with nothing changed starts in about a second.
+
+The worker stops cleanly on SIGINT or SIGTERM: in-flight handlers finish, offsets are committed,
+the producer is flushed, and the exit code is 0. A handler error stops it with exit code 1 and
+the error on stderr.";
+
+/// Runs a kafkaesk worker for a crate.
+#[derive(Debug, Parser)]
+#[command(name = "kafkaesk", version, after_help = AFTER_HELP)]
+struct Cli {
+    /// The crate to run, optionally followed by `::path::to::app`.
+    target: String,
+
+    #[command(flatten)]
+    worker: WorkerOptions,
+
+    /// Build the target with the release profile.
+    #[arg(long, env = "KAFKAESK_RELEASE")]
+    release: bool,
+}
+
+/// The first line of a clap error, without its `error: ` prefix.
+fn one_line(err: &clap::Error) -> String {
+    let text = err.render().to_string();
+    let first = text.lines().next().unwrap_or_default();
+    first.strip_prefix("error: ").unwrap_or(first).to_owned()
+}
+
+/// The worker flags, as the runner receives them.
+fn worker_args(options: &WorkerOptions) -> Vec<String> {
+    let mut args = Vec::new();
+    if !options.kafka_servers.is_empty() {
+        args.push(format!(
+            "--kafka-servers={}",
+            options.kafka_servers.join(",")
+        ));
+    }
+    if let Some(settings) = &options.kafka_settings {
+        let object: serde_json::Map<String, serde_json::Value> = settings
+            .0
+            .iter()
+            .map(|(k, v)| (k.clone(), serde_json::Value::String(v.clone())))
+            .collect();
+        args.push(format!(
+            "--kafka-settings={}",
+            serde_json::Value::Object(object)
+        ));
+    }
+    if let Some(prefix) = &options.topic_prefix {
+        args.push(format!("--topic-prefix={prefix}"));
+    }
+    if let Some(factor) = options.replication_factor {
+        args.push(format!("--replication-factor={factor}"));
+    }
+    if let Some(version) = &options.api_version {
+        args.push(format!("--api-version={version}"));
+    }
+    args
+}
+
+fn main() -> ExitCode {
+    let cli = match Cli::try_parse() {
+        Ok(cli) => cli,
+        Err(err) => {
+            use clap::error::ErrorKind;
+            if matches!(
+                err.kind(),
+                ErrorKind::DisplayHelp | ErrorKind::DisplayVersion
+            ) {
+                let _ = err.print();
+                return ExitCode::SUCCESS;
+            }
+            eprintln!("error: {}", one_line(&err));
+            return ExitCode::from(2);
+        }
+    };
+    match run(cli) {
+        Ok(code) => code,
+        Err(message) => {
+            eprintln!("error: {message}");
+            ExitCode::from(2)
+        }
+    }
+}
+
+fn run(cli: Cli) -> Result<ExitCode, String> {
+    let target = target::resolve(&cli.target)?;
+    if !cli.worker.has_servers() {
+        return Err("no Kafka servers: pass --kafka-servers host:9092 or set \
+                    KAFKAESK_KAFKA_SERVERS"
+            .to_owned());
+    }
+    let runner = runner::build(&target, cli.release)?;
+    exec(&runner, &worker_args(&cli.worker))
+}
+
+/// Replaces this process with the runner, so signals and the exit code are its own.
+#[cfg(unix)]
+fn exec(runner: &std::path::Path, args: &[String]) -> Result<ExitCode, String> {
+    use std::os::unix::process::CommandExt;
+    let err = std::process::Command::new(runner).args(args).exec();
+    Err(format!("cannot start `{}`: {err}", runner.display()))
+}
+
+#[cfg(not(unix))]
+fn exec(runner: &std::path::Path, args: &[String]) -> Result<ExitCode, String> {
+    let status = std::process::Command::new(runner)
+        .args(args)
+        .status()
+        .map_err(|err| format!("cannot start `{}`: {err}", runner.display()))?;
+    Ok(ExitCode::from(
+        status.code().unwrap_or(1).clamp(0, 255) as u8
+    ))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn worker_flags_round_trip_to_the_runner() {
+        let cli = Cli::try_parse_from([
+            "kafkaesk",
+            "examples/service",
+            "--kafka-servers",
+            "a:1,b:2",
+            "--kafka-settings",
+            r#"{"linger.ms": 7}"#,
+            "--topic-prefix",
+            "p.",
+        ])
+        .unwrap();
+        assert_eq!(cli.worker.kafka_servers, ["a:1", "b:2"]);
+        let args = worker_args(&cli.worker);
+        assert_eq!(
+            args,
+            [
+                "--kafka-servers=a:1,b:2",
+                r#"--kafka-settings={"linger.ms":"7"}"#,
+                "--topic-prefix=p."
+            ]
+        );
+    }
+
+    #[test]
+    fn bad_kafka_settings_are_a_one_line_error() {
+        let err = Cli::try_parse_from([
+            "kafkaesk",
+            "x",
+            "--kafka-servers",
+            "a:1",
+            "--kafka-settings",
+            "{nope",
+        ])
+        .unwrap_err();
+        let line = one_line(&err);
+        assert!(
+            line.contains("--kafka-settings") && line.contains("JSON"),
+            "{line}"
+        );
+    }
+}

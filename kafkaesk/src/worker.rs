@@ -1,0 +1,371 @@
+//! The worker entry point: the `kafkaesk` command's flags, as a library call.
+//!
+//! The `kafkaesk` CLI builds a small runner around your crate that calls
+//! [`main`]. A service can call it from its own `main` and get identical
+//! flags, environment variables and behaviour:
+//!
+//! ```no_run
+//! fn main() -> std::process::ExitCode {
+//!     // Runs every #[schema] and #[subscribe] linked into this program.
+//!     kafkaesk::worker::main()
+//! }
+//! ```
+//!
+//! or, with an application built by your own code, sync or async:
+//!
+//! ```no_run
+//! fn app() -> kafkaesk::Application {
+//!     kafkaesk::Application::builder().topic_prefix("svc.").build().unwrap()
+//! }
+//!
+//! fn main() -> std::process::ExitCode {
+//!     kafkaesk::worker::main_with(|| async { app() })
+//! }
+//! ```
+//!
+//! Flags given on the command line (or through their environment variables)
+//! override what the application set.
+
+use std::collections::BTreeMap;
+use std::future::Future;
+use std::process::ExitCode;
+
+use crate::app::{Application, Settings};
+use crate::error::{Error, Result};
+
+/// The worker's flags. Each also reads an environment variable.
+#[derive(Debug, Clone, Default, clap::Args)]
+pub struct WorkerOptions {
+    /// Kafka bootstrap servers, comma separated (e.g. `a:9092,b:9092`).
+    #[arg(long, env = "KAFKAESK_KAFKA_SERVERS", value_delimiter = ',')]
+    pub kafka_servers: Vec<String>,
+
+    /// librdkafka properties as a JSON object, e.g.
+    /// '{"security.protocol":"sasl_ssl","sasl.mechanism":"PLAIN"}'. Non-string values are
+    /// converted to strings.
+    #[arg(long, env = "KAFKAESK_KAFKA_SETTINGS", value_parser = parse_kafka_settings)]
+    pub kafka_settings: Option<KafkaSettings>,
+
+    /// Prefix prepended to every stream name to form the topic.
+    #[arg(long, env = "KAFKAESK_TOPIC_PREFIX")]
+    pub topic_prefix: Option<String>,
+
+    /// Replication factor of topics kafkaesk creates [default: min(number of servers, 3)].
+    #[arg(long, env = "KAFKAESK_REPLICATION_FACTOR", value_parser = clap::value_parser!(i32).range(1..))]
+    pub replication_factor: Option<i32>,
+
+    /// Broker API version, or `auto` to ask the broker [default: auto].
+    #[arg(long, env = "KAFKAESK_API_VERSION")]
+    pub api_version: Option<String>,
+}
+
+/// librdkafka properties parsed from `--kafka-settings`.
+#[derive(Clone, Default, PartialEq, Eq)]
+pub struct KafkaSettings(pub BTreeMap<String, String>);
+
+impl std::fmt::Debug for KafkaSettings {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let shown: BTreeMap<&str, &str> = self
+            .0
+            .iter()
+            .map(|(k, v)| {
+                let v = if crate::app::is_secret_setting(k) {
+                    "***"
+                } else {
+                    v
+                };
+                (k.as_str(), v)
+            })
+            .collect();
+        shown.fmt(f)
+    }
+}
+
+/// Parses `--kafka-settings`: a JSON object whose values are strings, numbers or booleans.
+pub fn parse_kafka_settings(text: &str) -> std::result::Result<KafkaSettings, String> {
+    let value: serde_json::Value = serde_json::from_str(text).map_err(|err| {
+        format!(
+            "not valid JSON ({err}); pass an object such as '{{\"security.protocol\":\"ssl\"}}'"
+        )
+    })?;
+    let serde_json::Value::Object(map) = value else {
+        return Err(
+            "expected a JSON object of librdkafka properties, such as '{\"security.protocol\":\"ssl\"}'"
+                .to_owned(),
+        );
+    };
+    let mut settings = BTreeMap::new();
+    for (key, value) in map {
+        let text = match value {
+            serde_json::Value::String(s) => s,
+            serde_json::Value::Number(n) => n.to_string(),
+            serde_json::Value::Bool(b) => b.to_string(),
+            other => {
+                return Err(format!(
+                    "`{key}` must be a string, number or boolean, not {other}"
+                ))
+            }
+        };
+        settings.insert(key, text);
+    }
+    Ok(KafkaSettings(settings))
+}
+
+impl WorkerOptions {
+    /// Whether servers were given by flag or environment.
+    pub fn has_servers(&self) -> bool {
+        !self.kafka_servers.is_empty()
+    }
+
+    /// Applies the flags over an application's settings.
+    pub fn apply(&self, settings: &mut Settings) {
+        if !self.kafka_servers.is_empty() {
+            settings.kafka_servers = self.kafka_servers.clone();
+        }
+        if let Some(extra) = &self.kafka_settings {
+            settings
+                .kafka_settings
+                .extend(extra.0.iter().map(|(k, v)| (k.clone(), v.clone())));
+        }
+        if let Some(prefix) = &self.topic_prefix {
+            settings.topic_prefix = prefix.clone();
+        }
+        if let Some(factor) = self.replication_factor {
+            settings.replication_factor = Some(factor);
+        }
+        if let Some(version) = &self.api_version {
+            settings.api_version = version.clone();
+        }
+    }
+}
+
+#[derive(Debug, clap::Parser)]
+#[command(
+    name = "kafkaesk",
+    about = "Runs a kafkaesk worker: every subscription of the application, until SIGINT or SIGTERM"
+)]
+struct WorkerCommand {
+    #[command(flatten)]
+    options: WorkerOptions,
+}
+
+/// Parses the worker flags from the command line and runs every schema and
+/// subscription registered with the macros. Returns the process exit code:
+/// 0 after a clean stop, 1 after an error (printed on one line to stderr).
+pub fn main() -> ExitCode {
+    main_with(|| async {
+        Application::builder()
+            .with_registry()
+            .and_then(|builder| builder.build())
+    })
+}
+
+/// Like [`main`], with the application made by `make_app`: a closure
+/// returning a future of an [`Application`] or of `Result<Application, E>`.
+pub fn main_with<F, Fut>(make_app: F) -> ExitCode
+where
+    F: FnOnce() -> Fut,
+    Fut: Future,
+    Fut::Output: IntoApplication,
+{
+    use clap::Parser;
+    let command = WorkerCommand::parse();
+    init_logging();
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(runtime) => runtime,
+        Err(err) => {
+            eprintln!("error: cannot start the async runtime: {err}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let result = runtime.block_on(async move {
+        let app = make_app().await.into_application()?;
+        run(app, &command.options).await
+    });
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(err) => {
+            eprintln!("error: {err}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+/// Applies the flags to `app` and runs it until a signal or a handler error.
+pub async fn run(app: Application, options: &WorkerOptions) -> Result<()> {
+    let app = app.reconfigure(|settings| options.apply(settings))?;
+    if app.settings().kafka_servers.is_empty() {
+        return Err(Error::AppNotConfigured(
+            "no Kafka servers; pass --kafka-servers host:9092 or set KAFKAESK_KAFKA_SERVERS"
+                .to_owned(),
+        ));
+    }
+    let router = app.router();
+    if router.subscriptions().is_empty() {
+        println!(
+            "kafkaesk: no subscriptions registered; the worker only keeps the application running"
+        );
+    }
+    for sub in router.subscriptions() {
+        println!(
+            "kafkaesk: subscription {} on {} (group {}, concurrency {}{})",
+            sub.subscription_name(),
+            sub.stream_spec(),
+            sub.group_id(),
+            sub.concurrency_limit(),
+            sub.handler_timeout()
+                .map(|t| format!(", timeout {t:?}"))
+                .unwrap_or_default()
+        );
+    }
+    app.run().await
+}
+
+/// What an application factory may return.
+pub trait IntoApplication {
+    /// The application, or the error that prevented building it.
+    fn into_application(self) -> Result<Application>;
+}
+
+impl IntoApplication for Application {
+    fn into_application(self) -> Result<Application> {
+        Ok(self)
+    }
+}
+
+impl<E: std::fmt::Display> IntoApplication for std::result::Result<Application, E> {
+    fn into_application(self) -> Result<Application> {
+        self.map_err(|err| {
+            Error::AppNotConfigured(format!("building the application failed: {err}"))
+        })
+    }
+}
+
+/// Logs to stderr at `info` for kafkaesk and `warn` for the rest, unless
+/// `RUST_LOG` says otherwise. Does nothing if a subscriber is already set.
+///
+/// librdkafka's own log is off by default: it repeats every connection
+/// failure many times a second, and kafkaesk reports what matters in its own
+/// errors. `RUST_LOG=librdkafka=debug` brings it back.
+fn init_logging() {
+    use std::io::IsTerminal;
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| {
+        tracing_subscriber::EnvFilter::new("warn,kafkaesk=info,librdkafka=off,rdkafka=off")
+    });
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_ansi(std::io::stderr().is_terminal())
+        .with_writer(std::io::stderr)
+        .with_target(false)
+        .try_init();
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn kafka_settings_accept_an_object_of_scalars() {
+        let parsed = parse_kafka_settings(
+            r#"{"security.protocol":"ssl","linger.ms":10,"enable.idempotence":true}"#,
+        )
+        .unwrap();
+        assert_eq!(parsed.0["linger.ms"], "10");
+        assert_eq!(parsed.0["enable.idempotence"], "true");
+    }
+
+    #[test]
+    fn kafka_settings_errors_say_what_to_fix() {
+        let err = parse_kafka_settings("{nope").unwrap_err();
+        assert!(err.contains("not valid JSON"), "{err}");
+        let err = parse_kafka_settings("[1]").unwrap_err();
+        assert!(err.contains("JSON object"), "{err}");
+        let err = parse_kafka_settings(r#"{"a":{"b":1}}"#).unwrap_err();
+        assert!(err.contains("`a`"), "{err}");
+    }
+
+    #[test]
+    fn flags_override_application_settings() {
+        let options = WorkerOptions {
+            kafka_servers: vec!["k1:9092".into()],
+            topic_prefix: Some("p.".into()),
+            kafka_settings: Some(parse_kafka_settings(r#"{"sasl.password":"s3cret"}"#).unwrap()),
+            replication_factor: Some(2),
+            api_version: None,
+        };
+        let mut settings = Settings {
+            topic_prefix: "old.".into(),
+            ..Settings::default()
+        };
+        options.apply(&mut settings);
+        assert_eq!(settings.kafka_servers, vec!["k1:9092"]);
+        assert_eq!(settings.topic_prefix, "p.");
+        assert_eq!(settings.replication_factor, Some(2));
+        assert_eq!(settings.api_version, "auto");
+        assert!(!format!("{options:?}").contains("s3cret"));
+    }
+}
+
+/// Support for the runner that the `kafkaesk` CLI generates. Not a stable API.
+#[doc(hidden)]
+pub mod __private {
+    use std::cell::Cell;
+    use std::future::Future;
+    use std::pin::Pin;
+
+    use super::IntoApplication;
+    use crate::app::Application;
+    use crate::error::{Error, Result};
+
+    type AppFuture = Pin<Box<dyn Future<Output = Result<Application>>>>;
+
+    /// Holds whatever the user's app function returned, so that method
+    /// resolution can pick the async or the sync path (autoref specialization).
+    pub struct Wrap<T>(Cell<Option<T>>);
+
+    impl<T> Wrap<T> {
+        /// Wraps a value.
+        pub fn new(value: T) -> Self {
+            Wrap(Cell::new(Some(value)))
+        }
+
+        fn take(&self) -> Result<T> {
+            self.0
+                .take()
+                .ok_or_else(|| Error::AppNotConfigured("the app function was used twice".into()))
+        }
+    }
+
+    /// The app function returned a future.
+    pub trait ResolveFuture {
+        /// Awaits the future and converts its output.
+        fn resolve(&self) -> AppFuture;
+    }
+
+    impl<F> ResolveFuture for Wrap<F>
+    where
+        F: Future + 'static,
+        F::Output: IntoApplication,
+    {
+        fn resolve(&self) -> AppFuture {
+            let future = self.take();
+            Box::pin(async move { future?.await.into_application() })
+        }
+    }
+
+    /// The app function returned an application or a result.
+    pub trait ResolveValue {
+        /// Converts the value.
+        fn resolve(&self) -> AppFuture;
+    }
+
+    impl<T: IntoApplication + 'static> ResolveValue for &Wrap<T> {
+        fn resolve(&self) -> AppFuture {
+            let value = self.take();
+            Box::pin(async move { value?.into_application() })
+        }
+    }
+}
