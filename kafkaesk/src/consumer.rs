@@ -556,6 +556,14 @@ impl Subscriber {
         &self.record
     }
 
+    /// The stream the record came from: its topic without the application's prefix.
+    pub fn stream(&self) -> &str {
+        let topic = self.record.topic();
+        topic
+            .strip_prefix(self.app.settings().topic_prefix.as_str())
+            .unwrap_or(topic)
+    }
+
     /// The subscription's name.
     pub fn subscription(&self) -> &str {
         &self.subscription
