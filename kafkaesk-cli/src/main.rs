@@ -9,6 +9,8 @@
 //! `runner.rs`), which then runs every subscription the crate registered,
 //! or the application returned by the named function.
 
+#[cfg(all(unix, feature = "embedded-broker"))]
+mod embedded;
 mod runner;
 mod target;
 
@@ -26,6 +28,11 @@ flags override its settings.
 
 The target is built in debug mode (or --release) into its own workspace's target directory; a
 second run with nothing changed starts in about a second.
+
+Without --kafka-servers (or KAFKAESK_KAFKA_SERVERS), kafkaesk starts an embedded Kafka-protocol
+broker (tansu, in memory) inside this process, prints its address so other processes can publish
+to it, and runs the worker against it. Its data lives only as long as this process: it is for
+development, not production.
 
 The worker stops cleanly on SIGINT or SIGTERM: in-flight handlers finish, offsets are committed,
 the producer is flushed, and the exit code is 0. A handler error stops it with exit code 1 and
@@ -112,12 +119,18 @@ fn main() -> ExitCode {
 
 fn run(cli: Cli) -> Result<ExitCode, String> {
     let target = target::resolve(&cli.target)?;
+    #[cfg(not(all(unix, feature = "embedded-broker")))]
     if !cli.worker.has_servers() {
         return Err("no Kafka servers: pass --kafka-servers host:9092 or set \
-                    KAFKAESK_KAFKA_SERVERS"
+                    KAFKAESK_KAFKA_SERVERS (this kafkaesk was built without the \
+                    embedded-broker feature)"
             .to_owned());
     }
     let runner = runner::build(&target, cli.release)?;
+    #[cfg(all(unix, feature = "embedded-broker"))]
+    if !cli.worker.has_servers() {
+        return embedded::run(&runner, &cli.worker, worker_args(&cli.worker));
+    }
     exec(&runner, &worker_args(&cli.worker))
 }
 

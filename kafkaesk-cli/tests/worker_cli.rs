@@ -60,13 +60,18 @@ impl Worker {
 
     /// Waits for a line containing `needle`; fails with everything seen so far.
     fn wait_for(&mut self, needle: &str, timeout: Duration) {
+        self.wait_for_line(needle, timeout);
+    }
+
+    /// Like [`wait_for`](Self::wait_for), returning the line.
+    fn wait_for_line(&mut self, needle: &str, timeout: Duration) -> String {
         let deadline = Instant::now() + timeout;
         while Instant::now() < deadline {
             if let Ok(line) = self.lines.recv_timeout(Duration::from_millis(200)) {
                 let found = line.contains(needle);
-                self.seen.push(line);
+                self.seen.push(line.clone());
                 if found {
-                    return;
+                    return line;
                 }
             }
         }
@@ -223,4 +228,45 @@ fn an_unreachable_broker_is_a_one_line_error_with_exit_code_1() {
         !stderr.contains("panicked") && !stderr.contains("backtrace"),
         "{stderr}"
     );
+}
+
+/// Without `--kafka-servers`, the worker runs against a broker inside the
+/// `kafkaesk` process that other processes reach at the printed address.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn without_servers_an_embedded_broker_delivers_what_another_process_publishes() {
+    let _build = BUILDS.lock().await;
+    let mut command = kafkaesk();
+    command
+        .arg(service_dir())
+        .env_remove("KAFKAESK_TOPIC_PREFIX")
+        .env_remove("KAFKAESK_EMBEDDED_BROKER");
+    let mut worker = Worker::start(command);
+    let banner = worker.wait_for_line("embedded broker listening on", Duration::from_secs(900));
+    let servers = banner
+        .split_whitespace()
+        .skip_while(|word| *word != "on")
+        .nth(1)
+        .expect("address after `listening on`")
+        .to_owned();
+    worker.wait_for("partitions assigned", Duration::from_secs(120));
+
+    // This test process is the other process: it publishes to the printed address.
+    let app = kafkaesk::Application::builder()
+        .kafka_servers([servers.clone()])
+        .build()
+        .unwrap();
+    app.publish_and_wait(
+        "orders.created",
+        &service::Order {
+            id: 99,
+            item: "lamp".into(),
+            quantity: 1,
+        },
+    )
+    .await
+    .unwrap();
+    worker.wait_for("handled order 99 (1 x lamp)", Duration::from_secs(60));
+
+    let (code, output) = worker.terminate();
+    assert_eq!(code, 0, "{}", output.join("\n"));
 }

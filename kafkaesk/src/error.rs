@@ -212,6 +212,10 @@ pub enum Error {
     #[error("timed out after {0:?}")]
     Timeout(Duration),
 
+    /// The embedded development broker could not start.
+    #[error("embedded broker: {0}")]
+    EmbeddedBroker(String),
+
     /// The application is shutting down or was stopped.
     #[error("application stopped")]
     Stopped,

@@ -44,7 +44,8 @@
 //! [`publish`], [`consumer`] (batch consumers and commits),
 //! [`extract`] and [`handler`] (what handlers can take), [`topics`]
 //! (creation and patterns), [`registry`] (what the macros register),
-//! [`worker`] (the `kafkaesk` command's entry point), and [`error`].
+//! [`worker`] (the `kafkaesk` command's entry point), `broker` (an embedded
+//! development broker, with the `embedded-broker` feature), and [`error`].
 
 #![warn(missing_docs)]
 
@@ -52,6 +53,8 @@
 extern crate self as kafkaesk;
 
 pub mod app;
+#[cfg(feature = "embedded-broker")]
+pub mod broker;
 pub mod consumer;
 pub mod error;
 pub mod extract;

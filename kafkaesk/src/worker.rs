@@ -57,6 +57,13 @@ pub struct WorkerOptions {
     /// Broker API version, or `auto` to ask the broker [default: auto].
     #[arg(long, env = "KAFKAESK_API_VERSION")]
     pub api_version: Option<String>,
+
+    /// Without --kafka-servers, an embedded broker runs inside the worker and listens here
+    /// [default: 127.0.0.1:0, any free port]. It keeps data in memory only, for as long as the
+    /// worker runs: for development, never for production.
+    #[cfg(feature = "embedded-broker")]
+    #[arg(long, env = "KAFKAESK_EMBEDDED_BROKER", value_name = "HOST:PORT")]
+    pub embedded_broker: Option<std::net::SocketAddr>,
 }
 
 /// librdkafka properties parsed from `--kafka-settings`.
@@ -195,8 +202,24 @@ where
 }
 
 /// Applies the flags to `app` and runs it until a signal or a handler error.
+///
+/// With the `embedded-broker` feature, an application without servers runs
+/// against a broker started inside this process (see [`crate::broker`]).
 pub async fn run(app: Application, options: &WorkerOptions) -> Result<()> {
     let app = app.reconfigure(|settings| options.apply(settings))?;
+    #[cfg(feature = "embedded-broker")]
+    let (app, _broker) = if app.settings().kafka_servers.is_empty() {
+        let listen = options
+            .embedded_broker
+            .unwrap_or_else(|| std::net::SocketAddr::from(([127, 0, 0, 1], 0)));
+        let broker = crate::broker::EmbeddedBroker::start(listen).await?;
+        println!("{}", embedded_broker_banner(&broker.bootstrap_servers()));
+        let servers = vec![broker.bootstrap_servers()];
+        let app = app.reconfigure(|settings| settings.kafka_servers = servers)?;
+        (app, Some(broker))
+    } else {
+        (app, None)
+    };
     if app.settings().kafka_servers.is_empty() {
         return Err(Error::AppNotConfigured(
             "no Kafka servers; pass --kafka-servers host:9092 or set KAFKAESK_KAFKA_SERVERS"
@@ -222,6 +245,16 @@ pub async fn run(app: Application, options: &WorkerOptions) -> Result<()> {
         );
     }
     app.run().await
+}
+
+/// The line printed when a worker starts an embedded broker.
+#[cfg(feature = "embedded-broker")]
+pub fn embedded_broker_banner(servers: &str) -> String {
+    format!(
+        "kafkaesk: embedded broker listening on {servers} (in memory, for development only: \
+         its data is gone when this worker exits); other processes publish to it with \
+         --kafka-servers {servers}"
+    )
 }
 
 /// What an application factory may return.
@@ -294,7 +327,7 @@ mod tests {
             topic_prefix: Some("p.".into()),
             kafka_settings: Some(parse_kafka_settings(r#"{"sasl.password":"s3cret"}"#).unwrap()),
             replication_factor: Some(2),
-            api_version: None,
+            ..WorkerOptions::default()
         };
         let mut settings = Settings {
             topic_prefix: "old.".into(),

@@ -2,12 +2,15 @@
 //! sections of Python kafkaesk's README, in Rust.
 //!
 //! ```text
-//! scripts/broker.sh && cargo run -p simple            # publish 5, then run the worker until Ctrl-C
-//! cargo run -p simple -- --count 100 --once          # publish 100, handle them, exit
+//! cargo run -p simple                                 # publish 5, then run the worker until Ctrl-C
+//! cargo run -p simple -- --count 100 --once           # publish 100, handle them, exit
+//! KAFKA=127.0.0.1:9092 cargo run -p simple            # against a broker of yours
 //! ```
 //!
-//! Reads the broker from `KAFKA` (default `127.0.0.1:9092`) and an optional
-//! topic prefix from `KAFKAESK_TOPIC_PREFIX`.
+//! Reads the broker from `KAFKA`. Without it, the example starts an embedded
+//! in-memory broker (the `embedded-broker` feature, on by default), so it runs
+//! with nothing installed. An optional topic prefix comes from
+//! `KAFKAESK_TOPIC_PREFIX`.
 
 use std::time::Duration;
 
@@ -60,6 +63,27 @@ fn options() -> Result<Options, String> {
     Ok(options)
 }
 
+/// The broker from `KAFKA`, or an embedded one that lives as long as the returned guard.
+#[cfg(feature = "embedded-broker")]
+async fn broker() -> Result<(String, Option<kafkaesk::broker::EmbeddedBroker>), kafkaesk::Error> {
+    if let Ok(servers) = std::env::var("KAFKA") {
+        return Ok((servers, None));
+    }
+    let broker = kafkaesk::broker::EmbeddedBroker::start(([127, 0, 0, 1], 0).into()).await?;
+    println!(
+        "embedded broker on {} (in memory, for development; set KAFKA=host:port for a real one)",
+        broker.bootstrap_servers()
+    );
+    Ok((broker.bootstrap_servers(), Some(broker)))
+}
+
+/// The broker from `KAFKA` (default `127.0.0.1:9092`).
+#[cfg(not(feature = "embedded-broker"))]
+async fn broker() -> Result<(String, Option<()>), kafkaesk::Error> {
+    let servers = std::env::var("KAFKA").unwrap_or_else(|_| "127.0.0.1:9092".into());
+    Ok((servers, None))
+}
+
 #[tokio::main]
 async fn main() -> std::process::ExitCode {
     tracing_subscriber::fmt()
@@ -78,7 +102,7 @@ async fn main() -> std::process::ExitCode {
 
 async fn run() -> Result<(), Box<dyn std::error::Error>> {
     let options = options()?;
-    let servers = std::env::var("KAFKA").unwrap_or_else(|_| "127.0.0.1:9092".into());
+    let (servers, _broker) = broker().await?;
     let app = Application::builder()
         .kafka_servers(servers.split(','))
         .topic_prefix(std::env::var("KAFKAESK_TOPIC_PREFIX").unwrap_or_default())

@@ -27,3 +27,22 @@ fn example_publishes_then_handles_every_message() {
     }
     assert!(stdout.contains("done: handled 3 of 3"), "{stdout}");
 }
+
+/// With nothing configured, the example brings its own broker.
+#[test]
+fn example_runs_on_its_embedded_broker_without_kafka() {
+    let output = Command::new(env!("CARGO_BIN_EXE_simple"))
+        .args(["--count", "2", "--once"])
+        .env_remove("KAFKA")
+        .env_remove("KAFKAESK_TOPIC_PREFIX")
+        .output()
+        .expect("run the example");
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(
+        output.status.success(),
+        "stdout:\n{stdout}\nstderr:\n{stderr}"
+    );
+    assert!(stdout.contains("embedded broker on 127.0.0.1:"), "{stdout}");
+    assert!(stdout.contains("done: handled 2 of 2"), "{stdout}");
+}

@@ -1,0 +1,73 @@
+//! Zero-setup runs: without `--kafka-servers`, the `kafkaesk` process hosts an
+//! in-memory broker and runs the worker as its child against it.
+//!
+//! The broker lives in this process rather than in the runner, so a target
+//! crate never compiles the broker: only the `kafkaesk` command does, once.
+//! Signals are forwarded to the worker, which stops cleanly (commits and
+//! flushes to the broker that is still up) before this process exits with its
+//! exit code.
+
+use std::net::SocketAddr;
+use std::path::Path;
+use std::process::ExitCode;
+
+use kafkaesk::broker::EmbeddedBroker;
+use kafkaesk::worker::{embedded_broker_banner, WorkerOptions};
+use tokio::signal::unix::{signal, SignalKind};
+
+/// Starts the broker, runs the worker against it, and returns the worker's exit code.
+pub fn run(runner: &Path, options: &WorkerOptions, args: Vec<String>) -> Result<ExitCode, String> {
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .map_err(|err| format!("cannot start the async runtime: {err}"))?;
+    let listen = options
+        .embedded_broker
+        .unwrap_or_else(|| SocketAddr::from(([127, 0, 0, 1], 0)));
+    runtime.block_on(async move {
+        let broker = EmbeddedBroker::start(listen)
+            .await
+            .map_err(|err| format!("{err}; pass --embedded-broker HOST:PORT with a free port, or --kafka-servers"))?;
+        let servers = broker.bootstrap_servers();
+        println!("{}", embedded_broker_banner(&servers));
+
+        let mut child = tokio::process::Command::new(runner)
+            .args(args)
+            .arg(format!("--kafka-servers={servers}"))
+            .spawn()
+            .map_err(|err| format!("cannot start `{}`: {err}", runner.display()))?;
+        let mut terminate = signal(SignalKind::terminate())
+            .map_err(|err| format!("cannot listen for SIGTERM: {err}"))?;
+        let mut interrupt = signal(SignalKind::interrupt())
+            .map_err(|err| format!("cannot listen for SIGINT: {err}"))?;
+        let status = loop {
+            tokio::select! {
+                status = child.wait() => break status,
+                _ = terminate.recv() => stop(&child),
+                _ = interrupt.recv() => stop(&child),
+            }
+        }
+        .map_err(|err| format!("lost the worker process: {err}"))?;
+        drop(broker);
+        Ok(exit_code(status))
+    })
+}
+
+/// Asks the worker to stop cleanly; the broker stays up until it has.
+fn stop(child: &tokio::process::Child) {
+    if let Some(pid) = child.id().and_then(|pid| libc::pid_t::try_from(pid).ok()) {
+        // SAFETY: kill(2) with a pid we spawned and a valid signal number.
+        unsafe {
+            libc::kill(pid, libc::SIGTERM);
+        }
+    }
+}
+
+fn exit_code(status: std::process::ExitStatus) -> ExitCode {
+    use std::os::unix::process::ExitStatusExt;
+    let code = status
+        .code()
+        .or_else(|| status.signal().map(|signal| 128 + signal))
+        .unwrap_or(1);
+    ExitCode::from(u8::try_from(code).unwrap_or(1))
+}
