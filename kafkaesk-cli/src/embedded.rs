@@ -25,9 +25,9 @@ pub fn run(runner: &Path, options: &WorkerOptions, args: Vec<String>) -> Result<
         .embedded_broker
         .unwrap_or_else(|| SocketAddr::from(([127, 0, 0, 1], 0)));
     runtime.block_on(async move {
-        let broker = EmbeddedBroker::start(listen)
-            .await
-            .map_err(|err| format!("{err}; pass --embedded-broker HOST:PORT with a free port, or --kafka-servers"))?;
+        let broker = EmbeddedBroker::start(listen).await.map_err(|err| {
+            format!("{err}; pass --embedded-broker HOST:PORT with a free port, or --kafka-servers")
+        })?;
         let servers = broker.bootstrap_servers();
         println!("{}", embedded_broker_banner(&servers));
 

@@ -44,6 +44,7 @@
 //! [`publish`], [`consumer`] (batch consumers and commits),
 //! [`extract`] and [`handler`] (what handlers can take), [`topics`]
 //! (creation and patterns), [`registry`] (what the macros register),
+//! [`logging`] (shipping `tracing` events to a stream),
 //! [`worker`] (the `kafkaesk` command's entry point), `broker` (an embedded
 //! development broker, with the `embedded-broker` feature), and [`error`].
 
@@ -59,6 +60,7 @@ pub mod consumer;
 pub mod error;
 pub mod extract;
 pub mod handler;
+pub mod logging;
 pub mod publish;
 pub mod record;
 pub mod registry;
