@@ -6,6 +6,7 @@
 mod application_lifecycle;
 mod consume_one_then_many;
 mod data_binding_with_injected_parameters;
+mod error_policies_retry_skip_dead_letter;
 mod group_with_waiting_messages;
 mod handler_error_does_not_commit;
 mod handler_takes_record_or_raw_bytes;

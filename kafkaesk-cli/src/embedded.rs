@@ -8,15 +8,15 @@
 //! exit code.
 
 use std::net::SocketAddr;
-use std::path::Path;
-use std::process::ExitCode;
+use std::process::{Command, ExitCode};
 
 use kafkaesk::broker::EmbeddedBroker;
 use kafkaesk::worker::{embedded_broker_banner, WorkerOptions};
 use tokio::signal::unix::{signal, SignalKind};
 
-/// Starts the broker, runs the worker against it, and returns the worker's exit code.
-pub fn run(runner: &Path, options: &WorkerOptions, args: Vec<String>) -> Result<ExitCode, String> {
+/// Starts the broker, runs the worker (`runner`, with its flags) against it,
+/// and returns the worker's exit code.
+pub fn run(runner: Command, options: &WorkerOptions) -> Result<ExitCode, String> {
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
@@ -31,11 +31,11 @@ pub fn run(runner: &Path, options: &WorkerOptions, args: Vec<String>) -> Result<
         let servers = broker.bootstrap_servers();
         println!("{}", embedded_broker_banner(&servers));
 
-        let mut child = tokio::process::Command::new(runner)
-            .args(args)
+        let program = runner.get_program().to_string_lossy().into_owned();
+        let mut child = tokio::process::Command::from(runner)
             .arg(format!("--kafka-servers={servers}"))
             .spawn()
-            .map_err(|err| format!("cannot start `{}`: {err}", runner.display()))?;
+            .map_err(|err| format!("cannot start `{program}`: {err}"))?;
         let mut terminate = signal(SignalKind::terminate())
             .map_err(|err| format!("cannot listen for SIGTERM: {err}"))?;
         let mut interrupt = signal(SignalKind::interrupt())

@@ -60,24 +60,34 @@ fn one_line(err: &clap::Error) -> String {
     first.strip_prefix("error: ").unwrap_or(first).to_owned()
 }
 
-/// The worker flags, as the runner receives them.
+/// The runner, with the worker flags as arguments. librdkafka settings go
+/// through the environment instead: they may hold secrets, which `ps` shows
+/// for arguments.
+fn runner_command(runner: &std::path::Path, options: &WorkerOptions) -> std::process::Command {
+    let mut command = std::process::Command::new(runner);
+    command.args(worker_args(options));
+    if let Some(settings) = &options.kafka_settings {
+        command.env("KAFKAESK_KAFKA_SETTINGS", settings_json(settings));
+    }
+    command
+}
+
+fn settings_json(settings: &kafkaesk::worker::KafkaSettings) -> String {
+    let object: serde_json::Map<String, serde_json::Value> = settings
+        .0
+        .iter()
+        .map(|(k, v)| (k.clone(), serde_json::Value::String(v.clone())))
+        .collect();
+    serde_json::Value::Object(object).to_string()
+}
+
+/// The worker flags, except `--kafka-settings`, as the runner receives them.
 fn worker_args(options: &WorkerOptions) -> Vec<String> {
     let mut args = Vec::new();
     if !options.kafka_servers.is_empty() {
         args.push(format!(
             "--kafka-servers={}",
             options.kafka_servers.join(",")
-        ));
-    }
-    if let Some(settings) = &options.kafka_settings {
-        let object: serde_json::Map<String, serde_json::Value> = settings
-            .0
-            .iter()
-            .map(|(k, v)| (k.clone(), serde_json::Value::String(v.clone())))
-            .collect();
-        args.push(format!(
-            "--kafka-settings={}",
-            serde_json::Value::Object(object)
         ));
     }
     if let Some(prefix) = &options.topic_prefix {
@@ -88,6 +98,9 @@ fn worker_args(options: &WorkerOptions) -> Vec<String> {
     }
     if let Some(version) = &options.api_version {
         args.push(format!("--api-version={version}"));
+    }
+    if let Some(stream) = &options.replay_dead_letters {
+        args.push(format!("--replay-dead-letters={stream}"));
     }
     args
 }
@@ -129,25 +142,30 @@ fn run(cli: Cli) -> Result<ExitCode, String> {
     let runner = runner::build(&target, cli.release)?;
     #[cfg(all(unix, feature = "embedded-broker"))]
     if !cli.worker.has_servers() {
-        return embedded::run(&runner, &cli.worker, worker_args(&cli.worker));
+        return embedded::run(runner_command(&runner, &cli.worker), &cli.worker);
     }
-    exec(&runner, &worker_args(&cli.worker))
+    exec(runner_command(&runner, &cli.worker))
 }
 
 /// Replaces this process with the runner, so signals and the exit code are its own.
 #[cfg(unix)]
-fn exec(runner: &std::path::Path, args: &[String]) -> Result<ExitCode, String> {
+fn exec(mut command: std::process::Command) -> Result<ExitCode, String> {
     use std::os::unix::process::CommandExt;
-    let err = std::process::Command::new(runner).args(args).exec();
-    Err(format!("cannot start `{}`: {err}", runner.display()))
+    let err = command.exec();
+    Err(format!(
+        "cannot start `{}`: {err}",
+        command.get_program().to_string_lossy()
+    ))
 }
 
 #[cfg(not(unix))]
-fn exec(runner: &std::path::Path, args: &[String]) -> Result<ExitCode, String> {
-    let status = std::process::Command::new(runner)
-        .args(args)
-        .status()
-        .map_err(|err| format!("cannot start `{}`: {err}", runner.display()))?;
+fn exec(mut command: std::process::Command) -> Result<ExitCode, String> {
+    let status = command.status().map_err(|err| {
+        format!(
+            "cannot start `{}`: {err}",
+            command.get_program().to_string_lossy()
+        )
+    })?;
     Ok(ExitCode::from(
         status.code().unwrap_or(1).clamp(0, 255) as u8
     ))
@@ -172,14 +190,18 @@ mod tests {
         .unwrap();
         assert_eq!(cli.worker.kafka_servers, ["a:1", "b:2"]);
         let args = worker_args(&cli.worker);
-        assert_eq!(
-            args,
-            [
-                "--kafka-servers=a:1,b:2",
-                r#"--kafka-settings={"linger.ms":"7"}"#,
-                "--topic-prefix=p."
-            ]
-        );
+        assert_eq!(args, ["--kafka-servers=a:1,b:2", "--topic-prefix=p."]);
+        // Settings travel in the environment, where `ps` does not show them.
+        let command = runner_command(std::path::Path::new("runner"), &cli.worker);
+        let settings: Vec<_> = command
+            .get_envs()
+            .filter(|(key, _)| *key == "KAFKAESK_KAFKA_SETTINGS")
+            .filter_map(|(_, value)| value)
+            .collect();
+        assert_eq!(settings, [r#"{"linger.ms":"7"}"#]);
+        assert!(command
+            .get_args()
+            .all(|arg| !arg.to_string_lossy().contains("linger")));
     }
 
     #[test]

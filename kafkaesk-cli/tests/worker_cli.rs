@@ -270,3 +270,53 @@ async fn without_servers_an_embedded_broker_delivers_what_another_process_publis
     let (code, output) = worker.terminate();
     assert_eq!(code, 0, "{}", output.join("\n"));
 }
+
+/// `--replay-dead-letters` puts dead-lettered records back on their topic and
+/// exits without running the handlers.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn replay_dead_letters_republishes_to_the_source_topic_and_exits() {
+    use kafkaesk::policy::{DLQ_ATTEMPTS, DLQ_TOPIC};
+    let kafka = require_broker();
+    let prefix = unique_prefix("cli-replay");
+    let source = format!("{prefix}orders.created");
+    let order = br#"{"schema":"Order:1","data":{"id":5,"item":"pen","quantity":3}}"#;
+    let app = kafkaesk::Application::builder()
+        .kafka_servers([kafka.clone()])
+        .topic_prefix(&prefix)
+        .build()
+        .unwrap();
+    app.raw_publish("orders.dead", order.to_vec())
+        .key("order-5")
+        .header(DLQ_TOPIC, &source)
+        .header(DLQ_ATTEMPTS, "1")
+        .header("trace", "t-1")
+        .wait()
+        .await
+        .unwrap();
+
+    let _build = BUILDS.lock().await;
+    let mut command = kafkaesk();
+    command.arg(service_dir()).args([
+        "--kafka-servers",
+        &kafka,
+        "--topic-prefix",
+        &prefix,
+        "--replay-dead-letters",
+        "orders.dead",
+    ]);
+    let output = tokio::task::spawn_blocking(move || command.output())
+        .await
+        .unwrap()
+        .expect("run kafkaesk");
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(output.status.success(), "{stdout}\n{stderr}");
+    assert!(
+        stdout.contains("replayed 1 dead-lettered record(s) from orders.dead"),
+        "{stdout}"
+    );
+    assert!(!stdout.contains("handled order"), "{stdout}");
+
+    let values = kafkaesk_tests::read_all(&source, Duration::from_secs(3));
+    assert_eq!(values, [order.to_vec()]);
+}

@@ -115,6 +115,85 @@ fn lit_seconds(expr: &Expr, what: &str) -> syn::Result<f64> {
     Ok(value)
 }
 
+/// `retry = N, backoff = secs, on_error = "stop" | "skip", dead_letter = "stream"`
+/// as an `ErrorPolicy` expression, or `None` when none of them is given.
+fn error_policy(args: &mut Args) -> syn::Result<Option<TokenStream2>> {
+    let retry = args.take("retry");
+    let backoff = args.take("backoff");
+    let on_error = args.take("on_error");
+    let dead_letter = args.take("dead_letter");
+    if retry.is_none() && backoff.is_none() && on_error.is_none() && dead_letter.is_none() {
+        return Ok(None);
+    }
+    let mut policy = match &retry {
+        Some(retry) => {
+            let attempts = lit_int(retry, "retry")?;
+            let attempts = u32::try_from(attempts)
+                .map_err(|_| syn::Error::new(retry.span(), "retry is a number of attempts"))?;
+            let backoff = match &backoff {
+                Some(backoff) => lit_seconds(backoff, "backoff")?,
+                None => 0.1,
+            };
+            quote!(::kafkaesk::ErrorPolicy::retry(
+                #attempts,
+                ::core::time::Duration::from_secs_f64(#backoff)
+            ))
+        }
+        None => {
+            if let Some(backoff) = &backoff {
+                return Err(syn::Error::new(
+                    backoff.span(),
+                    "`backoff` needs `retry = N` (how many times to retry)",
+                ));
+            }
+            quote!(::kafkaesk::ErrorPolicy::stop())
+        }
+    };
+    let action = on_error
+        .as_ref()
+        .map(|expr| lit_str(expr, "on_error").map(|lit| (expr, lit.value())))
+        .transpose()?;
+    match (action, &dead_letter) {
+        (Some((expr, action)), Some(_)) if action != "dead_letter" => {
+            return Err(syn::Error::new(
+                expr.span(),
+                format!("`on_error = \"{action}\"` contradicts `dead_letter`; keep one"),
+            ))
+        }
+        (_, Some(stream)) => {
+            let stream = lit_str(stream, "dead_letter")?;
+            if stream.value().is_empty() {
+                return Err(syn::Error::new(
+                    stream.span(),
+                    "the dead-letter stream is empty",
+                ));
+            }
+            policy.extend(quote!(.then_dead_letter(#stream)));
+        }
+        (Some((expr, action)), None) => match action.as_str() {
+            "stop" => policy.extend(quote!(.then_stop())),
+            "skip" => policy.extend(quote!(.then_skip())),
+            "dead_letter" => {
+                return Err(syn::Error::new(
+                    expr.span(),
+                    "name the stream: `dead_letter = \"orders.dead\"`",
+                ))
+            }
+            other => {
+                return Err(syn::Error::new(
+                    expr.span(),
+                    format!(
+                        "unknown on_error `{other}`; use \"stop\", \"skip\", or \
+                         `dead_letter = \"stream\"`"
+                    ),
+                ))
+            }
+        },
+        (None, None) => {}
+    }
+    Ok(Some(policy))
+}
+
 fn str_array(expr: &Expr, what: &str) -> syn::Result<Vec<LitStr>> {
     match expr {
         Expr::Array(ExprArray { elems, .. }) => elems.iter().map(|e| lit_str(e, what)).collect(),
@@ -252,7 +331,13 @@ fn expand_subscribe(attr: TokenStream2, item: TokenStream2) -> syn::Result<Token
         let secs = lit_seconds(&timeout, "timeout")?;
         options.extend(quote!(.timeout(::core::time::Duration::from_secs_f64(#secs))));
     }
-    args.reject_unknown("`group`, `concurrency`, `timeout` or `streams`")?;
+    if let Some(policy) = error_policy(&mut args)? {
+        options.extend(quote!(.on_error(#policy)));
+    }
+    args.reject_unknown(
+        "`group`, `concurrency`, `timeout`, `streams`, `retry`, `backoff`, `on_error` or \
+         `dead_letter`",
+    )?;
 
     let mut checks = Vec::new();
     for (index, input) in function.sig.inputs.iter().enumerate() {

@@ -374,6 +374,9 @@ pub(crate) struct SubscriptionCounters {
     pub(crate) handled: AtomicU64,
     pub(crate) unhandled: AtomicU64,
     pub(crate) failed: AtomicU64,
+    pub(crate) retried: AtomicU64,
+    pub(crate) skipped: AtomicU64,
+    pub(crate) dead_lettered: AtomicU64,
 }
 
 /// What one subscription has done so far.
@@ -383,8 +386,14 @@ pub struct SubscriptionStats {
     pub handled: u64,
     /// Records that could not be decoded and were skipped.
     pub unhandled: u64,
-    /// Records whose handler failed, panicked or timed out.
+    /// Records whose handler failed, panicked or timed out, after any retries.
     pub failed: u64,
+    /// Retries of failed handlers (see [`ErrorPolicy`](crate::ErrorPolicy)).
+    pub retried: u64,
+    /// Failed records skipped and committed by the error policy.
+    pub skipped: u64,
+    /// Failed records published to a dead-letter stream and committed.
+    pub dead_lettered: u64,
 }
 
 /// The state of one subscription's consumer.
@@ -638,6 +647,27 @@ impl Application {
         RawPublish::new(self, stream, value.into())
     }
 
+    /// Republishes every record in the dead-letter `stream` to the topic it was
+    /// consumed from, untouched (value, key and original headers; the
+    /// `kafkaesk-dlq-*` headers are removed), and returns how many were
+    /// republished.
+    ///
+    /// Reads until the end of every partition of the dead-letter stream, then
+    /// commits in the group `kafkaesk-replay.<topic>`, so a second call only
+    /// replays what was dead-lettered since. Fails with [`Error::Timeout`] if
+    /// that takes longer than `timeout` (what was republished by then is
+    /// committed), and with [`Error::Topic`] if the stream does not exist.
+    ///
+    /// ```no_run
+    /// # async fn demo(app: kafkaesk::Application) -> Result<(), kafkaesk::Error> {
+    /// let replayed = app.replay_dead_letters("orders.dead", std::time::Duration::from_secs(60)).await?;
+    /// println!("{replayed} records are back on their topics");
+    /// # Ok(()) }
+    /// ```
+    pub async fn replay_dead_letters(&self, stream: &str, timeout: Duration) -> Result<usize> {
+        crate::policy::replay(self, stream, timeout).await
+    }
+
     /// Waits until every queued message is acknowledged or has failed.
     pub async fn flush(&self) -> Result<()> {
         let producer = self.clients().await?.producer.clone();
@@ -709,6 +739,9 @@ impl Application {
                         handled: c.handled.load(Ordering::Relaxed),
                         unhandled: c.unhandled.load(Ordering::Relaxed),
                         failed: c.failed.load(Ordering::Relaxed),
+                        retried: c.retried.load(Ordering::Relaxed),
+                        skipped: c.skipped.load(Ordering::Relaxed),
+                        dead_lettered: c.dead_lettered.load(Ordering::Relaxed),
                     },
                 )
             })

@@ -44,6 +44,7 @@ use tokio::sync::watch;
 use crate::app::{lock, set_default_setting, Application, ConsumerHealth, SubscriptionCounters};
 use crate::error::{BoxError, Error, Result};
 use crate::extract::{MessageContext, Rejection};
+use crate::policy::{self, FinalAction};
 use crate::publish::{Publish, RawPublish};
 use crate::record::{Headers, Record};
 use crate::router::{Streams, Subscription};
@@ -221,6 +222,26 @@ enum Outcome {
     TimedOut(Duration),
 }
 
+impl Outcome {
+    /// Whether the handler failed: an error, a panic or a timeout.
+    fn is_failure(&self) -> bool {
+        matches!(
+            self,
+            Outcome::Failed(_) | Outcome::Panicked(_) | Outcome::TimedOut(_)
+        )
+    }
+
+    fn describe(&self) -> String {
+        match self {
+            Outcome::Handled => "handled".to_owned(),
+            Outcome::Unhandled(rejection) => rejection.reason().to_owned(),
+            Outcome::Failed(err) => err.to_string(),
+            Outcome::Panicked(message) => format!("panicked: {message}"),
+            Outcome::TimedOut(timeout) => format!("timed out after {timeout:?}"),
+        }
+    }
+}
+
 /// Runs one subscription until the run is stopped or its handler fails.
 pub(crate) async fn run_subscription(
     app: Application,
@@ -342,7 +363,7 @@ impl Worker {
                 batch.clear();
                 break;
             };
-            if let Some(error) = self.settle(&batch, outcomes) {
+            if let Some(error) = self.settle(&batch, outcomes).await {
                 batch.clear();
                 // Commit what earlier batches handled; the failed batch comes back.
                 self.commit(CommitMode::Sync);
@@ -364,7 +385,7 @@ impl Worker {
         &self,
         batch: &[Record],
         stop: &mut watch::Receiver<bool>,
-    ) -> Option<Vec<Outcome>> {
+    ) -> Option<Vec<(Outcome, u32)>> {
         let work = async {
             if let [record] = batch {
                 vec![self.handle(record.clone()).await]
@@ -390,7 +411,38 @@ impl Worker {
         }
     }
 
-    async fn handle(&self, record: Record) -> Outcome {
+    /// Runs the handler on `record`, retrying failures as the subscription's
+    /// error policy says. Returns the last outcome and how many times the
+    /// handler ran.
+    async fn handle(&self, record: Record) -> (Outcome, u32) {
+        let mut runs = 1;
+        loop {
+            let outcome = self.run_handler(record.clone()).await;
+            let retry = self
+                .subscription
+                .error_policy()
+                .retries()
+                .filter(|retry| outcome.is_failure() && runs <= retry.attempts);
+            let Some(retry) = retry else {
+                return (outcome, runs);
+            };
+            let delay = retry.delay(runs);
+            self.counters.retried.fetch_add(1, Ordering::Relaxed);
+            tracing::warn!(
+                subscription = %self.name,
+                topic = record.topic(),
+                partition = record.partition(),
+                offset = record.offset(),
+                attempt = runs,
+                error = %outcome.describe(),
+                "handler failed; retrying in {delay:?}"
+            );
+            tokio::time::sleep(delay).await;
+            runs += 1;
+        }
+    }
+
+    async fn run_handler(&self, record: Record) -> Outcome {
         let subscriber = Subscriber {
             app: self.app.clone(),
             record: record.clone(),
@@ -417,10 +469,11 @@ impl Worker {
         }
     }
 
-    /// Records the batch's offsets, or returns the first failure.
-    fn settle(&self, batch: &[Record], outcomes: Vec<Outcome>) -> Option<Error> {
+    /// Applies the error policy to failed records, then records the batch's
+    /// offsets, or returns the first failure that stops the consumer.
+    async fn settle(&self, batch: &[Record], outcomes: Vec<(Outcome, u32)>) -> Option<Error> {
         let mut failure = None;
-        for (record, outcome) in batch.iter().zip(outcomes) {
+        for (record, (outcome, runs)) in batch.iter().zip(outcomes) {
             let error = match outcome {
                 Outcome::Handled => {
                     self.counters.handled.fetch_add(1, Ordering::Relaxed);
@@ -459,8 +512,45 @@ impl Worker {
                 },
             };
             self.counters.failed.fetch_add(1, Ordering::Relaxed);
-            tracing::error!(subscription = %self.name, error = %error, "handler failed; stopping consumer");
-            failure.get_or_insert(error);
+            match self.subscription.error_policy().final_action() {
+                FinalAction::Skip => {
+                    self.counters.skipped.fetch_add(1, Ordering::Relaxed);
+                    tracing::error!(
+                        subscription = %self.name,
+                        error = %error,
+                        attempts = runs,
+                        "handler failed; record skipped by the error policy"
+                    );
+                }
+                FinalAction::DeadLetter(stream) => {
+                    match self.dead_letter(stream, record, &error, runs).await {
+                        Ok(()) => {
+                            self.counters.dead_lettered.fetch_add(1, Ordering::Relaxed);
+                            tracing::error!(
+                                subscription = %self.name,
+                                error = %error,
+                                attempts = runs,
+                                dead_letter = %stream,
+                                "handler failed; record dead-lettered"
+                            );
+                        }
+                        Err(dlq_error) => {
+                            tracing::error!(
+                                subscription = %self.name,
+                                error = %error,
+                                dead_letter = %stream,
+                                dead_letter_error = %dlq_error,
+                                "handler failed and the dead-letter write failed; stopping consumer"
+                            );
+                            failure.get_or_insert(error);
+                        }
+                    }
+                }
+                FinalAction::Stop => {
+                    tracing::error!(subscription = %self.name, error = %error, "handler failed; stopping consumer");
+                    failure.get_or_insert(error);
+                }
+            }
         }
         if failure.is_some() {
             return failure;
@@ -477,6 +567,33 @@ impl Worker {
             *entry = (*entry).max(next);
         }
         None
+    }
+
+    /// Publishes the original record, untouched, to the dead-letter stream and
+    /// waits for the broker's acknowledgement.
+    async fn dead_letter(
+        &self,
+        stream: &str,
+        record: &Record,
+        error: &Error,
+        runs: u32,
+    ) -> Result<()> {
+        let failure = Headers::new()
+            .with(policy::DLQ_ERROR, error.to_string())
+            .with(policy::DLQ_TOPIC, record.topic())
+            .with(policy::DLQ_PARTITION, record.partition().to_string())
+            .with(policy::DLQ_OFFSET, record.offset().to_string())
+            .with(policy::DLQ_ATTEMPTS, runs.to_string())
+            .with(policy::DLQ_SUBSCRIPTION, &*self.name)
+            .with(policy::DLQ_GROUP, self.subscription.group_id());
+        self.app
+            .raw_publish(stream, record.value().to_vec())
+            .maybe_key(record.key())
+            .headers(record.headers())
+            .headers(&failure)
+            .await?
+            .await
+            .map(|_| ())
     }
 
     fn commit(&self, mode: CommitMode) {

@@ -41,7 +41,8 @@
 //! The modules, one concept each:
 //! [`schema`](mod@schema) (ids, JSON Schemas, validation, the envelope),
 //! [`router`] (schemas and subscriptions), [`app`] (settings and lifecycle),
-//! [`publish`], [`consumer`] (batch consumers and commits),
+//! [`publish`], [`consumer`] (batch consumers and commits), [`policy`]
+//! (what happens when a handler fails),
 //! [`extract`] and [`handler`] (what handlers can take), [`topics`]
 //! (creation and patterns), [`registry`] (what the macros register),
 //! [`logging`] (shipping `tracing` events to a stream),
@@ -61,6 +62,7 @@ pub mod error;
 pub mod extract;
 pub mod handler;
 pub mod logging;
+pub mod policy;
 pub mod publish;
 pub mod record;
 pub mod registry;
@@ -73,6 +75,7 @@ pub use app::{Application, ApplicationBuilder, Health, Settings, SubscriptionSta
 pub use consumer::Subscriber;
 pub use error::{Error, Result};
 pub use extract::{Json, SchemaId};
+pub use policy::ErrorPolicy;
 pub use publish::{Delivery, PublishHandle};
 pub use record::{Header, Headers, Record};
 pub use router::{Router, Streams, Subscription};
@@ -107,6 +110,15 @@ pub use kafkaesk_macros::schema;
 /// Arguments: an fnmatch pattern, or `streams = ["a", "b"]` for a list;
 /// `group` (default: the function's name); `concurrency` (default 1);
 /// `timeout` in seconds (fractions allowed, no timeout by default).
+///
+/// What happens when the handler fails ([`policy`] explains each): `retry = 3`
+/// with `backoff = 0.1` (seconds, default 0.1), then `on_error = "stop"`
+/// (the default), `on_error = "skip"`, or `dead_letter = "stream"`:
+///
+/// ```
+/// #[kafkaesk::subscribe("orders.*", retry = 3, backoff = 0.2, dead_letter = "orders.dead")]
+/// async fn handle(raw: Vec<u8>) -> Result<(), std::io::Error> { Ok(()) }
+/// ```
 ///
 /// The function stays callable as it is. A parameter that cannot be
 /// extracted is a compile error pointing at that parameter.

@@ -186,7 +186,7 @@ where
             let payload = schema.encode(self.data)?;
             send(
                 self.app,
-                self.stream,
+                self.app.settings().topic(self.stream),
                 payload,
                 self.key,
                 self.headers,
@@ -201,7 +201,7 @@ where
 #[must_use = "nothing is published until the builder is awaited"]
 pub struct RawPublish<'a> {
     app: &'a Application,
-    stream: &'a str,
+    topic: String,
     value: Vec<u8>,
     key: Option<Vec<u8>>,
     headers: Headers,
@@ -209,9 +209,14 @@ pub struct RawPublish<'a> {
 
 impl<'a> RawPublish<'a> {
     pub(crate) fn new(app: &'a Application, stream: &'a str, value: Vec<u8>) -> Self {
+        Self::to_topic(app, app.settings().topic(stream), value)
+    }
+
+    /// Publishes to `topic` as it is, without the application's prefix.
+    pub(crate) fn to_topic(app: &'a Application, topic: String, value: Vec<u8>) -> Self {
         RawPublish {
             app,
-            stream,
+            topic,
             value,
             key: None,
             headers: Headers::new(),
@@ -256,7 +261,7 @@ impl<'a> IntoFuture for RawPublish<'a> {
         Box::pin(async move {
             send(
                 self.app,
-                self.stream,
+                self.topic,
                 self.value,
                 self.key,
                 self.headers,
@@ -269,14 +274,13 @@ impl<'a> IntoFuture for RawPublish<'a> {
 
 async fn send(
     app: &Application,
-    stream: &str,
+    topic: String,
     payload: Vec<u8>,
     key: Option<Vec<u8>>,
     headers: Headers,
     retention: Option<Duration>,
 ) -> Result<PublishHandle> {
     let clients = app.clients().await?;
-    let topic = app.settings().topic(stream);
     clients.topics.ensure(&topic, retention).await?;
 
     let mut record = FutureRecord::<[u8], [u8]>::to(&topic).payload(&payload);

@@ -36,6 +36,7 @@ use std::time::Duration;
 
 use crate::error::{Error, Result};
 use crate::handler::{BoxedHandler, Handler};
+use crate::policy::ErrorPolicy;
 use crate::registry;
 use crate::schema::{Schema, SchemaInfo};
 
@@ -82,6 +83,7 @@ pub struct Subscription {
     group: Option<String>,
     concurrency: usize,
     timeout: Option<Duration>,
+    on_error: ErrorPolicy,
     handler: BoxedHandler,
 }
 
@@ -122,6 +124,7 @@ impl Subscription {
             group: None,
             concurrency: DEFAULT_CONCURRENCY,
             timeout: None,
+            on_error: ErrorPolicy::default(),
             handler: BoxedHandler::new(handler),
         }
     }
@@ -148,6 +151,18 @@ impl Subscription {
     pub fn timeout(mut self, timeout: Duration) -> Self {
         self.timeout = Some(timeout);
         self
+    }
+
+    /// What happens when the handler fails: stop (the default), skip, retry
+    /// or dead-letter. See [`ErrorPolicy`].
+    pub fn on_error(mut self, policy: ErrorPolicy) -> Self {
+        self.on_error = policy;
+        self
+    }
+
+    /// The error policy.
+    pub fn error_policy(&self) -> &ErrorPolicy {
+        &self.on_error
     }
 
     /// The subscription's name.
@@ -194,6 +209,9 @@ impl Subscription {
         }
         if self.group_id().is_empty() {
             return fail("the consumer group is empty");
+        }
+        if let Some(problem) = self.on_error.problem() {
+            return fail(problem);
         }
         match &self.streams {
             Streams::Pattern(p) if p.is_empty() => fail("the pattern is empty"),

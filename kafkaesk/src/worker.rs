@@ -64,7 +64,15 @@ pub struct WorkerOptions {
     #[cfg(feature = "embedded-broker")]
     #[arg(long, env = "KAFKAESK_EMBEDDED_BROKER", value_name = "HOST:PORT")]
     pub embedded_broker: Option<std::net::SocketAddr>,
+
+    /// Instead of running the worker, republish every record of this dead-letter stream to
+    /// the topic it came from, print how many, and exit.
+    #[arg(long, value_name = "STREAM")]
+    pub replay_dead_letters: Option<String>,
 }
+
+/// How long `--replay-dead-letters` may take before it gives up.
+const REPLAY_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(300);
 
 /// librdkafka properties parsed from `--kafka-settings`.
 #[derive(Clone, Default, PartialEq, Eq)]
@@ -225,6 +233,14 @@ pub async fn run(app: Application, options: &WorkerOptions) -> Result<()> {
             "no Kafka servers; pass --kafka-servers host:9092 or set KAFKAESK_KAFKA_SERVERS"
                 .to_owned(),
         ));
+    }
+    if let Some(stream) = &options.replay_dead_letters {
+        let replayed = app.replay_dead_letters(stream, REPLAY_TIMEOUT).await?;
+        app.flush().await?;
+        println!(
+            "kafkaesk: replayed {replayed} dead-lettered record(s) from {stream} to their topics"
+        );
+        return Ok(());
     }
     let router = app.router();
     if router.subscriptions().is_empty() {
