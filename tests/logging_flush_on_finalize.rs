@@ -34,7 +34,6 @@ async fn finalize_delivers_everything_queued() {
     let app = Application::builder()
         .kafka_servers([format!("127.0.0.1:{port}")])
         .topic_prefix(&prefix)
-        .on_finalize(kafkaesk::logging::flush_on_finalize)
         .build()
         .unwrap();
     let layer = KafkaLayer::new(&app, "logging.test")

@@ -362,7 +362,7 @@ struct Inner {
     clients: OnceCell<Clients>,
     stop: watch::Sender<bool>,
     on_initialize: Vec<Hook>,
-    on_finalize: Vec<Hook>,
+    on_finalize: Mutex<Vec<Hook>>,
     stats: Mutex<HashMap<String, Arc<SubscriptionCounters>>>,
     consumers: Mutex<HashMap<String, ConsumerHealth>>,
     initialized: AtomicBool,
@@ -462,7 +462,7 @@ impl Application {
                 clients: OnceCell::new(),
                 stop,
                 on_initialize,
-                on_finalize,
+                on_finalize: Mutex::new(on_finalize),
                 stats: Mutex::new(HashMap::new()),
                 consumers: Mutex::new(HashMap::new()),
                 initialized: AtomicBool::new(false),
@@ -486,7 +486,7 @@ impl Application {
             settings,
             self.router(),
             self.inner.on_initialize.clone(),
-            self.inner.on_finalize.clone(),
+            lock(&self.inner.on_finalize).clone(),
         ))
     }
 
@@ -593,11 +593,24 @@ impl Application {
         })
     }
 
+    /// Adds a hook that [`finalize`](Self::finalize) runs, after those given to
+    /// the builder, before the producer is flushed. For components that get a
+    /// built application, such as [`logging::KafkaLayer`](crate::logging::KafkaLayer),
+    /// which flushes its queue this way.
+    pub fn on_finalize<F, Fut>(&self, hook: F)
+    where
+        F: Fn(Application) -> Fut + Send + Sync + 'static,
+        Fut: Future<Output = Result<()>> + Send + 'static,
+    {
+        lock(&self.inner.on_finalize).push(Arc::new(move |app| Box::pin(hook(app))));
+    }
+
     /// Stops running consumers, runs the `on_finalize` hooks and flushes the producer.
     pub async fn finalize(&self) -> Result<()> {
         self.stop();
         let mut first_error = None;
-        for hook in &self.inner.on_finalize {
+        let hooks = lock(&self.inner.on_finalize).clone();
+        for hook in &hooks {
             if let Err(err) = hook(self.clone()).await {
                 first_error.get_or_insert(err);
             }

@@ -43,7 +43,6 @@ async fn run() -> Result<(), Box<dyn std::error::Error>> {
         .kafka_servers(servers.split(','))
         .topic_prefix(std::env::var("KAFKAESK_TOPIC_PREFIX").unwrap_or_default())
         .with_registry()?
-        .on_finalize(kafkaesk::logging::flush_on_finalize)
         .build()?;
 
     let kafka = KafkaLayer::new(&app, "logging.test").with_max_level(tracing::Level::DEBUG);

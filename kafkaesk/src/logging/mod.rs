@@ -16,10 +16,9 @@
 //! # #[tokio::main] async fn main() -> Result<(), kafkaesk::Error> {
 //! let app = kafkaesk::Application::builder()
 //!     .kafka_servers(["localhost:9092"])
-//!     // `Application::finalize` (and `run`) then flush the queued logs too.
-//!     .on_finalize(kafkaesk::logging::flush_on_finalize)
 //!     .build()?;
 //!
+//! // `app.finalize()` (and so `app.run()`) flushes the queued logs too.
 //! let kafka = kafkaesk::logging::KafkaLayer::new(&app, "logging.test")
 //!     .with_max_level(tracing::Level::INFO);
 //! // Flushes what is still queued when `main` returns, waiting at most 5 s.
@@ -107,9 +106,8 @@
 //! - **Flushing has a bounded wait.** [`FlushGuard::flush`] waits until
 //!   everything queued so far is acknowledged by the broker or has failed;
 //!   dropping the guard does the same with [`KafkaLayer::with_flush_timeout`]
-//!   (default 5 s). Give [`flush_on_finalize`] to
-//!   [`ApplicationBuilder::on_finalize`](crate::ApplicationBuilder::on_finalize)
-//!   to flush when the application finalizes.
+//!   (default 5 s), and so does [`Application::finalize`](crate::Application::finalize)
+//!   (and with it `run`) of the application the layer was made with.
 //! - **The level shipped is the layer's own.** [`KafkaLayer::with_max_level`]
 //!   is a [per-layer filter]: other layers, such as the console, keep theirs.
 //!   A global filter (`registry().with(EnvFilter)` outside any layer) still
@@ -137,7 +135,7 @@ use crate::router::Router;
 
 pub use fields::{json, JsonDisplay};
 pub use record::LogRecord;
-pub use shipper::{flush_on_finalize, FlushGuard, LogStats};
+pub use shipper::{FlushGuard, LogStats};
 
 use fields::{Entry, FieldVisitor, SpanFields};
 use shipper::Shared;
@@ -145,7 +143,8 @@ use shipper::Shared;
 /// Default bound of the queue between logging calls and the shipping thread.
 pub const DEFAULT_QUEUE_CAPACITY: usize = 10_000;
 
-/// Default bounded wait of [`FlushGuard`]'s drop and [`flush_on_finalize`].
+/// Default bounded wait of [`FlushGuard`]'s drop and of the flush at
+/// [`Application::finalize`](crate::Application::finalize).
 pub const DEFAULT_FLUSH_TIMEOUT: Duration = Duration::from_secs(5);
 
 /// Targets never shipped: librdkafka's threads log under them for every
@@ -198,7 +197,7 @@ impl<S> KafkaLayer<S> {
     /// application. Nothing connects and no thread starts until the first
     /// event.
     pub fn new(app: &Application, stream: impl Into<String>) -> Self {
-        let shared = Arc::new(Shared::new(app, stream.into()));
+        let shared = Arc::new(Shared::new(stream.into()));
         let mut router = Router::new();
         let registered = router
             .schema::<LogRecord>()
@@ -210,7 +209,7 @@ impl<S> KafkaLayer<S> {
                  published under their type name instead"
             ));
         }
-        shipper::register(&shared);
+        shipper::flush_on_finalize(app, &shared);
         let shipper = Shipper {
             shared,
             app: app.clone(),
@@ -242,8 +241,8 @@ impl<S> KafkaLayer<S> {
         self
     }
 
-    /// Sets how long dropping a [`FlushGuard`] and [`flush_on_finalize`] wait
-    /// for queued records to be delivered.
+    /// Sets how long dropping a [`FlushGuard`] and the application's
+    /// `finalize` wait for queued records to be delivered.
     pub fn with_flush_timeout(self, timeout: Duration) -> Self {
         self.inner.inner().shared.set_flush_timeout(timeout);
         self

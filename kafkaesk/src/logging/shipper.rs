@@ -4,7 +4,7 @@ use std::cell::Cell;
 use std::future::IntoFuture;
 use std::io::Write as _;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
-use std::sync::{Arc, Condvar, Mutex, OnceLock, Weak};
+use std::sync::{Arc, Condvar, Mutex, OnceLock};
 use std::time::{Duration, Instant};
 
 use rdkafka::error::KafkaError;
@@ -96,7 +96,6 @@ impl RateLimit {
 pub(super) struct Shared {
     stream: String,
     pub(super) host: HostInfo,
-    app_id: usize,
     capacity: AtomicUsize,
     flush_timeout: Mutex<Duration>,
     warnings: Mutex<WarningSink>,
@@ -113,19 +112,11 @@ pub(super) struct Shared {
     progress_async: tokio::sync::Notify,
 }
 
-/// Identifies an application (and its clones) for [`flush_on_finalize`]:
-/// the address of its settings, which live in its shared state. A live layer
-/// holds a clone, so the address cannot be reused while the layer matters.
-fn app_id(app: &Application) -> usize {
-    std::ptr::from_ref(app.settings()) as usize
-}
-
 impl Shared {
-    pub(super) fn new(app: &Application, stream: String) -> Self {
+    pub(super) fn new(stream: String) -> Self {
         Shared {
             stream,
             host: HostInfo::current(),
-            app_id: app_id(app),
             capacity: AtomicUsize::new(DEFAULT_QUEUE_CAPACITY),
             flush_timeout: Mutex::new(DEFAULT_FLUSH_TIMEOUT),
             warnings: Mutex::new(stderr_sink()),
@@ -280,44 +271,24 @@ impl Shared {
     }
 }
 
-/// Layers alive in this process, for [`flush_on_finalize`], which only gets
-/// an application.
-static LAYERS: Mutex<Vec<Weak<Shared>>> = Mutex::new(Vec::new());
-
-pub(super) fn register(shared: &Arc<Shared>) {
-    let mut layers = lock(&LAYERS);
-    layers.retain(|layer| layer.strong_count() > 0);
-    layers.push(Arc::downgrade(shared));
-}
-
-/// Flushes the log queues of every [`KafkaLayer`](super::KafkaLayer) made
-/// with `app`, each for at most its flush timeout; give it to
-/// [`ApplicationBuilder::on_finalize`](crate::ApplicationBuilder::on_finalize).
-///
-/// ```
-/// let app = kafkaesk::Application::builder()
-///     .kafka_servers(["localhost:9092"])
-///     .on_finalize(kafkaesk::logging::flush_on_finalize)
-///     .build()?;
-/// # Ok::<(), kafkaesk::Error>(())
-/// ```
-///
-/// Records still undelivered are reported as a warning; finalizing goes on
-/// and this never fails.
-pub async fn flush_on_finalize(app: Application) -> crate::Result<()> {
-    let id = app_id(&app);
-    let layers: Vec<Arc<Shared>> = lock(&LAYERS)
-        .iter()
-        .filter_map(Weak::upgrade)
-        .filter(|layer| layer.app_id == id)
-        .collect();
-    for layer in layers {
-        let timeout = layer.flush_timeout();
-        if !layer.flush_async(timeout).await {
-            layer.warn_unflushed(timeout);
+/// Makes `app`'s [`finalize`](Application::finalize) flush this layer's
+/// queue, for at most its flush timeout. Records still undelivered then are
+/// reported as a warning; finalizing goes on.
+pub(super) fn flush_on_finalize(app: &Application, shared: &Arc<Shared>) {
+    // Weak: the application must not keep a dropped layer's queue alive.
+    let layer = Arc::downgrade(shared);
+    app.on_finalize(move |_| {
+        let layer = layer.clone();
+        async move {
+            if let Some(layer) = layer.upgrade() {
+                let timeout = layer.flush_timeout();
+                if !layer.flush_async(timeout).await {
+                    layer.warn_unflushed(timeout);
+                }
+            }
+            Ok(())
         }
-    }
-    Ok(())
+    });
 }
 
 /// Counters of a [`KafkaLayer`](super::KafkaLayer) since it was made.
@@ -586,8 +557,7 @@ mod tests {
 
     #[test]
     fn drops_between_reports_are_counted_together() {
-        let app = Application::builder().build().unwrap();
-        let shared = Shared::new(&app, "logs".into());
+        let shared = Shared::new("logs".into());
         let seen = Arc::new(Mutex::new(Vec::<String>::new()));
         let sink = seen.clone();
         shared.set_warnings(Arc::new(move |w: &str| {
