@@ -443,30 +443,14 @@ impl Worker {
     }
 
     async fn run_handler(&self, record: Record) -> Outcome {
-        let subscriber = Subscriber {
-            app: self.app.clone(),
-            record: record.clone(),
-            subscription: self.name.clone(),
-            consumer: Arc::downgrade(&self.consumer),
-        };
-        let handler = self.subscription.handler();
-        let run = AssertUnwindSafe(async move {
-            match handler.call(MessageContext::new(record, subscriber)) {
-                Err(rejection) => Outcome::Unhandled(rejection),
-                Ok(future) => match future.await {
-                    Ok(()) => Outcome::Handled,
-                    Err(err) => Outcome::Failed(err),
-                },
-            }
-        })
-        .catch_unwind()
-        .map(|result| result.unwrap_or_else(|payload| Outcome::Panicked(panic_message(&payload))));
-        match self.subscription.handler_timeout() {
-            Some(timeout) => tokio::time::timeout(timeout, run)
-                .await
-                .unwrap_or(Outcome::TimedOut(timeout)),
-            None => run.await,
-        }
+        run_once(
+            &self.app,
+            &self.subscription,
+            self.name.clone(),
+            record,
+            Arc::downgrade(&self.consumer),
+        )
+        .await
     }
 
     /// Applies the error policy to failed records, then records the batch's
@@ -626,6 +610,73 @@ impl Worker {
         if closed.is_err() {
             tracing::warn!(subscription = %name, "consumer did not close cleanly");
         }
+    }
+}
+
+/// Decodes `record` for the subscription's handler and runs it once: panics
+/// caught, the timeout applied.
+async fn run_once(
+    app: &Application,
+    subscription: &Subscription,
+    name: Arc<str>,
+    record: Record,
+    consumer: Weak<KafkaConsumer>,
+) -> Outcome {
+    let subscriber = Subscriber {
+        app: app.clone(),
+        record: record.clone(),
+        subscription: name,
+        consumer,
+    };
+    let handler = subscription.handler();
+    let run = AssertUnwindSafe(async move {
+        match handler.call(MessageContext::new(record, subscriber)) {
+            Err(rejection) => Outcome::Unhandled(rejection),
+            Ok(future) => match future.await {
+                Ok(()) => Outcome::Handled,
+                Err(err) => Outcome::Failed(err),
+            },
+        }
+    })
+    .catch_unwind()
+    .map(|result| result.unwrap_or_else(|payload| Outcome::Panicked(panic_message(&payload))));
+    match subscription.handler_timeout() {
+        Some(timeout) => tokio::time::timeout(timeout, run)
+            .await
+            .unwrap_or(Outcome::TimedOut(timeout)),
+        None => run.await,
+    }
+}
+
+/// [`Subscription::handle_record`]: one run of the handler, without a consumer.
+pub(crate) async fn handle_detached(
+    app: &Application,
+    subscription: &Subscription,
+    record: Record,
+) -> Result<()> {
+    let name: Arc<str> = Arc::from(subscription.subscription_name());
+    let position = record.position();
+    match run_once(app, subscription, name.clone(), record, Weak::new()).await {
+        Outcome::Handled => Ok(()),
+        Outcome::Unhandled(rejection) => Err(Error::Unhandled {
+            position,
+            reason: rejection.reason().to_owned(),
+        }),
+        Outcome::Failed(source) => Err(Error::Handler {
+            subscription: name.to_string(),
+            position,
+            source,
+        }),
+        Outcome::Panicked(message) => Err(Error::HandlerPanic {
+            subscription: name.to_string(),
+            position,
+            message,
+        }),
+        Outcome::TimedOut(timeout) => Err(Error::HandlerTimeout {
+            subscription: name.to_string(),
+            position,
+            timeout,
+        }),
     }
 }
 

@@ -190,6 +190,42 @@ impl Subscription {
         self.timeout
     }
 
+    /// Decodes `record` and runs the handler on it once, as a consumer would,
+    /// without a broker: for tests, fuzzing and benchmarks of handlers.
+    ///
+    /// Returns `Ok(())` when the handler succeeded, [`Error::Unhandled`] when
+    /// the record cannot be decoded into what the handler takes, and
+    /// [`Error::Handler`], [`Error::HandlerPanic`] or [`Error::HandlerTimeout`]
+    /// when it failed. No error policy applies and nothing is committed;
+    /// [`Subscriber::commit`](crate::Subscriber::commit) returns
+    /// [`Error::Stopped`].
+    ///
+    /// ```
+    /// # #[tokio::main(flavor = "current_thread")] async fn main() {
+    /// use kafkaesk::{Application, Headers, Record, Subscription};
+    ///
+    /// #[kafkaesk::schema("Content")]
+    /// #[derive(serde::Serialize, serde::Deserialize, schemars::JsonSchema)]
+    /// pub struct Content { pub foo: String }
+    ///
+    /// async fn index(data: Content) {}
+    ///
+    /// let app = Application::builder().build().unwrap();
+    /// let sub = Subscription::new("content", index);
+    /// let good = Record::new("content", 0, 0, None, Some(br#"{"schema":"Content:1","data":{"foo":"x"}}"#.to_vec()), Headers::new(), None);
+    /// assert!(sub.handle_record(&app, good).await.is_ok());
+    /// let bad = Record::new("content", 0, 1, None, Some(b"not json".to_vec()), Headers::new(), None);
+    /// assert!(matches!(sub.handle_record(&app, bad).await, Err(kafkaesk::Error::Unhandled { .. })));
+    /// # }
+    /// ```
+    pub async fn handle_record(
+        &self,
+        app: &crate::Application,
+        record: crate::Record,
+    ) -> Result<()> {
+        crate::consumer::handle_detached(app, self, record).await
+    }
+
     pub(crate) fn handler(&self) -> &BoxedHandler {
         &self.handler
     }
