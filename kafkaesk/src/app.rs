@@ -53,7 +53,10 @@ use crate::topics::TopicManager;
 pub(crate) fn is_secret_setting(key: &str) -> bool {
     let key = key.to_ascii_lowercase();
     key.contains("password")
+        || key.contains("passphrase")
         || key.contains("secret")
+        || key.contains("jaas")
+        || key.contains("credential")
         || key.ends_with(".key.pem")
         || key == "ssl.key.pem"
         || key.contains("sasl.oauthbearer.config")

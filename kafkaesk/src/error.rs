@@ -204,9 +204,25 @@ pub enum Error {
         source: rdkafka::error::KafkaError,
     },
 
+    /// A message is larger than the producer or the broker accepts; it was not delivered.
+    #[error(
+        "message of {bytes} bytes to `{topic}` is too large ({source}); raise the producer's \
+         `message.max.bytes` (kafka_settings) and the topic's or broker's `max.message.bytes`, \
+         or publish smaller messages"
+    )]
+    MessageTooLarge {
+        /// Full topic name.
+        topic: String,
+        /// Size of the message's value.
+        bytes: usize,
+        /// What librdkafka reported.
+        #[source]
+        source: rdkafka::error::KafkaError,
+    },
+
     /// An error from librdkafka outside publishing.
     #[error("kafka: {0}")]
-    Kafka(#[from] rdkafka::error::KafkaError),
+    Kafka(rdkafka::error::KafkaError),
 
     /// `consume_for` or another bounded wait ran out of time.
     #[error("timed out after {0:?}")]
@@ -219,6 +235,27 @@ pub enum Error {
     /// The application is shutting down or was stopped.
     #[error("application stopped")]
     Stopped,
+}
+
+impl From<rdkafka::error::KafkaError> for Error {
+    /// librdkafka's configuration errors carry the refused value, which may be
+    /// a secret: they become [`Error::InvalidSetting`] without it.
+    fn from(err: rdkafka::error::KafkaError) -> Self {
+        match err {
+            rdkafka::error::KafkaError::ClientConfig(_, description, key, value) => {
+                let description = if value.is_empty() {
+                    description
+                } else {
+                    description.replace(&value, "***")
+                };
+                Error::InvalidSetting {
+                    name: key,
+                    reason: format!("librdkafka refused it: {description}"),
+                }
+            }
+            other => Error::Kafka(other),
+        }
+    }
 }
 
 fn join_issues(issues: &[ValidationIssue]) -> String {

@@ -116,8 +116,17 @@ pub trait FromContext: Sized + Send + 'static {
     fn from_context(ctx: &MessageContext) -> Result<Self, Rejection>;
 }
 
+/// Longest decoding reason kept: reasons are logged for every unhandled
+/// record, and serde quotes offending strings in full.
+const MAX_REASON_CHARS: usize = 300;
+
 fn decode_error(what: &str, err: serde_json::Error) -> Rejection {
-    Rejection(format!("{what}: {err}"))
+    let mut reason = format!("{what}: {err}");
+    if let Some((cut, _)) = reason.char_indices().nth(MAX_REASON_CHARS) {
+        reason.truncate(cut);
+        reason.push_str("… (truncated)");
+    }
+    Rejection(reason)
 }
 
 impl<T: Schema> FromMessage for T {

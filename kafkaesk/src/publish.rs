@@ -59,6 +59,7 @@ pub struct Delivery {
 /// error, so a fire-and-forget publish never fails silently.
 pub struct PublishHandle {
     topic: String,
+    bytes: usize,
     delivery: Option<DeliveryFuture>,
 }
 
@@ -70,21 +71,40 @@ impl std::fmt::Debug for PublishHandle {
     }
 }
 
-fn delivery_result(topic: &str, result: Result<OwnedDeliveryResult, Canceled>) -> Result<Delivery> {
+fn delivery_result(
+    topic: &str,
+    bytes: usize,
+    result: Result<OwnedDeliveryResult, Canceled>,
+) -> Result<Delivery> {
     match result {
         Ok(Ok(delivery)) => Ok(Delivery {
             topic: topic.to_owned(),
             partition: delivery.partition,
             offset: delivery.offset,
         }),
-        Ok(Err((source, _message))) => Err(Error::Delivery {
-            topic: topic.to_owned(),
-            source,
-        }),
+        Ok(Err((source, _message))) => Err(delivery_error(topic.to_owned(), bytes, source)),
         Err(Canceled) => Err(Error::Delivery {
             topic: topic.to_owned(),
             source: KafkaError::Canceled,
         }),
+    }
+}
+
+/// A failed delivery; a message over a size limit gets its own error, which
+/// says what to change.
+fn delivery_error(topic: String, bytes: usize, source: KafkaError) -> Error {
+    let too_large = matches!(
+        source,
+        KafkaError::MessageProduction(RDKafkaErrorCode::MessageSizeTooLarge)
+    );
+    if too_large {
+        Error::MessageTooLarge {
+            topic,
+            bytes,
+            source,
+        }
+    } else {
+        Error::Delivery { topic, source }
     }
 }
 
@@ -103,7 +123,7 @@ impl Future for PublishHandle {
             Poll::Pending => Poll::Pending,
             Poll::Ready(result) => {
                 this.delivery = None;
-                Poll::Ready(delivery_result(&this.topic, result))
+                Poll::Ready(delivery_result(&this.topic, this.bytes, result))
             }
         }
     }
@@ -115,9 +135,10 @@ impl Drop for PublishHandle {
             return;
         };
         let topic = std::mem::take(&mut self.topic);
+        let bytes = self.bytes;
         if let Ok(runtime) = tokio::runtime::Handle::try_current() {
             runtime.spawn(async move {
-                if let Err(err) = delivery_result(&topic, delivery.await) {
+                if let Err(err) = delivery_result(&topic, bytes, delivery.await) {
                     tracing::error!(topic = %topic, error = %err, "unawaited publish failed");
                 }
             });
@@ -297,6 +318,7 @@ async fn send(
             Ok(delivery) => {
                 return Ok(PublishHandle {
                     topic: topic.clone(),
+                    bytes: payload.len(),
                     delivery: Some(delivery),
                 })
             }
@@ -308,7 +330,7 @@ async fn send(
                 tokio::time::sleep(backoff).await;
                 backoff = (backoff * 2).min(Duration::from_millis(50));
             }
-            Err((source, _)) => return Err(Error::Delivery { topic, source }),
+            Err((source, _)) => return Err(delivery_error(topic, payload.len(), source)),
         }
     }
 }

@@ -43,7 +43,12 @@ pub struct WorkerOptions {
     /// librdkafka properties as a JSON object, e.g.
     /// '{"security.protocol":"sasl_ssl","sasl.mechanism":"PLAIN"}'. Non-string values are
     /// converted to strings.
-    #[arg(long, env = "KAFKAESK_KAFKA_SETTINGS", value_parser = parse_kafka_settings)]
+    #[arg(
+        long,
+        env = "KAFKAESK_KAFKA_SETTINGS",
+        hide_env_values = true,
+        value_parser = KafkaSettingsParser
+    )]
     pub kafka_settings: Option<KafkaSettings>,
 
     /// Prefix prepended to every stream name to form the topic.
@@ -116,14 +121,46 @@ pub fn parse_kafka_settings(text: &str) -> std::result::Result<KafkaSettings, St
             serde_json::Value::Number(n) => n.to_string(),
             serde_json::Value::Bool(b) => b.to_string(),
             other => {
+                let kind = match other {
+                    serde_json::Value::Null => "null",
+                    serde_json::Value::Array(_) => "an array",
+                    _ => "an object",
+                };
                 return Err(format!(
-                    "`{key}` must be a string, number or boolean, not {other}"
-                ))
+                    "`{key}` must be a string, number or boolean, not {kind}"
+                ));
             }
         };
         settings.insert(key, text);
     }
     Ok(KafkaSettings(settings))
+}
+
+/// Parses `--kafka-settings` without echoing the value in errors, as clap's
+/// own errors do: it may hold passwords.
+#[derive(Debug, Clone, Copy)]
+struct KafkaSettingsParser;
+
+impl clap::builder::TypedValueParser for KafkaSettingsParser {
+    type Value = KafkaSettings;
+
+    fn parse_ref(
+        &self,
+        _command: &clap::Command,
+        _argument: Option<&clap::Arg>,
+        value: &std::ffi::OsStr,
+    ) -> std::result::Result<KafkaSettings, clap::Error> {
+        let invalid = |reason: String| {
+            clap::Error::raw(
+                clap::error::ErrorKind::ValueValidation,
+                format!("invalid --kafka-settings: {reason}\n"),
+            )
+        };
+        let text = value
+            .to_str()
+            .ok_or_else(|| invalid("not valid UTF-8".to_owned()))?;
+        parse_kafka_settings(text).map_err(invalid)
+    }
 }
 
 impl WorkerOptions {

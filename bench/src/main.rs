@@ -1,0 +1,633 @@
+//! `kafkaesk-bench`: kafkaesk against hand-written rdkafka code and Python
+//! kafkaesk 0.8.5, on the broker at `KAFKA` (default 127.0.0.1:9092).
+//!
+//! ```text
+//! cargo run -p kafkaesk-bench --release -- --messages 200000 --rounds 3
+//! cargo run -p kafkaesk-bench --release -- --quick      # tiny counts, for CI
+//! ```
+//!
+//! Prints a table and writes `BENCHMARKS.md` (and the SVG plot it shows). Every
+//! scenario runs the baseline and kafkaesk alternately, `--rounds` times, in
+//! fresh topics (`bench-<pid>-r<round>.*`), and reports medians.
+
+mod kafka;
+mod python;
+mod report;
+mod scenarios;
+
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use anyhow::{Context, Result};
+use clap::{Args, Parser, Subcommand};
+
+use kafkaesk_bench::measure::{peak_rss_kib, rss_kib};
+use kafkaesk_bench::micro::{self, MicroResult};
+use scenarios::consume::{self, ConsumeSpec};
+use scenarios::latency::{self, LatencyResult, LatencySpec};
+use scenarios::memory::{self, DrainReport, Side};
+use scenarios::publish;
+
+/// One measured run: how many messages, how long, how much CPU.
+#[derive(Debug, Clone, Copy)]
+pub struct RunResult {
+    /// Messages in the run.
+    pub messages: usize,
+    /// Seconds the run took (see each scenario for what is timed).
+    pub seconds: f64,
+    /// CPU time (user + system) of the process over the run.
+    pub cpu: Duration,
+}
+
+impl RunResult {
+    /// Messages per second.
+    pub fn rate(&self) -> f64 {
+        self.messages as f64 / self.seconds.max(1e-9)
+    }
+
+    /// CPU microseconds per message.
+    pub fn cpu_us(&self) -> f64 {
+        self.cpu.as_secs_f64() * 1e6 / self.messages.max(1) as f64
+    }
+}
+
+#[derive(Parser, Debug)]
+#[command(
+    version,
+    about = "Benchmarks kafkaesk against rdkafka and Python kafkaesk"
+)]
+struct Cli {
+    #[command(subcommand)]
+    command: Option<Command>,
+    #[command(flatten)]
+    options: Options,
+}
+
+#[derive(Subcommand, Debug)]
+enum Command {
+    /// Drains a topic in this process and prints a JSON report (used by scenario 5).
+    #[command(hide = true)]
+    Drain(DrainArgs),
+}
+
+#[derive(Args, Debug)]
+struct DrainArgs {
+    #[arg(long, value_enum)]
+    side: Side,
+    #[arg(long)]
+    kafka: String,
+    #[arg(long)]
+    prefix: String,
+    #[arg(long)]
+    stream: String,
+    #[arg(long)]
+    group: String,
+    #[arg(long)]
+    messages: usize,
+    #[arg(long, default_value_t = 1)]
+    concurrency: usize,
+    #[arg(long, default_value_t = 600)]
+    timeout_seconds: u64,
+    #[command(flatten)]
+    settings: SettingArgs,
+}
+
+/// librdkafka properties for experiments; none by default.
+#[derive(Args, Debug, Clone, Default)]
+struct SettingArgs {
+    /// A librdkafka property for every client, baseline and kafkaesk (KEY=VALUE, repeatable).
+    #[arg(long = "setting", value_name = "KEY=VALUE", value_parser = kafka::parse_setting)]
+    both: Vec<(String, String)>,
+    /// A librdkafka property for kafkaesk's clients only, to try a library default
+    /// (KEY=VALUE, repeatable).
+    #[arg(long = "kafkaesk-setting", value_name = "KEY=VALUE", value_parser = kafka::parse_setting)]
+    kafkaesk: Vec<(String, String)>,
+}
+
+impl SettingArgs {
+    fn install(&self) {
+        kafka::set_extra_settings(kafka::ExtraSettings {
+            both: self.both.clone(),
+            kafkaesk: self.kafkaesk.clone(),
+        });
+    }
+
+    /// The same options again, for a child process.
+    fn to_args(&self) -> Vec<String> {
+        let mut args = Vec::new();
+        for (flag, list) in [
+            ("--setting", &self.both),
+            ("--kafkaesk-setting", &self.kafkaesk),
+        ] {
+            for (key, value) in list {
+                args.push(flag.to_owned());
+                args.push(format!("{key}={value}"));
+            }
+        }
+        args
+    }
+}
+
+#[derive(Args, Debug, Clone)]
+struct Options {
+    /// Kafka bootstrap servers.
+    #[arg(long, env = "KAFKA", default_value = "127.0.0.1:9092")]
+    kafka: String,
+    /// Messages per consume and publish run (scenarios 1, 2 and 6).
+    #[arg(long, default_value_t = 200_000)]
+    messages: usize,
+    /// Times each scenario runs baseline and kafkaesk, alternating.
+    #[arg(long, default_value_t = 3)]
+    rounds: usize,
+    /// kafkaesk consume concurrency settings to try.
+    #[arg(long, value_delimiter = ',', default_value = "1,10,100")]
+    concurrency: Vec<usize>,
+    /// Publish rate of the latency scenario, messages per second.
+    #[arg(long, default_value_t = 1000)]
+    latency_rate: u32,
+    /// How long the latency scenario publishes, seconds.
+    #[arg(long, default_value_t = 10.0)]
+    latency_seconds: f64,
+    /// Backlog drained by the memory scenario.
+    #[arg(long, default_value_t = 1_000_000)]
+    backlog: usize,
+    /// Skip Python kafkaesk.
+    #[arg(long)]
+    skip_python: bool,
+    /// Messages per Python run (defaults to --messages).
+    #[arg(long)]
+    python_messages: Option<usize>,
+    /// Concurrency of the second Python consume run.
+    #[arg(long, default_value_t = 500)]
+    python_concurrency: usize,
+    /// Virtual environment for Python kafkaesk (created by bench/python/setup.sh).
+    #[arg(long, env = "KAFKAESK_BENCH_VENV")]
+    venv: Option<PathBuf>,
+    /// Messages per round of the broker-free micro-benchmark.
+    #[arg(long, default_value_t = 100_000)]
+    micro_messages: usize,
+    /// Run only these scenarios (comma-separated): consume, publish, python,
+    /// latency, memory, micro. All by default.
+    #[arg(long, value_delimiter = ',', value_enum)]
+    only: Vec<Scenario>,
+    /// Tiny counts for CI: --messages 2000 --rounds 1 --latency-seconds 1
+    /// --backlog 5000 --skip-python, output under the target directory.
+    #[arg(long)]
+    quick: bool,
+    /// Where to write the report (default: BENCHMARKS.md at the repository root,
+    /// or target/bench-quick/ with --quick).
+    #[arg(long)]
+    output: Option<PathBuf>,
+    /// Name of the broker, for the report.
+    #[arg(
+        long,
+        env = "KAFKAESK_BENCH_BROKER",
+        default_value = "tansu 0.6.0, in-memory storage (scripts/broker.sh)"
+    )]
+    broker_name: String,
+    /// Give up on one run after this many seconds.
+    #[arg(long, default_value_t = 600)]
+    timeout_seconds: u64,
+    #[command(flatten)]
+    settings: SettingArgs,
+}
+
+/// A scenario that `--only` can select.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+enum Scenario {
+    Consume,
+    Publish,
+    Python,
+    Latency,
+    Memory,
+    Micro,
+}
+
+impl Options {
+    fn runs(&self, scenario: Scenario) -> bool {
+        self.only.is_empty() || self.only.contains(&scenario)
+    }
+
+    fn apply_quick(&mut self) {
+        if !self.quick {
+            return;
+        }
+        self.messages = self.messages.min(2000);
+        self.rounds = 1;
+        self.latency_seconds = self.latency_seconds.min(1.0);
+        self.backlog = self.backlog.min(5000);
+        self.skip_python = true;
+        self.micro_messages = self.micro_messages.min(5000);
+    }
+
+    fn repo_root() -> PathBuf {
+        PathBuf::from(concat!(env!("CARGO_MANIFEST_DIR"), "/.."))
+    }
+
+    fn output(&self) -> PathBuf {
+        match (&self.output, self.quick) {
+            (Some(path), _) => path.clone(),
+            (None, true) => Self::repo_root().join("target/bench-quick/BENCHMARKS.md"),
+            (None, false) => Self::repo_root().join("BENCHMARKS.md"),
+        }
+    }
+
+    fn venv(&self) -> PathBuf {
+        self.venv
+            .clone()
+            .unwrap_or_else(|| Self::repo_root().join("target/bench-python-venv"))
+    }
+
+    fn timeout(&self) -> Duration {
+        Duration::from_secs(self.timeout_seconds)
+    }
+}
+
+/// Every number of a benchmark run.
+#[derive(Debug, Default)]
+pub struct Results {
+    /// Baseline consume runs.
+    pub consume_baseline: Vec<RunResult>,
+    /// kafkaesk consume runs by concurrency.
+    pub consume_kafkaesk: BTreeMap<usize, Vec<RunResult>>,
+    /// Baseline publish runs.
+    pub publish_baseline: Vec<RunResult>,
+    /// kafkaesk publish runs.
+    pub publish_kafkaesk: Vec<RunResult>,
+    /// Python consume runs by label (`default`, `500`).
+    pub python_consume: BTreeMap<String, Vec<RunResult>>,
+    /// Python publish runs.
+    pub python_publish: Vec<RunResult>,
+    /// Why Python kafkaesk did not run, or failed.
+    pub python_error: Option<String>,
+    /// Interpreter and package versions of the Python side.
+    pub python_versions: Option<String>,
+    /// Baseline latency runs.
+    pub latency_baseline: Vec<LatencyResult>,
+    /// kafkaesk latency runs.
+    pub latency_kafkaesk: Vec<LatencyResult>,
+    /// Memory drains.
+    pub memory: Vec<DrainReport>,
+    /// Broker-free per-message costs.
+    pub micro: Option<MicroResult>,
+}
+
+fn main() -> Result<()> {
+    let cli = Cli::parse();
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .context("starting the tokio runtime")?;
+    match cli.command {
+        Some(Command::Drain(args)) => {
+            args.settings.install();
+            runtime.block_on(drain(args))
+        }
+        None => {
+            let mut options = cli.options;
+            options.settings.install();
+            options.apply_quick();
+            runtime.block_on(run(options))
+        }
+    }
+}
+
+/// The child side of scenario 5.
+async fn drain(args: DrainArgs) -> Result<()> {
+    let spec = ConsumeSpec {
+        servers: args.kafka,
+        prefix: args.prefix,
+        stream: args.stream,
+        group: args.group,
+        messages: args.messages,
+        timeout: Duration::from_secs(args.timeout_seconds),
+    };
+    let start_rss_kib = rss_kib().unwrap_or_default();
+    let result = match args.side {
+        Side::Baseline => consume::baseline(&spec).await?,
+        Side::Kafkaesk => consume::kafkaesk(&spec, args.concurrency).await?,
+    };
+    let report = DrainReport {
+        side: args.side,
+        concurrency: args.concurrency,
+        messages: result.messages,
+        seconds: result.seconds,
+        cpu_seconds: result.cpu.as_secs_f64(),
+        start_rss_kib,
+        peak_rss_kib: peak_rss_kib().context("reading VmHWM from /proc/self/status")?,
+    };
+    println!("{}", serde_json::to_string(&report)?);
+    Ok(())
+}
+
+async fn run(options: Options) -> Result<()> {
+    let pid = std::process::id();
+    let admin = kafka::Admin::new(&options.kafka)?;
+    let mut results = Results::default();
+    let mut python = if options.skip_python || !options.runs(Scenario::Python) {
+        results.python_error = Some("skipped (--skip-python or --only)".to_owned());
+        None
+    } else {
+        match python::Python::setup(&options.venv()) {
+            Ok(python) => Some(python),
+            Err(err) => {
+                eprintln!("python kafkaesk unavailable: {err:#}");
+                results.python_error = Some(format!("{err:#}"));
+                None
+            }
+        }
+    };
+    let python_messages = options.python_messages.unwrap_or(options.messages);
+    let timeout = options.timeout();
+
+    for round in 0..options.rounds {
+        let prefix = format!("bench-{pid}-r{round}.");
+        let mut topics = Vec::new();
+        // Odd rounds run kafkaesk first, so neither side always gets a warmer broker.
+        let kafkaesk_first = round % 2 == 1;
+        eprintln!("== round {} of {} ({prefix})", round + 1, options.rounds);
+
+        // Scenario 1: consume. Python's consume runs read the same topic.
+        let topic = format!("{prefix}consume");
+        let consume_runs = options.runs(Scenario::Consume);
+        if consume_runs || python.is_some() {
+            admin.create(&topic).await?;
+            topics.push(topic.clone());
+            let messages = if consume_runs { options.messages } else { 0 }
+                .max(if python.is_some() { python_messages } else { 0 });
+            eprintln!("pre-filling {topic} with {messages} messages");
+            kafka::prefill(&options.kafka, &topic, messages).await?;
+        }
+        let spec = |group: String, messages: usize| ConsumeSpec {
+            servers: options.kafka.clone(),
+            prefix: prefix.clone(),
+            stream: "consume".to_owned(),
+            group,
+            messages,
+            timeout,
+        };
+        let mut order: Vec<Option<usize>> = std::iter::once(None)
+            .chain(options.concurrency.iter().copied().map(Some))
+            .collect();
+        if kafkaesk_first {
+            order.rotate_left(1);
+        }
+        if !consume_runs {
+            order.clear();
+        }
+        for side in order {
+            match side {
+                None => {
+                    let run = consume::baseline(&spec(format!("{prefix}base"), options.messages))
+                        .await
+                        .context("consume baseline")?;
+                    report::progress("consume", "rdkafka baseline", &run);
+                    results.consume_baseline.push(run);
+                }
+                Some(c) => {
+                    let run = consume::kafkaesk(
+                        &spec(format!("{prefix}kafkaesk-c{c}"), options.messages),
+                        c,
+                    )
+                    .await
+                    .with_context(|| format!("consume kafkaesk concurrency {c}"))?;
+                    report::progress("consume", &format!("kafkaesk c={c}"), &run);
+                    results.consume_kafkaesk.entry(c).or_default().push(run);
+                }
+            }
+        }
+
+        // Scenario 2: publish.
+        let base_topic = format!("{prefix}publish-base");
+        let kafkaesk_stream = "publish-kafkaesk";
+        let publish_runs = options.runs(Scenario::Publish);
+        if publish_runs {
+            for t in [base_topic.clone(), format!("{prefix}{kafkaesk_stream}")] {
+                admin.create(&t).await?;
+                topics.push(t);
+            }
+        }
+        for first in [!kafkaesk_first, kafkaesk_first] {
+            if !publish_runs {
+                break;
+            }
+            if first {
+                let run = publish::baseline(&options.kafka, &base_topic, options.messages)
+                    .await
+                    .context("publish baseline")?;
+                report::progress("publish", "rdkafka baseline", &run);
+                results.publish_baseline.push(run);
+            } else {
+                let run =
+                    publish::kafkaesk(&options.kafka, &prefix, kafkaesk_stream, options.messages)
+                        .await
+                        .context("publish kafkaesk")?;
+                report::progress("publish", "kafkaesk", &run);
+                results.publish_kafkaesk.push(run);
+            }
+        }
+
+        // Scenario 6: Python kafkaesk on the same pre-filled topic.
+        if let Some(py) = python.as_mut() {
+            let py_topic = format!("{prefix}publish-python");
+            admin.create(&py_topic).await?;
+            topics.push(py_topic);
+            match run_python(py, &options, &prefix, python_messages, &mut results) {
+                Ok(()) => {}
+                Err(err) => {
+                    eprintln!("python kafkaesk failed: {err:#}");
+                    results.python_error = Some(format!("{err:#}"));
+                    python = None;
+                }
+            }
+        }
+
+        // Scenario 4: latency.
+        let latency_spec = |side: &str| LatencySpec {
+            servers: options.kafka.clone(),
+            prefix: prefix.clone(),
+            stream: format!("latency-{side}"),
+            group: format!("{prefix}latency-{side}"),
+            rate: options.latency_rate,
+            duration: Duration::from_secs_f64(options.latency_seconds),
+        };
+        let latency_runs = options.runs(Scenario::Latency);
+        if latency_runs {
+            for side in ["base", "kafkaesk"] {
+                let t = format!("{prefix}latency-{side}");
+                admin.create(&t).await?;
+                topics.push(t);
+            }
+        }
+        for first in [!kafkaesk_first, kafkaesk_first] {
+            if !latency_runs {
+                break;
+            }
+            if first {
+                let run = latency::baseline(&latency_spec("base"))
+                    .await
+                    .context("latency baseline")?;
+                report::latency_progress("rdkafka baseline", &run);
+                results.latency_baseline.push(run);
+            } else {
+                let run = latency::kafkaesk(&latency_spec("kafkaesk"))
+                    .await
+                    .context("latency kafkaesk")?;
+                report::latency_progress("kafkaesk", &run);
+                results.latency_kafkaesk.push(run);
+            }
+        }
+
+        admin.delete(&topics).await;
+    }
+
+    if options.runs(Scenario::Memory) {
+        memory_scenario(&options, &admin, &mut results).await?;
+    }
+    if options.runs(Scenario::Micro) {
+        // Scenario 3: per-message cost without a broker.
+        let (messages, rounds) = (options.micro_messages, options.rounds.max(3));
+        eprintln!("micro-benchmark: {messages} messages x {rounds} rounds");
+        results.micro = Some(
+            tokio::task::spawn_blocking(move || micro::measure_all(messages, rounds))
+                .await
+                .context("the micro-benchmark")?,
+        );
+    }
+
+    results.python_versions = python.and_then(|p| p.versions);
+    let summary = options_summary(&options);
+    let context = report::Context::gather(&options.broker_name);
+    println!("{}", report::terminal_table(&results, &summary));
+    let output = options.output();
+    report::write(&output, &results, &context, &summary)?;
+    eprintln!("wrote {}", output.display());
+    Ok(())
+}
+
+/// Scenario 5, once: the backlog is large.
+async fn memory_scenario(
+    options: &Options,
+    admin: &kafka::Admin,
+    results: &mut Results,
+) -> Result<()> {
+    let pid = std::process::id();
+    let timeout = options.timeout();
+    let prefix = format!("bench-{pid}-mem.");
+    let topic = format!("{prefix}backlog");
+    admin.create(&topic).await?;
+    eprintln!("pre-filling {topic} with {} messages", options.backlog);
+    kafka::prefill(&options.kafka, &topic, options.backlog).await?;
+    let best = report::best_concurrency(results).unwrap_or(1);
+    for (side, concurrency) in [(Side::Baseline, 1), (Side::Kafkaesk, best)] {
+        let spec = ConsumeSpec {
+            servers: options.kafka.clone(),
+            prefix: prefix.clone(),
+            stream: "backlog".to_owned(),
+            group: format!("{prefix}{side:?}").to_lowercase(),
+            messages: options.backlog,
+            timeout,
+        };
+        let extra_args = options.settings.to_args();
+        let report = tokio::task::spawn_blocking(move || {
+            memory::run_child(side, &spec, concurrency, &extra_args)
+        })
+        .await
+        .context("the memory scenario's child")??;
+        report::memory_progress(&report);
+        results.memory.push(report);
+    }
+    admin.delete(&[topic]).await;
+    Ok(())
+}
+
+fn run_python(
+    py: &mut python::Python,
+    options: &Options,
+    prefix: &str,
+    messages: usize,
+    results: &mut Results,
+) -> Result<()> {
+    let common = |stream: &str| {
+        vec![
+            "--kafka".to_owned(),
+            options.kafka.clone(),
+            "--prefix".to_owned(),
+            prefix.to_owned(),
+            "--stream".to_owned(),
+            stream.to_owned(),
+            "--messages".to_owned(),
+            messages.to_string(),
+        ]
+    };
+    for (label, concurrency) in [
+        ("default".to_owned(), None),
+        (
+            options.python_concurrency.to_string(),
+            Some(options.python_concurrency),
+        ),
+    ] {
+        let mut args = vec!["consume".to_owned()];
+        args.extend(common("consume"));
+        args.extend(["--group".to_owned(), format!("{prefix}python-{label}")]);
+        if let Some(c) = concurrency {
+            args.extend(["--concurrency".to_owned(), c.to_string()]);
+        }
+        let run = py.run(&args, options.timeout())?;
+        report::progress("consume", &format!("python kafkaesk c={label}"), &run);
+        results.python_consume.entry(label).or_default().push(run);
+    }
+    let mut args = vec!["publish".to_owned()];
+    args.extend(common("publish-python"));
+    let run = py.run(&args, options.timeout())?;
+    report::progress("publish", "python kafkaesk", &run);
+    results.python_publish.push(run);
+    Ok(())
+}
+
+/// The options a reader needs to reproduce the run.
+#[derive(Debug, Clone)]
+pub struct Summary {
+    /// The command line, as run.
+    pub command: String,
+    /// Messages per consume/publish run.
+    pub messages: usize,
+    /// Rounds.
+    pub rounds: usize,
+    /// Python messages per run.
+    pub python_messages: usize,
+    /// Python's second concurrency.
+    pub python_concurrency: usize,
+    /// Latency rate and duration.
+    pub latency_rate: u32,
+    /// Latency duration, seconds.
+    pub latency_seconds: f64,
+    /// Backlog of the memory scenario.
+    pub backlog: usize,
+    /// Micro-benchmark messages per round.
+    pub micro_messages: usize,
+    /// Whether this was a --quick run.
+    pub quick: bool,
+}
+
+fn options_summary(options: &Options) -> Summary {
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    Summary {
+        command: format!(
+            "cargo run -p kafkaesk-bench --release -- {}",
+            args.join(" ")
+        )
+        .trim_end()
+        .to_owned(),
+        messages: options.messages,
+        rounds: options.rounds,
+        python_messages: options.python_messages.unwrap_or(options.messages),
+        python_concurrency: options.python_concurrency,
+        latency_rate: options.latency_rate,
+        latency_seconds: options.latency_seconds,
+        backlog: options.backlog,
+        micro_messages: options.micro_messages,
+        quick: options.quick,
+    }
+}

@@ -1,0 +1,883 @@
+//! The table, `BENCHMARKS.md` and its SVG plot, all from the measured numbers.
+
+use std::fmt::Write as _;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use anyhow::{Context as _, Result};
+
+use kafkaesk_bench::measure::median;
+
+use crate::scenarios::latency::LatencyResult;
+use crate::scenarios::memory::{DrainReport, Side};
+use crate::{Results, RunResult, Summary};
+
+/// Prints one run as it finishes, so a long benchmark shows progress.
+pub fn progress(scenario: &str, side: &str, run: &RunResult) {
+    eprintln!(
+        "  {scenario:<8} {side:<26} {:>10.0} msg/s  {:>7.2} µs CPU/msg  ({} msgs, {:.2} s)",
+        run.rate(),
+        run.cpu_us(),
+        run.messages,
+        run.seconds
+    );
+}
+
+/// Prints one latency run.
+pub fn latency_progress(side: &str, run: &LatencyResult) {
+    eprintln!(
+        "  latency  {side:<26} p50 {:.2} ms  p99 {:.2} ms  max {:.2} ms  ({} msgs)",
+        run.p50_ms, run.p99_ms, run.max_ms, run.samples
+    );
+}
+
+/// Prints one memory drain.
+pub fn memory_progress(report: &DrainReport) {
+    eprintln!(
+        "  memory   {:<26} peak RSS {:.1} MB (start {:.1} MB), {:.0} msg/s",
+        side_label(report),
+        mb(report.peak_rss_kib),
+        mb(report.start_rss_kib),
+        report.messages as f64 / report.seconds.max(1e-9)
+    );
+}
+
+fn side_label(report: &DrainReport) -> String {
+    match report.side {
+        Side::Baseline => "rdkafka baseline".to_owned(),
+        Side::Kafkaesk => format!("kafkaesk c={}", report.concurrency),
+    }
+}
+
+/// KiB to MB (10^6 bytes).
+fn mb(kib: u64) -> f64 {
+    kib as f64 * 1024.0 / 1e6
+}
+
+/// Median throughput and CPU per message of a set of runs.
+#[derive(Debug, Clone, Copy)]
+struct Med {
+    rate: f64,
+    cpu_us: f64,
+}
+
+fn med(runs: &[RunResult]) -> Option<Med> {
+    if runs.is_empty() {
+        return None;
+    }
+    let rates: Vec<f64> = runs.iter().map(RunResult::rate).collect();
+    let cpus: Vec<f64> = runs.iter().map(RunResult::cpu_us).collect();
+    Some(Med {
+        rate: median(&rates),
+        cpu_us: median(&cpus),
+    })
+}
+
+/// The kafkaesk consume concurrency with the highest median throughput.
+pub fn best_concurrency(results: &Results) -> Option<usize> {
+    results
+        .consume_kafkaesk
+        .iter()
+        .filter_map(|(c, runs)| med(runs).map(|m| (*c, m.rate)))
+        .max_by(|a, b| a.1.total_cmp(&b.1))
+        .map(|(c, _)| c)
+}
+
+fn best_python_consume(results: &Results) -> Option<(String, Med)> {
+    results
+        .python_consume
+        .iter()
+        .filter_map(|(label, runs)| med(runs).map(|m| (label.clone(), m)))
+        .max_by(|a, b| a.1.rate.total_cmp(&b.1.rate))
+}
+
+/// Medians of the latency runs.
+fn latency_med(runs: &[LatencyResult]) -> Option<LatencyResult> {
+    if runs.is_empty() {
+        return None;
+    }
+    let m = |f: fn(&LatencyResult) -> f64| median(&runs.iter().map(f).collect::<Vec<_>>());
+    Some(LatencyResult {
+        samples: runs.iter().map(|r| r.samples).sum(),
+        p50_ms: m(|r| r.p50_ms),
+        p99_ms: m(|r| r.p99_ms),
+        max_ms: m(|r| r.max_ms),
+    })
+}
+
+/// Where the numbers came from.
+#[derive(Debug, Clone, Default)]
+pub struct Context {
+    date: String,
+    cpu: String,
+    nproc: String,
+    memory: String,
+    kernel: String,
+    broker: String,
+    source: String,
+    rustc: String,
+}
+
+fn command_output(program: &str, args: &[&str]) -> Option<String> {
+    let output = Command::new(program).args(args).output().ok()?;
+    output
+        .status
+        .success()
+        .then(|| String::from_utf8_lossy(&output.stdout).trim().to_owned())
+}
+
+impl Context {
+    /// Reads the machine's facts: /proc/cpuinfo, nproc, free, uname, git, rustc.
+    pub fn gather(broker: &str) -> Self {
+        let cpuinfo = std::fs::read_to_string("/proc/cpuinfo").unwrap_or_default();
+        let model = cpuinfo
+            .lines()
+            .find_map(|l| l.strip_prefix("model name"))
+            .map(|rest| rest.trim_start_matches([' ', '\t', ':']).trim().to_owned())
+            .unwrap_or_else(|| "unknown".to_owned());
+        let logical = cpuinfo
+            .lines()
+            .filter(|l| l.starts_with("processor"))
+            .count();
+        let mhz = cpuinfo
+            .lines()
+            .find_map(|l| l.strip_prefix("cpu MHz"))
+            .map(|rest| rest.trim_start_matches([' ', '\t', ':']).trim().to_owned());
+        let cpu = match mhz {
+            Some(mhz) => format!("{model}, {logical} logical CPUs in /proc/cpuinfo, {mhz} MHz"),
+            None => format!("{model}, {logical} logical CPUs in /proc/cpuinfo"),
+        };
+        let nproc = command_output("nproc", &[]).unwrap_or_else(|| {
+            std::thread::available_parallelism()
+                .map(|n| n.to_string())
+                .unwrap_or_default()
+        });
+        let memory = command_output("free", &["-m"])
+            .and_then(|out| {
+                out.lines()
+                    .find(|l| l.starts_with("Mem:"))
+                    .map(|l| {
+                        let cols: Vec<&str> = l.split_whitespace().collect();
+                        format!(
+                            "{} MiB total, {} MiB used, {} MiB available (free -m at the end of the run)",
+                            cols.get(1).unwrap_or(&"?"),
+                            cols.get(2).unwrap_or(&"?"),
+                            cols.last().unwrap_or(&"?")
+                        )
+                    })
+            })
+            .unwrap_or_else(|| "unknown".to_owned());
+        let kernel = command_output("uname", &["-srm"]).unwrap_or_default();
+        let root = concat!(env!("CARGO_MANIFEST_DIR"), "/..");
+        let commit = command_output("git", &["-C", root, "rev-parse", "--short", "HEAD"]);
+        let dirty = command_output(
+            "git",
+            &[
+                "-C",
+                root,
+                "status",
+                "--porcelain",
+                "--",
+                "kafkaesk",
+                "kafkaesk-macros",
+            ],
+        )
+        .map(|s| !s.is_empty());
+        let source = match (commit, dirty) {
+            (Some(c), Some(true)) => {
+                format!("commit {c} plus uncommitted changes in kafkaesk/ (work in progress)")
+            }
+            (Some(c), _) => format!("commit {c}"),
+            _ => "unknown".to_owned(),
+        };
+        Context {
+            date: command_output("date", &["-u", "+%Y-%m-%d %H:%M UTC"]).unwrap_or_default(),
+            cpu,
+            nproc,
+            memory,
+            kernel,
+            broker: broker.to_owned(),
+            source,
+            rustc: command_output("rustc", &["-V"]).unwrap_or_default(),
+        }
+    }
+}
+
+fn ratio(a: f64, b: f64) -> f64 {
+    a / b
+}
+
+fn fmt_rate(rate: f64) -> String {
+    if rate.is_nan() {
+        "n/a".to_owned()
+    } else {
+        // Thousands separators keep large rates readable.
+        let whole = rate.round() as u64;
+        let digits = whole.to_string();
+        let mut out = String::new();
+        for (i, ch) in digits.chars().enumerate() {
+            if i > 0 && (digits.len() - i) % 3 == 0 {
+                out.push(',');
+            }
+            out.push(ch);
+        }
+        out
+    }
+}
+
+/// One line of the targets table.
+struct Target {
+    name: &'static str,
+    goal: String,
+    measured: String,
+    status: &'static str,
+}
+
+fn status(met: Option<bool>) -> &'static str {
+    match met {
+        Some(true) => "met",
+        Some(false) => "**missed**",
+        None => "not measured",
+    }
+}
+
+fn targets(results: &Results) -> Vec<Target> {
+    let mut out = Vec::new();
+    let base_c = med(&results.consume_baseline);
+    let best = best_concurrency(results);
+    let best_c = best.and_then(|c| med(&results.consume_kafkaesk[&c]));
+    let c1 = results.consume_kafkaesk.get(&1).and_then(|r| med(r));
+    let both = |a: Option<Med>, b: Option<Med>| a.zip(b);
+
+    let r = both(best_c, base_c).map(|(k, b)| ratio(k.rate, b.rate));
+    out.push(Target {
+        name: "consume throughput",
+        goal: "≥ 0.90 × baseline".into(),
+        measured: r.map_or("n/a".into(), |r| {
+            format!("{r:.2} × (kafkaesk c={})", best.unwrap_or(1))
+        }),
+        status: status(r.map(|r| r >= 0.90)),
+    });
+    let r = both(best_c, base_c).map(|(k, b)| ratio(k.cpu_us, b.cpu_us));
+    let r1 = both(c1, base_c).map(|(k, b)| ratio(k.cpu_us, b.cpu_us));
+    out.push(Target {
+        name: "consume CPU per message",
+        goal: "≤ 1.15 × baseline".into(),
+        measured: match (r, r1) {
+            (Some(r), Some(r1)) => format!("{r:.2} × at c={}, {r1:.2} × at c=1", best.unwrap_or(1)),
+            (Some(r), None) => format!("{r:.2} ×"),
+            _ => "n/a".into(),
+        },
+        status: status(r.map(|r| r <= 1.15)),
+    });
+    let pb = med(&results.publish_baseline);
+    let pk = med(&results.publish_kafkaesk);
+    let r = both(pk, pb).map(|(k, b)| ratio(k.rate, b.rate));
+    out.push(Target {
+        name: "publish throughput (validated)",
+        goal: "≥ 0.85 × baseline".into(),
+        measured: r.map_or("n/a".into(), |r| format!("{r:.2} ×")),
+        status: status(r.map(|r| r >= 0.85)),
+    });
+    let r = results
+        .micro
+        .map_or(f64::NAN, |m| ratio(m.dispatch_ns, m.plain_decode_ns));
+    out.push(Target {
+        name: "decode + validate + dispatch",
+        goal: "≤ 1.5 × serde_json".into(),
+        measured: if r.is_finite() {
+            format!("{r:.2} ×")
+        } else {
+            "n/a".into()
+        },
+        status: if r.is_finite() {
+            if r <= 1.5 {
+                "met"
+            } else {
+                "**missed**"
+            }
+        } else {
+            "not measured"
+        },
+    });
+    let lat = latency_med(&results.latency_kafkaesk);
+    out.push(Target {
+        name: "p99 publish-to-handler latency",
+        goal: "≤ 20 ms at 1,000 msg/s".into(),
+        measured: lat.map_or("n/a".into(), |l| format!("{:.2} ms", l.p99_ms)),
+        status: status(lat.map(|l| l.p99_ms <= 20.0)),
+    });
+    let peak = results
+        .memory
+        .iter()
+        .find(|r| r.side == Side::Kafkaesk)
+        .map(|r| mb(r.peak_rss_kib));
+    out.push(Target {
+        name: "peak RSS draining the backlog",
+        goal: "≤ 100 MB".into(),
+        measured: peak.map_or("n/a".into(), |p| format!("{p:.1} MB")),
+        status: status(peak.map(|p| p <= 100.0)),
+    });
+    let py_c = best_python_consume(results).map(|(_, m)| m);
+    let py_p = med(&results.python_publish);
+    for (name, k, py) in [
+        ("consume throughput vs Python", best_c, py_c),
+        ("publish throughput vs Python", pk, py_p),
+    ] {
+        let r = both(k, py).map(|(k, p)| ratio(k.rate, p.rate));
+        out.push(Target {
+            name,
+            goal: "≥ 4 × Python kafkaesk".into(),
+            measured: r.map_or("n/a".into(), |r| format!("{r:.1} ×")),
+            status: status(r.map(|r| r >= 4.0)),
+        });
+    }
+    for (name, k, py) in [
+        ("consume CPU/msg vs Python", best_c, py_c),
+        ("publish CPU/msg vs Python", pk, py_p),
+    ] {
+        let r = both(k, py).map(|(k, p)| ratio(p.cpu_us, k.cpu_us));
+        out.push(Target {
+            name,
+            goal: "≥ 10 × less than Python".into(),
+            measured: r.map_or("n/a".into(), |r| format!("{r:.1} × less")),
+            status: status(r.map(|r| r >= 10.0)),
+        });
+    }
+    out
+}
+
+/// Rows of the throughput table: label, median, ratio to the scenario's baseline.
+fn throughput_rows(results: &Results) -> Vec<(String, String, Med, Option<Med>)> {
+    let mut rows = Vec::new();
+    let base_c = med(&results.consume_baseline);
+    if let Some(b) = base_c {
+        rows.push(("consume".into(), "rdkafka baseline".into(), b, None));
+    }
+    for (c, runs) in &results.consume_kafkaesk {
+        if let Some(m) = med(runs) {
+            rows.push(("consume".into(), format!("kafkaesk c={c}"), m, base_c));
+        }
+    }
+    for (label, runs) in &results.python_consume {
+        if let Some(m) = med(runs) {
+            rows.push((
+                "consume".into(),
+                format!("Python kafkaesk c={label}"),
+                m,
+                base_c,
+            ));
+        }
+    }
+    let base_p = med(&results.publish_baseline);
+    if let Some(b) = base_p {
+        rows.push(("publish".into(), "rdkafka baseline".into(), b, None));
+    }
+    if let Some(m) = med(&results.publish_kafkaesk) {
+        rows.push(("publish".into(), "kafkaesk (validated)".into(), m, base_p));
+    }
+    if let Some(m) = med(&results.python_publish) {
+        rows.push(("publish".into(), "Python kafkaesk".into(), m, base_p));
+    }
+    rows
+}
+
+/// The table printed at the end of a run.
+pub fn terminal_table(results: &Results, summary: &Summary) -> String {
+    let mut out = String::new();
+    let _ = writeln!(
+        out,
+        "\nkafkaesk benchmarks: medians of {} round(s), {} messages per run",
+        summary.rounds, summary.messages
+    );
+    let _ = writeln!(
+        out,
+        "{:<8} {:<26} {:>12} {:>12} {:>10} {:>10}",
+        "scenario", "side", "msg/s", "CPU µs/msg", "× rate", "× CPU"
+    );
+    for (scenario, side, m, base) in throughput_rows(results) {
+        let (rr, rc) = match base {
+            Some(b) => (
+                format!("{:.2}", m.rate / b.rate),
+                format!("{:.2}", m.cpu_us / b.cpu_us),
+            ),
+            None => ("1.00".into(), "1.00".into()),
+        };
+        let _ = writeln!(
+            out,
+            "{scenario:<8} {side:<26} {:>12} {:>12.2} {rr:>10} {rc:>10}",
+            fmt_rate(m.rate),
+            m.cpu_us
+        );
+    }
+    for (side, runs) in [
+        ("rdkafka baseline", &results.latency_baseline),
+        ("kafkaesk", &results.latency_kafkaesk),
+    ] {
+        if let Some(l) = latency_med(runs) {
+            let _ = writeln!(
+                out,
+                "latency  {side:<26} p50 {:.2} ms, p99 {:.2} ms, max {:.2} ms",
+                l.p50_ms, l.p99_ms, l.max_ms
+            );
+        }
+    }
+    for report in &results.memory {
+        let _ = writeln!(
+            out,
+            "memory   {:<26} peak RSS {:.1} MB",
+            side_label(report),
+            mb(report.peak_rss_kib)
+        );
+    }
+    if let Some(m) = &results.micro {
+        let _ = writeln!(
+            out,
+            "micro    decode: serde_json {:.0} ns, kafkaesk decode + dispatch {:.0} ns ({:.2} ×); \
+         encode: serde_json {:.0} ns, kafkaesk validated {:.0} ns ({:.2} ×)",
+            m.plain_decode_ns,
+            m.dispatch_ns,
+            m.dispatch_ns / m.plain_decode_ns,
+            m.plain_encode_ns,
+            m.kafkaesk_encode_ns,
+            m.kafkaesk_encode_ns / m.plain_encode_ns
+        );
+    }
+    if let Some(err) = &results.python_error {
+        let _ = writeln!(out, "python   {}", err.lines().next().unwrap_or_default());
+    }
+    let _ = writeln!(out, "\ntargets:");
+    for t in targets(results) {
+        let _ = writeln!(
+            out,
+            "  {:<32} {:<26} {:<44} {}",
+            t.name,
+            t.goal,
+            t.measured,
+            t.status.replace("**", "")
+        );
+    }
+    out
+}
+
+/// Writes `BENCHMARKS.md` at `path` and the plot at `bench/throughput.svg` beside it.
+pub fn write(path: &Path, results: &Results, context: &Context, summary: &Summary) -> Result<()> {
+    let dir = path
+        .parent()
+        .map(Path::to_path_buf)
+        .unwrap_or_else(|| PathBuf::from("."));
+    let svg_path = dir.join("bench").join("throughput.svg");
+    std::fs::create_dir_all(svg_path.parent().unwrap_or(&dir))
+        .with_context(|| format!("creating {}", dir.display()))?;
+    std::fs::write(&svg_path, svg(results))
+        .with_context(|| format!("writing {}", svg_path.display()))?;
+    std::fs::write(path, markdown(results, context, summary))
+        .with_context(|| format!("writing {}", path.display()))
+}
+
+fn markdown(results: &Results, ctx: &Context, s: &Summary) -> String {
+    let mut o = String::new();
+    let _ = writeln!(o, "# Benchmarks\n");
+    let _ = writeln!(
+        o,
+        "Generated by `kafkaesk-bench` (`bench/`) on {}. Do not edit by hand: rerun the \
+         command below. The analysis at the end comes from `bench/ANALYSIS.md`.\n",
+        ctx.date
+    );
+    if s.quick {
+        let _ = writeln!(
+            o,
+            "> **Quick run** (`--quick`, tiny counts): checks that the benchmark works; \
+             the numbers mean little.\n"
+        );
+    }
+    let _ = writeln!(o, "```\n{}\n```\n", s.command);
+    let _ = writeln!(o, "## Where the numbers come from\n");
+    let _ = writeln!(o, "| | |\n|---|---|");
+    let _ = writeln!(o, "| CPU | {} |", ctx.cpu);
+    let _ = writeln!(o, "| nproc | {} |", ctx.nproc);
+    let _ = writeln!(o, "| memory | {} |", ctx.memory);
+    let _ = writeln!(o, "| kernel | {} |", ctx.kernel);
+    let _ = writeln!(
+        o,
+        "| broker | {}, on the same machine (loopback) |",
+        ctx.broker
+    );
+    let _ = writeln!(o, "| kafkaesk | {} |", ctx.source);
+    let _ = writeln!(o, "| compiler | {}, release profile |", ctx.rustc);
+    let _ = writeln!(
+        o,
+        "| Python | {} |",
+        results
+            .python_versions
+            .clone()
+            .or_else(|| results
+                .python_error
+                .as_ref()
+                .map(|e| format!("did not run: {}", e.lines().next().unwrap_or_default())))
+            .unwrap_or_else(|| "did not run".into())
+    );
+    let _ = writeln!(
+        o,
+        "| counts | {} messages per consume/publish run, {} rounds; Python {} messages; \
+         latency {} msg/s for {} s; backlog {} messages; micro {} messages per round |",
+        s.messages,
+        s.rounds,
+        s.python_messages,
+        s.latency_rate,
+        s.latency_seconds,
+        s.backlog,
+        s.micro_messages
+    );
+    let _ = writeln!(
+        o,
+        "\nThe machine is shared (other builds and tests ran at the same time), so single \
+         runs are noisy; every ratio compares medians of runs interleaved in the same \
+         process against the same broker.\n"
+    );
+
+    let _ = writeln!(o, "## Targets\n");
+    let _ = writeln!(
+        o,
+        "| target | goal | measured (medians) | status |\n|---|---|---|---|"
+    );
+    for t in targets(results) {
+        let _ = writeln!(
+            o,
+            "| {} | {} | {} | {} |",
+            t.name, t.goal, t.measured, t.status
+        );
+    }
+
+    let _ = writeln!(o, "\n## Throughput\n");
+    let _ = writeln!(
+        o,
+        "![Throughput: rdkafka baseline, kafkaesk and Python kafkaesk](bench/throughput.svg)\n"
+    );
+    let _ = writeln!(
+        o,
+        "| scenario | side | msg/s | CPU µs/msg | throughput × baseline | CPU × baseline |\n|---|---|---:|---:|---:|---:|"
+    );
+    for (scenario, side, m, base) in throughput_rows(results) {
+        let (rr, rc) = match base {
+            Some(b) => (
+                format!("{:.2}", m.rate / b.rate),
+                format!("{:.2}", m.cpu_us / b.cpu_us),
+            ),
+            None => ("1.00".into(), "1.00".into()),
+        };
+        let _ = writeln!(
+            o,
+            "| {scenario} | {side} | {} | {:.2} | {rr} | {rc} |",
+            fmt_rate(m.rate),
+            m.cpu_us
+        );
+    }
+    if let Some(err) = &results.python_error {
+        let _ = writeln!(
+            o,
+            "\nPython kafkaesk: {}\n",
+            err.lines().next().unwrap_or_default()
+        );
+        if err.lines().count() > 1 {
+            let _ = writeln!(o, "```\n{err}\n```");
+        }
+    }
+
+    let _ = writeln!(o, "\n## Latency\n");
+    let _ = writeln!(
+        o,
+        "{} msg/s for {} s, publish-to-handler, medians over rounds.\n",
+        s.latency_rate, s.latency_seconds
+    );
+    let _ = writeln!(
+        o,
+        "| side | p50 ms | p99 ms | max ms |\n|---|---:|---:|---:|"
+    );
+    for (side, runs) in [
+        ("rdkafka baseline", &results.latency_baseline),
+        ("kafkaesk", &results.latency_kafkaesk),
+    ] {
+        if let Some(l) = latency_med(runs) {
+            let _ = writeln!(
+                o,
+                "| {side} | {:.2} | {:.2} | {:.2} |",
+                l.p50_ms, l.p99_ms, l.max_ms
+            );
+        }
+    }
+
+    let _ = writeln!(o, "\n## Memory\n");
+    let _ = writeln!(
+        o,
+        "Draining a backlog of {} messages, each drain in its own child process.\n",
+        s.backlog
+    );
+    let _ = writeln!(
+        o,
+        "| side | peak RSS (VmHWM) MB | RSS at start MB | msg/s | CPU µs/msg |\n|---|---:|---:|---:|---:|"
+    );
+    for r in &results.memory {
+        let _ = writeln!(
+            o,
+            "| {} | {:.1} | {:.1} | {} | {:.2} |",
+            side_label(r),
+            mb(r.peak_rss_kib),
+            mb(r.start_rss_kib),
+            fmt_rate(r.messages as f64 / r.seconds.max(1e-9)),
+            r.cpu_seconds * 1e6 / r.messages.max(1) as f64
+        );
+    }
+
+    if let Some(m) = &results.micro {
+        let _ = writeln!(o, "\n## Per-message cost without a broker\n");
+        let _ = writeln!(
+            o,
+            "Median ns per message over {} rounds of {} distinct messages (the binary's own loop; \
+         `cargo bench -p kafkaesk-bench --bench dispatch` runs the same paths under criterion).\n",
+            s.rounds.max(3),
+            s.micro_messages
+        );
+        let _ = writeln!(o, "| path | ns/msg | × limit |\n|---|---:|---:|");
+        let _ = writeln!(
+            o,
+            "| serde_json decode of envelope + data (limit) | {:.0} | 1.00 |",
+            m.plain_decode_ns
+        );
+        let _ = writeln!(
+            o,
+            "| kafkaesk decode + dispatch (`Subscription::handle_record`) | {:.0} | {:.2} |",
+            m.dispatch_ns,
+            m.dispatch_ns / m.plain_decode_ns
+        );
+        let _ = writeln!(
+            o,
+            "| serde_json encode of the envelope (limit) | {:.0} | 1.00 |",
+            m.plain_encode_ns
+        );
+        let _ = writeln!(
+            o,
+            "| kafkaesk `SchemaInfo::encode`: serialise + validate + envelope | {:.0} | {:.2} |",
+            m.kafkaesk_encode_ns,
+            m.kafkaesk_encode_ns / m.plain_encode_ns
+        );
+        let _ = writeln!(
+            o,
+            "\nkafkaesk validates on publish only; consuming decodes without validation, so the \
+         consume path has nothing to validate. The consume row runs the library's own per-record \
+         path, `Subscription::handle_record`, on hand-made records (see `bench/src/micro.rs`)."
+        );
+    }
+
+    let _ = writeln!(o, "\n## How each scenario is measured\n");
+    let _ = writeln!(o, "{}", METHOD);
+
+    let _ = writeln!(o, "\n## Every run\n");
+    let _ = writeln!(
+        o,
+        "| scenario | side | run | msg/s | CPU µs/msg |\n|---|---|---:|---:|---:|"
+    );
+    let mut runs: Vec<(&str, String, &Vec<RunResult>)> = vec![(
+        "consume",
+        "rdkafka baseline".into(),
+        &results.consume_baseline,
+    )];
+    for (c, r) in &results.consume_kafkaesk {
+        runs.push(("consume", format!("kafkaesk c={c}"), r));
+    }
+    for (label, r) in &results.python_consume {
+        runs.push(("consume", format!("Python kafkaesk c={label}"), r));
+    }
+    runs.push((
+        "publish",
+        "rdkafka baseline".into(),
+        &results.publish_baseline,
+    ));
+    runs.push(("publish", "kafkaesk".into(), &results.publish_kafkaesk));
+    runs.push(("publish", "Python kafkaesk".into(), &results.python_publish));
+    for (scenario, side, list) in runs {
+        for (i, r) in list.iter().enumerate() {
+            let _ = writeln!(
+                o,
+                "| {scenario} | {side} | {} | {} | {:.2} |",
+                i + 1,
+                fmt_rate(r.rate()),
+                r.cpu_us()
+            );
+        }
+    }
+    for (side, list) in [
+        ("rdkafka baseline", &results.latency_baseline),
+        ("kafkaesk", &results.latency_kafkaesk),
+    ] {
+        for (i, l) in list.iter().enumerate() {
+            let _ = writeln!(
+                o,
+                "| latency | {side} | {} | p50 {:.2} ms, p99 {:.2} ms, max {:.2} ms | |",
+                i + 1,
+                l.p50_ms,
+                l.p99_ms,
+                l.max_ms
+            );
+        }
+    }
+
+    let analysis = Path::new(env!("CARGO_MANIFEST_DIR")).join("ANALYSIS.md");
+    if let Ok(text) = std::fs::read_to_string(&analysis) {
+        let _ = writeln!(o, "\n{}", text.trim_end());
+    }
+    o
+}
+
+const METHOD: &str = "\
+- **Consume.** A topic with 7 partitions is pre-filled (not timed) with the envelope \
+`{\"schema\":\"Bench:1\",\"data\":{...}}` of about 200 bytes. The baseline is an rdkafka \
+`StreamConsumer` with librdkafka's defaults in a fresh group: it decodes envelope and data \
+into the struct with serde_json, adds the id to a sum, and commits once at the end. kafkaesk \
+runs a typed handler (`async fn(data: Bench)`, the same work) subscribed through the router \
+API in a fresh group, with `Application::consume_for`. Throughput counts from the first \
+message handled to the last, so joining the group is left out on both sides; CPU time is \
+`getrusage(RUSAGE_SELF)` user + system over the whole run, setup and close included.
+- **Publish.** Both sides connect and send one warm-up message first (not timed). The \
+baseline then queues pre-serialised bytes with `FutureProducer::send_result` (librdkafka's \
+defaults), the kafkaesk side calls `app.publish(stream, &data).await` (serialise, validate \
+against the JSON Schema, queue) with the typed structs; then each side awaits every \
+delivery. Timed from the first send to the last acknowledgement.
+- **Latency.** One publisher at a fixed rate stamps each message (a header holding the wall \
+clock just before the publish call); the handler in the same process subtracts it. \
+Percentiles are nearest-rank over every message of a run. Both sides start consuming \
+before the measured messages are sent.
+- **Memory.** The backlog is drained by a child process (`kafkaesk-bench drain`, hidden), \
+whose `VmHWM` from `/proc/self/status` is its peak RSS. kafkaesk drains at the best consume \
+concurrency of the run.
+- **Python kafkaesk.** `bench/python/bench.py` in a virtual environment made by \
+`bench/python/setup.sh` from the pins in `bench/python/requirements.txt`; the same topic, \
+message, timing rules and CPU accounting (its own process), with kafkaesk's default \
+concurrency (1) and with 500.
+- **librdkafka settings.** The baselines use librdkafka's defaults. kafkaesk uses its own \
+defaults: `linger.ms=5` for producers; `queued.max.messages.kbytes=16384`, \
+`auto.offset.reset=earliest`, manual offset store and commits every 5 s for consumers.";
+
+/// One bar of the plot: label, value, colour.
+type Bar = (String, f64, &'static str);
+
+/// A grouped bar chart of median throughput, written by hand: no plotting crate.
+pub fn svg(results: &Results) -> String {
+    let best = best_concurrency(results);
+    let mut groups: Vec<(&str, Vec<Bar>)> = Vec::new();
+    let mut consume = Vec::new();
+    if let Some(m) = med(&results.consume_baseline) {
+        consume.push(("rdkafka".to_owned(), m.rate, "#555555"));
+    }
+    if let Some(m) = results.consume_kafkaesk.get(&1).and_then(|r| med(r)) {
+        consume.push(("kafkaesk c=1".to_owned(), m.rate, "#8fb8de"));
+    }
+    if let Some(c) = best.filter(|c| *c != 1) {
+        if let Some(m) = med(&results.consume_kafkaesk[&c]) {
+            consume.push((format!("kafkaesk c={c}"), m.rate, "#1f6fb5"));
+        }
+    }
+    for (label, runs) in &results.python_consume {
+        if let Some(m) = med(runs) {
+            consume.push((format!("Python c={label}"), m.rate, "#e0a030"));
+        }
+    }
+    groups.push(("consume", consume));
+    let mut publish = Vec::new();
+    if let Some(m) = med(&results.publish_baseline) {
+        publish.push(("rdkafka".to_owned(), m.rate, "#555555"));
+    }
+    if let Some(m) = med(&results.publish_kafkaesk) {
+        publish.push(("kafkaesk".to_owned(), m.rate, "#1f6fb5"));
+    }
+    if let Some(m) = med(&results.python_publish) {
+        publish.push(("Python".to_owned(), m.rate, "#e0a030"));
+    }
+    groups.push(("publish", publish));
+
+    let max = groups
+        .iter()
+        .flat_map(|(_, bars)| bars.iter().map(|b| b.1))
+        .fold(1.0f64, f64::max);
+    let (bar_w, gap, group_gap, left, top, plot_h) = (56.0, 10.0, 50.0, 80.0, 50.0, 260.0);
+    let width_of = |n: usize| n as f64 * (bar_w + gap);
+    let total_w = left
+        + groups
+            .iter()
+            .map(|(_, b)| width_of(b.len()) + group_gap)
+            .sum::<f64>()
+        + 20.0;
+    let height = top + plot_h + 90.0;
+    let mut s = String::new();
+    let _ = writeln!(
+        s,
+        r#"<svg xmlns="http://www.w3.org/2000/svg" width="{total_w:.0}" height="{height:.0}" viewBox="0 0 {total_w:.0} {height:.0}" font-family="sans-serif" font-size="12">"#
+    );
+    let _ = writeln!(s, r#"<rect width="100%" height="100%" fill="white"/>"#);
+    let _ = writeln!(
+        s,
+        r#"<text x="{left}" y="24" font-size="15" font-weight="bold">Median throughput, messages per second (higher is better)</text>"#
+    );
+    for i in 0..=4 {
+        let v = max * f64::from(i) / 4.0;
+        let y = top + plot_h - plot_h * f64::from(i) / 4.0;
+        let _ = writeln!(
+            s,
+            r##"<line x1="{left}" y1="{y:.1}" x2="{:.0}" y2="{y:.1}" stroke="#dddddd"/><text x="{:.0}" y="{:.1}" text-anchor="end">{}</text>"##,
+            total_w - 20.0,
+            left - 6.0,
+            y + 4.0,
+            fmt_rate(v)
+        );
+    }
+    let mut x = left + 10.0;
+    for (name, bars) in &groups {
+        let start = x;
+        for (label, value, color) in bars {
+            let h = plot_h * value / max;
+            let y = top + plot_h - h;
+            let _ = writeln!(
+                s,
+                r#"<rect x="{x:.1}" y="{y:.1}" width="{bar_w}" height="{h:.1}" fill="{color}"><title>{label}: {} msg/s</title></rect>"#,
+                fmt_rate(*value)
+            );
+            let _ = writeln!(
+                s,
+                r#"<text x="{:.1}" y="{:.1}" text-anchor="middle" font-size="10">{}</text>"#,
+                x + bar_w / 2.0,
+                y - 4.0,
+                fmt_rate(*value)
+            );
+            let _ = writeln!(
+                s,
+                r#"<text transform="translate({:.1},{:.1}) rotate(35)" font-size="11">{}</text>"#,
+                x + bar_w / 2.0 - 8.0,
+                top + plot_h + 14.0,
+                xml_escape(label)
+            );
+            x += bar_w + gap;
+        }
+        let _ = writeln!(
+            s,
+            r#"<text x="{:.1}" y="{:.1}" text-anchor="middle" font-weight="bold">{name}</text>"#,
+            (start + x - gap) / 2.0,
+            top + plot_h + 80.0
+        );
+        x += group_gap;
+    }
+    let _ = writeln!(
+        s,
+        r##"<line x1="{left}" y1="{:.1}" x2="{:.0}" y2="{:.1}" stroke="#333333"/>"##,
+        top + plot_h,
+        total_w - 20.0,
+        top + plot_h
+    );
+    s.push_str("</svg>\n");
+    s
+}
+
+fn xml_escape(text: &str) -> String {
+    text.replace('&', "&amp;")
+        .replace('<', "&lt;")
+        .replace('>', "&gt;")
+}
