@@ -321,8 +321,6 @@ async fn a_client_without_the_ca_fails_with_a_clear_error() {
 /// ssl.ca.location is correctly configured"), but `check_connection` reports
 /// only `fetch_metadata`'s generic error.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-#[ignore = "defect: BrokerUnreachable does not carry librdkafka's TLS error, so it does not \
-            say that the certificate was refused or mention ssl.ca.location"]
 async fn the_missing_ca_error_names_the_certificate_problem() {
     let pki = Pki::generate();
     let broker = TlsBroker::start(&pki).await;

@@ -590,10 +590,21 @@ impl Application {
         })
         .await
         .map_err(|_| Error::Stopped)?;
-        answered.map_err(|err| Error::BrokerUnreachable {
-            servers,
-            reason: err.to_string(),
-        })
+        let Err(err) = answered else {
+            return Ok(());
+        };
+        // fetch_metadata only says the transport failed; librdkafka's error
+        // callback knows why (refused certificate, failed authentication...).
+        let config = self.inner.settings.client_config()?;
+        let cause = tokio::task::spawn_blocking(move || connection_failure_cause(config))
+            .await
+            .ok()
+            .flatten();
+        let reason = match cause {
+            Some(cause) => format!("{err}: {cause}"),
+            None => err.to_string(),
+        };
+        Err(Error::BrokerUnreachable { servers, reason })
     }
 
     /// Adds a hook that [`finalize`](Self::finalize) runs, after those given to
@@ -883,6 +894,37 @@ impl Application {
             None => Ok(counter.load(Ordering::SeqCst)),
         }
     }
+}
+
+/// Collects the errors librdkafka reports through its error callback.
+#[derive(Default)]
+struct ErrorCapture(Mutex<Option<String>>);
+
+impl rdkafka::ClientContext for ErrorCapture {
+    fn error(&self, error: rdkafka::error::KafkaError, reason: &str) {
+        // Transport errors come after the specific ones (SSL, SASL); keep the first.
+        lock(&self.0).get_or_insert_with(|| format!("{error}: {reason}"));
+    }
+}
+
+impl rdkafka::consumer::ConsumerContext for ErrorCapture {}
+
+/// Connects a throw-away client to find out why connecting fails, in
+/// librdkafka's words; `None` when it gives no reason within a few seconds.
+fn connection_failure_cause(config: ClientConfig) -> Option<String> {
+    use rdkafka::consumer::Consumer as _;
+    let client: rdkafka::consumer::BaseConsumer<ErrorCapture> =
+        config.create_with_context(ErrorCapture::default()).ok()?;
+    let _ = client.fetch_metadata(None, Duration::from_secs(3));
+    // Error events reach the context only while the client is polled.
+    for _ in 0..10 {
+        if lock(&client.context().0).is_some() {
+            break;
+        }
+        let _ = client.poll(Duration::from_millis(100));
+    }
+    let cause = lock(&client.context().0).take();
+    cause
 }
 
 fn set_default(config: &mut ClientConfig, user: &BTreeMap<String, String>, key: &str, value: &str) {
