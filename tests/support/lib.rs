@@ -130,3 +130,324 @@ pub async fn topic_config(topic: &str, key: &str) -> Option<String> {
         .find(|entry| entry.name == key)
         .and_then(|entry| entry.value)
 }
+
+/// A port nothing listens on right now.
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|listener| listener.local_addr())
+        .map(|addr| addr.port())
+        .expect("a free port")
+}
+
+/// The tansu binary on `PATH` or in `~/.cargo/bin`; fails the test, saying how
+/// to install it, when there is none.
+pub fn tansu_binary() -> std::path::PathBuf {
+    let on_path = std::env::var_os("PATH").into_iter().flat_map(|paths| {
+        std::env::split_paths(&paths)
+            .map(|dir| dir.join("tansu"))
+            .collect::<Vec<_>>()
+    });
+    let in_cargo = std::env::var_os("HOME")
+        .map(|home| std::path::PathBuf::from(home).join(".cargo/bin/tansu"));
+    on_path.chain(in_cargo).find(|path| path.is_file()).expect(
+        "no `tansu` binary on PATH or in ~/.cargo/bin; run `scripts/broker.sh`, \
+             which installs it",
+    )
+}
+
+/// A tansu broker of the test's own, on its own port, storing everything in a
+/// SQLite file so that it can be stopped and started again without losing
+/// data. Stopped, and its files removed, when dropped.
+pub struct PersistentBroker {
+    dir: std::path::PathBuf,
+    port: u16,
+    child: Option<std::process::Child>,
+}
+
+impl PersistentBroker {
+    /// Starts a broker on a free port with fresh storage and waits until it listens.
+    pub fn start(name: &str) -> PersistentBroker {
+        let dir = std::env::temp_dir().join(unique_prefix(name).trim_end_matches('.'));
+        std::fs::create_dir_all(&dir).expect("broker directory");
+        let mut broker = PersistentBroker {
+            dir,
+            port: free_port(),
+            child: None,
+        };
+        broker.restart();
+        broker
+    }
+
+    /// `127.0.0.1:<port>`.
+    pub fn address(&self) -> String {
+        format!("127.0.0.1:{}", self.port)
+    }
+
+    /// Whether the broker process is running.
+    pub fn is_running(&self) -> bool {
+        self.child.is_some()
+    }
+
+    /// Starts the broker again on the same port with the same storage, and
+    /// waits until it listens.
+    pub fn restart(&mut self) {
+        assert!(self.child.is_none(), "the broker is already running");
+        let url = format!("tcp://{}", self.address());
+        let log = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(self.dir.join("tansu.log"))
+            .expect("broker log");
+        // A relative SQLite path: tansu resolves it against its working directory.
+        let child = std::process::Command::new(tansu_binary())
+            .current_dir(&self.dir)
+            .args(["broker", "--listener-url", &url])
+            .args(["--advertised-listener-url", &url])
+            .args(["--storage-engine", "sqlite://tansu.db"])
+            .stdout(log.try_clone().expect("broker log"))
+            .stderr(log)
+            .spawn()
+            .expect("start tansu");
+        self.child = Some(child);
+        let deadline = std::time::Instant::now() + Duration::from_secs(30);
+        let addr: std::net::SocketAddr = self.address().parse().expect("socket address");
+        while TcpStream::connect_timeout(&addr, Duration::from_millis(200)).is_err() {
+            assert!(
+                std::time::Instant::now() < deadline,
+                "tansu did not listen on {} within 30 s; its log:\n{}",
+                self.address(),
+                std::fs::read_to_string(self.dir.join("tansu.log")).unwrap_or_default()
+            );
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    }
+
+    /// Stops the broker with SIGTERM (SIGKILL after 5 s) and waits for it to exit.
+    pub fn stop(&mut self) {
+        let Some(mut child) = self.child.take() else {
+            return;
+        };
+        // SAFETY: signalling our own child process, which has not been reaped.
+        unsafe { libc::kill(child.id() as i32, libc::SIGTERM) };
+        let deadline = std::time::Instant::now() + Duration::from_secs(5);
+        while std::time::Instant::now() < deadline {
+            if let Ok(Some(_)) = child.try_wait() {
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        let _ = child.kill();
+        let _ = child.wait();
+    }
+}
+
+impl Drop for PersistentBroker {
+    fn drop(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}
+
+/// One scenario's outcome, as a row of the table in `RELIABILITY.md`.
+#[derive(Debug, Clone)]
+pub struct ReliabilityRow {
+    /// Orders the rows, e.g. `"1"`; also names the row's file.
+    pub key: &'static str,
+    /// The scenario, e.g. `"Crash (SIGKILL) and restart"`.
+    pub scenario: &'static str,
+    /// The test that measured it.
+    pub test: &'static str,
+    /// Distinct messages published.
+    pub messages: usize,
+    /// The faults injected, e.g. `"1 SIGKILL"`.
+    pub faults: String,
+    /// Messages published (acknowledged) but never handled.
+    pub lost: usize,
+    /// Handler runs beyond the first for a message.
+    pub duplicates: usize,
+    /// What the test asserted about duplicates, e.g. `"0"` or `"<= 37 uncommitted"`.
+    pub bound: String,
+}
+
+/// Where rows are kept between runs: `target/reliability/`.
+fn reliability_dir() -> std::path::PathBuf {
+    std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("target/reliability")
+}
+
+const TABLE_BEGIN: &str =
+    "<!-- reliability-table:begin (generated by the fault tests; do not edit) -->";
+const TABLE_END: &str = "<!-- reliability-table:end -->";
+
+/// Stores `row` under `target/reliability/` and rewrites the table in
+/// `RELIABILITY.md` from every row stored there, so the numbers in the
+/// document are the ones the tests last measured.
+pub fn record_reliability(row: &ReliabilityRow) {
+    let dir = reliability_dir();
+    std::fs::create_dir_all(&dir).expect("target/reliability");
+    let clean = |s: &str| s.replace(['\t', '\n', '|'], " ");
+    let line = [
+        row.key.to_owned(),
+        clean(row.scenario),
+        clean(row.test),
+        row.messages.to_string(),
+        clean(&row.faults),
+        row.lost.to_string(),
+        row.duplicates.to_string(),
+        clean(&row.bound),
+        utc_date(),
+    ]
+    .join("\t");
+    std::fs::write(dir.join(format!("{}.tsv", row.key)), line + "\n").expect("reliability row");
+    render_reliability();
+}
+
+/// Rewrites the generated table of `RELIABILITY.md` from the stored rows.
+pub fn render_reliability() {
+    let dir = reliability_dir();
+    // Tests run in parallel; one renderer at a time, so no row is dropped.
+    let lock = dir.join(".lock");
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    while std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .open(&lock)
+        .is_err()
+        && std::time::Instant::now() < deadline
+    {
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let mut rows: Vec<Vec<String>> = std::fs::read_dir(&dir)
+        .into_iter()
+        .flatten()
+        .flatten()
+        .filter(|entry| entry.path().extension().is_some_and(|e| e == "tsv"))
+        .filter_map(|entry| std::fs::read_to_string(entry.path()).ok())
+        .map(|text| text.trim_end().split('\t').map(str::to_owned).collect())
+        .filter(|fields: &Vec<String>| fields.len() == 9)
+        .collect();
+    rows.sort();
+    let mut table = String::from(
+        "| # | Scenario | Messages | Faults | Lost | Duplicates | Asserted | Test | Measured |\n\
+         |---|---|---:|---|---:|---:|---|---|---|\n",
+    );
+    for f in &rows {
+        table.push_str(&format!(
+            "| {} | {} | {} | {} | {} | {} | {} | `{}` | {} |\n",
+            f[0], f[1], f[3], f[4], f[5], f[6], f[7], f[2], f[8]
+        ));
+    }
+    let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("RELIABILITY.md");
+    let current = std::fs::read_to_string(&path).unwrap_or_default();
+    let generated = format!("{TABLE_BEGIN}\n{table}{TABLE_END}");
+    let updated = match (current.find(TABLE_BEGIN), current.find(TABLE_END)) {
+        (Some(begin), Some(end)) if begin < end => format!(
+            "{}{generated}{}",
+            &current[..begin],
+            &current[end + TABLE_END.len()..]
+        ),
+        _ => format!("# Reliability\n\n{generated}\n{current}"),
+    };
+    if updated != current {
+        let temporary = path.with_extension("md.tmp");
+        std::fs::write(&temporary, updated).expect("write RELIABILITY.md");
+        std::fs::rename(&temporary, &path).expect("replace RELIABILITY.md");
+    }
+    let _ = std::fs::remove_file(&lock);
+}
+
+/// Today's date in UTC, `YYYY-MM-DD`.
+fn utc_date() -> String {
+    let days = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_secs() / 86_400)
+        .unwrap_or_default() as i64;
+    // Howard Hinnant's civil-from-days.
+    let z = days + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z - era * 146_097;
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let day = doy - (153 * mp + 2) / 5 + 1;
+    let month = if mp < 10 { mp + 3 } else { mp - 9 };
+    let year = yoe + era * 400 + i64::from(month <= 2);
+    format!("{year:04}-{month:02}-{day:02}")
+}
+
+/// [`committed_offsets`] on the broker at `servers` instead of `KAFKA`.
+pub fn committed_offsets_at(
+    servers: &str,
+    group: &str,
+    topic: &str,
+    partitions: i32,
+) -> Vec<(i32, i64)> {
+    let consumer: BaseConsumer = ClientConfig::new()
+        .set("bootstrap.servers", servers)
+        .set("group.id", group)
+        .set("enable.auto.commit", "false")
+        .create()
+        .expect("consumer for reading offsets");
+    let mut tpl = TopicPartitionList::new();
+    for p in 0..partitions {
+        tpl.add_partition(topic, p);
+    }
+    consumer
+        .committed_offsets(tpl, Duration::from_secs(10))
+        .expect("committed offsets")
+        .elements()
+        .iter()
+        .filter_map(|e| match e.offset() {
+            Offset::Offset(o) => Some((e.partition(), o)),
+            _ => None,
+        })
+        .collect()
+}
+
+/// Warnings and errors logged by kafkaesk and librdkafka in this test
+/// process, from every thread, as `target: field=value ...` lines, once this
+/// was first called. librdkafka logs from threads of its own, which a
+/// thread-local subscriber does not see, so this installs a global one; a
+/// test binary that installs its own global subscriber first gets none here.
+pub fn captured_warnings() -> &'static std::sync::Mutex<Vec<String>> {
+    use std::sync::{Mutex, OnceLock};
+    use tracing_subscriber::layer::{Context, SubscriberExt};
+    use tracing_subscriber::Layer;
+
+    static WARNINGS: Mutex<Vec<String>> = Mutex::new(Vec::new());
+    static INSTALLED: OnceLock<()> = OnceLock::new();
+
+    struct Capture;
+    impl<S: tracing::Subscriber> Layer<S> for Capture {
+        fn on_event(&self, event: &tracing::Event<'_>, _: Context<'_, S>) {
+            struct Fields(String);
+            impl tracing::field::Visit for Fields {
+                fn record_debug(
+                    &mut self,
+                    field: &tracing::field::Field,
+                    value: &dyn std::fmt::Debug,
+                ) {
+                    self.0.push_str(&format!(" {}={value:?}", field.name()));
+                }
+            }
+            let mut fields = Fields(format!("{}:", event.metadata().target()));
+            event.record(&mut fields);
+            WARNINGS
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .push(fields.0);
+        }
+    }
+    INSTALLED.get_or_init(|| {
+        let wanted = tracing_subscriber::filter::filter_fn(|meta| {
+            (meta.target().starts_with("kafkaesk") || meta.target() == "librdkafka")
+                && *meta.level() <= tracing::Level::WARN
+        });
+        let _ = tracing::subscriber::set_global_default(
+            tracing_subscriber::registry().with(Capture.with_filter(wanted)),
+        );
+    });
+    &WARNINGS
+}
