@@ -69,6 +69,8 @@ struct OffsetBook {
     /// What the broker last confirmed as committed.
     committed: HashMap<TopicPartition, i64>,
     assigned: HashSet<TopicPartition>,
+    /// How many revocations happened, so the consumer loop notices one cheaply.
+    revocations: u64,
 }
 
 impl OffsetBook {
@@ -133,6 +135,7 @@ impl ConsumerContext for ConsumerCtx {
             }
         }
         let mut book = lock(&self.book);
+        book.revocations += 1;
         for tp in &revoked {
             book.processed.remove(tp);
             book.committed.remove(tp);
@@ -325,6 +328,7 @@ impl Worker {
         commit_tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         let concurrency = self.subscription.concurrency_limit();
         let mut batch: Vec<Record> = Vec::with_capacity(concurrency);
+        let mut seen_revocations = 0;
 
         loop {
             if *control.stop.borrow() {
@@ -358,6 +362,10 @@ impl Worker {
                 }
             }
 
+            if self.drop_revoked(&mut batch, &mut seen_revocations) && batch.is_empty() {
+                continue;
+            }
+
             let Some(outcomes) = self.handle_batch(&batch, &mut control.stop).await else {
                 // Cancelled by a stop: nothing of this batch is committed.
                 batch.clear();
@@ -377,6 +385,30 @@ impl Worker {
         }
         self.commit(CommitMode::Sync);
         Ok(())
+    }
+
+    /// Removes records of partitions revoked since the last look: their new
+    /// owner consumes them from the last commit, so handling them here would
+    /// only handle them twice. Returns whether a revocation happened.
+    fn drop_revoked(&self, batch: &mut Vec<Record>, seen_revocations: &mut u64) -> bool {
+        let book = lock(&self.book);
+        if book.revocations == *seen_revocations {
+            return false;
+        }
+        *seen_revocations = book.revocations;
+        let before = batch.len();
+        batch.retain(|r| {
+            book.assigned
+                .contains(&(r.topic().to_owned(), r.partition()))
+        });
+        if batch.len() < before {
+            tracing::info!(
+                subscription = %self.name,
+                records = before - batch.len(),
+                "records of revoked partitions left to their new owner"
+            );
+        }
+        true
     }
 
     /// Runs the handler on every record of the batch at once. Returns `None` if a
