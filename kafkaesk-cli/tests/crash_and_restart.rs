@@ -14,15 +14,15 @@
 //! record by record.
 
 use std::collections::{BTreeMap, HashMap};
-use std::io::{BufRead, BufReader};
 use std::path::PathBuf;
-use std::process::{Child, Command, Stdio};
-use std::sync::mpsc::{self, Receiver};
+use std::process::{Child, Command};
+use std::sync::mpsc::Receiver;
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
 use kafkaesk_tests::{
-    committed_offsets_at, record_reliability, unique_prefix, PersistentBroker, ReliabilityRow,
+    committed_offsets_at, record_reliability, spawn_with_lines, unique_prefix, PersistentBroker,
+    ReliabilityRow,
 };
 
 /// One at a time: each test runs a broker and two workers of its own, and
@@ -67,28 +67,14 @@ struct Worker {
 impl Worker {
     fn start(kafka: &str, prefix: &str, handle_ms: u64) -> Worker {
         let counter = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../examples/counter");
-        let mut child = Command::new(env!("CARGO_BIN_EXE_kafkaesk"))
+        let mut command = Command::new(env!("CARGO_BIN_EXE_kafkaesk"));
+        command
             .arg(counter)
             .args(["--kafka-servers", kafka, "--topic-prefix", prefix])
             .args(["--kafka-settings", SETTINGS])
             .env_remove("KAFKAESK_KAFKA_SERVERS")
-            .env("COUNTER_HANDLE_MS", handle_ms.to_string())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .spawn()
-            .expect("start kafkaesk");
-        let (tx, lines) = mpsc::channel();
-        for stream in [
-            Box::new(child.stdout.take().unwrap()) as Box<dyn std::io::Read + Send>,
-            Box::new(child.stderr.take().unwrap()),
-        ] {
-            let tx = tx.clone();
-            std::thread::spawn(move || {
-                for line in BufReader::new(stream).lines().map_while(Result::ok) {
-                    let _ = tx.send(line);
-                }
-            });
-        }
+            .env("COUNTER_HANDLE_MS", handle_ms.to_string());
+        let (child, lines) = spawn_with_lines(&mut command);
         Worker {
             child,
             lines,

@@ -1,15 +1,14 @@
 //! The `kafkaesk` command against the test broker: running a library crate's
 //! handlers, stopping cleanly, and its error paths.
 
-use std::io::{BufRead, BufReader};
 use std::path::PathBuf;
-use std::process::{Child, Command, Output, Stdio};
-use std::sync::mpsc::{self, Receiver};
+use std::process::{Child, Command, Output};
+use std::sync::mpsc::Receiver;
 use std::time::{Duration, Instant};
 
 use tokio::sync::Mutex;
 
-use kafkaesk_tests::{committed_total, require_broker, unique_prefix};
+use kafkaesk_tests::{committed_total, require_broker, spawn_with_lines, unique_prefix};
 
 /// Runs that build the runner share a cargo lock; one at a time keeps their
 /// output and timing readable.
@@ -34,23 +33,7 @@ struct Worker {
 
 impl Worker {
     fn start(mut command: Command) -> Worker {
-        let mut child = command
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .spawn()
-            .expect("start kafkaesk");
-        let (tx, lines) = mpsc::channel();
-        for stream in [
-            Box::new(child.stdout.take().unwrap()) as Box<dyn std::io::Read + Send>,
-            Box::new(child.stderr.take().unwrap()),
-        ] {
-            let tx = tx.clone();
-            std::thread::spawn(move || {
-                for line in BufReader::new(stream).lines().map_while(Result::ok) {
-                    let _ = tx.send(line);
-                }
-            });
-        }
+        let (child, lines) = spawn_with_lines(&mut command);
         Worker {
             child,
             lines,
