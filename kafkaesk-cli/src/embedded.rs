@@ -7,11 +7,9 @@
 //! flushes to the broker that is still up) before this process exits with its
 //! exit code.
 
-use std::net::SocketAddr;
 use std::process::{Command, ExitCode};
 
-use kafkaesk::broker::EmbeddedBroker;
-use kafkaesk::worker::{embedded_broker_banner, WorkerOptions};
+use kafkaesk::worker::{start_embedded_broker, WorkerOptions};
 use tokio::signal::unix::{signal, SignalKind};
 
 /// Starts the broker, runs the worker (`runner`, with its flags) against it,
@@ -21,15 +19,11 @@ pub fn run(runner: Command, options: &WorkerOptions) -> Result<ExitCode, String>
         .enable_all()
         .build()
         .map_err(|err| format!("cannot start the async runtime: {err}"))?;
-    let listen = options
-        .embedded_broker
-        .unwrap_or_else(|| SocketAddr::from(([127, 0, 0, 1], 0)));
     runtime.block_on(async move {
-        let broker = EmbeddedBroker::start(listen).await.map_err(|err| {
+        let broker = start_embedded_broker(options).await.map_err(|err| {
             format!("{err}; pass --embedded-broker HOST:PORT with a free port, or --kafka-servers")
         })?;
         let servers = broker.bootstrap_servers();
-        println!("{}", embedded_broker_banner(&servers));
 
         let program = runner.get_program().to_string_lossy().into_owned();
         let mut child = tokio::process::Command::from(runner)

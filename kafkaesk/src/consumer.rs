@@ -226,22 +226,40 @@ enum Outcome {
 }
 
 impl Outcome {
+    /// The outcome as the error kafkaesk reports, `None` when handled.
+    fn into_error(self, subscription: &str, record: &Record) -> Option<Error> {
+        let position = record.position();
+        let subscription = subscription.to_owned();
+        Some(match self {
+            Outcome::Handled => return None,
+            Outcome::Unhandled(rejection) => Error::Unhandled {
+                position,
+                reason: rejection.reason().to_owned(),
+            },
+            Outcome::Failed(source) => Error::Handler {
+                subscription,
+                position,
+                source,
+            },
+            Outcome::Panicked(message) => Error::HandlerPanic {
+                subscription,
+                position,
+                message,
+            },
+            Outcome::TimedOut(timeout) => Error::HandlerTimeout {
+                subscription,
+                position,
+                timeout,
+            },
+        })
+    }
+
     /// Whether the handler failed: an error, a panic or a timeout.
     fn is_failure(&self) -> bool {
         matches!(
             self,
             Outcome::Failed(_) | Outcome::Panicked(_) | Outcome::TimedOut(_)
         )
-    }
-
-    fn describe(&self) -> String {
-        match self {
-            Outcome::Handled => "handled".to_owned(),
-            Outcome::Unhandled(rejection) => rejection.reason().to_owned(),
-            Outcome::Failed(err) => err.to_string(),
-            Outcome::Panicked(message) => format!("panicked: {message}"),
-            Outcome::TimedOut(timeout) => format!("timed out after {timeout:?}"),
-        }
     }
 }
 
@@ -460,15 +478,14 @@ impl Worker {
             };
             let delay = retry.delay(runs);
             self.counters.retried.fetch_add(1, Ordering::Relaxed);
-            tracing::warn!(
-                subscription = %self.name,
-                topic = record.topic(),
-                partition = record.partition(),
-                offset = record.offset(),
-                attempt = runs,
-                error = %outcome.describe(),
-                "handler failed; retrying in {delay:?}"
-            );
+            if let Some(error) = outcome.into_error(&self.name, &record) {
+                tracing::warn!(
+                    subscription = %self.name,
+                    attempt = runs,
+                    error = %error,
+                    "handler failed; retrying in {delay:?}"
+                );
+            }
             tokio::time::sleep(delay).await;
             runs += 1;
         }
@@ -490,42 +507,23 @@ impl Worker {
     async fn settle(&self, batch: &[Record], outcomes: Vec<(Outcome, u32)>) -> Option<Error> {
         let mut failure = None;
         for (record, (outcome, runs)) in batch.iter().zip(outcomes) {
-            let error = match outcome {
-                Outcome::Handled => {
+            let error = match outcome.into_error(&self.name, record) {
+                None => {
                     self.counters.handled.fetch_add(1, Ordering::Relaxed);
                     continue;
                 }
-                Outcome::Unhandled(rejection) => {
+                Some(err @ Error::Unhandled { .. }) => {
                     self.counters.unhandled.fetch_add(1, Ordering::Relaxed);
-                    let err = Error::Unhandled {
-                        position: record.position(),
-                        reason: rejection.reason().to_owned(),
-                    };
                     tracing::warn!(
                         subscription = %self.name,
                         topic = record.topic(),
                         partition = record.partition(),
                         offset = record.offset(),
-                        reason = rejection.reason(),
                         "{err}; skipped"
                     );
                     continue;
                 }
-                Outcome::Failed(source) => Error::Handler {
-                    subscription: self.name.to_string(),
-                    position: record.position(),
-                    source,
-                },
-                Outcome::Panicked(message) => Error::HandlerPanic {
-                    subscription: self.name.to_string(),
-                    position: record.position(),
-                    message,
-                },
-                Outcome::TimedOut(timeout) => Error::HandlerTimeout {
-                    subscription: self.name.to_string(),
-                    position: record.position(),
-                    timeout,
-                },
+                Some(err) => err,
             };
             self.counters.failed.fetch_add(1, Ordering::Relaxed);
             match self.subscription.error_policy().final_action() {
@@ -687,29 +685,8 @@ pub(crate) async fn handle_detached(
     record: Record,
 ) -> Result<()> {
     let name: Arc<str> = Arc::from(subscription.subscription_name());
-    let position = record.position();
-    match run_once(app, subscription, name.clone(), record, Weak::new()).await {
-        Outcome::Handled => Ok(()),
-        Outcome::Unhandled(rejection) => Err(Error::Unhandled {
-            position,
-            reason: rejection.reason().to_owned(),
-        }),
-        Outcome::Failed(source) => Err(Error::Handler {
-            subscription: name.to_string(),
-            position,
-            source,
-        }),
-        Outcome::Panicked(message) => Err(Error::HandlerPanic {
-            subscription: name.to_string(),
-            position,
-            message,
-        }),
-        Outcome::TimedOut(timeout) => Err(Error::HandlerTimeout {
-            subscription: name.to_string(),
-            position,
-            timeout,
-        }),
-    }
+    let outcome = run_once(app, subscription, name.clone(), record.clone(), Weak::new()).await;
+    outcome.into_error(&name, &record).map_or(Ok(()), Err)
 }
 
 fn panic_message(payload: &Box<dyn std::any::Any + Send>) -> String {

@@ -254,11 +254,7 @@ pub async fn run(app: Application, options: &WorkerOptions) -> Result<()> {
     let app = app.reconfigure(|settings| options.apply(settings))?;
     #[cfg(feature = "embedded-broker")]
     let (app, _broker) = if app.settings().kafka_servers.is_empty() {
-        let listen = options
-            .embedded_broker
-            .unwrap_or_else(|| std::net::SocketAddr::from(([127, 0, 0, 1], 0)));
-        let broker = crate::broker::EmbeddedBroker::start(listen).await?;
-        println!("{}", embedded_broker_banner(&broker.bootstrap_servers()));
+        let broker = start_embedded_broker(options).await?;
         let servers = vec![broker.bootstrap_servers()];
         let app = app.reconfigure(|settings| settings.kafka_servers = servers)?;
         (app, Some(broker))
@@ -300,14 +296,23 @@ pub async fn run(app: Application, options: &WorkerOptions) -> Result<()> {
     app.run().await
 }
 
-/// The line printed when a worker starts an embedded broker.
+/// Starts the embedded broker at `--embedded-broker` (default: a free port on
+/// 127.0.0.1) and prints its address for other processes.
 #[cfg(feature = "embedded-broker")]
-pub fn embedded_broker_banner(servers: &str) -> String {
-    format!(
+pub async fn start_embedded_broker(
+    options: &WorkerOptions,
+) -> Result<crate::broker::EmbeddedBroker> {
+    let listen = options
+        .embedded_broker
+        .unwrap_or_else(|| std::net::SocketAddr::from(([127, 0, 0, 1], 0)));
+    let broker = crate::broker::EmbeddedBroker::start(listen).await?;
+    let servers = broker.bootstrap_servers();
+    println!(
         "kafkaesk: embedded broker listening on {servers} (in memory, for development only: \
          its data is gone when this worker exits); other processes publish to it with \
          --kafka-servers {servers}"
-    )
+    );
+    Ok(broker)
 }
 
 /// What an application factory may return.

@@ -58,27 +58,7 @@ pub fn app_builder(prefix: &str) -> ApplicationBuilder {
 /// Committed offsets of `group` on every partition of `topic`, as `(partition, offset)`,
 /// for partitions with a commit.
 pub fn committed_offsets(group: &str, topic: &str, partitions: i32) -> Vec<(i32, i64)> {
-    let consumer: BaseConsumer = ClientConfig::new()
-        .set("bootstrap.servers", kafka())
-        .set("group.id", group)
-        .set("enable.auto.commit", "false")
-        .create()
-        .expect("consumer for reading offsets");
-    let mut tpl = TopicPartitionList::new();
-    for p in 0..partitions {
-        tpl.add_partition(topic, p);
-    }
-    let committed = consumer
-        .committed_offsets(tpl, Duration::from_secs(10))
-        .expect("committed offsets");
-    committed
-        .elements()
-        .iter()
-        .filter_map(|e| match e.offset() {
-            Offset::Offset(o) => Some((e.partition(), o)),
-            _ => None,
-        })
-        .collect()
+    committed_offsets_at(&kafka(), group, topic, partitions)
 }
 
 /// Sum of committed offsets of `group` on `topic`: the number of records
