@@ -601,7 +601,7 @@ impl Application {
             .ok()
             .flatten();
         let reason = match cause {
-            Some(cause) => format!("{err}: {cause}"),
+            Some(cause) => format!("{err}: {cause}{}", fix_for_cause(&cause)),
             None => err.to_string(),
         };
         Err(Error::BrokerUnreachable { servers, reason })
@@ -909,6 +909,17 @@ impl rdkafka::ClientContext for ErrorCapture {
 
 impl rdkafka::consumer::ConsumerContext for ErrorCapture {}
 
+/// What to change for a connection failure librdkafka describes, where its
+/// own words do not always say (its certificate hint depends on the version
+/// and on which of its errors arrives first).
+fn fix_for_cause(cause: &str) -> &'static str {
+    if cause.contains("certificate verify failed") && !cause.contains("ssl.ca.location") {
+        "; the broker's certificate was not trusted: set `ssl.ca.location` to the CA that signed it"
+    } else {
+        ""
+    }
+}
+
 /// Connects a throw-away client to find out why connecting fails, in
 /// librdkafka's words; `None` when it gives no reason within a few seconds.
 fn connection_failure_cause(config: ClientConfig) -> Option<String> {
@@ -995,6 +1006,14 @@ mod tests {
             "{text}"
         );
         assert!(text.contains("alice"), "{text}");
+    }
+
+    #[test]
+    fn an_untrusted_certificate_names_the_setting_to_fix() {
+        let cause =
+            "ssl://b:9093/bootstrap: error:0A000086:SSL routines::certificate verify failed";
+        assert!(fix_for_cause(cause).contains("ssl.ca.location"));
+        assert_eq!(fix_for_cause("Connect to ipv4#127.0.0.1:1 failed"), "");
     }
 
     #[test]
