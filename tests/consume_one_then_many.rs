@@ -37,7 +37,7 @@ async fn consumes_one_message() {
         .publish_and_wait("foo.bar", &Foo { bar: "1".into() })
         .await
         .unwrap();
-    assert_eq!(delivery.topic, format!("{prefix}foo.bar"));
+    assert_eq!(&*delivery.topic, format!("{prefix}foo.bar"));
     let consumed = app.consume_for(1, Duration::from_secs(30)).await.unwrap();
     assert_eq!(consumed, 1);
     assert_eq!(*seen.lock().unwrap(), vec![Foo { bar: "1".into() }]);

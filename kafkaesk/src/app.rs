@@ -530,6 +530,11 @@ impl Application {
         Ok(schemas.entry(type_id).or_insert(info).clone())
     }
 
+    /// The producer and topic manager, if a publish already created them.
+    pub(crate) fn clients_if_ready(&self) -> Option<&Clients> {
+        self.inner.clients.get()
+    }
+
     /// The producer and topic manager, created on first use.
     pub(crate) async fn clients(&self) -> Result<&Clients> {
         self.inner

@@ -76,7 +76,7 @@ pub use consumer::Subscriber;
 pub use error::{Error, Result};
 pub use extract::{Json, SchemaId};
 pub use policy::ErrorPolicy;
-pub use publish::{Delivery, PublishHandle};
+pub use publish::{Delivery, PublishFuture, PublishHandle};
 pub use record::{Header, Headers, Record};
 pub use router::{Router, Streams, Subscription};
 pub use schema::Schema;

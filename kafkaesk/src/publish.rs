@@ -4,7 +4,8 @@
 //! the topic if needed, validates and queues the message, and gives a
 //! [`PublishHandle`]; awaiting the handle gives the broker's [`Delivery`].
 //! Queuing and acknowledgement are separate so that many messages can be in
-//! flight at once:
+//! flight at once. Once a stream's topic is known to exist, queuing finishes
+//! within the first poll, without allocating beyond the message itself:
 //!
 //! ```no_run
 //! # #[kafkaesk::schema("Content")]
@@ -24,6 +25,7 @@
 
 use std::future::{Future, IntoFuture};
 use std::pin::Pin;
+use std::sync::Arc;
 use std::task::{Context, Poll};
 use std::time::Duration;
 
@@ -34,7 +36,7 @@ use rdkafka::producer::{DeliveryFuture, FutureRecord};
 use rdkafka::types::RDKafkaErrorCode;
 use serde::Serialize;
 
-use crate::app::Application;
+use crate::app::{Application, Clients};
 use crate::error::{Error, Result};
 use crate::record::Headers;
 
@@ -45,7 +47,7 @@ const QUEUE_FULL_TIMEOUT: Duration = Duration::from_secs(60);
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Delivery {
     /// Full topic name.
-    pub topic: String,
+    pub topic: Arc<str>,
     /// Partition the message went to.
     pub partition: i32,
     /// Its offset in that partition.
@@ -58,7 +60,7 @@ pub struct Delivery {
 /// then watched in the background, and a failed delivery is logged as an
 /// error, so a fire-and-forget publish never fails silently.
 pub struct PublishHandle {
-    topic: String,
+    topic: Arc<str>,
     bytes: usize,
     delivery: Option<DeliveryFuture>,
 }
@@ -72,19 +74,19 @@ impl std::fmt::Debug for PublishHandle {
 }
 
 fn delivery_result(
-    topic: &str,
+    topic: &Arc<str>,
     bytes: usize,
     result: Result<OwnedDeliveryResult, Canceled>,
 ) -> Result<Delivery> {
     match result {
         Ok(Ok(delivery)) => Ok(Delivery {
-            topic: topic.to_owned(),
+            topic: topic.clone(),
             partition: delivery.partition,
             offset: delivery.offset,
         }),
-        Ok(Err((source, _message))) => Err(delivery_error(topic.to_owned(), bytes, source)),
+        Ok(Err((source, _message))) => Err(delivery_error(topic.to_string(), bytes, source)),
         Err(Canceled) => Err(Error::Delivery {
-            topic: topic.to_owned(),
+            topic: topic.to_string(),
             source: KafkaError::Canceled,
         }),
     }
@@ -115,7 +117,7 @@ impl Future for PublishHandle {
         let this = self.get_mut();
         let Some(delivery) = this.delivery.as_mut() else {
             return Poll::Ready(Err(Error::Delivery {
-                topic: this.topic.clone(),
+                topic: this.topic.to_string(),
                 source: KafkaError::Canceled,
             }));
         };
@@ -134,7 +136,7 @@ impl Drop for PublishHandle {
         let Some(delivery) = self.delivery.take() else {
             return;
         };
-        let topic = std::mem::take(&mut self.topic);
+        let topic = self.topic.clone();
         let bytes = self.bytes;
         if let Ok(runtime) = tokio::runtime::Handle::try_current() {
             runtime.spawn(async move {
@@ -142,6 +144,53 @@ impl Drop for PublishHandle {
                     tracing::error!(topic = %topic, error = %err, "unawaited publish failed");
                 }
             });
+        }
+    }
+}
+
+/// The future of an awaited [`Publish`] or [`RawPublish`]; it gives the
+/// [`PublishHandle`] once the message is queued.
+///
+/// When the topic is already known to exist and librdkafka's queue has room,
+/// which is every publish to a stream after its first, the message is queued
+/// before the first poll returns and nothing is boxed. A first publish to a
+/// stream (the topic may have to be created) and a full queue take a slower,
+/// boxed path.
+#[must_use = "nothing is queued until the future is awaited"]
+pub struct PublishFuture<'a>(PublishState<'a>);
+
+enum PublishState<'a> {
+    Done(Option<Result<PublishHandle>>),
+    Waiting(Pin<Box<dyn Future<Output = Result<PublishHandle>> + Send + 'a>>),
+}
+
+impl std::fmt::Debug for PublishFuture<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let state = match self.0 {
+            PublishState::Done(_) => "done",
+            PublishState::Waiting(_) => "waiting",
+        };
+        f.debug_tuple("PublishFuture").field(&state).finish()
+    }
+}
+
+impl PublishFuture<'_> {
+    fn done(result: Result<PublishHandle>) -> Self {
+        PublishFuture(PublishState::Done(Some(result)))
+    }
+}
+
+impl Future for PublishFuture<'_> {
+    type Output = Result<PublishHandle>;
+
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        match &mut self.get_mut().0 {
+            PublishState::Done(result) => Poll::Ready(
+                result
+                    .take()
+                    .expect("PublishFuture polled after it completed"),
+            ),
+            PublishState::Waiting(future) => future.as_mut().poll(cx),
         }
     }
 }
@@ -199,22 +248,26 @@ where
     T: Serialize + schemars::JsonSchema + Sync + 'static,
 {
     type Output = Result<PublishHandle>;
-    type IntoFuture = Pin<Box<dyn Future<Output = Self::Output> + Send + 'a>>;
+    type IntoFuture = PublishFuture<'a>;
 
-    fn into_future(self) -> Self::IntoFuture {
-        Box::pin(async move {
-            let schema = self.app.schema_info::<T>()?;
-            let payload = schema.encode(self.data)?;
-            send(
+    fn into_future(self) -> PublishFuture<'a> {
+        let encoded = self
+            .app
+            .schema_info::<T>()
+            .and_then(|schema| Ok((schema.encode(self.data)?, schema.retention())));
+        match encoded {
+            Ok((payload, retention)) => send(
                 self.app,
-                self.app.settings().topic(self.stream),
-                payload,
-                self.key,
-                self.headers,
-                schema.retention(),
-            )
-            .await
-        })
+                Destination::Stream(self.stream),
+                retention,
+                Outgoing {
+                    payload,
+                    key: self.key,
+                    headers: self.headers,
+                },
+            ),
+            Err(err) => PublishFuture::done(Err(err)),
+        }
     }
 }
 
@@ -222,49 +275,53 @@ where
 #[must_use = "nothing is published until the builder is awaited"]
 pub struct RawPublish<'a> {
     app: &'a Application,
-    topic: String,
-    value: Vec<u8>,
-    key: Option<Vec<u8>>,
-    headers: Headers,
+    destination: Destination<'a>,
+    message: Outgoing,
 }
 
 impl<'a> RawPublish<'a> {
     pub(crate) fn new(app: &'a Application, stream: &'a str, value: Vec<u8>) -> Self {
-        Self::to_topic(app, app.settings().topic(stream), value)
+        Self::with_destination(app, Destination::Stream(stream), value)
     }
 
     /// Publishes to `topic` as it is, without the application's prefix.
     pub(crate) fn to_topic(app: &'a Application, topic: String, value: Vec<u8>) -> Self {
+        Self::with_destination(app, Destination::Topic(topic), value)
+    }
+
+    fn with_destination(app: &'a Application, destination: Destination<'a>, value: Vec<u8>) -> Self {
         RawPublish {
             app,
-            topic,
-            value,
-            key: None,
-            headers: Headers::new(),
+            destination,
+            message: Outgoing {
+                payload: value,
+                key: None,
+                headers: Headers::new(),
+            },
         }
     }
 
     /// Sets the message key.
     pub fn key(mut self, key: impl AsRef<[u8]>) -> Self {
-        self.key = Some(key.as_ref().to_vec());
+        self.message.key = Some(key.as_ref().to_vec());
         self
     }
 
     /// Sets the key from an optional value, as a forwarded record carries it.
     pub fn maybe_key(mut self, key: Option<&[u8]>) -> Self {
-        self.key = key.map(<[u8]>::to_vec);
+        self.message.key = key.map(<[u8]>::to_vec);
         self
     }
 
     /// Adds a header.
     pub fn header(mut self, key: impl Into<String>, value: impl AsRef<[u8]>) -> Self {
-        self.headers.insert(key, value);
+        self.message.headers.insert(key, value);
         self
     }
 
     /// Adds headers.
     pub fn headers(mut self, headers: &Headers) -> Self {
-        self.headers.extend(headers);
+        self.message.headers.extend(headers);
         self
     }
 
@@ -276,61 +333,126 @@ impl<'a> RawPublish<'a> {
 
 impl<'a> IntoFuture for RawPublish<'a> {
     type Output = Result<PublishHandle>;
-    type IntoFuture = Pin<Box<dyn Future<Output = Self::Output> + Send + 'a>>;
+    type IntoFuture = PublishFuture<'a>;
 
-    fn into_future(self) -> Self::IntoFuture {
-        Box::pin(async move {
-            send(
-                self.app,
-                self.topic,
-                self.value,
-                self.key,
-                self.headers,
-                None,
-            )
-            .await
-        })
+    fn into_future(self) -> PublishFuture<'a> {
+        send(self.app, self.destination, None, self.message)
     }
 }
 
-async fn send(
-    app: &Application,
-    topic: String,
+/// Where a message goes.
+enum Destination<'a> {
+    /// A stream: the application's prefix comes first.
+    Stream(&'a str),
+    /// A full topic name, as it is.
+    Topic(String),
+}
+
+/// A message ready for librdkafka.
+struct Outgoing {
     payload: Vec<u8>,
     key: Option<Vec<u8>>,
     headers: Headers,
-    retention: Option<Duration>,
-) -> Result<PublishHandle> {
-    let clients = app.clients().await?;
-    clients.topics.ensure(&topic, retention).await?;
+}
 
-    let mut record = FutureRecord::<[u8], [u8]>::to(&topic).payload(&payload);
-    if let Some(key) = &key {
+/// What one attempt to hand a message to librdkafka gave.
+enum Enqueued {
+    Queued(PublishHandle),
+    /// librdkafka's local queue is full; try again once it drains.
+    QueueFull,
+    Failed(Error),
+}
+
+fn enqueue(clients: &Clients, topic: &Arc<str>, message: &Outgoing) -> Enqueued {
+    let mut record = FutureRecord::<[u8], [u8]>::to(topic).payload(&message.payload);
+    if let Some(key) = &message.key {
         record = record.key(key);
     }
-    if let Some(headers) = headers.to_rdkafka() {
+    if let Some(headers) = message.headers.to_rdkafka() {
         record = record.headers(headers);
     }
+    match clients.producer.send_result(record) {
+        Ok(delivery) => Enqueued::Queued(PublishHandle {
+            topic: topic.clone(),
+            bytes: message.payload.len(),
+            delivery: Some(delivery),
+        }),
+        Err((KafkaError::MessageProduction(RDKafkaErrorCode::QueueFull), _)) => Enqueued::QueueFull,
+        Err((source, _)) => Enqueued::Failed(delivery_error(
+            topic.to_string(),
+            message.payload.len(),
+            source,
+        )),
+    }
+}
+
+/// Queues `message`: at once when the producer exists, the topic is known and
+/// there is room, otherwise through [`send_slowly`].
+fn send<'a>(
+    app: &'a Application,
+    destination: Destination<'a>,
+    retention: Option<Duration>,
+    message: Outgoing,
+) -> PublishFuture<'a> {
+    let ready = match (&destination, app.clients_if_ready()) {
+        (Destination::Stream(stream), Some(clients)) => clients
+            .topics
+            .ready_stream(stream)
+            .map(|topic| (clients, topic)),
+        _ => None,
+    };
+    if let Some((clients, topic)) = ready {
+        match enqueue(clients, &topic, &message) {
+            Enqueued::Queued(handle) => return PublishFuture::done(Ok(handle)),
+            Enqueued::Failed(err) => return PublishFuture::done(Err(err)),
+            Enqueued::QueueFull => {}
+        }
+    }
+    PublishFuture(PublishState::Waiting(Box::pin(send_slowly(
+        app,
+        destination,
+        retention,
+        message,
+    ))))
+}
+
+/// Creates the producer and the topic if needed, then queues `message`,
+/// waiting for room while librdkafka's queue is full.
+async fn send_slowly(
+    app: &Application,
+    destination: Destination<'_>,
+    retention: Option<Duration>,
+    message: Outgoing,
+) -> Result<PublishHandle> {
+    let clients = app.clients().await?;
+    let topic: Arc<str> = match destination {
+        Destination::Stream(stream) => {
+            let topic = app.settings().topic(stream);
+            clients.topics.ensure_stream(stream, topic, retention).await?
+        }
+        Destination::Topic(topic) => {
+            clients.topics.ensure(&topic, retention).await?;
+            Arc::from(topic)
+        }
+    };
     let started = tokio::time::Instant::now();
     let mut backoff = Duration::from_millis(1);
     loop {
-        match clients.producer.send_result(record) {
-            Ok(delivery) => {
-                return Ok(PublishHandle {
-                    topic: topic.clone(),
-                    bytes: payload.len(),
-                    delivery: Some(delivery),
-                })
-            }
-            Err((KafkaError::MessageProduction(RDKafkaErrorCode::QueueFull), returned))
-                if started.elapsed() < QUEUE_FULL_TIMEOUT =>
-            {
+        match enqueue(clients, &topic, &message) {
+            Enqueued::Queued(handle) => return Ok(handle),
+            Enqueued::Failed(err) => return Err(err),
+            Enqueued::QueueFull if started.elapsed() < QUEUE_FULL_TIMEOUT => {
                 // librdkafka's queue drains as the broker acknowledges; wait for room.
-                record = returned;
                 tokio::time::sleep(backoff).await;
                 backoff = (backoff * 2).min(Duration::from_millis(50));
             }
-            Err((source, _)) => return Err(delivery_error(topic, payload.len(), source)),
+            Enqueued::QueueFull => {
+                return Err(delivery_error(
+                    topic.to_string(),
+                    message.payload.len(),
+                    KafkaError::MessageProduction(RDKafkaErrorCode::QueueFull),
+                ))
+            }
         }
     }
 }

@@ -7,7 +7,7 @@
 //! is cached, and concurrent first publishes create a topic once.
 
 use std::collections::HashMap;
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, RwLock};
 use std::time::Duration;
 
 use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
@@ -133,6 +133,10 @@ pub(crate) struct TopicManager {
     partitions: i32,
     replication_factor: i32,
     known: Mutex<HashMap<String, Arc<OnceCell<()>>>>,
+    /// Streams whose topic exists, with the full topic name: what every
+    /// publish after the first looks up, without locking `known` or
+    /// allocating the name again.
+    ready_streams: RwLock<HashMap<String, Arc<str>>>,
     request_timeout: Duration,
 }
 
@@ -147,8 +151,32 @@ impl TopicManager {
             partitions,
             replication_factor,
             known: Mutex::new(HashMap::new()),
+            ready_streams: RwLock::new(HashMap::new()),
             request_timeout: Duration::from_secs(30),
         }
+    }
+
+    /// The topic of `stream` if it is known to exist.
+    pub(crate) fn ready_stream(&self, stream: &str) -> Option<Arc<str>> {
+        self.ready_streams
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .get(stream)
+            .cloned()
+    }
+
+    /// Makes sure the topic of `stream` exists, and remembers it for
+    /// [`ready_stream`](Self::ready_stream).
+    pub(crate) async fn ensure_stream(
+        &self,
+        stream: &str,
+        topic: String,
+        retention: Option<Duration>,
+    ) -> Result<Arc<str>> {
+        self.ensure(&topic, retention).await?;
+        let topic: Arc<str> = Arc::from(topic);
+        let mut ready = self.ready_streams.write().unwrap_or_else(|e| e.into_inner());
+        Ok(ready.entry(stream.to_owned()).or_insert(topic).clone())
     }
 
     /// Makes sure `topic` exists, creating it once with `retention` if needed.

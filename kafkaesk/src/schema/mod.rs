@@ -31,8 +31,17 @@
 //! sent, so constraints that serde does not enforce (schemars `length`,
 //! `range`, `regex`, formats such as `email`) hold on the wire. Each schema's
 //! validator is compiled once, when the schema is registered or first used.
+//!
+//! Schemas that use only the common keywords (types, properties, `required`,
+//! items, lengths, ranges, string enums, `$ref`, `Option`) are checked while
+//! the data is serialized, in one pass; the others, and any data that does
+//! not pass that check, go through the `jsonschema` crate, which also writes
+//! the error report. Both accept exactly the same data.
+
+mod checked;
 
 use std::any::TypeId;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
 use serde::de::DeserializeOwned;
@@ -40,6 +49,7 @@ use serde::Serialize;
 use serde_json::Value;
 
 use crate::error::{Error, Result, ValidationIssue};
+use checked::Plan;
 
 /// A message type with an id and a version.
 ///
@@ -86,8 +96,12 @@ pub struct SchemaInfo {
     streams: Vec<String>,
     json_schema: Value,
     validator: jsonschema::Validator,
+    /// Validation while serializing, for schemas it covers.
+    plan: Option<Plan>,
     /// `{"schema":"Id:1","data":` — the constant head of every envelope.
     envelope_head: Vec<u8>,
+    /// The largest envelope encoded so far, so the next one is allocated once.
+    size_hint: AtomicUsize,
 }
 
 impl std::fmt::Debug for SchemaInfo {
@@ -134,6 +148,7 @@ impl SchemaInfo {
                 schema: key.clone(),
                 reason: err.to_string(),
             })?;
+        let plan = Plan::compile(&json_schema);
         let mut envelope_head = Vec::with_capacity(key.len() + 24);
         envelope_head.extend_from_slice(b"{\"schema\":");
         serde_json::to_writer(&mut envelope_head, &key).map_err(|source| Error::Serialize {
@@ -151,6 +166,8 @@ impl SchemaInfo {
             streams,
             json_schema,
             validator,
+            plan,
+            size_hint: AtomicUsize::new(envelope_head.len() + 128),
             envelope_head,
         })
     }
@@ -216,19 +233,36 @@ impl SchemaInfo {
 
     /// Serializes `data`, validates it, and returns the complete envelope bytes.
     pub fn encode<T: Serialize + ?Sized>(&self, data: &T) -> Result<Vec<u8>> {
-        let value = serde_json::to_value(data).map_err(|source| Error::Serialize {
-            type_name: self.type_name,
-            source,
-        })?;
-        self.validate(&value)?;
-        let mut out = Vec::with_capacity(self.envelope_head.len() + 128);
+        let mut out = Vec::with_capacity(self.size_hint.load(Ordering::Relaxed));
         out.extend_from_slice(&self.envelope_head);
-        serde_json::to_writer(&mut out, &value).map_err(|source| Error::Serialize {
-            type_name: self.type_name,
-            source,
-        })?;
+        let checked = self
+            .plan
+            .as_ref()
+            .is_some_and(|plan| plan.write(data, &mut out).is_ok());
+        if !checked {
+            // The full check decides, and reports every broken rule.
+            out.truncate(self.envelope_head.len());
+            let value = serde_json::to_value(data).map_err(|source| Error::Serialize {
+                type_name: self.type_name,
+                source,
+            })?;
+            self.validate(&value)?;
+            serde_json::to_writer(&mut out, &value).map_err(|source| Error::Serialize {
+                type_name: self.type_name,
+                source,
+            })?;
+        }
         out.push(b'}');
+        // Capped, so one huge message does not make every later one allocate as much.
+        self.size_hint
+            .fetch_max(out.len().min(64 * 1024), Ordering::Relaxed);
         Ok(out)
+    }
+
+    /// Whether data of this schema is checked while it is serialized (see the
+    /// module docs); otherwise it goes through `jsonschema` alone.
+    pub fn checks_while_serializing(&self) -> bool {
+        self.plan.is_some()
     }
 }
 
