@@ -170,7 +170,7 @@ async fn binary_keys_and_header_values_pass_through_a_typed_publish_untouched() 
     }
     assert_eq!(
         seen[0].value(),
-        br#"{"schema":"Numbered:1","data":{"body":"b","n":3}}"#
+        br#"{"schema":"Numbered:1","data":{"n":3,"body":"b"}}"#
     );
     assert_eq!(seen[1].value(), [0xff, 0x00]);
 }

@@ -30,6 +30,7 @@ use std::collections::{HashMap, HashSet};
 use std::panic::AssertUnwindSafe;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, Weak};
+use std::task::{Context, Poll};
 use std::time::Duration;
 
 use futures::FutureExt;
@@ -44,13 +45,14 @@ use tokio::sync::watch;
 use crate::app::{lock, set_default_setting, Application, ConsumerHealth, SubscriptionCounters};
 use crate::error::{BoxError, Error, Result};
 use crate::extract::{MessageContext, Rejection};
+use crate::handler::HandlerFuture;
 use crate::policy::{self, FinalAction};
 use crate::publish::{Publish, RawPublish};
-use crate::record::{Headers, Record};
+use crate::record::{Headers, Record, TopicNames};
 use crate::router::{Streams, Subscription};
 use crate::topics::fnmatch_to_regex;
 
-type TopicPartition = (String, i32);
+type TopicPartition = (Arc<str>, i32);
 
 /// How a run is controlled from [`Application`]: when to stop, and how many
 /// records all consumers have handled.
@@ -92,7 +94,7 @@ impl OffsetBook {
         for elem in tpl.elements() {
             if let Offset::Offset(offset) = elem.offset() {
                 self.committed
-                    .insert((elem.topic().to_owned(), elem.partition()), offset);
+                    .insert((Arc::from(elem.topic()), elem.partition()), offset);
             }
         }
     }
@@ -116,7 +118,7 @@ impl ConsumerContext for ConsumerCtx {
         let revoked: HashSet<TopicPartition> = revoked
             .elements()
             .iter()
-            .map(|e| (e.topic().to_owned(), e.partition()))
+            .map(|e| (Arc::from(e.topic()), e.partition()))
             .collect();
         if self.auto_commit {
             // The lock is released while committing: librdkafka may call
@@ -153,7 +155,7 @@ impl ConsumerContext for ConsumerCtx {
                 let mut book = lock(&self.book);
                 for elem in tpl.elements() {
                     book.assigned
-                        .insert((elem.topic().to_owned(), elem.partition()));
+                        .insert((Arc::from(elem.topic()), elem.partition()));
                 }
                 let assigned = sorted(&book.assigned);
                 drop(book);
@@ -192,8 +194,8 @@ impl ConsumerContext for ConsumerCtx {
     }
 }
 
-fn sorted(set: &HashSet<TopicPartition>) -> Vec<TopicPartition> {
-    let mut v: Vec<_> = set.iter().cloned().collect();
+fn sorted(set: &HashSet<TopicPartition>) -> Vec<(String, i32)> {
+    let mut v: Vec<_> = set.iter().map(|(t, p)| (t.to_string(), *p)).collect();
     v.sort();
     v
 }
@@ -226,6 +228,13 @@ enum Outcome {
 }
 
 impl Outcome {
+    fn of(result: std::result::Result<(), BoxError>) -> Outcome {
+        match result {
+            Ok(()) => Outcome::Handled,
+            Err(err) => Outcome::Failed(err),
+        }
+    }
+
     /// The outcome as the error kafkaesk reports, `None` when handled.
     fn into_error(self, subscription: &str, record: &Record) -> Option<Error> {
         let position = record.position();
@@ -347,6 +356,7 @@ impl Worker {
         let concurrency = self.subscription.concurrency_limit();
         let mut batch: Vec<Record> = Vec::with_capacity(concurrency);
         let mut seen_revocations = 0;
+        let mut topic_names = TopicNames::default();
 
         loop {
             if *control.stop.borrow() {
@@ -360,7 +370,7 @@ impl Worker {
                     continue;
                 }
                 message = self.consumer.recv() => match message {
-                    Ok(message) => Record::from_message(&message),
+                    Ok(message) => topic_names.record(&message),
                     Err(err) => {
                         tracing::warn!(subscription = %self.name, error = %err, "consumer error");
                         tokio::time::sleep(Duration::from_millis(100)).await;
@@ -371,7 +381,7 @@ impl Worker {
             batch.push(first);
             while batch.len() < concurrency {
                 match self.consumer.recv().now_or_never() {
-                    Some(Ok(message)) => batch.push(Record::from_message(&message)),
+                    Some(Ok(message)) => batch.push(topic_names.record(&message)),
                     Some(Err(err)) => {
                         tracing::warn!(subscription = %self.name, error = %err, "consumer error");
                         break;
@@ -417,7 +427,7 @@ impl Worker {
         let before = batch.len();
         batch.retain(|r| {
             book.assigned
-                .contains(&(r.topic().to_owned(), r.partition()))
+                .contains(&(r.shared_topic().clone(), r.partition()))
         });
         if batch.len() < before {
             tracing::info!(
@@ -437,11 +447,30 @@ impl Worker {
         stop: &mut watch::Receiver<bool>,
     ) -> Option<Vec<(Outcome, u32)>> {
         let work = async {
-            if let [record] = batch {
-                vec![self.handle(record.clone()).await]
-            } else {
-                futures::future::join_all(batch.iter().map(|r| self.handle(r.clone()))).await
+            // Every handler runs up to its first await here, one after the
+            // other; most finish there, and only the others are awaited together.
+            let started: Vec<Started> = std::future::poll_fn(|cx| {
+                Poll::Ready(batch.iter().map(|r| self.start_handler(r, cx)).collect())
+            })
+            .await;
+            let mut outcomes = Vec::with_capacity(batch.len());
+            let mut unfinished = Vec::new();
+            for (index, (started, record)) in started.into_iter().zip(batch).enumerate() {
+                match started {
+                    Started::Finished(outcome) if self.retry_delay(&outcome, 1).is_none() => {
+                        outcomes.push((outcome, 1));
+                    }
+                    started => {
+                        // A placeholder, replaced below once the record is finished.
+                        outcomes.push((Outcome::Handled, 0));
+                        unfinished.push(async move { (index, self.finish(record, started).await) });
+                    }
+                }
             }
+            for (index, outcome) in futures::future::join_all(unfinished).await {
+                outcomes[index] = outcome;
+            }
+            outcomes
         };
         let grace = self.app.settings().shutdown_timeout;
         let cancel_after_stop = async {
@@ -461,24 +490,39 @@ impl Worker {
         }
     }
 
-    /// Runs the handler on `record`, retrying failures as the subscription's
-    /// error policy says. Returns the last outcome and how many times the
-    /// handler ran.
-    async fn handle(&self, record: Record) -> (Outcome, u32) {
+    fn start_handler(&self, record: &Record, cx: &mut Context<'_>) -> Started {
+        start(
+            &self.app,
+            &self.subscription,
+            self.name.clone(),
+            record.clone(),
+            Arc::downgrade(&self.consumer),
+            cx,
+        )
+    }
+
+    /// How long to wait before running the handler again after its `runs`-th
+    /// run ended with `outcome`, or `None` if it is not run again.
+    fn retry_delay(&self, outcome: &Outcome, runs: u32) -> Option<Duration> {
+        if !outcome.is_failure() {
+            return None;
+        }
+        let retry = self.subscription.error_policy().retries()?;
+        (runs <= retry.attempts).then(|| retry.delay(runs))
+    }
+
+    /// Finishes the first run of the handler on `record`, then retries failures
+    /// as the subscription's error policy says. Returns the last outcome and how
+    /// many times the handler ran.
+    async fn finish(&self, record: &Record, started: Started) -> (Outcome, u32) {
+        let mut outcome = match started {
+            Started::Finished(outcome) => outcome,
+            Started::Running(future) => finish(&self.subscription, future).await,
+        };
         let mut runs = 1;
-        loop {
-            let outcome = self.run_handler(record.clone()).await;
-            let retry = self
-                .subscription
-                .error_policy()
-                .retries()
-                .filter(|retry| outcome.is_failure() && runs <= retry.attempts);
-            let Some(retry) = retry else {
-                return (outcome, runs);
-            };
-            let delay = retry.delay(runs);
+        while let Some(delay) = self.retry_delay(&outcome, runs) {
             self.counters.retried.fetch_add(1, Ordering::Relaxed);
-            if let Some(error) = outcome.into_error(&self.name, &record) {
+            if let Some(error) = outcome.into_error(&self.name, record) {
                 tracing::warn!(
                     subscription = %self.name,
                     attempt = runs,
@@ -488,18 +532,16 @@ impl Worker {
             }
             tokio::time::sleep(delay).await;
             runs += 1;
+            outcome = run_once(
+                &self.app,
+                &self.subscription,
+                self.name.clone(),
+                record.clone(),
+                Arc::downgrade(&self.consumer),
+            )
+            .await;
         }
-    }
-
-    async fn run_handler(&self, record: Record) -> Outcome {
-        run_once(
-            &self.app,
-            &self.subscription,
-            self.name.clone(),
-            record,
-            Arc::downgrade(&self.consumer),
-        )
-        .await
+        (outcome, runs)
     }
 
     /// Applies the error policy to failed records, then records the batch's
@@ -569,16 +611,27 @@ impl Worker {
         if failure.is_some() {
             return failure;
         }
-        let mut book = lock(&self.book);
+        // One next offset per partition, so the book is locked once per batch.
+        let mut next: Vec<(&Arc<str>, i32, i64)> = Vec::new();
         for record in batch {
-            let tp = (record.topic().to_owned(), record.partition());
+            let (topic, partition) = (record.shared_topic(), record.partition());
+            match next
+                .iter_mut()
+                .find(|(t, p, _)| *p == partition && *t == topic)
+            {
+                Some((_, _, offset)) => *offset = (*offset).max(record.offset() + 1),
+                None => next.push((topic, partition, record.offset() + 1)),
+            }
+        }
+        let mut book = lock(&self.book);
+        for (topic, partition, offset) in next {
+            let tp = (topic.clone(), partition);
             // A record from a partition revoked meanwhile belongs to another member now.
             if !book.assigned.contains(&tp) {
                 continue;
             }
-            let next = record.offset() + 1;
-            let entry = book.processed.entry(tp).or_insert(next);
-            *entry = (*entry).max(next);
+            let entry = book.processed.entry(tp).or_insert(offset);
+            *entry = (*entry).max(offset);
         }
         None
     }
@@ -643,6 +696,58 @@ impl Worker {
     }
 }
 
+/// The first run of a handler on a record, up to its first await.
+enum Started {
+    Finished(Outcome),
+    Running(HandlerFuture),
+}
+
+/// Decodes `record` for the subscription's handler and polls the handler once,
+/// with panics caught.
+fn start(
+    app: &Application,
+    subscription: &Subscription,
+    name: Arc<str>,
+    record: Record,
+    consumer: Weak<KafkaConsumer>,
+    cx: &mut Context<'_>,
+) -> Started {
+    let subscriber = Subscriber {
+        app: app.clone(),
+        record: record.clone(),
+        subscription: name,
+        consumer,
+    };
+    let handler = subscription.handler();
+    std::panic::catch_unwind(AssertUnwindSafe(|| {
+        match handler.call(MessageContext::new(record, subscriber)) {
+            Err(rejection) => Started::Finished(Outcome::Unhandled(rejection)),
+            Ok(mut future) => match future.as_mut().poll(cx) {
+                Poll::Ready(result) => Started::Finished(Outcome::of(result)),
+                Poll::Pending => Started::Running(future),
+            },
+        }
+    }))
+    .unwrap_or_else(|payload| Started::Finished(Outcome::Panicked(panic_message(&payload))))
+}
+
+/// Awaits a handler that did not finish at its first poll, with panics caught
+/// and the subscription's timeout applied.
+async fn finish(subscription: &Subscription, future: HandlerFuture) -> Outcome {
+    let run = AssertUnwindSafe(future)
+        .catch_unwind()
+        .map(|result| match result {
+            Ok(result) => Outcome::of(result),
+            Err(payload) => Outcome::Panicked(panic_message(&payload)),
+        });
+    match subscription.handler_timeout() {
+        Some(timeout) => tokio::time::timeout(timeout, run)
+            .await
+            .unwrap_or(Outcome::TimedOut(timeout)),
+        None => run.await,
+    }
+}
+
 /// Decodes `record` for the subscription's handler and runs it once: panics
 /// caught, the timeout applied.
 async fn run_once(
@@ -652,29 +757,17 @@ async fn run_once(
     record: Record,
     consumer: Weak<KafkaConsumer>,
 ) -> Outcome {
-    let subscriber = Subscriber {
-        app: app.clone(),
-        record: record.clone(),
-        subscription: name,
-        consumer,
-    };
-    let handler = subscription.handler();
-    let run = AssertUnwindSafe(async move {
-        match handler.call(MessageContext::new(record, subscriber)) {
-            Err(rejection) => Outcome::Unhandled(rejection),
-            Ok(future) => match future.await {
-                Ok(()) => Outcome::Handled,
-                Err(err) => Outcome::Failed(err),
-            },
+    let mut first = Some((name, record, consumer));
+    let started = std::future::poll_fn(|cx| match first.take() {
+        Some((name, record, consumer)) => {
+            Poll::Ready(start(app, subscription, name, record, consumer, cx))
         }
+        None => Poll::Pending,
     })
-    .catch_unwind()
-    .map(|result| result.unwrap_or_else(|payload| Outcome::Panicked(panic_message(&payload))));
-    match subscription.handler_timeout() {
-        Some(timeout) => tokio::time::timeout(timeout, run)
-            .await
-            .unwrap_or(Outcome::TimedOut(timeout)),
-        None => run.await,
+    .await;
+    match started {
+        Started::Finished(outcome) => outcome,
+        Started::Running(future) => finish(subscription, future).await,
     }
 }
 

@@ -65,7 +65,7 @@ use rdkafka::{Offset, TopicPartitionList};
 use crate::app::{set_default_setting, Application};
 use crate::error::{Error, Result};
 use crate::publish::RawPublish;
-use crate::record::{Headers, Record};
+use crate::record::{Headers, Record, TopicNames};
 
 /// Header naming the error of a dead-lettered record.
 pub const DLQ_ERROR: &str = "kafkaesk-dlq-error";
@@ -261,6 +261,7 @@ pub(crate) async fn replay(app: &Application, stream: &str, timeout: Duration) -
     consumer.subscribe(&[&topic])?;
 
     let deadline = tokio::time::Instant::now() + timeout;
+    let mut topic_names = TopicNames::default();
     let mut at_end: HashSet<i32> = HashSet::new();
     let mut next_offsets: HashMap<i32, i64> = HashMap::new();
     let mut replayed = 0;
@@ -275,7 +276,7 @@ pub(crate) async fn replay(app: &Application, stream: &str, timeout: Duration) -
                 continue;
             }
             Ok(Err(err)) => break Err(Error::Kafka(err)),
-            Ok(Ok(message)) => Record::from_message(&message),
+            Ok(Ok(message)) => topic_names.record(&message),
         };
         at_end.remove(&message.partition());
         if let Err(err) = republish(app, &message).await {

@@ -289,7 +289,11 @@ impl<'a> RawPublish<'a> {
         Self::with_destination(app, Destination::Topic(topic), value)
     }
 
-    fn with_destination(app: &'a Application, destination: Destination<'a>, value: Vec<u8>) -> Self {
+    fn with_destination(
+        app: &'a Application,
+        destination: Destination<'a>,
+        value: Vec<u8>,
+    ) -> Self {
         RawPublish {
             app,
             destination,
@@ -428,7 +432,10 @@ async fn send_slowly(
     let topic: Arc<str> = match destination {
         Destination::Stream(stream) => {
             let topic = app.settings().topic(stream);
-            clients.topics.ensure_stream(stream, topic, retention).await?
+            clients
+                .topics
+                .ensure_stream(stream, topic, retention)
+                .await?
         }
         Destination::Topic(topic) => {
             clients.topics.ensure(&topic, retention).await?;

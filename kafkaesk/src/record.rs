@@ -1,5 +1,6 @@
 //! Consumed Kafka records and message headers.
 
+use std::collections::HashSet;
 use std::sync::Arc;
 
 use rdkafka::message::{BorrowedMessage, Header as RdHeader, Headers as _, OwnedHeaders};
@@ -112,7 +113,7 @@ pub struct Record(Arc<RecordInner>);
 
 #[derive(Debug)]
 struct RecordInner {
-    topic: String,
+    topic: Arc<str>,
     partition: i32,
     offset: i64,
     key: Option<Vec<u8>>,
@@ -124,7 +125,7 @@ struct RecordInner {
 impl Record {
     /// Builds a record by hand, for tests of handlers.
     pub fn new(
-        topic: impl Into<String>,
+        topic: impl Into<Arc<str>>,
         partition: i32,
         offset: i64,
         key: Option<Vec<u8>>,
@@ -143,7 +144,9 @@ impl Record {
         }))
     }
 
-    pub(crate) fn from_message(message: &BorrowedMessage<'_>) -> Self {
+    /// Copies a consumed message. `topic` is its topic name, shared between
+    /// the records of a topic rather than copied for each.
+    pub(crate) fn from_message(message: &BorrowedMessage<'_>, topic: Arc<str>) -> Self {
         let headers = match message.headers() {
             Some(raw) => Headers(
                 raw.iter()
@@ -156,7 +159,7 @@ impl Record {
             None => Headers::new(),
         };
         Record::new(
-            message.topic(),
+            topic,
             message.partition(),
             message.offset(),
             message.key().map(<[u8]>::to_vec),
@@ -168,6 +171,11 @@ impl Record {
 
     /// Full topic name, prefix included.
     pub fn topic(&self) -> &str {
+        &self.0.topic
+    }
+
+    /// The topic name, shared.
+    pub(crate) fn shared_topic(&self) -> &Arc<str> {
         &self.0.topic
     }
 
@@ -204,10 +212,29 @@ impl Record {
     /// Topic, partition and offset.
     pub fn position(&self) -> RecordPosition {
         RecordPosition {
-            topic: self.0.topic.clone(),
+            topic: self.0.topic.to_string(),
             partition: self.0.partition,
             offset: self.0.offset,
         }
+    }
+}
+
+/// Names of the topics a consumer reads, shared by their records.
+#[derive(Default)]
+pub(crate) struct TopicNames(HashSet<Arc<str>>);
+
+impl TopicNames {
+    pub(crate) fn record(&mut self, message: &BorrowedMessage<'_>) -> Record {
+        let name = message.topic();
+        let topic = match self.0.get(name) {
+            Some(topic) => topic.clone(),
+            None => {
+                let topic: Arc<str> = Arc::from(name);
+                self.0.insert(topic.clone());
+                topic
+            }
+        };
+        Record::from_message(message, topic)
     }
 }
 

@@ -175,7 +175,10 @@ impl TopicManager {
     ) -> Result<Arc<str>> {
         self.ensure(&topic, retention).await?;
         let topic: Arc<str> = Arc::from(topic);
-        let mut ready = self.ready_streams.write().unwrap_or_else(|e| e.into_inner());
+        let mut ready = self
+            .ready_streams
+            .write()
+            .unwrap_or_else(|e| e.into_inner());
         Ok(ready.entry(stream.to_owned()).or_insert(topic).clone())
     }
 

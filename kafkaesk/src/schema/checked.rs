@@ -20,7 +20,6 @@ use std::collections::HashMap;
 use serde::ser::{self, Serialize, Serializer};
 use serde_json::{Map, Value};
 
-
 /// Keywords that annotate and never reject.
 const ANNOTATIONS: &[&str] = &[
     "$schema",
@@ -524,7 +523,10 @@ impl<'p, S: Serializer> Checked<'p, S> {
     }
 
     /// Checks that an array may come here, then starts it with `start`.
-    fn seq<I>(self, start: impl FnOnce(S) -> Result<I, S::Error>) -> Result<CheckedSeq<'p, I>, S::Error> {
+    fn seq<I>(
+        self,
+        start: impl FnOnce(S) -> Result<I, S::Error>,
+    ) -> Result<CheckedSeq<'p, I>, S::Error> {
         let checks = self.compound(types::ARRAY)?;
         Ok(CheckedSeq {
             inner: start(self.inner)?,
@@ -535,7 +537,10 @@ impl<'p, S: Serializer> Checked<'p, S> {
     }
 
     /// Checks that an object may come here, then starts it with `start`.
-    fn object<I>(self, start: impl FnOnce(S) -> Result<I, S::Error>) -> Result<CheckedObject<'p, I>, S::Error> {
+    fn object<I>(
+        self,
+        start: impl FnOnce(S) -> Result<I, S::Error>,
+    ) -> Result<CheckedObject<'p, I>, S::Error> {
         let checks = self.compound(types::OBJECT)?;
         Ok(CheckedObject {
             inner: start(self.inner)?,
@@ -805,7 +810,8 @@ impl<I: ser::SerializeStruct> ser::SerializeStruct for CheckedObject<'_, I> {
         value: &T,
     ) -> Result<(), I::Error> {
         let node = self.property(key)?;
-        self.inner.serialize_field(key, &nested(self.plan, node, value))
+        self.inner
+            .serialize_field(key, &nested(self.plan, node, value))
     }
 
     fn skip_field(&mut self, key: &'static str) -> Result<(), I::Error> {
@@ -910,7 +916,8 @@ mod tests {
     }
 
     fn inner() -> impl Strategy<Value = Inner> {
-        (-8i32..8, proptest::option::of("[a-z]{0,3}")).prop_map(|(level, label)| Inner { level, label })
+        (-8i32..8, proptest::option::of("[a-z]{0,3}"))
+            .prop_map(|(level, label)| Inner { level, label })
     }
 
     fn sample() -> impl Strategy<Value = Sample> {
@@ -922,9 +929,21 @@ mod tests {
             Just(f64::INFINITY),
             Just(-0.0),
         ];
-        let bigs = prop_oneof![0u64..100, Just(1u64 << 53), Just((1u64 << 53) + 1), Just(u64::MAX)];
+        let bigs = prop_oneof![
+            0u64..100,
+            Just(1u64 << 53),
+            Just((1u64 << 53) + 1),
+            Just(u64::MAX)
+        ];
         (
-            ("\\PC{0,7}", floats, any::<f32>(), any::<u8>(), bigs, any::<i64>()),
+            (
+                "\\PC{0,7}",
+                floats,
+                any::<f32>(),
+                any::<u8>(),
+                bigs,
+                any::<i64>(),
+            ),
             (
                 proptest::collection::vec("[a-z]{0,4}", 0..3),
                 proptest::collection::vec(any::<i16>(), 0..5),

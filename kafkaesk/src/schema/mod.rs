@@ -247,7 +247,9 @@ impl SchemaInfo {
                 source,
             })?;
             self.validate(&value)?;
-            serde_json::to_writer(&mut out, &value).map_err(|source| Error::Serialize {
+            // Written from `data`, not `value`, so fields keep their declared
+            // order (as pydantic writes them) whichever check ran.
+            serde_json::to_writer(&mut out, data).map_err(|source| Error::Serialize {
                 type_name: self.type_name,
                 source,
             })?;
@@ -319,6 +321,55 @@ mod tests {
             std::str::from_utf8(&bytes).unwrap(),
             r#"{"schema":"Content:1","data":{"foo":"bar","n":3}}"#
         );
+    }
+
+    #[test]
+    fn both_checks_write_fields_in_declared_order() {
+        #[derive(serde::Serialize, serde::Deserialize, schemars::JsonSchema)]
+        struct Plain {
+            z: u8,
+            a: String,
+        }
+        impl Schema for Plain {
+            const ID: &'static str = "Plain";
+        }
+        #[derive(serde::Serialize, serde::Deserialize, schemars::JsonSchema)]
+        struct WithEmail {
+            z: u8,
+            #[schemars(email)]
+            a: String,
+        }
+        impl Schema for WithEmail {
+            const ID: &'static str = "WithEmail";
+        }
+        let plain = SchemaInfo::of::<Plain>().unwrap();
+        let with_email = SchemaInfo::of::<WithEmail>().unwrap();
+        assert!(plain.checks_while_serializing());
+        assert!(!with_email.checks_while_serializing());
+        let bytes = plain
+            .encode(&Plain {
+                z: 1,
+                a: "x@y.z".into(),
+            })
+            .unwrap();
+        assert_eq!(bytes, br#"{"schema":"Plain:1","data":{"z":1,"a":"x@y.z"}}"#);
+        let bytes = with_email
+            .encode(&WithEmail {
+                z: 1,
+                a: "x@y.z".into(),
+            })
+            .unwrap();
+        assert_eq!(
+            bytes,
+            br#"{"schema":"WithEmail:1","data":{"z":1,"a":"x@y.z"}}"#
+        );
+        let err = with_email
+            .encode(&WithEmail {
+                z: 1,
+                a: "nope".into(),
+            })
+            .unwrap_err();
+        assert!(matches!(err, Error::Validation { .. }), "{err:?}");
     }
 
     #[test]
