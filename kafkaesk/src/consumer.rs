@@ -307,7 +307,7 @@ struct Worker {
 impl Worker {
     fn start(app: Application, subscription: Subscription) -> Result<Self> {
         let settings = app.settings();
-        let name: Arc<str> = Arc::from(subscription.subscription_name());
+        let name: Arc<str> = subscription.shared_name().clone();
         let mut config = settings.client_config()?;
         config.set("group.id", subscription.group_id());
         config.set("enable.auto.commit", "false");
@@ -321,6 +321,10 @@ impl Worker {
         );
         // Bound the prefetch so a backlog never grows the heap (per partition).
         set_default_setting(&mut config, settings, "queued.max.messages.kbytes", "16384");
+        // With the prefetch full, librdkafka waits this long before fetching
+        // again (1 s by default), which stalls a consumer that drains its
+        // queue quickly; the check is local and cheap.
+        set_default_setting(&mut config, settings, "fetch.queue.backoff.ms", "10");
         let book = Arc::new(Mutex::new(OffsetBook::default()));
         let context = ConsumerCtx {
             app: app.clone(),
@@ -777,7 +781,7 @@ pub(crate) async fn handle_detached(
     subscription: &Subscription,
     record: Record,
 ) -> Result<()> {
-    let name: Arc<str> = Arc::from(subscription.subscription_name());
+    let name = subscription.shared_name();
     let outcome = run_once(app, subscription, name.clone(), record.clone(), Weak::new()).await;
     outcome.into_error(&name, &record).map_or(Ok(()), Err)
 }

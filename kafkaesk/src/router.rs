@@ -78,7 +78,7 @@ pub const DEFAULT_CONCURRENCY: usize = 1;
 /// ```
 #[derive(Debug, Clone)]
 pub struct Subscription {
-    name: String,
+    name: Arc<str>,
     streams: Streams,
     group: Option<String>,
     concurrency: usize,
@@ -119,7 +119,7 @@ impl Subscription {
         Args: 'static,
     {
         Subscription {
-            name: handler_name::<H>(),
+            name: Arc::from(handler_name::<H>()),
             streams,
             group: None,
             concurrency: DEFAULT_CONCURRENCY,
@@ -137,7 +137,7 @@ impl Subscription {
 
     /// Sets the subscription's name, used in logs, errors and as the default group.
     pub fn name(mut self, name: impl Into<String>) -> Self {
-        self.name = name.into();
+        self.name = Arc::from(name.into());
         self
     }
 
@@ -167,6 +167,11 @@ impl Subscription {
 
     /// The subscription's name.
     pub fn subscription_name(&self) -> &str {
+        &self.name
+    }
+
+    /// The name, shared with the consumer's logs and subscribers.
+    pub(crate) fn shared_name(&self) -> &Arc<str> {
         &self.name
     }
 
