@@ -783,7 +783,7 @@ pub(crate) async fn handle_detached(
 ) -> Result<()> {
     let name = subscription.shared_name();
     let outcome = run_once(app, subscription, name.clone(), record.clone(), Weak::new()).await;
-    outcome.into_error(&name, &record).map_or(Ok(()), Err)
+    outcome.into_error(name, &record).map_or(Ok(()), Err)
 }
 
 fn panic_message(payload: &Box<dyn std::any::Any + Send>) -> String {
