@@ -755,7 +755,7 @@ concurrency of the run.
 message, timing rules and CPU accounting (its own process), with kafkaesk's default \
 concurrency (1) and with 500.
 - **librdkafka settings.** The baselines use librdkafka's defaults. kafkaesk uses its own \
-defaults: `linger.ms=5` for producers; `queued.max.messages.kbytes=16384`, \
+defaults: `linger.ms=5` for producers; `queued.max.messages.kbytes=16384`, `fetch.queue.backoff.ms=10`, \
 `auto.offset.reset=earliest`, manual offset store and commits every 5 s for consumers.";
 
 /// One bar of the plot: label, value, colour.
