@@ -467,7 +467,8 @@ impl Worker {
                     started => {
                         // A placeholder, replaced below once the record is finished.
                         outcomes.push((Outcome::Handled, 0));
-                        unfinished.push(async move { (index, self.finish(record, started).await) });
+                        unfinished
+                            .push(async move { (index, self.complete(record, started).await) });
                     }
                 }
             }
@@ -494,6 +495,7 @@ impl Worker {
         }
     }
 
+    /// Starts the handler on `record`: see [`start`].
     fn start_handler(&self, record: &Record, cx: &mut Context<'_>) -> Started {
         start(
             &self.app,
@@ -518,11 +520,8 @@ impl Worker {
     /// Finishes the first run of the handler on `record`, then retries failures
     /// as the subscription's error policy says. Returns the last outcome and how
     /// many times the handler ran.
-    async fn finish(&self, record: &Record, started: Started) -> (Outcome, u32) {
-        let mut outcome = match started {
-            Started::Finished(outcome) => outcome,
-            Started::Running(future) => finish(&self.subscription, future).await,
-        };
+    async fn complete(&self, record: &Record, started: Started) -> (Outcome, u32) {
+        let mut outcome = started.outcome(&self.subscription).await;
         let mut runs = 1;
         while let Some(delay) = self.retry_delay(&outcome, runs) {
             self.counters.retried.fetch_add(1, Ordering::Relaxed);
@@ -706,6 +705,16 @@ enum Started {
     Running(HandlerFuture),
 }
 
+impl Started {
+    /// The outcome of the run, awaiting the handler if it is still running.
+    async fn outcome(self, subscription: &Subscription) -> Outcome {
+        match self {
+            Started::Finished(outcome) => outcome,
+            Started::Running(future) => await_handler(subscription, future).await,
+        }
+    }
+}
+
 /// Decodes `record` for the subscription's handler and polls the handler once,
 /// with panics caught.
 fn start(
@@ -737,7 +746,7 @@ fn start(
 
 /// Awaits a handler that did not finish at its first poll, with panics caught
 /// and the subscription's timeout applied.
-async fn finish(subscription: &Subscription, future: HandlerFuture) -> Outcome {
+async fn await_handler(subscription: &Subscription, future: HandlerFuture) -> Outcome {
     let run = AssertUnwindSafe(future)
         .catch_unwind()
         .map(|result| match result {
@@ -769,10 +778,7 @@ async fn run_once(
         None => Poll::Pending,
     })
     .await;
-    match started {
-        Started::Finished(outcome) => outcome,
-        Started::Running(future) => finish(subscription, future).await,
-    }
+    started.outcome(subscription).await
 }
 
 /// [`Subscription::handle_record`]: one run of the handler, without a consumer.

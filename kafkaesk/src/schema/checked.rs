@@ -86,7 +86,8 @@ struct Checks {
     items: Option<usize>,
     min_items: Option<usize>,
     max_items: Option<usize>,
-    /// Name, node, and the bit of the name in `required` if it is required.
+    /// Name, node, and the bit of the name in `required` if it is required;
+    /// sorted by name, so each field is found in O(log n).
     properties: Vec<(String, usize, Option<u32>)>,
     required: Vec<String>,
     additional: Additional,
@@ -262,7 +263,12 @@ impl Checks {
     /// The node for the value of `key`, or `Err` if the key is not allowed.
     /// Marks required keys in `seen`.
     fn property(&self, key: &str, seen: &mut u64) -> Result<Option<usize>, ()> {
-        if let Some((_, node, bit)) = self.properties.iter().find(|(name, ..)| name == key) {
+        let found = self
+            .properties
+            .binary_search_by(|(name, ..)| name.as_str().cmp(key))
+            .ok()
+            .map(|i| &self.properties[i]);
+        if let Some((_, node, bit)) = found {
             if let Some(bit) = bit {
                 *seen |= 1 << bit;
             }
@@ -393,6 +399,7 @@ impl<'s> Compiler<'s> {
         if checks.required.len() > 64 {
             return None;
         }
+        checks.properties.sort_by(|a, b| a.0.cmp(&b.0));
         let required = &checks.required;
         for (name, _, bit) in &mut checks.properties {
             *bit = required
