@@ -253,3 +253,210 @@ async fn dead_letters_the_untouched_record_with_failure_headers_then_replays_it(
         .unwrap();
     assert_eq!(replayed, 0);
 }
+
+/// A record retrying in one partition holds back only its own partition: the
+/// others go on during its backoffs, and its partition stays in order.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_retrying_partition_does_not_hold_the_others() {
+    let prefix = unique_prefix("policy-retry-partitions");
+    const POISON: u32 = 0;
+    const CONCURRENCY: usize = 4;
+    let (first_failure, failed) = tokio::sync::oneshot::channel::<()>();
+    let first_failure = Arc::new(Mutex::new(Some(first_failure)));
+    let poison_runs = Arc::new(AtomicUsize::new(0));
+    // (job id, partition), in the order they were handled.
+    let handled: Arc<Mutex<Vec<(u32, i32)>>> = Arc::default();
+    let (runs, seen) = (poison_runs.clone(), handled.clone());
+    let app = app_builder(&prefix)
+        .subscribe(
+            Subscription::new("jobs", move |job: Job, record: Record| {
+                let (runs, seen, first_failure) =
+                    (runs.clone(), seen.clone(), first_failure.clone());
+                async move {
+                    // The poison job fails three times (backoffs 300, 600 and
+                    // 1200 ms), then succeeds.
+                    if job.id == POISON && runs.fetch_add(1, Ordering::SeqCst) < 3 {
+                        if let Some(tx) = first_failure.lock().unwrap().take() {
+                            let _ = tx.send(());
+                        }
+                        return Err(std::io::Error::other("not yet"));
+                    }
+                    seen.lock().unwrap().push((job.id, record.partition()));
+                    Ok(())
+                }
+            })
+            .name("jobs")
+            .group("retry-partitions-group")
+            .concurrency(CONCURRENCY)
+            .on_error(ErrorPolicy::retry(3, Duration::from_millis(300))),
+        )
+        .build()
+        .unwrap();
+
+    // The poison job and ten jobs after it share a key, so a partition.
+    app.publish("jobs", &Job { id: POISON })
+        .key("poison")
+        .await
+        .unwrap()
+        .await
+        .unwrap();
+    for id in 1..=10 {
+        app.publish("jobs", &Job { id })
+            .key("poison")
+            .await
+            .unwrap()
+            .await
+            .unwrap();
+    }
+    let total = 11 + 40;
+    let consumer = {
+        let app = app.clone();
+        tokio::spawn(async move { app.consume_for(total, Duration::from_secs(45)).await })
+    };
+    tokio::time::timeout(Duration::from_secs(30), failed)
+        .await
+        .expect("the poison job ran")
+        .unwrap();
+    // Published while the poison job waits for its retries.
+    for id in 100..140 {
+        app.publish("jobs", &Job { id })
+            .key(format!("key-{id}"))
+            .await
+            .unwrap()
+            .await
+            .unwrap();
+    }
+    assert_eq!(consumer.await.unwrap().unwrap(), total);
+
+    let handled = handled.lock().unwrap().clone();
+    assert_eq!(
+        poison_runs.load(Ordering::SeqCst),
+        4,
+        "one run and three retries"
+    );
+    let poison_at = handled.iter().position(|&(id, _)| id == POISON).unwrap();
+    let poison_partition = handled[poison_at].1;
+    let mut ids: Vec<u32> = handled.iter().map(|&(id, _)| id).collect();
+    ids.sort_unstable();
+    assert_eq!(
+        ids,
+        (0..=10).chain(100..140).collect::<Vec<_>>(),
+        "each job once"
+    );
+    let (others_before, others_after): (Vec<_>, Vec<_>) = handled
+        .iter()
+        .enumerate()
+        .filter(|(_, &(_, partition))| partition != poison_partition)
+        .partition(|(at, _)| *at < poison_at);
+    assert!(
+        others_after.is_empty() && others_before.len() >= 30,
+        "jobs of other partitions, published after the first failure, are handled \
+         during the backoffs: {} before the poison job succeeded, {} after",
+        others_before.len(),
+        others_after.len()
+    );
+    // The poison job's partition keeps its order: only the jobs of its first
+    // batch, which ran beside it, were handled before it succeeded.
+    let partition: Vec<u32> = handled
+        .iter()
+        .filter(|&&(_, p)| p == poison_partition)
+        .map(|&(id, _)| id)
+        .collect();
+    let same_batch = CONCURRENCY - 1;
+    assert_eq!(partition[same_batch], POISON, "{handled:?}");
+    assert_eq!(
+        partition[..same_batch],
+        (1..CONCURRENCY as u32).collect::<Vec<_>>()
+    );
+    assert!(
+        partition[same_batch + 1..].is_sorted(),
+        "the jobs behind the poison job run after it, in order: {partition:?}"
+    );
+    let stats = &app.stats()["jobs"];
+    assert_eq!(
+        (stats.handled, stats.retried, stats.failed),
+        (total as u64, 3, 0)
+    );
+    app.finalize().await.unwrap();
+    assert_eq!(
+        committed_total("retry-partitions-group", &format!("{prefix}jobs"), 7),
+        total as i64
+    );
+}
+
+/// Stopping while a record waits for a retry leaves it, and the rest of its
+/// partition, uncommitted; the other partitions' records are committed.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn stop_during_retries_commits_nothing_of_the_retrying_partition() {
+    let prefix = unique_prefix("policy-retry-stop-midway");
+    let topic = format!("{prefix}jobs");
+    let poison_partition = Arc::new(Mutex::new(None));
+    let seen = poison_partition.clone();
+    let app = app_builder(&prefix)
+        .subscribe(
+            Subscription::new("jobs", move |job: Job, record: Record| {
+                let seen = seen.clone();
+                async move {
+                    if job.id == 0 {
+                        *seen.lock().unwrap() = Some(record.partition());
+                        return Err(std::io::Error::other("never"));
+                    }
+                    Ok(())
+                }
+            })
+            .name("jobs")
+            .group("retry-stop-midway-group")
+            .concurrency(1)
+            .on_error(ErrorPolicy::retry(5, Duration::from_secs(10))),
+        )
+        .build()
+        .unwrap();
+    app.publish("jobs", &Job { id: 0 })
+        .key("poison")
+        .await
+        .unwrap()
+        .await
+        .unwrap();
+    app.publish("jobs", &Job { id: 1 })
+        .key("poison")
+        .await
+        .unwrap()
+        .await
+        .unwrap();
+    for id in 100..120 {
+        app.publish("jobs", &Job { id })
+            .key(format!("key-{id}"))
+            .await
+            .unwrap()
+            .await
+            .unwrap();
+    }
+    // Stops after 5 s, during the first backoff.
+    let consumed = app.consume_for(1000, Duration::from_secs(5)).await.unwrap();
+    let poison_partition = poison_partition
+        .lock()
+        .unwrap()
+        .expect("the poison job ran");
+    let committed = kafkaesk_tests::committed_offsets("retry-stop-midway-group", &topic, 7);
+    let in_poison_partition = committed
+        .iter()
+        .find(|(p, _)| *p == poison_partition)
+        .map_or(0, |(_, offset)| *offset);
+    assert_eq!(
+        in_poison_partition, 0,
+        "nothing of the retrying partition: {committed:?}"
+    );
+    let total: i64 = committed.iter().map(|(_, offset)| offset).sum();
+    let stats = &app.stats()["jobs"];
+    assert!(consumed > 0, "the other partitions went on");
+    assert_eq!(
+        (stats.handled, total),
+        (consumed as u64, consumed as i64),
+        "every record handled, and only those, committed: {committed:?}"
+    );
+    assert_eq!(
+        (stats.retried, stats.failed),
+        (1, 0),
+        "stopped in the first backoff"
+    );
+}

@@ -11,9 +11,11 @@
 //! every `auto_commit_interval`, before partitions are revoked in a rebalance,
 //! and at shutdown. Without it, handlers commit through [`Subscriber::commit`].
 //!
-//! A handler that returns an error, panics or times out stops its consumer:
-//! the failed batch is not committed, the application's run returns the error,
-//! and the records come back after a restart.
+//! By default a handler that returns an error, panics or times out stops its
+//! consumer: the failed batch is not committed, the application's run returns
+//! the error, and the records come back after a restart. A subscription's
+//! [`ErrorPolicy`] can retry, skip or dead-letter instead; a retrying record
+//! pauses only its own partition (see [`policy`](crate::policy)).
 //!
 //! # Topics and patterns
 //!
@@ -26,7 +28,7 @@
 //! New consumer groups start from the earliest offset (`auto.offset.reset`),
 //! so a group sees messages published before it first joined.
 
-use std::collections::{HashMap, HashSet};
+use std::collections::{HashMap, HashSet, VecDeque};
 use std::panic::AssertUnwindSafe;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, Weak};
@@ -41,12 +43,13 @@ use rdkafka::error::KafkaResult;
 use rdkafka::{ClientContext, Offset, TopicPartitionList};
 use serde::Serialize;
 use tokio::sync::watch;
+use tokio::task::JoinSet;
 
 use crate::app::{lock, set_default_setting, Application, ConsumerHealth, SubscriptionCounters};
-use crate::error::{BoxError, Error, Result};
+use crate::error::{BoxError, Error, RecordPosition, Result};
 use crate::extract::{MessageContext, Rejection};
 use crate::handler::HandlerFuture;
-use crate::policy::{self, FinalAction};
+use crate::policy::{self, ErrorPolicy, FinalAction};
 use crate::publish::{Publish, RawPublish};
 use crate::record::{Headers, Record, TopicNames};
 use crate::router::{Streams, Subscription};
@@ -73,6 +76,8 @@ struct OffsetBook {
     assigned: HashSet<TopicPartition>,
     /// How many revocations happened, so the consumer loop notices one cheaply.
     revocations: u64,
+    /// The revocation count at each partition's latest revocation.
+    revoked_at: HashMap<TopicPartition, u64>,
 }
 
 impl OffsetBook {
@@ -88,6 +93,12 @@ impl OffsetBook {
             }
         }
         tpl
+    }
+
+    /// Whether the partition is assigned and was not revoked since the
+    /// revocation count was `generation`.
+    fn owns(&self, tp: &TopicPartition, generation: u64) -> bool {
+        self.assigned.contains(tp) && self.revoked_at.get(tp).is_none_or(|&at| at <= generation)
     }
 
     fn confirm(&mut self, tpl: &TopicPartitionList) {
@@ -138,7 +149,9 @@ impl ConsumerContext for ConsumerCtx {
         }
         let mut book = lock(&self.book);
         book.revocations += 1;
+        let generation = book.revocations;
         for tp in &revoked {
+            book.revoked_at.insert(tp.clone(), generation);
             book.processed.remove(tp);
             book.committed.remove(tp);
             book.assigned.remove(tp);
@@ -361,29 +374,45 @@ impl Worker {
         let mut batch: Vec<Record> = Vec::with_capacity(concurrency);
         let mut seen_revocations = 0;
         let mut topic_names = TopicNames::default();
+        let mut retries = Retries::default();
+        // Records held back while their partition was retrying, handled next.
+        let mut ready: VecDeque<Record> = VecDeque::new();
 
-        loop {
+        let result = loop {
             if *control.stop.borrow() {
-                break;
+                break Ok(());
             }
-            let first = tokio::select! {
-                biased;
-                _ = control.stop.changed() => continue,
-                _ = commit_tick.tick() => {
-                    self.commit(CommitMode::Async);
-                    continue;
-                }
-                message = self.consumer.recv() => match message {
-                    Ok(message) => topic_names.record(&message),
-                    Err(err) => {
-                        tracing::warn!(subscription = %self.name, error = %err, "consumer error");
-                        tokio::time::sleep(Duration::from_millis(100)).await;
+            if ready.is_empty() {
+                let first = tokio::select! {
+                    biased;
+                    _ = control.stop.changed() => continue,
+                    _ = commit_tick.tick() => {
+                        self.commit(CommitMode::Async);
                         continue;
                     }
-                },
-            };
-            batch.push(first);
+                    Some(retried) = retries.running.join_next(), if !retries.running.is_empty() => {
+                        match self.finish_retries(retried, &mut retries, &mut ready).await {
+                            Ok(settled) => self.count(&control, settled),
+                            Err(error) => break Err(error),
+                        }
+                        continue;
+                    }
+                    message = self.consumer.recv() => match message {
+                        Ok(message) => topic_names.record(&message),
+                        Err(err) => {
+                            tracing::warn!(subscription = %self.name, error = %err, "consumer error");
+                            tokio::time::sleep(Duration::from_millis(100)).await;
+                            continue;
+                        }
+                    },
+                };
+                batch.push(first);
+            }
             while batch.len() < concurrency {
+                if let Some(record) = ready.pop_front() {
+                    batch.push(record);
+                    continue;
+                }
                 match self.consumer.recv().now_or_never() {
                     Some(Ok(message)) => batch.push(topic_names.record(&message)),
                     Some(Err(err)) => {
@@ -394,45 +423,82 @@ impl Worker {
                 }
             }
 
-            if self.drop_revoked(&mut batch, &mut seen_revocations) && batch.is_empty() {
+            retries.hold_back(&mut batch);
+            self.drop_revoked(&mut batch, &mut seen_revocations, &mut retries, &mut ready);
+            if batch.is_empty() {
                 continue;
             }
 
             let Some(outcomes) = self.handle_batch(&batch, &mut control.stop).await else {
                 // Cancelled by a stop: nothing of this batch is committed.
                 batch.clear();
-                break;
+                break Ok(());
             };
-            if let Some(error) = self.settle(&batch, outcomes).await {
-                batch.clear();
-                // Commit what earlier batches handled; the failed batch comes back.
-                self.commit(CommitMode::Sync);
-                return Err(error);
-            }
-            let total = control.consumed.fetch_add(batch.len(), Ordering::SeqCst) + batch.len();
+            let policy = self.subscription.error_policy();
+            let outcomes = if outcomes.iter().any(|o| retry_delay(policy, o, 1).is_some()) {
+                self.start_retries(&mut batch, outcomes, &mut retries)
+            } else {
+                outcomes
+            };
+            let failure = self
+                .settle(&batch, outcomes.into_iter().map(|outcome| (outcome, 1)))
+                .await;
+            let settled = batch.len();
             batch.clear();
-            if control.limit.is_some_and(|limit| total >= limit) {
-                control.stop_all.send_replace(true);
+            if let Some(error) = failure {
+                break Err(error);
             }
+            self.count(&control, settled);
+        };
+        if !retries.running.is_empty() {
+            tracing::warn!(
+                subscription = %self.name,
+                partitions = retries.running.len(),
+                "consumer stopped while records awaited retries; they will be consumed again"
+            );
+            retries.running.abort_all();
         }
+        // Commit what was handled; a failed record and its partition's later
+        // records come back.
         self.commit(CommitMode::Sync);
-        Ok(())
+        result
+    }
+
+    /// Counts `settled` records toward the run's limit, and stops the run once
+    /// it is reached.
+    fn count(&self, control: &RunControl, settled: usize) {
+        let total = control.consumed.fetch_add(settled, Ordering::SeqCst) + settled;
+        if control.limit.is_some_and(|limit| total >= limit) {
+            control.stop_all.send_replace(true);
+        }
     }
 
     /// Removes records of partitions revoked since the last look: their new
     /// owner consumes them from the last commit, so handling them here would
-    /// only handle them twice. Returns whether a revocation happened.
-    fn drop_revoked(&self, batch: &mut Vec<Record>, seen_revocations: &mut u64) -> bool {
+    /// only handle them twice. Records held back for a revoked partition's
+    /// retries, or queued after them, are dropped for the same reason.
+    fn drop_revoked(
+        &self,
+        batch: &mut Vec<Record>,
+        seen_revocations: &mut u64,
+        retries: &mut Retries,
+        ready: &mut VecDeque<Record>,
+    ) {
         let book = lock(&self.book);
         if book.revocations == *seen_revocations {
-            return false;
+            return;
         }
         *seen_revocations = book.revocations;
-        let before = batch.len();
-        batch.retain(|r| {
+        let assigned = |r: &Record| {
             book.assigned
                 .contains(&(r.shared_topic().clone(), r.partition()))
-        });
+        };
+        let before = batch.len();
+        batch.retain(assigned);
+        ready.retain(assigned);
+        retries
+            .held
+            .retain(|tp, held| book.owns(tp, held.generation));
         if batch.len() < before {
             tracing::info!(
                 subscription = %self.name,
@@ -440,16 +506,15 @@ impl Worker {
                 "records of revoked partitions left to their new owner"
             );
         }
-        true
     }
 
-    /// Runs the handler on every record of the batch at once. Returns `None` if a
-    /// stop cancelled it after the shutdown timeout.
+    /// Runs the handler once on every record of the batch, all at once.
+    /// Returns `None` if a stop cancelled it after the shutdown timeout.
     async fn handle_batch(
         &self,
         batch: &[Record],
         stop: &mut watch::Receiver<bool>,
-    ) -> Option<Vec<(Outcome, u32)>> {
+    ) -> Option<Vec<Outcome>> {
         let work = async {
             // Every handler runs up to its first await here, one after the
             // other; most finish there, and only the others are awaited together.
@@ -459,16 +524,15 @@ impl Worker {
             .await;
             let mut outcomes = Vec::with_capacity(batch.len());
             let mut unfinished = Vec::new();
-            for (index, (started, record)) in started.into_iter().zip(batch).enumerate() {
+            for (index, started) in started.into_iter().enumerate() {
                 match started {
-                    Started::Finished(outcome) if self.retry_delay(&outcome, 1).is_none() => {
-                        outcomes.push((outcome, 1));
-                    }
+                    Started::Finished(outcome) => outcomes.push(outcome),
                     started => {
-                        // A placeholder, replaced below once the record is finished.
-                        outcomes.push((Outcome::Handled, 0));
-                        unfinished
-                            .push(async move { (index, self.complete(record, started).await) });
+                        // A placeholder, replaced below once the handler is done.
+                        outcomes.push(Outcome::Handled);
+                        unfinished.push(async move {
+                            (index, started.outcome(&self.subscription).await)
+                        });
                     }
                 }
             }
@@ -507,49 +571,143 @@ impl Worker {
         )
     }
 
-    /// How long to wait before running the handler again after its `runs`-th
-    /// run ended with `outcome`, or `None` if it is not run again.
-    fn retry_delay(&self, outcome: &Outcome, runs: u32) -> Option<Duration> {
-        if !outcome.is_failure() {
-            return None;
+    /// Takes the records of every partition with a record to retry out of
+    /// the batch, pauses those partitions and retries in the background, so
+    /// the other partitions go on. Returns the outcomes of the records left.
+    fn start_retries(
+        &self,
+        batch: &mut Vec<Record>,
+        outcomes: Vec<Outcome>,
+        retries: &mut Retries,
+    ) -> Vec<Outcome> {
+        let policy = self.subscription.error_policy();
+        let retrying: HashSet<TopicPartition> = batch
+            .iter()
+            .zip(&outcomes)
+            .filter(|(_, outcome)| retry_delay(policy, outcome, 1).is_some())
+            .map(|(record, _)| (record.shared_topic().clone(), record.partition()))
+            .collect();
+        let generation = lock(&self.book).revocations;
+        let mut partitions: HashMap<TopicPartition, (Vec<Record>, Vec<Outcome>)> = HashMap::new();
+        let mut kept = Vec::with_capacity(batch.len());
+        let mut kept_outcomes = Vec::with_capacity(batch.len());
+        for (record, outcome) in batch.drain(..).zip(outcomes) {
+            let tp = (record.shared_topic().clone(), record.partition());
+            if retrying.contains(&tp) {
+                let (records, outcomes) = partitions.entry(tp).or_default();
+                records.push(record);
+                outcomes.push(outcome);
+            } else {
+                kept.push(record);
+                kept_outcomes.push(outcome);
+            }
         }
-        let retry = self.subscription.error_policy().retries()?;
-        (runs <= retry.attempts).then(|| retry.delay(runs))
-    }
-
-    /// Finishes the first run of the handler on `record`, then retries failures
-    /// as the subscription's error policy says. Returns the last outcome and how
-    /// many times the handler ran.
-    async fn complete(&self, record: &Record, started: Started) -> (Outcome, u32) {
-        let mut outcome = started.outcome(&self.subscription).await;
-        let mut runs = 1;
-        while let Some(delay) = self.retry_delay(&outcome, runs) {
-            self.counters.retried.fetch_add(1, Ordering::Relaxed);
-            if let Some(error) = outcome.into_error(&self.name, record) {
+        *batch = kept;
+        for (tp, (records, outcomes)) in partitions {
+            // Paused, the partition's later records stay with the broker
+            // rather than pile up here; those already fetched are held back.
+            if let Err(err) = self.consumer.pause(&partition_list(&tp)) {
                 tracing::warn!(
                     subscription = %self.name,
-                    attempt = runs,
-                    error = %error,
-                    "handler failed; retrying in {delay:?}"
+                    topic = %tp.0,
+                    partition = tp.1,
+                    error = %err,
+                    "could not pause a retrying partition; its new records wait in memory"
                 );
             }
-            tokio::time::sleep(delay).await;
-            runs += 1;
-            outcome = run_once(
-                &self.app,
-                &self.subscription,
-                self.name.clone(),
-                record.clone(),
-                Arc::downgrade(&self.consumer),
-            )
-            .await;
+            retries.held.insert(
+                tp.clone(),
+                Held {
+                    generation,
+                    records: Vec::new(),
+                },
+            );
+            retries.running.spawn(
+                RetryRun {
+                    app: self.app.clone(),
+                    subscription: self.subscription.clone(),
+                    name: self.name.clone(),
+                    consumer: Arc::downgrade(&self.consumer),
+                    book: self.book.clone(),
+                    counters: self.counters.clone(),
+                    tp,
+                    generation,
+                }
+                .run(records, outcomes),
+            );
         }
-        (outcome, runs)
+        kept_outcomes
+    }
+
+    /// Settles a partition whose retries ended, resumes it, and queues the
+    /// records held back meanwhile. Returns how many records were settled.
+    async fn finish_retries(
+        &self,
+        retried: std::result::Result<Retried, tokio::task::JoinError>,
+        retries: &mut Retries,
+        ready: &mut VecDeque<Record>,
+    ) -> Result<usize> {
+        // Retry tasks catch panics and are cancelled only when the consumer
+        // stops, so there is nothing to settle after an error here.
+        let retried = retried.map_err(|_| Error::Stopped)?;
+        let tp = &retried.tp;
+        let owned = lock(&self.book).owns(tp, retried.generation);
+        let ours = retries
+            .held
+            .get(tp)
+            .is_some_and(|held| held.generation == retried.generation);
+        if ours {
+            if let Some(held) = retries.held.remove(tp) {
+                if owned {
+                    ready.extend(held.records);
+                }
+            }
+        }
+        if !retries.held.contains_key(tp) {
+            // Fails only if the partition is no longer assigned, which is fine.
+            let _ = self.consumer.resume(&partition_list(tp));
+        }
+        if !owned {
+            tracing::info!(
+                subscription = %self.name,
+                topic = %tp.0,
+                partition = tp.1,
+                "partition revoked while retrying; its records are left to their new owner"
+            );
+            return Ok(0);
+        }
+        let outcomes = match retried.outcomes {
+            Ok(outcomes) => outcomes,
+            Err(message) => {
+                return Err(Error::HandlerPanic {
+                    subscription: self.name.to_string(),
+                    position: retried
+                        .records
+                        .first()
+                        .map(Record::position)
+                        .unwrap_or_else(|| RecordPosition {
+                            topic: tp.0.to_string(),
+                            partition: tp.1,
+                            offset: -1,
+                        }),
+                    message,
+                })
+            }
+        };
+        let settled = retried.records.len();
+        match self.settle(&retried.records, outcomes.into_iter()).await {
+            Some(error) => Err(error),
+            None => Ok(settled),
+        }
     }
 
     /// Applies the error policy to failed records, then records the batch's
     /// offsets, or returns the first failure that stops the consumer.
-    async fn settle(&self, batch: &[Record], outcomes: Vec<(Outcome, u32)>) -> Option<Error> {
+    async fn settle(
+        &self,
+        batch: &[Record],
+        outcomes: impl Iterator<Item = (Outcome, u32)>,
+    ) -> Option<Error> {
         let mut failure = None;
         for (record, (outcome, runs)) in batch.iter().zip(outcomes) {
             let error = match outcome.into_error(&self.name, record) {
@@ -696,6 +854,134 @@ impl Worker {
         if closed.is_err() {
             tracing::warn!(subscription = %name, "consumer did not close cleanly");
         }
+    }
+}
+
+/// How long to wait before running the handler again after its `runs`-th
+/// run ended with `outcome`, or `None` if it is not run again.
+fn retry_delay(policy: &ErrorPolicy, outcome: &Outcome, runs: u32) -> Option<Duration> {
+    if !outcome.is_failure() {
+        return None;
+    }
+    let retry = policy.retries()?;
+    (runs <= retry.attempts).then(|| retry.delay(runs))
+}
+
+fn partition_list(tp: &TopicPartition) -> TopicPartitionList {
+    let mut tpl = TopicPartitionList::new();
+    tpl.add_partition(&tp.0, tp.1);
+    tpl
+}
+
+/// The partitions whose failed records are being retried in the background.
+#[derive(Default)]
+struct Retries {
+    /// Per retrying partition, its records fetched meanwhile, handled once
+    /// the retries end so the partition stays in order.
+    held: HashMap<TopicPartition, Held>,
+    running: JoinSet<Retried>,
+}
+
+struct Held {
+    /// The revocation count when the retries began.
+    generation: u64,
+    records: Vec<Record>,
+}
+
+impl Retries {
+    /// Moves the batch's records of retrying partitions aside.
+    fn hold_back(&mut self, batch: &mut Vec<Record>) {
+        if self.held.is_empty() {
+            return;
+        }
+        batch.retain(|record| {
+            let tp = (record.shared_topic().clone(), record.partition());
+            match self.held.get_mut(&tp) {
+                Some(held) => {
+                    held.records.push(record.clone());
+                    false
+                }
+                None => true,
+            }
+        });
+    }
+}
+
+/// A partition's records of one batch, with their outcomes after retries.
+struct Retried {
+    tp: TopicPartition,
+    generation: u64,
+    records: Vec<Record>,
+    /// The outcomes, or what panicked while retrying.
+    outcomes: std::result::Result<Vec<(Outcome, u32)>, String>,
+}
+
+/// Retries the failed records of one partition, off the consumer loop.
+struct RetryRun {
+    app: Application,
+    subscription: Subscription,
+    name: Arc<str>,
+    consumer: Weak<KafkaConsumer>,
+    book: Arc<Mutex<OffsetBook>>,
+    counters: Arc<SubscriptionCounters>,
+    tp: TopicPartition,
+    generation: u64,
+}
+
+impl RetryRun {
+    /// Retries every failed record among `records` (all of one partition, in
+    /// offset order) as the error policy says, all at once.
+    async fn run(self, records: Vec<Record>, outcomes: Vec<Outcome>) -> Retried {
+        let retries = records
+            .iter()
+            .zip(outcomes)
+            .map(|(record, outcome)| self.retry(record, outcome));
+        // Handler panics are caught in `run_once`; this catches the rest (a
+        // panicking `Display` of a handler's error, say) so the partition is
+        // still settled.
+        let outcomes = AssertUnwindSafe(futures::future::join_all(retries))
+            .catch_unwind()
+            .await
+            .map_err(|payload| panic_message(&payload));
+        Retried {
+            tp: self.tp.clone(),
+            generation: self.generation,
+            records,
+            outcomes,
+        }
+    }
+
+    /// Runs the handler again on `record` until it succeeds, the attempts
+    /// are used up, or the partition is revoked. Returns the last outcome and
+    /// how many times the handler ran.
+    async fn retry(&self, record: &Record, mut outcome: Outcome) -> (Outcome, u32) {
+        let mut runs = 1;
+        while let Some(delay) = retry_delay(self.subscription.error_policy(), &outcome, runs) {
+            self.counters.retried.fetch_add(1, Ordering::Relaxed);
+            if let Some(error) = outcome.into_error(&self.name, record) {
+                tracing::warn!(
+                    subscription = %self.name,
+                    attempt = runs,
+                    error = %error,
+                    "handler failed; retrying in {delay:?}"
+                );
+            }
+            tokio::time::sleep(delay).await;
+            if !lock(&self.book).owns(&self.tp, self.generation) {
+                // The new owner handles the record; the result is discarded.
+                return (Outcome::Handled, runs);
+            }
+            runs += 1;
+            outcome = run_once(
+                &self.app,
+                &self.subscription,
+                self.name.clone(),
+                record.clone(),
+                self.consumer.clone(),
+            )
+            .await;
+        }
+        (outcome, runs)
     }
 }
 
@@ -904,6 +1190,27 @@ mod tests {
         let re = regex::Regex::new(&re).unwrap();
         assert!(re.is_match("p.a.b") && re.is_match("p.c"));
         assert!(!re.is_match("p.axb") && !re.is_match("p.cd"));
+    }
+
+    #[test]
+    fn a_partition_revoked_since_a_generation_is_no_longer_owned() {
+        let tp: TopicPartition = ("t".into(), 0);
+        let mut book = OffsetBook::default();
+        book.assigned.insert(tp.clone());
+        assert!(book.owns(&tp, 0));
+        // Revoked (generation 1), then assigned again.
+        book.revocations = 1;
+        book.revoked_at.insert(tp.clone(), 1);
+        assert!(
+            !book.owns(&tp, 0),
+            "revoked after retries began at generation 0"
+        );
+        assert!(
+            book.owns(&tp, 1),
+            "assigned again before generation 1 began"
+        );
+        book.assigned.remove(&tp);
+        assert!(!book.owns(&tp, 1));
     }
 
     #[test]

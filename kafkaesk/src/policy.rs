@@ -32,12 +32,21 @@
 //!
 //! A retry runs the handler again on the same record, in place, after an
 //! exponential backoff (`backoff`, doubled each attempt, capped at
-//! [`max_backoff`](ErrorPolicy::max_backoff), 30 s by default). The other
-//! records of the batch run at the same time, so a retrying record holds its
-//! batch, and with it the subscription's other partitions, for its backoffs and
-//! attempts only. Keep `attempts × max_backoff` well under
-//! `max.poll.interval.ms` (5 minutes by default), or the broker considers the
-//! consumer dead and rebalances.
+//! [`max_backoff`](ErrorPolicy::max_backoff), 30 s by default).
+//!
+//! Retries hold back only the failed record's partition. The consumer pauses
+//! that partition and retries in the background; records of the partition
+//! fetched meanwhile wait, and run once the retries end, so each partition is
+//! still handled in order and nothing past the failed record is committed
+//! before it is settled. The subscription's other partitions are consumed
+//! as usual during the backoffs. Because the consumer keeps polling, long
+//! retries do not run into `max.poll.interval.ms`.
+//!
+//! If the partition is revoked in a rebalance during the retries, they are
+//! abandoned: the partition's new owner consumes the record again from the
+//! last commit. If the application stops during the retries, the record and
+//! its partition's later records stay uncommitted and are consumed again
+//! after a restart.
 //!
 //! # Dead-letter headers
 //!
