@@ -23,6 +23,7 @@ mod reliability_broker_outage;
 mod reliability_rebalance;
 mod reliability_slow_handler;
 mod retention_set_on_created_topic;
+mod sasl_end_to_end;
 mod secrets_never_shown;
 mod slow_messages_cancelled_by_timeout;
 mod subscribe_before_topic_exists;

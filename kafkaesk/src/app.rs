@@ -606,7 +606,10 @@ impl Application {
             .ok()
             .flatten();
         let reason = match cause {
-            Some(cause) => format!("{err}: {cause}{}", fix_for_cause(&cause)),
+            Some(cause) => format!(
+                "{err}: {cause}{}",
+                fix_for_cause(&cause, &self.inner.settings.kafka_settings)
+            ),
             None => err.to_string(),
         };
         Err(Error::BrokerUnreachable { servers, reason })
@@ -901,14 +904,49 @@ impl Application {
     }
 }
 
-/// Collects the errors librdkafka reports through its error callback.
+/// Collects what librdkafka reports through its error and log callbacks.
 #[derive(Default)]
-struct ErrorCapture(Mutex<Option<String>>);
+struct ErrorCapture {
+    error: Mutex<Option<String>>,
+    /// The first warning logged: a broker that drops the connection is only
+    /// logged ("Disconnected"), while the error says every broker is down.
+    warning: Mutex<Option<String>>,
+}
+
+impl ErrorCapture {
+    /// The most specific cause reported so far.
+    fn cause(&self) -> Option<String> {
+        let error = lock(&self.error).clone();
+        match error {
+            Some(error) if !is_all_brokers_down(&error) => Some(error),
+            error => lock(&self.warning).clone().or(error),
+        }
+    }
+
+    fn is_specific(&self) -> bool {
+        self.cause()
+            .is_some_and(|cause| !is_all_brokers_down(&cause))
+    }
+}
 
 impl rdkafka::ClientContext for ErrorCapture {
     fn error(&self, error: rdkafka::error::KafkaError, reason: &str) {
-        // Transport errors come after the specific ones (SSL, SASL); keep the first.
-        lock(&self.0).get_or_insert_with(|| format!("{error}: {reason}"));
+        // Transport errors come after the specific ones (SSL, SASL), so the
+        // first is kept, unless it only says that every broker is down.
+        let mut cause = lock(&self.error);
+        if cause.as_deref().is_none_or(is_all_brokers_down) {
+            *cause = Some(format!("{error}: {reason}"));
+        }
+    }
+
+    fn log(&self, level: rdkafka::config::RDKafkaLogLevel, _facility: &str, message: &str) {
+        use rdkafka::config::RDKafkaLogLevel as Level;
+        if matches!(
+            level,
+            Level::Emerg | Level::Alert | Level::Critical | Level::Error | Level::Warning
+        ) {
+            lock(&self.warning).get_or_insert_with(|| message.to_owned());
+        }
     }
 }
 
@@ -917,12 +955,25 @@ impl rdkafka::consumer::ConsumerContext for ErrorCapture {}
 /// What to change for a connection failure librdkafka describes, where its
 /// own words do not always say (its certificate hint depends on the version
 /// and on which of its errors arrives first).
-fn fix_for_cause(cause: &str) -> &'static str {
+fn fix_for_cause(cause: &str, settings: &BTreeMap<String, String>) -> &'static str {
+    let plaintext = settings
+        .get("security.protocol")
+        .is_none_or(|protocol| protocol.eq_ignore_ascii_case("plaintext"));
     if cause.contains("certificate verify failed") && !cause.contains("ssl.ca.location") {
         "; the broker's certificate was not trusted: set `ssl.ca.location` to the CA that signed it"
+    } else if plaintext && cause.contains("Disconnected") && cause.contains("in state UP") {
+        // A broker that requires SASL or TLS drops a plaintext client's first
+        // request, and librdkafka can only say that the connection went away.
+        "; the broker closed the connection after accepting it, as brokers that require \
+         authentication or TLS do: set `security.protocol` (`sasl_plaintext`, `ssl` or \
+         `sasl_ssl`) and the matching `sasl.*` or `ssl.*` settings"
     } else {
         ""
     }
+}
+
+fn is_all_brokers_down(cause: &str) -> bool {
+    cause.contains("brokers are down")
 }
 
 /// Connects a throw-away client to find out why connecting fails, in
@@ -934,13 +985,12 @@ fn connection_failure_cause(config: ClientConfig) -> Option<String> {
     let _ = client.fetch_metadata(None, Duration::from_secs(3));
     // Error events reach the context only while the client is polled.
     for _ in 0..10 {
-        if lock(&client.context().0).is_some() {
+        if client.context().is_specific() {
             break;
         }
         let _ = client.poll(Duration::from_millis(100));
     }
-    let cause = lock(&client.context().0).take();
-    cause
+    client.context().cause()
 }
 
 fn set_default(config: &mut ClientConfig, user: &BTreeMap<String, String>, key: &str, value: &str) {
@@ -1017,8 +1067,24 @@ mod tests {
     fn an_untrusted_certificate_names_the_setting_to_fix() {
         let cause =
             "ssl://b:9093/bootstrap: error:0A000086:SSL routines::certificate verify failed";
-        assert!(fix_for_cause(cause).contains("ssl.ca.location"));
-        assert_eq!(fix_for_cause("Connect to ipv4#127.0.0.1:1 failed"), "");
+        let plaintext = BTreeMap::new();
+        assert!(fix_for_cause(cause, &plaintext).contains("ssl.ca.location"));
+        assert_eq!(
+            fix_for_cause("Connect to ipv4#127.0.0.1:1 failed", &plaintext),
+            ""
+        );
+    }
+
+    #[test]
+    fn a_plaintext_client_dropped_after_connecting_is_told_about_sasl_and_tls() {
+        let cause = "BrokerTransportFailure (Local: Broker transport failure): \
+             127.0.0.1:9092/bootstrap: Disconnected: connection reset by peer \
+             (after 0ms in state UP)";
+        let plaintext = BTreeMap::new();
+        assert!(fix_for_cause(cause, &plaintext).contains("security.protocol"));
+        let sasl = BTreeMap::from([("security.protocol".to_owned(), "SASL_PLAINTEXT".to_owned())]);
+        assert_eq!(fix_for_cause(cause, &sasl), "", "already set: no hint");
+        assert!(is_all_brokers_down("1/1 brokers are down"));
     }
 
     #[test]

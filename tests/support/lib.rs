@@ -142,20 +142,68 @@ pub struct PersistentBroker {
     dir: std::path::PathBuf,
     port: u16,
     child: Option<std::process::Child>,
+    authentication: bool,
 }
 
 impl PersistentBroker {
     /// Starts a broker on a free port with fresh storage and waits until it listens.
     pub fn start(name: &str) -> PersistentBroker {
+        Self::start_with(name, false)
+    }
+
+    /// [`start`](Self::start), with SASL authentication required
+    /// (`tansu broker --authentication`): the broker closes the connection on
+    /// any request but ApiVersions, SaslHandshake and SaslAuthenticate until
+    /// the client has authenticated.
+    pub fn start_authenticating(name: &str) -> PersistentBroker {
+        Self::start_with(name, true)
+    }
+
+    fn start_with(name: &str, authentication: bool) -> PersistentBroker {
         let dir = std::env::temp_dir().join(unique_prefix(name).trim_end_matches('.'));
         std::fs::create_dir_all(&dir).expect("broker directory");
         let mut broker = PersistentBroker {
             dir,
             port: free_port(),
             child: None,
+            authentication,
         };
         broker.restart();
         broker
+    }
+
+    /// Whether the broker requires SASL authentication from its next
+    /// [`restart`](Self::restart) on.
+    pub fn set_authentication(&mut self, required: bool) {
+        self.authentication = required;
+    }
+
+    /// Stores a SCRAM credential for `user` with `tansu user create`;
+    /// `mechanism` is `scram256` or `scram512`. tansu's CLI cannot
+    /// authenticate, so the broker must run without authentication; the
+    /// credential stays in the SQLite storage across a restart with it.
+    /// (tansu's memory storage discards SCRAM credentials.)
+    pub fn create_scram_user(&self, mechanism: &str, user: &str, password: &str) {
+        assert!(
+            !self.authentication,
+            "tansu's CLI cannot authenticate; create users before requiring authentication"
+        );
+        let output = std::process::Command::new(tansu_binary())
+            .args(["user", "create", "--broker"])
+            .arg(format!("tcp://{}", self.address()))
+            .args(["--mechanism", mechanism, user, password])
+            .output()
+            .expect("run `tansu user create`");
+        assert!(
+            output.status.success(),
+            "`tansu user create` failed: {}",
+            String::from_utf8_lossy(&output.stderr)
+        );
+    }
+
+    /// What the broker wrote to its log so far.
+    pub fn log(&self) -> String {
+        std::fs::read_to_string(self.dir.join("tansu.log")).unwrap_or_default()
     }
 
     /// `127.0.0.1:<port>`.
@@ -184,6 +232,7 @@ impl PersistentBroker {
             .args(["broker", "--listener-url", &url])
             .args(["--advertised-listener-url", &url])
             .args(["--storage-engine", "sqlite://tansu.db"])
+            .args(self.authentication.then_some("--authentication"))
             .stdout(log.try_clone().expect("broker log"))
             .stderr(log)
             .spawn()
@@ -196,7 +245,7 @@ impl PersistentBroker {
                 std::time::Instant::now() < deadline,
                 "tansu did not listen on {} within 30 s; its log:\n{}",
                 self.address(),
-                std::fs::read_to_string(self.dir.join("tansu.log")).unwrap_or_default()
+                self.log()
             );
             std::thread::sleep(Duration::from_millis(100));
         }
