@@ -53,7 +53,11 @@ def cpu_seconds() -> float:
 
 
 def make_app(args: argparse.Namespace) -> kafkaesk.Application:
-    app = kafkaesk.Application(kafka_servers=[args.kafka], topic_prefix=args.prefix)
+    app = kafkaesk.Application(
+        kafka_servers=[args.kafka],
+        topic_prefix=args.prefix,
+        kafka_settings=json.loads(args.kafka_settings),
+    )
     app.schema("Bench", version=1)(Bench)
     return app
 
@@ -123,6 +127,11 @@ def main(argv: Optional[List[str]] = None) -> None:
         "--concurrency", type=int, default=None, help="omit for kafkaesk's default"
     )
     parser.add_argument("--timeout", type=int, default=600)
+    parser.add_argument(
+        "--kafka-settings",
+        default="{}",
+        help="JSON object of aiokafka settings, passed as kafkaesk's kafka_settings",
+    )
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.WARNING, stream=sys.stderr)
     run = consume if args.scenario == "consume" else publish

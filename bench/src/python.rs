@@ -17,6 +17,38 @@ pub struct Python {
     pub versions: Option<String>,
 }
 
+/// librdkafka properties and their aiokafka equivalents, which Python
+/// kafkaesk passes through from its `kafka_settings`.
+const AIOKAFKA_NAMES: [(&str, &str); 6] = [
+    ("fetch.wait.max.ms", "fetch_max_wait_ms"),
+    ("fetch.min.bytes", "fetch_min_bytes"),
+    ("fetch.max.bytes", "fetch_max_bytes"),
+    ("max.partition.fetch.bytes", "max_partition_fetch_bytes"),
+    ("linger.ms", "linger_ms"),
+    ("max.poll.interval.ms", "max_poll_interval_ms"),
+];
+
+/// The aiokafka form of `--setting`s, as a JSON object of integers. A setting
+/// aiokafka has no equivalent for is an error: the comparison would no
+/// longer be like for like.
+fn aiokafka_settings(settings: &[(String, String)]) -> Result<serde_json::Value> {
+    let mut out = serde_json::Map::new();
+    for (key, value) in settings {
+        let Some((_, name)) = AIOKAFKA_NAMES.iter().find(|(rd, _)| rd == key) else {
+            bail!(
+                "--setting {key} has no aiokafka equivalent for Python kafkaesk; \
+                 leave Python out with --only, or use one of: {}",
+                AIOKAFKA_NAMES.map(|(rd, _)| rd).join(", ")
+            );
+        };
+        let number: u64 = value
+            .parse()
+            .with_context(|| format!("--setting {key}={value}: expected a whole number"))?;
+        out.insert((*name).to_owned(), number.into());
+    }
+    Ok(serde_json::Value::Object(out))
+}
+
 /// `bench/python` in the source tree.
 fn python_dir() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("python")
@@ -44,10 +76,15 @@ impl Python {
     }
 
     /// Runs `bench.py` with `args` and reads the JSON result on its last line.
+    /// The `--setting`s that aiokafka also has are passed to it, so both sides
+    /// run against the broker the same way.
     pub fn run(&mut self, args: &[String], timeout: Duration) -> Result<RunResult> {
+        let settings = aiokafka_settings(&crate::kafka::extra_settings().both)?;
         let output = Command::new(&self.python)
             .arg(&self.script)
             .args(args)
+            .arg("--kafka-settings")
+            .arg(settings.to_string())
             .arg("--timeout")
             .arg(timeout.as_secs().to_string())
             .stderr(Stdio::piped())
@@ -85,5 +122,19 @@ impl Python {
             seconds: number("seconds")?,
             cpu: Duration::from_secs_f64(number("cpu_seconds")?.max(0.0)),
         })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn settings_map_to_aiokafka_names_or_fail() {
+        let settings = [("fetch.wait.max.ms".to_owned(), "5".to_owned())];
+        let json = aiokafka_settings(&settings).unwrap();
+        assert_eq!(json, serde_json::json!({"fetch_max_wait_ms": 5}));
+        let unknown = [("queued.max.messages.kbytes".to_owned(), "1".to_owned())];
+        assert!(aiokafka_settings(&unknown).is_err());
     }
 }
