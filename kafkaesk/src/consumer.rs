@@ -44,6 +44,7 @@ use rdkafka::{ClientContext, Offset, TopicPartitionList};
 use serde::Serialize;
 use tokio::sync::watch;
 use tokio::task::JoinSet;
+use tokio::time::Instant;
 
 use crate::app::{lock, set_default_setting, Application, ConsumerHealth, SubscriptionCounters};
 use crate::error::{BoxError, Error, RecordPosition, Result};
@@ -368,8 +369,7 @@ impl Worker {
 
     async fn run(&self, mut control: RunControl) -> Result<()> {
         let interval = self.app.settings().auto_commit_interval;
-        let mut commit_tick = tokio::time::interval(interval);
-        commit_tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        let mut next_commit = Instant::now() + interval;
         let concurrency = self.subscription.concurrency_limit();
         let mut batch: Vec<Record> = Vec::with_capacity(concurrency);
         let mut seen_revocations = 0;
@@ -382,31 +382,46 @@ impl Worker {
             if *control.stop.borrow() {
                 break Ok(());
             }
+            let now = Instant::now();
+            if now >= next_commit {
+                self.commit(CommitMode::Async);
+                next_commit = now + interval;
+            }
+            if !retries.running.is_empty() {
+                if let Some(Some(retried)) = retries.running.join_next().now_or_never() {
+                    let finished = self.finish_retries(retried, &mut retries, &mut ready);
+                    if let Err(error) = finished.await.map(|n| self.count(&control, n)) {
+                        break Err(error);
+                    }
+                }
+            }
             if ready.is_empty() {
-                let first = tokio::select! {
-                    biased;
-                    _ = control.stop.changed() => continue,
-                    _ = commit_tick.tick() => {
-                        self.commit(CommitMode::Async);
-                        continue;
-                    }
-                    Some(retried) = retries.running.join_next(), if !retries.running.is_empty() => {
-                        match self.finish_retries(retried, &mut retries, &mut ready).await {
-                            Ok(settled) => self.count(&control, settled),
-                            Err(error) => break Err(error),
+                // While records are waiting, take one without setting up the
+                // wait below: stop and commits are checked above.
+                let message = match self.consumer.recv().now_or_never() {
+                    Some(message) => message,
+                    None => tokio::select! {
+                        biased;
+                        _ = control.stop.changed() => continue,
+                        () = tokio::time::sleep_until(next_commit) => continue,
+                        Some(retried) = retries.running.join_next(), if !retries.running.is_empty() => {
+                            let finished = self.finish_retries(retried, &mut retries, &mut ready);
+                            match finished.await.map(|n| self.count(&control, n)) {
+                                Ok(()) => continue,
+                                Err(error) => break Err(error),
+                            }
                         }
-                        continue;
-                    }
-                    message = self.consumer.recv() => match message {
-                        Ok(message) => topic_names.record(&message),
-                        Err(err) => {
-                            tracing::warn!(subscription = %self.name, error = %err, "consumer error");
-                            tokio::time::sleep(Duration::from_millis(100)).await;
-                            continue;
-                        }
+                        message = self.consumer.recv() => message,
                     },
                 };
-                batch.push(first);
+                match message {
+                    Ok(message) => batch.push(topic_names.record(&message)),
+                    Err(err) => {
+                        tracing::warn!(subscription = %self.name, error = %err, "consumer error");
+                        tokio::time::sleep(Duration::from_millis(100)).await;
+                        continue;
+                    }
+                }
             }
             while batch.len() < concurrency {
                 if let Some(record) = ready.pop_front() {
