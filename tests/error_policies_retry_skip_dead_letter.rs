@@ -21,6 +21,16 @@ impl kafkaesk::Schema for Job {
     const ID: &'static str = "PolicyJob";
 }
 
+/// Publishes job `id` with `key`, which picks its partition, and waits for the broker.
+async fn publish_keyed(app: &kafkaesk::Application, id: u32, key: impl AsRef<[u8]>) {
+    app.publish("jobs", &Job { id })
+        .key(key)
+        .await
+        .unwrap()
+        .await
+        .unwrap();
+}
+
 fn backoff() -> Duration {
     Duration::from_millis(20)
 }
@@ -294,19 +304,9 @@ async fn a_retrying_partition_does_not_hold_the_others() {
         .unwrap();
 
     // The poison job and ten jobs after it share a key, so a partition.
-    app.publish("jobs", &Job { id: POISON })
-        .key("poison")
-        .await
-        .unwrap()
-        .await
-        .unwrap();
+    publish_keyed(&app, POISON, "poison").await;
     for id in 1..=10 {
-        app.publish("jobs", &Job { id })
-            .key("poison")
-            .await
-            .unwrap()
-            .await
-            .unwrap();
+        publish_keyed(&app, id, "poison").await;
     }
     let total = 11 + 40;
     let consumer = {
@@ -319,12 +319,7 @@ async fn a_retrying_partition_does_not_hold_the_others() {
         .unwrap();
     // Published while the poison job waits for its retries.
     for id in 100..140 {
-        app.publish("jobs", &Job { id })
-            .key(format!("key-{id}"))
-            .await
-            .unwrap()
-            .await
-            .unwrap();
+        publish_keyed(&app, id, format!("key-{id}")).await;
     }
     assert_eq!(consumer.await.unwrap().unwrap(), total);
 
@@ -411,25 +406,10 @@ async fn stop_during_retries_commits_nothing_of_the_retrying_partition() {
         )
         .build()
         .unwrap();
-    app.publish("jobs", &Job { id: 0 })
-        .key("poison")
-        .await
-        .unwrap()
-        .await
-        .unwrap();
-    app.publish("jobs", &Job { id: 1 })
-        .key("poison")
-        .await
-        .unwrap()
-        .await
-        .unwrap();
+    publish_keyed(&app, 0, "poison").await;
+    publish_keyed(&app, 1, "poison").await;
     for id in 100..120 {
-        app.publish("jobs", &Job { id })
-            .key(format!("key-{id}"))
-            .await
-            .unwrap()
-            .await
-            .unwrap();
+        publish_keyed(&app, id, format!("key-{id}")).await;
     }
     // Stops after 5 s, during the first backoff.
     let consumed = app.consume_for(1000, Duration::from_secs(5)).await.unwrap();

@@ -377,8 +377,25 @@ impl Worker {
         let mut retries = Retries::default();
         // Records held back while their partition was retrying, handled next.
         let mut ready: VecDeque<Record> = VecDeque::new();
+        // Retries that ended while the loop waited, settled at its top.
+        let mut ended_while_waiting = None;
 
         let result = loop {
+            // A partition's retries that ended: noticed here while records
+            // flow, or by the wait below when idle.
+            let retried = match ended_while_waiting.take() {
+                Some(retried) => Some(retried),
+                None if !retries.running.is_empty() => {
+                    retries.running.join_next().now_or_never().flatten()
+                }
+                None => None,
+            };
+            if let Some(retried) = retried {
+                let finished = self.finish_retries(retried, &mut retries, &mut ready);
+                if let Err(error) = finished.await.map(|n| self.count(&control, n)) {
+                    break Err(error);
+                }
+            }
             if *control.stop.borrow() {
                 break Ok(());
             }
@@ -386,14 +403,6 @@ impl Worker {
             if now >= next_commit {
                 self.commit(CommitMode::Async);
                 next_commit = now + interval;
-            }
-            if !retries.running.is_empty() {
-                if let Some(Some(retried)) = retries.running.join_next().now_or_never() {
-                    let finished = self.finish_retries(retried, &mut retries, &mut ready);
-                    if let Err(error) = finished.await.map(|n| self.count(&control, n)) {
-                        break Err(error);
-                    }
-                }
             }
             if ready.is_empty() {
                 // While records are waiting, take one without setting up the
@@ -404,12 +413,9 @@ impl Worker {
                         biased;
                         _ = control.stop.changed() => continue,
                         () = tokio::time::sleep_until(next_commit) => continue,
-                        Some(retried) = retries.running.join_next(), if !retries.running.is_empty() => {
-                            let finished = self.finish_retries(retried, &mut retries, &mut ready);
-                            match finished.await.map(|n| self.count(&control, n)) {
-                                Ok(()) => continue,
-                                Err(error) => break Err(error),
-                            }
+                        Some(ended) = retries.running.join_next(), if !retries.running.is_empty() => {
+                            ended_while_waiting = Some(ended);
+                            continue;
                         }
                         message = self.consumer.recv() => message,
                     },
