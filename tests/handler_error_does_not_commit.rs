@@ -2,8 +2,10 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
+use std::sync::Mutex;
+
 use kafkaesk::{Application, Error, Subscription};
-use kafkaesk_tests::{app_builder, committed_total, unique_prefix};
+use kafkaesk_tests::{app_builder, committed_offsets, committed_total, unique_prefix};
 
 #[derive(Debug, Clone, serde::Serialize, serde::Deserialize, schemars::JsonSchema)]
 pub struct Job {
@@ -100,4 +102,63 @@ async fn handler_panic_stops_without_commit_and_message_returns() {
         panic!("expected Error::HandlerPanic, got {err:?}")
     };
     assert_eq!(message, "handler exploded");
+}
+
+/// Records fetched together behind a failing one are neither run nor
+/// committed, and those before it are committed: a restart resumes exactly at
+/// the failed record.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_failure_stops_at_its_record_and_commits_those_before_it() {
+    const FAILING: u32 = 4;
+    let prefix = unique_prefix("fail-at-record");
+    let group = "fail-at-record-group";
+    let topic = format!("{prefix}jobs");
+    let seen: Arc<Mutex<Vec<u32>>> = Arc::default();
+    let handled = seen.clone();
+    let failing = app_builder(&prefix)
+        .subscribe(
+            Subscription::new("jobs", move |job: Job| {
+                let handled = handled.clone();
+                async move {
+                    handled.lock().unwrap().push(job.id);
+                    if job.id == FAILING {
+                        return Err(std::io::Error::other("boom"));
+                    }
+                    Ok(())
+                }
+            })
+            .name("jobs")
+            .group(group),
+        )
+        .build()
+        .unwrap();
+    // One key, so one partition, all waiting before the consumer starts.
+    for id in 1..=10 {
+        failing
+            .publish("jobs", &Job { id })
+            .key("one")
+            .await
+            .unwrap()
+            .await
+            .unwrap();
+    }
+    let err = failing
+        .consume_for(10, Duration::from_secs(30))
+        .await
+        .expect_err("the failing record stops the consumer");
+    assert!(
+        matches!(err, Error::Handler { ref position, .. } if position.offset == 3),
+        "{err:?}"
+    );
+    assert_eq!(
+        *seen.lock().unwrap(),
+        vec![1, 2, 3, 4],
+        "nothing behind the failure ran"
+    );
+    let committed: Vec<i64> = committed_offsets(group, &topic, 7)
+        .into_iter()
+        .map(|(_, offset)| offset)
+        .filter(|&offset| offset > 0)
+        .collect();
+    assert_eq!(committed, vec![3], "committed up to the failed record");
 }

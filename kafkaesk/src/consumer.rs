@@ -1,7 +1,17 @@
 //! Batch consumers: one per subscription, in its own consumer group.
 //!
-//! Each consumer fetches up to `concurrency` records, runs the handler on all
-//! of them at once, and cancels any that exceed the subscription's `timeout`.
+//! Each consumer takes the records librdkafka has fetched, in batches, and
+//! runs the handler on them in order, at most `concurrency` at once; a
+//! handler that exceeds the subscription's `timeout` is cancelled. Handlers
+//! that finish without waiting run back to back, up to 64 records (or 20 ms)
+//! between polls of the consumer, so the bookkeeping of a batch is paid once
+//! for many records; waiting handlers go `concurrency` at a time. No record
+//! is started after one fails, so a failure never has records of its
+//! partition run ahead of it.
+//!
+//! Handlers decode straight from librdkafka's buffers: a record is copied
+//! into an owned [`Record`] only when a handler asks for it (or for its
+//! [`Subscriber`]), or when it must outlive the batch (retries, dead letters).
 //!
 //! # Commits and delivery guarantees
 //!
@@ -12,8 +22,9 @@
 //! and at shutdown. Without it, handlers commit through [`Subscriber::commit`].
 //!
 //! By default a handler that returns an error, panics or times out stops its
-//! consumer: the failed batch is not committed, the application's run returns
-//! the error, and the records come back after a restart. A subscription's
+//! consumer: the records of the batch before it in its partition are
+//! committed, the failed record and those behind it are not, the
+//! application's run returns the error, and they come back after a restart. A subscription's
 //! [`ErrorPolicy`] can retry, skip or dead-letter instead; a retrying record
 //! pauses only its own partition (see [`policy`](crate::policy)).
 //!
@@ -35,7 +46,8 @@ use std::sync::{Arc, Mutex, Weak};
 use std::task::{Context, Poll};
 use std::time::Duration;
 
-use futures::FutureExt;
+use futures::stream::FuturesUnordered;
+use futures::{FutureExt, StreamExt};
 use rdkafka::consumer::{
     BaseConsumer, CommitMode, Consumer, ConsumerContext, Rebalance, StreamConsumer,
 };
@@ -52,11 +64,18 @@ use crate::extract::{MessageContext, Rejection};
 use crate::handler::HandlerFuture;
 use crate::policy::{self, ErrorPolicy, FinalAction};
 use crate::publish::{Publish, RawPublish};
-use crate::record::{Headers, Record, TopicNames};
+use crate::record::{Headers, PendingRecord, Record, RecordSource, TopicNames};
 use crate::router::{Streams, Subscription};
 use crate::topics::fnmatch_to_regex;
 
 type TopicPartition = (Arc<str>, i32);
+
+/// Most records one batch runs when its handlers finish without waiting,
+/// whatever the concurrency: see [`Worker::handle_batch`].
+const MAX_HANDLED_IN_TURN: usize = 64;
+
+/// How long a batch goes on starting records past its concurrency.
+const HANDLED_IN_TURN_FOR: Duration = Duration::from_millis(20);
 
 /// How a run is controlled from [`Application`]: when to stop, and how many
 /// records all consumers have handled.
@@ -250,8 +269,15 @@ impl Outcome {
     }
 
     /// The outcome as the error kafkaesk reports, `None` when handled.
-    fn into_error(self, subscription: &str, record: &Record) -> Option<Error> {
-        let position = record.position();
+    fn into_error(
+        self,
+        subscription: &str,
+        position: impl FnOnce() -> RecordPosition,
+    ) -> Option<Error> {
+        if let Outcome::Handled = self {
+            return None;
+        }
+        let position = position();
         let subscription = subscription.to_owned();
         Some(match self {
             Outcome::Handled => return None,
@@ -294,13 +320,13 @@ pub(crate) async fn run_subscription(
 ) -> Result<()> {
     let worker = Worker::start(app.clone(), subscription)?;
     app.set_consumer_health(ConsumerHealth {
-        subscription: worker.name.to_string(),
+        subscription: worker.scope.name.to_string(),
         group: worker.subscription.group_id().to_owned(),
         running: true,
         assigned: Vec::new(),
     });
     let result = worker.run(control).await;
-    app.update_consumer_health(&worker.name, |h| {
+    app.update_consumer_health(&worker.scope.name, |h| {
         h.running = false;
         h.assigned.clear();
     });
@@ -309,9 +335,8 @@ pub(crate) async fn run_subscription(
 }
 
 struct Worker {
-    app: Application,
+    scope: HandlerScope,
     subscription: Subscription,
-    name: Arc<str>,
     consumer: Arc<KafkaConsumer>,
     book: Arc<Mutex<OffsetBook>>,
     counters: Arc<SubscriptionCounters>,
@@ -356,27 +381,35 @@ impl Worker {
             regex = %regex,
             "subscribed"
         );
+        let consumer = Arc::new(consumer);
         Ok(Worker {
             counters: app.counters(&name),
             auto_commit: settings.auto_commit,
-            app,
+            scope: HandlerScope {
+                consumer: Arc::downgrade(&consumer),
+                app,
+                name,
+            },
             subscription,
-            name,
-            consumer: Arc::new(consumer),
+            consumer,
             book,
         })
     }
 
     async fn run(&self, mut control: RunControl) -> Result<()> {
-        let interval = self.app.settings().auto_commit_interval;
+        let interval = self.scope.app.settings().auto_commit_interval;
         let mut next_commit = Instant::now() + interval;
-        let concurrency = self.subscription.concurrency_limit();
-        let mut batch: Vec<Record> = Vec::with_capacity(concurrency);
+        let batch_limit = self
+            .subscription
+            .concurrency_limit()
+            .max(MAX_HANDLED_IN_TURN);
+        let mut batch: Vec<PendingRecord<'_>> = Vec::with_capacity(batch_limit);
         let mut seen_revocations = 0;
         let mut topic_names = TopicNames::default();
         let mut retries = Retries::default();
-        // Records held back while their partition was retrying, handled next.
-        let mut ready: VecDeque<Record> = VecDeque::new();
+        // Records held back while their partition was retrying, or left
+        // unstarted by the last batch, handled next.
+        let mut ready: VecDeque<PendingRecord<'_>> = VecDeque::new();
         // Retries that ended while the loop waited, settled at its top.
         let mut ended_while_waiting = None;
 
@@ -421,23 +454,28 @@ impl Worker {
                     },
                 };
                 match message {
-                    Ok(message) => batch.push(topic_names.record(&message)),
+                    Ok(message) => batch.push(topic_names.pending(message)),
                     Err(err) => {
-                        tracing::warn!(subscription = %self.name, error = %err, "consumer error");
+                        tracing::warn!(subscription = %self.scope.name, error = %err, "consumer error");
                         tokio::time::sleep(Duration::from_millis(100)).await;
                         continue;
                     }
                 }
             }
-            while batch.len() < concurrency {
+            // `consume_for` stops at its count, so take no more than it needs.
+            let wanted = control.limit.map_or(batch_limit, |limit| {
+                let left = limit.saturating_sub(control.consumed.load(Ordering::Relaxed));
+                left.clamp(1, batch_limit)
+            });
+            while batch.len() < wanted {
                 if let Some(record) = ready.pop_front() {
                     batch.push(record);
                     continue;
                 }
                 match self.consumer.recv().now_or_never() {
-                    Some(Ok(message)) => batch.push(topic_names.record(&message)),
+                    Some(Ok(message)) => batch.push(topic_names.pending(message)),
                     Some(Err(err)) => {
-                        tracing::warn!(subscription = %self.name, error = %err, "consumer error");
+                        tracing::warn!(subscription = %self.scope.name, error = %err, "consumer error");
                         break;
                     }
                     None => break,
@@ -455,6 +493,10 @@ impl Worker {
                 batch.clear();
                 break Ok(());
             };
+            // Records the batch did not start run next, in order.
+            for record in batch.drain(outcomes.len()..).rev() {
+                ready.push_front(record);
+            }
             let policy = self.subscription.error_policy();
             let outcomes = if outcomes.iter().any(|o| retry_delay(policy, o, 1).is_some()) {
                 self.start_retries(&mut batch, outcomes, &mut retries)
@@ -473,7 +515,7 @@ impl Worker {
         };
         if !retries.running.is_empty() {
             tracing::warn!(
-                subscription = %self.name,
+                subscription = %self.scope.name,
                 partitions = retries.running.len(),
                 "consumer stopped while records awaited retries; they will be consumed again"
             );
@@ -500,69 +542,104 @@ impl Worker {
     /// retries, or queued after them, are dropped for the same reason.
     fn drop_revoked(
         &self,
-        batch: &mut Vec<Record>,
+        batch: &mut Vec<PendingRecord<'_>>,
         seen_revocations: &mut u64,
         retries: &mut Retries,
-        ready: &mut VecDeque<Record>,
+        ready: &mut VecDeque<PendingRecord<'_>>,
     ) {
         let book = lock(&self.book);
         if book.revocations == *seen_revocations {
             return;
         }
         *seen_revocations = book.revocations;
-        let assigned = |r: &Record| {
-            book.assigned
-                .contains(&(r.shared_topic().clone(), r.partition()))
-        };
+        let assigned =
+            |topic: &Arc<str>, partition| book.assigned.contains(&(topic.clone(), partition));
         let before = batch.len();
-        batch.retain(assigned);
-        ready.retain(assigned);
+        batch.retain(|r| assigned(r.topic(), r.partition()));
+        ready.retain(|r| assigned(r.topic(), r.partition()));
         retries
             .held
             .retain(|tp, held| book.owns(tp, held.generation));
         if batch.len() < before {
             tracing::info!(
-                subscription = %self.name,
+                subscription = %self.scope.name,
                 records = before - batch.len(),
                 "records of revoked partitions left to their new owner"
             );
         }
     }
 
-    /// Runs the handler once on every record of the batch, all at once.
-    /// Returns `None` if a stop cancelled it after the shutdown timeout.
+    /// Runs the handler on the batch's records in order, up to the
+    /// subscription's `concurrency` at once, and returns the outcomes of
+    /// those it started; the others are left for the next batch.
+    ///
+    /// Records past the first `concurrency` are started only while every
+    /// handler so far finished at its first poll, for at most
+    /// [`HANDLED_IN_TURN_FOR`]: that runs quick handlers back to back without
+    /// the consumer's bookkeeping between each, yet waiting handlers still go
+    /// `concurrency` at a time between polls of the consumer. Nothing is
+    /// started after a failure, so a failed record's partition does not run
+    /// ahead of it. Returns `None` if a stop cancelled the batch after the
+    /// shutdown timeout.
     async fn handle_batch(
         &self,
-        batch: &[Record],
+        batch: &[PendingRecord<'_>],
         stop: &mut watch::Receiver<bool>,
     ) -> Option<Vec<Outcome>> {
+        let concurrency = self.subscription.concurrency_limit();
         let work = async {
-            // Every handler runs up to its first await here, one after the
-            // other; most finish there, and only the others are awaited together.
-            let started: Vec<Started> = std::future::poll_fn(|cx| {
-                Poll::Ready(batch.iter().map(|r| self.start_handler(r, cx)).collect())
-            })
-            .await;
-            let mut outcomes = Vec::with_capacity(batch.len());
-            let mut unfinished = Vec::new();
-            for (index, started) in started.into_iter().enumerate() {
-                match started {
-                    Started::Finished(outcome) => outcomes.push(outcome),
-                    started => {
-                        // A placeholder, replaced below once the handler is done.
-                        outcomes.push(Outcome::Handled);
-                        unfinished.push(async move {
-                            (index, started.outcome(&self.subscription).await)
-                        });
+            let mut outcomes: Vec<Outcome> = Vec::with_capacity(batch.len());
+            let mut running = FuturesUnordered::new();
+            let mut in_flight = 0;
+            let mut waited = false;
+            let mut failed = false;
+            let mut in_turn_until = None;
+            loop {
+                std::future::poll_fn(|cx| {
+                    // Borrowed mutably so the wait needs `running` to be Send
+                    // only; `push` takes `&self`, which would need Sync.
+                    let running = &mut running;
+                    while let Some(record) = batch.get(outcomes.len()) {
+                        let index = outcomes.len();
+                        if failed || in_flight >= concurrency {
+                            break;
+                        }
+                        if index >= concurrency {
+                            let now = std::time::Instant::now();
+                            let until = *in_turn_until.get_or_insert(now + HANDLED_IN_TURN_FOR);
+                            if waited || now >= until {
+                                break;
+                            }
+                        }
+                        match self.start_handler(record, cx) {
+                            Started::Finished(outcome) => {
+                                failed |= outcome.is_failure();
+                                outcomes.push(outcome);
+                            }
+                            Started::Running(future) => {
+                                waited = true;
+                                in_flight += 1;
+                                // A placeholder, replaced once the handler is done.
+                                outcomes.push(Outcome::Handled);
+                                running.push(async move {
+                                    (index, await_handler(&self.subscription, future).await)
+                                });
+                            }
+                        }
                     }
-                }
-            }
-            for (index, outcome) in futures::future::join_all(unfinished).await {
+                    Poll::Ready(())
+                })
+                .await;
+                let Some((index, outcome)) = running.next().await else {
+                    break;
+                };
+                in_flight -= 1;
+                failed |= outcome.is_failure();
                 outcomes[index] = outcome;
             }
             outcomes
         };
-        let grace = self.app.settings().shutdown_timeout;
+        let grace = self.scope.app.settings().shutdown_timeout;
         let cancel_after_stop = async {
             let _ = stop.wait_for(|stopped| *stopped).await;
             tokio::time::sleep(grace).await;
@@ -571,7 +648,7 @@ impl Worker {
             outcomes = work => Some(outcomes),
             () = cancel_after_stop => {
                 tracing::warn!(
-                    subscription = %self.name,
+                    subscription = %self.scope.name,
                     records = batch.len(),
                     "in-flight handlers cancelled at shutdown; their records will be consumed again"
                 );
@@ -581,15 +658,8 @@ impl Worker {
     }
 
     /// Starts the handler on `record`: see [`start`].
-    fn start_handler(&self, record: &Record, cx: &mut Context<'_>) -> Started {
-        start(
-            &self.app,
-            &self.subscription,
-            self.name.clone(),
-            record.clone(),
-            Arc::downgrade(&self.consumer),
-            cx,
-        )
+    fn start_handler(&self, record: &PendingRecord<'_>, cx: &mut Context<'_>) -> Started {
+        start(&self.scope, &self.subscription, record.source(), cx)
     }
 
     /// Takes the records of every partition with a record to retry out of
@@ -597,7 +667,7 @@ impl Worker {
     /// the other partitions go on. Returns the outcomes of the records left.
     fn start_retries(
         &self,
-        batch: &mut Vec<Record>,
+        batch: &mut Vec<PendingRecord<'_>>,
         outcomes: Vec<Outcome>,
         retries: &mut Retries,
     ) -> Vec<Outcome> {
@@ -606,17 +676,17 @@ impl Worker {
             .iter()
             .zip(&outcomes)
             .filter(|(_, outcome)| retry_delay(policy, outcome, 1).is_some())
-            .map(|(record, _)| (record.shared_topic().clone(), record.partition()))
+            .map(|(record, _)| (record.topic().clone(), record.partition()))
             .collect();
         let generation = lock(&self.book).revocations;
         let mut partitions: HashMap<TopicPartition, (Vec<Record>, Vec<Outcome>)> = HashMap::new();
         let mut kept = Vec::with_capacity(batch.len());
         let mut kept_outcomes = Vec::with_capacity(batch.len());
         for (record, outcome) in batch.drain(..).zip(outcomes) {
-            let tp = (record.shared_topic().clone(), record.partition());
+            let tp = (record.topic().clone(), record.partition());
             if retrying.contains(&tp) {
                 let (records, outcomes) = partitions.entry(tp).or_default();
-                records.push(record);
+                records.push(record.into_record());
                 outcomes.push(outcome);
             } else {
                 kept.push(record);
@@ -629,7 +699,7 @@ impl Worker {
             // rather than pile up here; those already fetched are held back.
             if let Err(err) = self.consumer.pause(&partition_list(&tp)) {
                 tracing::warn!(
-                    subscription = %self.name,
+                    subscription = %self.scope.name,
                     topic = %tp.0,
                     partition = tp.1,
                     error = %err,
@@ -645,10 +715,8 @@ impl Worker {
             );
             retries.running.spawn(
                 RetryRun {
-                    app: self.app.clone(),
+                    scope: self.scope.clone(),
                     subscription: self.subscription.clone(),
-                    name: self.name.clone(),
-                    consumer: Arc::downgrade(&self.consumer),
                     book: self.book.clone(),
                     counters: self.counters.clone(),
                     tp,
@@ -666,7 +734,7 @@ impl Worker {
         &self,
         retried: std::result::Result<Retried, tokio::task::JoinError>,
         retries: &mut Retries,
-        ready: &mut VecDeque<Record>,
+        ready: &mut VecDeque<PendingRecord<'_>>,
     ) -> Result<usize> {
         // Retry tasks catch panics and are cancelled only when the consumer
         // stops, so there is nothing to settle after an error here.
@@ -680,7 +748,7 @@ impl Worker {
         if ours {
             if let Some(held) = retries.held.remove(tp) {
                 if owned {
-                    ready.extend(held.records);
+                    ready.extend(held.records.into_iter().map(PendingRecord::Owned));
                 }
             }
         }
@@ -690,7 +758,7 @@ impl Worker {
         }
         if !owned {
             tracing::info!(
-                subscription = %self.name,
+                subscription = %self.scope.name,
                 topic = %tp.0,
                 partition = tp.1,
                 "partition revoked while retrying; its records are left to their new owner"
@@ -701,7 +769,7 @@ impl Worker {
             Ok(outcomes) => outcomes,
             Err(message) => {
                 return Err(Error::HandlerPanic {
-                    subscription: self.name.to_string(),
+                    subscription: self.scope.name.to_string(),
                     position: retried
                         .records
                         .first()
@@ -715,98 +783,56 @@ impl Worker {
                 })
             }
         };
-        let settled = retried.records.len();
-        match self.settle(&retried.records, outcomes.into_iter()).await {
+        let records: Vec<PendingRecord<'_>> = retried
+            .records
+            .into_iter()
+            .map(PendingRecord::Owned)
+            .collect();
+        match self.settle(&records, outcomes.into_iter()).await {
             Some(error) => Err(error),
-            None => Ok(settled),
+            None => Ok(records.len()),
         }
     }
 
-    /// Applies the error policy to failed records, then records the batch's
-    /// offsets, or returns the first failure that stops the consumer.
+    /// Applies the error policy to failed records, then records the offsets
+    /// of the batch's records, each partition up to its first record that
+    /// stops the consumer. Returns the first such failure.
     async fn settle(
         &self,
-        batch: &[Record],
+        batch: &[PendingRecord<'_>],
         outcomes: impl Iterator<Item = (Outcome, u32)>,
     ) -> Option<Error> {
         let mut failure = None;
+        // Per partition: the next offset to read, and whether a record that
+        // stops the consumer was met (what follows it comes back).
+        let mut next: Vec<(&Arc<str>, i32, Option<i64>, bool)> = Vec::new();
         for (record, (outcome, runs)) in batch.iter().zip(outcomes) {
-            let error = match outcome.into_error(&self.name, record) {
+            let stopping = self.settle_record(record, outcome, runs).await;
+            let (topic, partition) = (record.topic(), record.partition());
+            let index = match next
+                .iter()
+                .position(|(t, p, ..)| *p == partition && *t == topic)
+            {
+                Some(index) => index,
                 None => {
-                    self.counters.handled.fetch_add(1, Ordering::Relaxed);
-                    continue;
+                    next.push((topic, partition, None, false));
+                    next.len() - 1
                 }
-                Some(err @ Error::Unhandled { .. }) => {
-                    self.counters.unhandled.fetch_add(1, Ordering::Relaxed);
-                    tracing::warn!(
-                        subscription = %self.name,
-                        topic = record.topic(),
-                        partition = record.partition(),
-                        offset = record.offset(),
-                        "{err}; skipped"
-                    );
-                    continue;
-                }
-                Some(err) => err,
             };
-            self.counters.failed.fetch_add(1, Ordering::Relaxed);
-            match self.subscription.error_policy().final_action() {
-                FinalAction::Skip => {
-                    self.counters.skipped.fetch_add(1, Ordering::Relaxed);
-                    tracing::error!(
-                        subscription = %self.name,
-                        error = %error,
-                        attempts = runs,
-                        "handler failed; record skipped by the error policy"
-                    );
-                }
-                FinalAction::DeadLetter(stream) => {
-                    match self.dead_letter(stream, record, &error, runs).await {
-                        Ok(()) => {
-                            self.counters.dead_lettered.fetch_add(1, Ordering::Relaxed);
-                            tracing::error!(
-                                subscription = %self.name,
-                                error = %error,
-                                attempts = runs,
-                                dead_letter = %stream,
-                                "handler failed; record dead-lettered"
-                            );
-                        }
-                        Err(dlq_error) => {
-                            tracing::error!(
-                                subscription = %self.name,
-                                error = %error,
-                                dead_letter = %stream,
-                                dead_letter_error = %dlq_error,
-                                "handler failed and the dead-letter write failed; stopping consumer"
-                            );
-                            failure.get_or_insert(error);
-                        }
-                    }
-                }
-                FinalAction::Stop => {
-                    tracing::error!(subscription = %self.name, error = %error, "handler failed; stopping consumer");
+            let (_, _, offset, stopped) = &mut next[index];
+            match stopping {
+                Some(error) => {
+                    *stopped = true;
                     failure.get_or_insert(error);
                 }
+                None if !*stopped => *offset = Some(record.offset() + 1),
+                None => {}
             }
-        }
-        if failure.is_some() {
-            return failure;
         }
         // One next offset per partition, so the book is locked once per batch.
-        let mut next: Vec<(&Arc<str>, i32, i64)> = Vec::new();
-        for record in batch {
-            let (topic, partition) = (record.shared_topic(), record.partition());
-            match next
-                .iter_mut()
-                .find(|(t, p, _)| *p == partition && *t == topic)
-            {
-                Some((_, _, offset)) => *offset = (*offset).max(record.offset() + 1),
-                None => next.push((topic, partition, record.offset() + 1)),
-            }
-        }
         let mut book = lock(&self.book);
-        for (topic, partition, offset) in next {
+        for (topic, partition, offset, _) in next {
+            let Some(offset) = offset else { continue };
             let tp = (topic.clone(), partition);
             // A record from a partition revoked meanwhile belongs to another member now.
             if !book.assigned.contains(&tp) {
@@ -814,6 +840,75 @@ impl Worker {
             }
             let entry = book.processed.entry(tp).or_insert(offset);
             *entry = (*entry).max(offset);
+        }
+        failure
+    }
+
+    /// Counts one record's outcome and applies the error policy to a failure.
+    /// Returns the error if the record stops the consumer.
+    async fn settle_record(
+        &self,
+        record: &PendingRecord<'_>,
+        outcome: Outcome,
+        runs: u32,
+    ) -> Option<Error> {
+        let error = match outcome.into_error(&self.scope.name, || record.position()) {
+            None => {
+                self.counters.handled.fetch_add(1, Ordering::Relaxed);
+                return None;
+            }
+            Some(err @ Error::Unhandled { .. }) => {
+                self.counters.unhandled.fetch_add(1, Ordering::Relaxed);
+                tracing::warn!(
+                    subscription = %self.scope.name,
+                    topic = %record.topic(),
+                    partition = record.partition(),
+                    offset = record.offset(),
+                    "{err}; skipped"
+                );
+                return None;
+            }
+            Some(err) => err,
+        };
+        self.counters.failed.fetch_add(1, Ordering::Relaxed);
+        match self.subscription.error_policy().final_action() {
+            FinalAction::Skip => {
+                self.counters.skipped.fetch_add(1, Ordering::Relaxed);
+                tracing::error!(
+                    subscription = %self.scope.name,
+                    error = %error,
+                    attempts = runs,
+                    "handler failed; record skipped by the error policy"
+                );
+            }
+            FinalAction::DeadLetter(stream) => {
+                match self.dead_letter(stream, record, &error, runs).await {
+                    Ok(()) => {
+                        self.counters.dead_lettered.fetch_add(1, Ordering::Relaxed);
+                        tracing::error!(
+                            subscription = %self.scope.name,
+                            error = %error,
+                            attempts = runs,
+                            dead_letter = %stream,
+                            "handler failed; record dead-lettered"
+                        );
+                    }
+                    Err(dlq_error) => {
+                        tracing::error!(
+                            subscription = %self.scope.name,
+                            error = %error,
+                            dead_letter = %stream,
+                            dead_letter_error = %dlq_error,
+                            "handler failed and the dead-letter write failed; stopping consumer"
+                        );
+                        return Some(error);
+                    }
+                }
+            }
+            FinalAction::Stop => {
+                tracing::error!(subscription = %self.scope.name, error = %error, "handler failed; stopping consumer");
+                return Some(error);
+            }
         }
         None
     }
@@ -823,19 +918,21 @@ impl Worker {
     async fn dead_letter(
         &self,
         stream: &str,
-        record: &Record,
+        record: &PendingRecord<'_>,
         error: &Error,
         runs: u32,
     ) -> Result<()> {
+        let record = record.to_record();
         let failure = Headers::new()
             .with(policy::DLQ_ERROR, error.to_string())
             .with(policy::DLQ_TOPIC, record.topic())
             .with(policy::DLQ_PARTITION, record.partition().to_string())
             .with(policy::DLQ_OFFSET, record.offset().to_string())
             .with(policy::DLQ_ATTEMPTS, runs.to_string())
-            .with(policy::DLQ_SUBSCRIPTION, &*self.name)
+            .with(policy::DLQ_SUBSCRIPTION, &*self.scope.name)
             .with(policy::DLQ_GROUP, self.subscription.group_id());
-        self.app
+        self.scope
+            .app
             .raw_publish(stream, record.value().to_vec())
             .maybe_key(record.key())
             .headers(record.headers())
@@ -857,7 +954,7 @@ impl Worker {
             Ok(()) if matches!(mode, CommitMode::Sync) => lock(&self.book).confirm(&tpl),
             Ok(()) => {}
             Err(err) => {
-                tracing::warn!(subscription = %self.name, error = %err, "offset commit failed")
+                tracing::warn!(subscription = %self.scope.name, error = %err, "offset commit failed")
             }
         }
     }
@@ -866,7 +963,7 @@ impl Worker {
     /// waits for librdkafka to finish the final rebalance.
     async fn close(self) {
         let consumer = self.consumer;
-        let name = self.name;
+        let name = self.scope.name;
         let closed = tokio::task::spawn_blocking(move || {
             consumer.unsubscribe();
             drop(consumer);
@@ -911,20 +1008,19 @@ struct Held {
 
 impl Retries {
     /// Moves the batch's records of retrying partitions aside.
-    fn hold_back(&mut self, batch: &mut Vec<Record>) {
+    fn hold_back(&mut self, batch: &mut Vec<PendingRecord<'_>>) {
         if self.held.is_empty() {
             return;
         }
-        batch.retain(|record| {
-            let tp = (record.shared_topic().clone(), record.partition());
+        let mut kept = Vec::with_capacity(batch.len());
+        for record in batch.drain(..) {
+            let tp = (record.topic().clone(), record.partition());
             match self.held.get_mut(&tp) {
-                Some(held) => {
-                    held.records.push(record.clone());
-                    false
-                }
-                None => true,
+                Some(held) => held.records.push(record.into_record()),
+                None => kept.push(record),
             }
-        });
+        }
+        *batch = kept;
     }
 }
 
@@ -939,10 +1035,8 @@ struct Retried {
 
 /// Retries the failed records of one partition, off the consumer loop.
 struct RetryRun {
-    app: Application,
+    scope: HandlerScope,
     subscription: Subscription,
-    name: Arc<str>,
-    consumer: Weak<KafkaConsumer>,
     book: Arc<Mutex<OffsetBook>>,
     counters: Arc<SubscriptionCounters>,
     tp: TopicPartition,
@@ -979,9 +1073,9 @@ impl RetryRun {
         let mut runs = 1;
         while let Some(delay) = retry_delay(self.subscription.error_policy(), &outcome, runs) {
             self.counters.retried.fetch_add(1, Ordering::Relaxed);
-            if let Some(error) = outcome.into_error(&self.name, record) {
+            if let Some(error) = outcome.into_error(&self.scope.name, || record.position()) {
                 tracing::warn!(
-                    subscription = %self.name,
+                    subscription = %self.scope.name,
                     attempt = runs,
                     error = %error,
                     "handler failed; retrying in {delay:?}"
@@ -993,14 +1087,7 @@ impl RetryRun {
                 return (Outcome::Handled, runs);
             }
             runs += 1;
-            outcome = run_once(
-                &self.app,
-                &self.subscription,
-                self.name.clone(),
-                record.clone(),
-                self.consumer.clone(),
-            )
-            .await;
+            outcome = run_once(&self.scope, &self.subscription, record).await;
         }
         (outcome, runs)
     }
@@ -1022,25 +1109,17 @@ impl Started {
     }
 }
 
-/// Decodes `record` for the subscription's handler and polls the handler once,
-/// with panics caught.
+/// Decodes the record for the subscription's handler and polls the handler
+/// once, with panics caught.
 fn start(
-    app: &Application,
+    scope: &HandlerScope,
     subscription: &Subscription,
-    name: Arc<str>,
-    record: Record,
-    consumer: Weak<KafkaConsumer>,
+    record: RecordSource<'_>,
     cx: &mut Context<'_>,
 ) -> Started {
-    let subscriber = Subscriber {
-        app: app.clone(),
-        record: record.clone(),
-        subscription: name,
-        consumer,
-    };
     let handler = subscription.handler();
     std::panic::catch_unwind(AssertUnwindSafe(|| {
-        match handler.call(MessageContext::new(record, subscriber)) {
+        match handler.call(MessageContext::new(record, scope)) {
             Err(rejection) => Started::Finished(Outcome::Unhandled(rejection)),
             Ok(mut future) => match future.as_mut().poll(cx) {
                 Poll::Ready(result) => Started::Finished(Outcome::of(result)),
@@ -1070,19 +1149,14 @@ async fn await_handler(subscription: &Subscription, future: HandlerFuture) -> Ou
 
 /// Decodes `record` for the subscription's handler and runs it once: panics
 /// caught, the timeout applied.
-async fn run_once(
-    app: &Application,
-    subscription: &Subscription,
-    name: Arc<str>,
-    record: Record,
-    consumer: Weak<KafkaConsumer>,
-) -> Outcome {
-    let mut first = Some((name, record, consumer));
-    let started = std::future::poll_fn(|cx| match first.take() {
-        Some((name, record, consumer)) => {
-            Poll::Ready(start(app, subscription, name, record, consumer, cx))
+async fn run_once(scope: &HandlerScope, subscription: &Subscription, record: &Record) -> Outcome {
+    let mut first = true;
+    let started = std::future::poll_fn(|cx| {
+        if std::mem::take(&mut first) {
+            Poll::Ready(start(scope, subscription, RecordSource::Owned(record), cx))
+        } else {
+            Poll::Pending
         }
-        None => Poll::Pending,
     })
     .await;
     started.outcome(subscription).await
@@ -1094,9 +1168,40 @@ pub(crate) async fn handle_detached(
     subscription: &Subscription,
     record: Record,
 ) -> Result<()> {
-    let name = subscription.shared_name();
-    let outcome = run_once(app, subscription, name.clone(), record.clone(), Weak::new()).await;
-    outcome.into_error(name, &record).map_or(Ok(()), Err)
+    let scope = HandlerScope {
+        app: app.clone(),
+        name: subscription.shared_name().clone(),
+        consumer: Weak::new(),
+    };
+    let outcome = run_once(&scope, subscription, &record).await;
+    outcome
+        .into_error(&scope.name, || record.position())
+        .map_or(Ok(()), Err)
+}
+
+/// What a handler's context draws on besides the record: the application,
+/// the subscription's name and its consumer.
+#[derive(Clone)]
+pub(crate) struct HandlerScope {
+    app: Application,
+    name: Arc<str>,
+    consumer: Weak<KafkaConsumer>,
+}
+
+impl HandlerScope {
+    pub(crate) fn app(&self) -> &Application {
+        &self.app
+    }
+
+    /// The subscriber a handler sees for `record`.
+    pub(crate) fn subscriber(&self, record: Record) -> Subscriber {
+        Subscriber {
+            app: self.app.clone(),
+            record,
+            subscription: self.name.clone(),
+            consumer: self.consumer.clone(),
+        }
+    }
 }
 
 fn panic_message(payload: &Box<dyn std::any::Any + Send>) -> String {

@@ -33,11 +33,15 @@
 //!
 //! Your own types can be injected too: implement [`FromContext`] for them.
 
+use std::borrow::Cow;
+use std::cell::OnceCell;
+
+use rdkafka::Message as _;
 use serde::de::DeserializeOwned;
 
 use crate::app::Application;
-use crate::consumer::Subscriber;
-use crate::record::Record;
+use crate::consumer::{HandlerScope, Subscriber};
+use crate::record::{Record, RecordSource};
 use crate::schema::{Envelope, EnvelopeSchema, Schema};
 
 /// Why a record could not be turned into what a handler asked for.
@@ -63,24 +67,91 @@ impl std::fmt::Display for Rejection {
 }
 
 /// Everything a handler's parameters are drawn from, for one record.
-pub struct MessageContext {
-    pub(crate) record: Record,
-    pub(crate) schema: Option<String>,
-    pub(crate) subscriber: Subscriber,
+///
+/// It borrows the message as librdkafka delivered it: extractors that only
+/// decode the value read it in place, and the owned [`Record`] (and the
+/// [`Subscriber`], which carries it) is built only when a parameter asks for it.
+///
+/// ```
+/// use kafkaesk::extract::{FromContext, MessageContext, Rejection};
+///
+/// /// The record's partition, injected by type.
+/// struct Partition(i32);
+///
+/// impl FromContext for Partition {
+///     fn from_context(ctx: &MessageContext<'_>) -> Result<Self, Rejection> {
+///         Ok(Partition(ctx.partition()))
+///     }
+/// }
+/// ```
+pub struct MessageContext<'m> {
+    source: RecordSource<'m>,
+    scope: &'m HandlerScope,
+    schema: Option<Cow<'m, str>>,
+    record: OnceCell<Record>,
+    subscriber: OnceCell<Subscriber>,
 }
 
-impl MessageContext {
-    pub(crate) fn new(record: Record, subscriber: Subscriber) -> Self {
+impl<'m> MessageContext<'m> {
+    pub(crate) fn new(source: RecordSource<'m>, scope: &'m HandlerScope) -> Self {
         MessageContext {
-            record,
+            source,
+            scope,
             schema: None,
-            subscriber,
+            record: OnceCell::new(),
+            subscriber: OnceCell::new(),
         }
     }
 
-    /// The record being handled.
+    /// The message value; empty for a null (tombstone) value.
+    pub fn value(&self) -> &'m [u8] {
+        match self.source {
+            RecordSource::Fetched { message, .. } => message.payload().unwrap_or_default(),
+            RecordSource::Owned(record) => record.value(),
+        }
+    }
+
+    /// The message key, if any.
+    pub fn key(&self) -> Option<&'m [u8]> {
+        match self.source {
+            RecordSource::Fetched { message, .. } => message.key(),
+            RecordSource::Owned(record) => record.key(),
+        }
+    }
+
+    /// Full topic name, prefix included.
+    pub fn topic(&self) -> &'m str {
+        match self.source {
+            RecordSource::Fetched { topic, .. } => topic,
+            RecordSource::Owned(record) => record.topic(),
+        }
+    }
+
+    /// Partition number.
+    pub fn partition(&self) -> i32 {
+        match self.source {
+            RecordSource::Fetched { message, .. } => message.partition(),
+            RecordSource::Owned(record) => record.partition(),
+        }
+    }
+
+    /// Offset within the partition.
+    pub fn offset(&self) -> i64 {
+        match self.source {
+            RecordSource::Fetched { message, .. } => message.offset(),
+            RecordSource::Owned(record) => record.offset(),
+        }
+    }
+
+    /// The record being handled, copied out of librdkafka's buffers the
+    /// first time it is asked for.
     pub fn record(&self) -> &Record {
-        &self.record
+        match self.source {
+            RecordSource::Owned(record) => record,
+            RecordSource::Fetched { message, topic } => self
+                .record
+                .get_or_init(|| Record::from_message(message, topic.clone())),
+        }
     }
 
     /// The envelope's schema key, when the first parameter already decoded it.
@@ -88,9 +159,15 @@ impl MessageContext {
         self.schema.as_deref()
     }
 
+    /// The application.
+    pub fn app(&self) -> &Application {
+        self.scope.app()
+    }
+
     /// The subscriber handling the record.
     pub fn subscriber(&self) -> &Subscriber {
-        &self.subscriber
+        self.subscriber
+            .get_or_init(|| self.scope.subscriber(self.record().clone()))
     }
 }
 
@@ -102,7 +179,7 @@ impl MessageContext {
 )]
 pub trait FromMessage: Sized + Send + 'static {
     /// Decodes the record. May store the envelope's schema key in the context.
-    fn from_message(ctx: &mut MessageContext) -> Result<Self, Rejection>;
+    fn from_message(ctx: &mut MessageContext<'_>) -> Result<Self, Rejection>;
 }
 
 /// A further handler parameter, injected by type.
@@ -113,7 +190,7 @@ pub trait FromMessage: Sized + Send + 'static {
 )]
 pub trait FromContext: Sized + Send + 'static {
     /// Builds the parameter from the context.
-    fn from_context(ctx: &MessageContext) -> Result<Self, Rejection>;
+    fn from_context(ctx: &MessageContext<'_>) -> Result<Self, Rejection>;
 }
 
 /// Longest decoding reason kept: reasons are logged for every unhandled
@@ -130,8 +207,8 @@ fn decode_error(what: &str, err: serde_json::Error) -> Rejection {
 }
 
 impl<T: Schema> FromMessage for T {
-    fn from_message(ctx: &mut MessageContext) -> Result<Self, Rejection> {
-        let envelope: Envelope<T> = serde_json::from_slice(ctx.record.value()).map_err(|e| {
+    fn from_message(ctx: &mut MessageContext<'_>) -> Result<Self, Rejection> {
+        let envelope: Envelope<'_, T> = serde_json::from_slice(ctx.value()).map_err(|e| {
             decode_error(&format!("not a kafkaesk envelope with `{}` data", T::ID), e)
         })?;
         ctx.schema = envelope.schema;
@@ -154,8 +231,8 @@ impl<T: Schema> FromMessage for T {
 pub struct Json<T>(pub T);
 
 impl<T: DeserializeOwned + Send + 'static> FromMessage for Json<T> {
-    fn from_message(ctx: &mut MessageContext) -> Result<Self, Rejection> {
-        let envelope: Envelope<T> = serde_json::from_slice(ctx.record.value())
+    fn from_message(ctx: &mut MessageContext<'_>) -> Result<Self, Rejection> {
+        let envelope: Envelope<'_, T> = serde_json::from_slice(ctx.value())
             .map_err(|e| decode_error("not a kafkaesk envelope with matching data", e))?;
         ctx.schema = envelope.schema;
         Ok(Json(envelope.data))
@@ -163,20 +240,20 @@ impl<T: DeserializeOwned + Send + 'static> FromMessage for Json<T> {
 }
 
 impl FromMessage for serde_json::Value {
-    fn from_message(ctx: &mut MessageContext) -> Result<Self, Rejection> {
-        serde_json::from_slice(ctx.record.value()).map_err(|e| decode_error("not JSON", e))
+    fn from_message(ctx: &mut MessageContext<'_>) -> Result<Self, Rejection> {
+        serde_json::from_slice(ctx.value()).map_err(|e| decode_error("not JSON", e))
     }
 }
 
 impl FromMessage for Vec<u8> {
-    fn from_message(ctx: &mut MessageContext) -> Result<Self, Rejection> {
-        Ok(ctx.record.value().to_vec())
+    fn from_message(ctx: &mut MessageContext<'_>) -> Result<Self, Rejection> {
+        Ok(ctx.value().to_vec())
     }
 }
 
 impl FromMessage for Record {
-    fn from_message(ctx: &mut MessageContext) -> Result<Self, Rejection> {
-        Ok(ctx.record.clone())
+    fn from_message(ctx: &mut MessageContext<'_>) -> Result<Self, Rejection> {
+        Ok(ctx.record().clone())
     }
 }
 
@@ -205,11 +282,11 @@ impl std::ops::Deref for SchemaId {
 }
 
 impl FromContext for SchemaId {
-    fn from_context(ctx: &MessageContext) -> Result<Self, Rejection> {
+    fn from_context(ctx: &MessageContext<'_>) -> Result<Self, Rejection> {
         if let Some(schema) = &ctx.schema {
-            return Ok(SchemaId(schema.clone()));
+            return Ok(SchemaId(schema.to_string()));
         }
-        let envelope: EnvelopeSchema = serde_json::from_slice(ctx.record.value())
+        let envelope: EnvelopeSchema = serde_json::from_slice(ctx.value())
             .map_err(|e| decode_error("not a kafkaesk envelope", e))?;
         envelope
             .schema
@@ -219,19 +296,19 @@ impl FromContext for SchemaId {
 }
 
 impl FromContext for Record {
-    fn from_context(ctx: &MessageContext) -> Result<Self, Rejection> {
-        Ok(ctx.record.clone())
+    fn from_context(ctx: &MessageContext<'_>) -> Result<Self, Rejection> {
+        Ok(ctx.record().clone())
     }
 }
 
 impl FromContext for Subscriber {
-    fn from_context(ctx: &MessageContext) -> Result<Self, Rejection> {
-        Ok(ctx.subscriber.clone())
+    fn from_context(ctx: &MessageContext<'_>) -> Result<Self, Rejection> {
+        Ok(ctx.subscriber().clone())
     }
 }
 
 impl FromContext for Application {
-    fn from_context(ctx: &MessageContext) -> Result<Self, Rejection> {
-        Ok(ctx.subscriber.app().clone())
+    fn from_context(ctx: &MessageContext<'_>) -> Result<Self, Rejection> {
+        Ok(ctx.app().clone())
     }
 }

@@ -66,7 +66,7 @@ impl<E: Into<BoxError>> IntoHandlerResult for Result<(), E> {
 pub trait Handler<Args>: Clone + Send + Sync + 'static {
     /// Extracts the parameters and starts the handler. A [`Rejection`] means the
     /// record could not be decoded and the handler was not called.
-    fn call(&self, ctx: MessageContext) -> Result<HandlerFuture, Rejection>;
+    fn call(&self, ctx: MessageContext<'_>) -> Result<HandlerFuture, Rejection>;
 }
 
 macro_rules! impl_handler {
@@ -80,7 +80,7 @@ macro_rules! impl_handler {
             $($injected: FromContext,)*
         {
             #[allow(non_snake_case)]
-            fn call(&self, mut ctx: MessageContext) -> Result<HandlerFuture, Rejection> {
+            fn call(&self, mut ctx: MessageContext<'_>) -> Result<HandlerFuture, Rejection> {
                 let message = M::from_message(&mut ctx)?;
                 $(let $injected = $injected::from_context(&ctx)?;)*
                 let future = (self)(message, $($injected,)*);
@@ -98,11 +98,12 @@ impl_handler!(T1, T2, T3, T4);
 impl_handler!(T1, T2, T3, T4, T5);
 impl_handler!(T1, T2, T3, T4, T5, T6);
 
+/// A handler's `call`, with its parameter types erased.
+type ErasedCall = dyn Fn(MessageContext<'_>) -> Result<HandlerFuture, Rejection> + Send + Sync;
+
 /// A handler with its parameter types erased, as a subscription stores it.
 #[derive(Clone)]
-pub struct BoxedHandler(
-    Arc<dyn Fn(MessageContext) -> Result<HandlerFuture, Rejection> + Send + Sync>,
-);
+pub struct BoxedHandler(Arc<ErasedCall>);
 
 impl BoxedHandler {
     /// Erases a handler's parameter types.
@@ -115,7 +116,7 @@ impl BoxedHandler {
     }
 
     /// Extracts the parameters and starts the handler.
-    pub fn call(&self, ctx: MessageContext) -> Result<HandlerFuture, Rejection> {
+    pub fn call(&self, ctx: MessageContext<'_>) -> Result<HandlerFuture, Rejection> {
         (self.0)(ctx)
     }
 }

@@ -221,21 +221,124 @@ impl Record {
 
 /// Names of the topics a consumer reads, shared by their records.
 #[derive(Default)]
-pub(crate) struct TopicNames(HashSet<Arc<str>>);
+pub(crate) struct TopicNames {
+    names: HashSet<Arc<str>>,
+    /// The last name looked up: consecutive messages mostly share a topic.
+    last: Option<Arc<str>>,
+}
 
 impl TopicNames {
-    pub(crate) fn record(&mut self, message: &BorrowedMessage<'_>) -> Record {
+    /// The shared name of the message's topic.
+    pub(crate) fn topic(&mut self, message: &BorrowedMessage<'_>) -> Arc<str> {
         let name = message.topic();
-        let topic = match self.0.get(name) {
+        if let Some(last) = self.last.as_ref().filter(|last| ***last == *name) {
+            return last.clone();
+        }
+        let topic = match self.names.get(name) {
             Some(topic) => topic.clone(),
             None => {
                 let topic: Arc<str> = Arc::from(name);
-                self.0.insert(topic.clone());
+                self.names.insert(topic.clone());
                 topic
             }
         };
+        self.last = Some(topic.clone());
+        topic
+    }
+
+    /// The message, copied into an owned record.
+    pub(crate) fn record(&mut self, message: &BorrowedMessage<'_>) -> Record {
+        let topic = self.topic(message);
         Record::from_message(message, topic)
     }
+
+    /// The message, kept as librdkafka delivered it until it must be owned.
+    pub(crate) fn pending<'c>(&mut self, message: BorrowedMessage<'c>) -> PendingRecord<'c> {
+        let topic = self.topic(&message);
+        PendingRecord::Fetched { message, topic }
+    }
+}
+
+/// A record waiting for its handler: a message as librdkafka delivered it,
+/// or an owned [`Record`] (held back during retries, or built by hand).
+///
+/// Most records are only decoded, so copying each into a `Record` (value, key,
+/// headers parsed by librdkafka) is left until something keeps it.
+pub(crate) enum PendingRecord<'c> {
+    Fetched {
+        message: BorrowedMessage<'c>,
+        topic: Arc<str>,
+    },
+    Owned(Record),
+}
+
+impl<'c> PendingRecord<'c> {
+    /// The topic name, shared.
+    pub(crate) fn topic(&self) -> &Arc<str> {
+        match self {
+            PendingRecord::Fetched { topic, .. } => topic,
+            PendingRecord::Owned(record) => record.shared_topic(),
+        }
+    }
+
+    pub(crate) fn partition(&self) -> i32 {
+        match self {
+            PendingRecord::Fetched { message, .. } => message.partition(),
+            PendingRecord::Owned(record) => record.partition(),
+        }
+    }
+
+    pub(crate) fn offset(&self) -> i64 {
+        match self {
+            PendingRecord::Fetched { message, .. } => message.offset(),
+            PendingRecord::Owned(record) => record.offset(),
+        }
+    }
+
+    /// Topic, partition and offset.
+    pub(crate) fn position(&self) -> RecordPosition {
+        RecordPosition {
+            topic: self.topic().to_string(),
+            partition: self.partition(),
+            offset: self.offset(),
+        }
+    }
+
+    /// The record, owned.
+    pub(crate) fn to_record(&self) -> Record {
+        match self {
+            PendingRecord::Fetched { message, topic } => {
+                Record::from_message(message, topic.clone())
+            }
+            PendingRecord::Owned(record) => record.clone(),
+        }
+    }
+
+    /// The record, owned; the librdkafka message is released.
+    pub(crate) fn into_record(self) -> Record {
+        match self {
+            PendingRecord::Owned(record) => record,
+            fetched => fetched.to_record(),
+        }
+    }
+
+    /// The record as a handler's context reads it.
+    pub(crate) fn source(&self) -> RecordSource<'_> {
+        match self {
+            PendingRecord::Fetched { message, topic } => RecordSource::Fetched { message, topic },
+            PendingRecord::Owned(record) => RecordSource::Owned(record),
+        }
+    }
+}
+
+/// A borrowed view of the record a handler's context is built from.
+#[derive(Clone, Copy)]
+pub(crate) enum RecordSource<'m> {
+    Fetched {
+        message: &'m BorrowedMessage<'m>,
+        topic: &'m Arc<str>,
+    },
+    Owned(&'m Record),
 }
 
 #[cfg(test)]

@@ -141,7 +141,10 @@ impl Subscription {
         self
     }
 
-    /// How many records are fetched and handled at once (default 1).
+    /// How many records are handled at once (default 1).
+    ///
+    /// Handlers that finish without waiting run back to back, up to 64
+    /// records between polls of the consumer, whatever the concurrency.
     pub fn concurrency(mut self, concurrency: usize) -> Self {
         self.concurrency = concurrency;
         self

@@ -41,6 +41,7 @@
 mod checked;
 
 use std::any::TypeId;
+use std::borrow::Cow;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
@@ -280,9 +281,11 @@ pub(crate) fn short_type_name<T: ?Sized>() -> String {
 }
 
 /// The envelope of a consumed message with typed data, decoded in one pass.
+/// The schema key is borrowed from the message unless it holds escapes.
 #[derive(serde::Deserialize)]
-pub(crate) struct Envelope<T> {
-    pub(crate) schema: Option<String>,
+pub(crate) struct Envelope<'m, T> {
+    #[serde(borrow)]
+    pub(crate) schema: Option<Cow<'m, str>>,
     pub(crate) data: T,
 }
 
