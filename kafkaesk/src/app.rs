@@ -742,7 +742,15 @@ impl Application {
 
     /// Whether the producer reaches a broker and every consumer is running.
     pub async fn health_check(&self) -> Health {
-        let producer = match self.inner.clients.get() {
+        // A worker that has only consumed so far has no producer yet; once a
+        // run has started, the check makes it. Before, there is nothing to check.
+        let started = !lock(&self.inner.consumers).is_empty();
+        let clients = match self.inner.clients.get() {
+            Some(clients) => Some(clients),
+            None if started => self.clients().await.ok(),
+            None => None,
+        };
+        let producer = match clients {
             Some(clients) => {
                 let producer = clients.producer.clone();
                 tokio::task::spawn_blocking(move || {
@@ -810,7 +818,9 @@ impl Application {
         timeout: Option<Duration>,
         signals: bool,
     ) -> Result<usize> {
-        self.clients().await?;
+        // The producer and admin client are created on first use: a worker
+        // that only consumes never needs them, and an idle producer still
+        // costs a polling thread.
         let subscriptions = self.router().subscriptions().to_vec();
         let mut app_stop = self.inner.stop.subscribe();
         app_stop.borrow_and_update();
