@@ -399,10 +399,12 @@ impl Worker {
     async fn run(&self, mut control: RunControl) -> Result<()> {
         let interval = self.scope.app.settings().auto_commit_interval;
         let mut next_commit = Instant::now() + interval;
-        let batch_limit = self
-            .subscription
-            .concurrency_limit()
-            .max(MAX_HANDLED_IN_TURN);
+        let concurrency = self.subscription.concurrency_limit();
+        let batch_limit = concurrency.max(MAX_HANDLED_IN_TURN);
+        // Records the next batch takes: the full limit while handlers finish
+        // at once, `concurrency` after a batch that could not start them all,
+        // so waiting handlers do not cycle records through `ready`.
+        let mut batch_size = batch_limit;
         let mut batch: Vec<PendingRecord<'_>> = Vec::with_capacity(batch_limit);
         let mut seen_revocations = 0;
         let mut topic_names = TopicNames::default();
@@ -463,9 +465,9 @@ impl Worker {
                 }
             }
             // `consume_for` stops at its count, so take no more than it needs.
-            let wanted = control.limit.map_or(batch_limit, |limit| {
+            let wanted = control.limit.map_or(batch_size, |limit| {
                 let left = limit.saturating_sub(control.consumed.load(Ordering::Relaxed));
-                left.clamp(1, batch_limit)
+                left.clamp(1, batch_size)
             });
             while batch.len() < wanted {
                 if let Some(record) = ready.pop_front() {
@@ -488,10 +490,16 @@ impl Worker {
                 continue;
             }
 
-            let Some(outcomes) = self.handle_batch(&batch, &mut control.stop).await else {
+            let Some((outcomes, waited)) = self.handle_batch(&batch, &mut control.stop).await
+            else {
                 // Cancelled by a stop: nothing of this batch is committed.
                 batch.clear();
                 break Ok(());
+            };
+            batch_size = if waited || outcomes.len() < batch.len() {
+                concurrency
+            } else {
+                batch_limit
             };
             // Records the batch did not start run next, in order.
             for record in batch.drain(outcomes.len()..).rev() {
@@ -579,13 +587,13 @@ impl Worker {
     /// the consumer's bookkeeping between each, yet waiting handlers still go
     /// `concurrency` at a time between polls of the consumer. Nothing is
     /// started after a failure, so a failed record's partition does not run
-    /// ahead of it. Returns `None` if a stop cancelled the batch after the
-    /// shutdown timeout.
+    /// ahead of it. Also says whether a handler had to wait. Returns `None`
+    /// if a stop cancelled the batch after the shutdown timeout.
     async fn handle_batch(
         &self,
         batch: &[PendingRecord<'_>],
         stop: &mut watch::Receiver<bool>,
-    ) -> Option<Vec<Outcome>> {
+    ) -> Option<(Vec<Outcome>, bool)> {
         let concurrency = self.subscription.concurrency_limit();
         let work = async {
             let mut outcomes: Vec<Outcome> = Vec::with_capacity(batch.len());
@@ -637,7 +645,7 @@ impl Worker {
                 failed |= outcome.is_failure();
                 outcomes[index] = outcome;
             }
-            outcomes
+            (outcomes, waited)
         };
         let grace = self.scope.app.settings().shutdown_timeout;
         let cancel_after_stop = async {
@@ -645,7 +653,7 @@ impl Worker {
             tokio::time::sleep(grace).await;
         };
         tokio::select! {
-            outcomes = work => Some(outcomes),
+            handled = work => Some(handled),
             () = cancel_after_stop => {
                 tracing::warn!(
                     subscription = %self.scope.name,
