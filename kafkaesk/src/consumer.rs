@@ -274,30 +274,26 @@ impl Outcome {
         subscription: &str,
         position: impl FnOnce() -> RecordPosition,
     ) -> Option<Error> {
-        if let Outcome::Handled = self {
-            return None;
-        }
-        let position = position();
-        let subscription = subscription.to_owned();
+        // The position is built only for an error: most records are handled.
         Some(match self {
             Outcome::Handled => return None,
             Outcome::Unhandled(rejection) => Error::Unhandled {
-                position,
+                position: position(),
                 reason: rejection.reason().to_owned(),
             },
             Outcome::Failed(source) => Error::Handler {
-                subscription,
-                position,
+                subscription: subscription.to_owned(),
+                position: position(),
                 source,
             },
             Outcome::Panicked(message) => Error::HandlerPanic {
-                subscription,
-                position,
+                subscription: subscription.to_owned(),
+                position: position(),
                 message,
             },
             Outcome::TimedOut(timeout) => Error::HandlerTimeout {
-                subscription,
-                position,
+                subscription: subscription.to_owned(),
+                position: position(),
                 timeout,
             },
         })

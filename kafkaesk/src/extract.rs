@@ -36,7 +36,6 @@
 use std::borrow::Cow;
 use std::cell::OnceCell;
 
-use rdkafka::Message as _;
 use serde::de::DeserializeOwned;
 
 use crate::app::Application;
@@ -105,42 +104,27 @@ impl<'m> MessageContext<'m> {
 
     /// The message value; empty for a null (tombstone) value.
     pub fn value(&self) -> &'m [u8] {
-        match self.source {
-            RecordSource::Fetched { message, .. } => message.payload().unwrap_or_default(),
-            RecordSource::Owned(record) => record.value(),
-        }
+        self.source.value()
     }
 
     /// The message key, if any.
     pub fn key(&self) -> Option<&'m [u8]> {
-        match self.source {
-            RecordSource::Fetched { message, .. } => message.key(),
-            RecordSource::Owned(record) => record.key(),
-        }
+        self.source.key()
     }
 
     /// Full topic name, prefix included.
     pub fn topic(&self) -> &'m str {
-        match self.source {
-            RecordSource::Fetched { topic, .. } => topic,
-            RecordSource::Owned(record) => record.topic(),
-        }
+        self.source.shared_topic()
     }
 
     /// Partition number.
     pub fn partition(&self) -> i32 {
-        match self.source {
-            RecordSource::Fetched { message, .. } => message.partition(),
-            RecordSource::Owned(record) => record.partition(),
-        }
+        self.source.partition()
     }
 
     /// Offset within the partition.
     pub fn offset(&self) -> i64 {
-        match self.source {
-            RecordSource::Fetched { message, .. } => message.offset(),
-            RecordSource::Owned(record) => record.offset(),
-        }
+        self.source.offset()
     }
 
     /// The record being handled, copied out of librdkafka's buffers the
@@ -148,9 +132,7 @@ impl<'m> MessageContext<'m> {
     pub fn record(&self) -> &Record {
         match self.source {
             RecordSource::Owned(record) => record,
-            RecordSource::Fetched { message, topic } => self
-                .record
-                .get_or_init(|| Record::from_message(message, topic.clone())),
+            fetched => self.record.get_or_init(|| fetched.to_record()),
         }
     }
 

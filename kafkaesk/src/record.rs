@@ -275,24 +275,15 @@ pub(crate) enum PendingRecord<'c> {
 impl<'c> PendingRecord<'c> {
     /// The topic name, shared.
     pub(crate) fn topic(&self) -> &Arc<str> {
-        match self {
-            PendingRecord::Fetched { topic, .. } => topic,
-            PendingRecord::Owned(record) => record.shared_topic(),
-        }
+        self.source().shared_topic()
     }
 
     pub(crate) fn partition(&self) -> i32 {
-        match self {
-            PendingRecord::Fetched { message, .. } => message.partition(),
-            PendingRecord::Owned(record) => record.partition(),
-        }
+        self.source().partition()
     }
 
     pub(crate) fn offset(&self) -> i64 {
-        match self {
-            PendingRecord::Fetched { message, .. } => message.offset(),
-            PendingRecord::Owned(record) => record.offset(),
-        }
+        self.source().offset()
     }
 
     /// Topic, partition and offset.
@@ -306,12 +297,7 @@ impl<'c> PendingRecord<'c> {
 
     /// The record, owned.
     pub(crate) fn to_record(&self) -> Record {
-        match self {
-            PendingRecord::Fetched { message, topic } => {
-                Record::from_message(message, topic.clone())
-            }
-            PendingRecord::Owned(record) => record.clone(),
-        }
+        self.source().to_record()
     }
 
     /// The record, owned; the librdkafka message is released.
@@ -322,7 +308,7 @@ impl<'c> PendingRecord<'c> {
         }
     }
 
-    /// The record as a handler's context reads it.
+    /// A borrowed view of the record, as a handler's context reads it.
     pub(crate) fn source(&self) -> RecordSource<'_> {
         match self {
             PendingRecord::Fetched { message, topic } => RecordSource::Fetched { message, topic },
@@ -331,7 +317,9 @@ impl<'c> PendingRecord<'c> {
     }
 }
 
-/// A borrowed view of the record a handler's context is built from.
+/// A borrowed view of a record: a message in librdkafka's buffers, or an
+/// owned [`Record`]. Every read of a pending record or a handler's context
+/// goes through it.
 #[derive(Clone, Copy)]
 pub(crate) enum RecordSource<'m> {
     Fetched {
@@ -339,6 +327,54 @@ pub(crate) enum RecordSource<'m> {
         topic: &'m Arc<str>,
     },
     Owned(&'m Record),
+}
+
+impl<'m> RecordSource<'m> {
+    pub(crate) fn shared_topic(self) -> &'m Arc<str> {
+        match self {
+            RecordSource::Fetched { topic, .. } => topic,
+            RecordSource::Owned(record) => record.shared_topic(),
+        }
+    }
+
+    pub(crate) fn partition(self) -> i32 {
+        match self {
+            RecordSource::Fetched { message, .. } => message.partition(),
+            RecordSource::Owned(record) => record.partition(),
+        }
+    }
+
+    pub(crate) fn offset(self) -> i64 {
+        match self {
+            RecordSource::Fetched { message, .. } => message.offset(),
+            RecordSource::Owned(record) => record.offset(),
+        }
+    }
+
+    /// The value; empty for a null (tombstone) value.
+    pub(crate) fn value(self) -> &'m [u8] {
+        match self {
+            RecordSource::Fetched { message, .. } => message.payload().unwrap_or_default(),
+            RecordSource::Owned(record) => record.value(),
+        }
+    }
+
+    pub(crate) fn key(self) -> Option<&'m [u8]> {
+        match self {
+            RecordSource::Fetched { message, .. } => message.key(),
+            RecordSource::Owned(record) => record.key(),
+        }
+    }
+
+    /// The record, owned: a copy out of librdkafka's buffers, or a clone.
+    pub(crate) fn to_record(self) -> Record {
+        match self {
+            RecordSource::Fetched { message, topic } => {
+                Record::from_message(message, topic.clone())
+            }
+            RecordSource::Owned(record) => record.clone(),
+        }
+    }
 }
 
 #[cfg(test)]
