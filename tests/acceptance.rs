@@ -18,6 +18,7 @@ mod logging_resumes_when_broker_returns;
 mod logging_ships_typed_fields;
 mod malformed_payloads_skipped_as_unhandled;
 mod non_matching_topic_not_delivered;
+mod queued_messages_fail_loudly_when_the_producer_closes;
 mod quickstart_macros_and_registry;
 mod reliability_broker_outage;
 mod reliability_rebalance;

@@ -37,13 +37,13 @@ use std::time::Duration;
 use rdkafka::admin::AdminClient;
 use rdkafka::client::DefaultClientContext;
 use rdkafka::config::ClientConfig;
-use rdkafka::producer::{FutureProducer, Producer};
 use serde::Serialize;
 use tokio::sync::{watch, OnceCell};
 use tokio::task::JoinSet;
 
 use crate::consumer::{self, RunControl};
 use crate::error::{Error, Result};
+use crate::producer::Producer;
 use crate::publish::{Publish, RawPublish};
 use crate::router::{Router, Subscription};
 use crate::schema::SchemaInfo;
@@ -354,7 +354,7 @@ impl ApplicationBuilder {
 }
 
 pub(crate) struct Clients {
-    pub(crate) producer: FutureProducer,
+    pub(crate) producer: Producer,
     pub(crate) topics: TopicManager,
 }
 
@@ -549,7 +549,7 @@ impl Application {
                     "linger.ms",
                     "5",
                 );
-                let producer: FutureProducer = producer_config.create()?;
+                let producer = Producer::create(&producer_config)?;
                 let mut admin_config = settings.client_config()?;
                 admin_config.set("allow.auto.create.topics", "false");
                 let admin: AdminClient<DefaultClientContext> = admin_config.create()?;

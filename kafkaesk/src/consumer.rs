@@ -26,7 +26,7 @@
 //! committed, the failed record and those behind it are not, the
 //! application's run returns the error, and they come back after a restart. A subscription's
 //! [`ErrorPolicy`] can retry, skip or dead-letter instead; a retrying record
-//! pauses only its own partition (see [`policy`](crate::policy)).
+//! pauses only its own partition (see [`policy`]).
 //!
 //! # Topics and patterns
 //!

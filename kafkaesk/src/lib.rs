@@ -63,6 +63,7 @@ pub mod extract;
 pub mod handler;
 pub mod logging;
 pub mod policy;
+mod producer;
 pub mod publish;
 pub mod record;
 pub mod registry;

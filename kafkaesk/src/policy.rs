@@ -68,7 +68,6 @@ use std::time::Duration;
 
 use rdkafka::consumer::{CommitMode, Consumer, StreamConsumer};
 use rdkafka::error::KafkaError;
-use rdkafka::producer::Producer as _;
 use rdkafka::{Offset, TopicPartitionList};
 
 use crate::app::{set_default_setting, Application};

@@ -29,15 +29,13 @@ use std::sync::Arc;
 use std::task::{Context, Poll};
 use std::time::Duration;
 
-use futures::channel::oneshot::Canceled;
 use rdkafka::error::KafkaError;
-use rdkafka::producer::future_producer::OwnedDeliveryResult;
-use rdkafka::producer::{DeliveryFuture, FutureRecord};
 use rdkafka::types::RDKafkaErrorCode;
 use serde::Serialize;
 
 use crate::app::{Application, Clients};
 use crate::error::{Error, Result};
+use crate::producer::{Delivering, Outbound};
 use crate::record::Headers;
 
 /// How long a publish waits for room when librdkafka's local queue is full.
@@ -56,13 +54,13 @@ pub struct Delivery {
 
 /// A queued message; await it for the broker's acknowledgement.
 ///
-/// Dropping the handle does not cancel the message. The acknowledgement is
-/// then watched in the background, and a failed delivery is logged as an
-/// error, so a fire-and-forget publish never fails silently.
+/// Dropping the handle does not cancel the message. A failed delivery is then
+/// logged as an error when its report comes, so a fire-and-forget publish
+/// never fails silently.
 pub struct PublishHandle {
     topic: Arc<str>,
     bytes: usize,
-    delivery: Option<DeliveryFuture>,
+    delivery: Delivering,
 }
 
 impl std::fmt::Debug for PublishHandle {
@@ -70,25 +68,6 @@ impl std::fmt::Debug for PublishHandle {
         f.debug_struct("PublishHandle")
             .field("topic", &self.topic)
             .finish_non_exhaustive()
-    }
-}
-
-fn delivery_result(
-    topic: &Arc<str>,
-    bytes: usize,
-    result: Result<OwnedDeliveryResult, Canceled>,
-) -> Result<Delivery> {
-    match result {
-        Ok(Ok(delivery)) => Ok(Delivery {
-            topic: topic.clone(),
-            partition: delivery.partition,
-            offset: delivery.offset,
-        }),
-        Ok(Err((source, _message))) => Err(delivery_error(topic.to_string(), bytes, source)),
-        Err(Canceled) => Err(Error::Delivery {
-            topic: topic.to_string(),
-            source: KafkaError::Canceled,
-        }),
     }
 }
 
@@ -115,36 +94,28 @@ impl Future for PublishHandle {
 
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
         let this = self.get_mut();
-        let Some(delivery) = this.delivery.as_mut() else {
-            return Poll::Ready(Err(Error::Delivery {
-                topic: this.topic.to_string(),
-                source: KafkaError::Canceled,
-            }));
-        };
-        match Pin::new(delivery).poll(cx) {
-            Poll::Pending => Poll::Pending,
-            Poll::Ready(result) => {
-                this.delivery = None;
-                Poll::Ready(delivery_result(&this.topic, this.bytes, result))
-            }
-        }
+        this.delivery.poll_report(cx).map(|report| match report {
+            Ok(delivered) => Ok(Delivery {
+                topic: this.topic.clone(),
+                partition: delivered.partition,
+                offset: delivered.offset,
+            }),
+            Err(source) => Err(delivery_error(this.topic.to_string(), this.bytes, source)),
+        })
     }
 }
 
 impl Drop for PublishHandle {
     fn drop(&mut self) {
-        let Some(delivery) = self.delivery.take() else {
+        if self.delivery.is_settled() {
             return;
-        };
+        }
         let topic = self.topic.clone();
         let bytes = self.bytes;
-        if let Ok(runtime) = tokio::runtime::Handle::try_current() {
-            runtime.spawn(async move {
-                if let Err(err) = delivery_result(&topic, bytes, delivery.await) {
-                    tracing::error!(topic = %topic, error = %err, "unawaited publish failed");
-                }
-            });
-        }
+        self.delivery.abandon(move |source| {
+            let err = delivery_error(topic.to_string(), bytes, source);
+            tracing::error!(topic = %topic, error = %err, "unawaited publish failed");
+        });
     }
 }
 
@@ -368,21 +339,20 @@ enum Enqueued {
 }
 
 fn enqueue(clients: &Clients, topic: &Arc<str>, message: &Outgoing) -> Enqueued {
-    let mut record = FutureRecord::<[u8], [u8]>::to(topic).payload(&message.payload);
-    if let Some(key) = &message.key {
-        record = record.key(key);
-    }
-    if let Some(headers) = message.headers.to_rdkafka() {
-        record = record.headers(headers);
-    }
-    match clients.producer.send_result(record) {
+    let outbound = Outbound {
+        topic,
+        payload: &message.payload,
+        key: message.key.as_deref(),
+        headers: message.headers.to_rdkafka(),
+    };
+    match clients.producer.send(outbound) {
         Ok(delivery) => Enqueued::Queued(PublishHandle {
             topic: topic.clone(),
             bytes: message.payload.len(),
-            delivery: Some(delivery),
+            delivery,
         }),
-        Err((KafkaError::MessageProduction(RDKafkaErrorCode::QueueFull), _)) => Enqueued::QueueFull,
-        Err((source, _)) => Enqueued::Failed(delivery_error(
+        Err(KafkaError::MessageProduction(RDKafkaErrorCode::QueueFull)) => Enqueued::QueueFull,
+        Err(source) => Enqueued::Failed(delivery_error(
             topic.to_string(),
             message.payload.len(),
             source,

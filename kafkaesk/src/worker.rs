@@ -249,7 +249,7 @@ where
 /// Applies the flags to `app` and runs it until a signal or a handler error.
 ///
 /// With the `embedded-broker` feature, an application without servers runs
-/// against a broker started inside this process (see [`crate::broker`]).
+/// against a broker started inside this process (the `broker` module).
 pub async fn run(app: Application, options: &WorkerOptions) -> Result<()> {
     let app = app.reconfigure(|settings| options.apply(settings))?;
     #[cfg(feature = "embedded-broker")]
