@@ -868,8 +868,8 @@ impl Worker {
         failure
     }
 
-    /// Counts one record's outcome and applies the error policy to a failure.
-    /// Returns the error if the record stops the consumer.
+    /// Counts one unhandled or failed record and applies the error policy to a
+    /// failure. Returns the error if the record stops the consumer.
     async fn settle_record(
         &self,
         record: &PendingRecord<'_>,
@@ -877,10 +877,8 @@ impl Worker {
         runs: u32,
     ) -> Option<Error> {
         let error = match outcome.into_error(&self.scope.name, || record.position()) {
-            None => {
-                self.counters.handled.fetch_add(1, Ordering::Relaxed);
-                return None;
-            }
+            // Handled records are counted by `settle`, once per batch.
+            None => return None,
             Some(err @ Error::Unhandled { .. }) => {
                 self.counters.unhandled.fetch_add(1, Ordering::Relaxed);
                 tracing::warn!(

@@ -151,18 +151,16 @@ impl Delivering {
             return Poll::Ready(Err(KafkaError::Canceled));
         }
         let mut state = self.slot.state();
-        match &mut *state {
+        match std::mem::replace(&mut *state, State::Free) {
             State::Waiting(waker) => {
-                match waker {
-                    Some(waker) if waker.will_wake(cx.waker()) => {}
-                    _ => *waker = Some(cx.waker().clone()),
-                }
+                let waker = match waker {
+                    Some(waker) if waker.will_wake(cx.waker()) => waker,
+                    _ => cx.waker().clone(),
+                };
+                *state = State::Waiting(Some(waker));
                 Poll::Pending
             }
-            State::Done(_) => {
-                let State::Done(report) = std::mem::replace(&mut *state, State::Free) else {
-                    unreachable!("matched Done above")
-                };
+            State::Done(report) => {
                 drop(state);
                 self.settled = true;
                 self.slots.release(self.slot);
@@ -170,7 +168,8 @@ impl Delivering {
             }
             // A slot held by a `Delivering` is Waiting or Done; anything else
             // would be a bug here, and is reported rather than hung on.
-            State::Free | State::Abandoned(_) => {
+            other => {
+                *state = other;
                 self.settled = true;
                 Poll::Ready(Err(KafkaError::Canceled))
             }
