@@ -86,6 +86,7 @@ async fn subscriber_publish_propagates_headers_and_forward_adds_some() {
                     .await?;
                 Ok::<_, kafkaesk::Error>(())
             })
+            .name("headers-in")
             .group("headers-in"),
         )
         .subscribe(
@@ -93,6 +94,7 @@ async fn subscriber_publish_propagates_headers_and_forward_adds_some() {
                 let sink = sink.clone();
                 async move { sink.lock().unwrap().push(record) }
             })
+            .name("headers-out")
             .group("headers-out"),
         )
         .build()

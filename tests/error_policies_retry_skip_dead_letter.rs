@@ -6,7 +6,7 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use kafkaesk::policy::{
+use kafkaesk::dead_letter::{
     DLQ_ATTEMPTS, DLQ_ERROR, DLQ_GROUP, DLQ_OFFSET, DLQ_PARTITION, DLQ_SUBSCRIPTION, DLQ_TOPIC,
 };
 use kafkaesk::{ErrorPolicy, Record, Subscription};
@@ -252,7 +252,13 @@ async fn dead_letters_the_untouched_record_with_failure_headers_then_replays_it(
         .replay_dead_letters("jobs.dead", Duration::from_secs(30))
         .await
         .unwrap();
-    assert_eq!(replayed, 1);
+    assert_eq!(
+        replayed,
+        kafkaesk::Replayed {
+            republished: 1,
+            refused: 0
+        }
+    );
     let again = app.consume_for(1, Duration::from_secs(30)).await.unwrap();
     assert_eq!(again, 1);
     assert!(handled.lock().unwrap().contains(&13));
@@ -261,7 +267,7 @@ async fn dead_letters_the_untouched_record_with_failure_headers_then_replays_it(
         .replay_dead_letters("jobs.dead", Duration::from_secs(30))
         .await
         .unwrap();
-    assert_eq!(replayed, 0);
+    assert_eq!(replayed, kafkaesk::Replayed::default());
 }
 
 /// A record retrying in one partition holds back only its own partition: the

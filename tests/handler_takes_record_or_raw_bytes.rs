@@ -28,6 +28,7 @@ async fn record_bytes_and_json_handlers_see_the_wire_message() {
                 let r = r.clone();
                 async move { r.lock().unwrap().push(record) }
             })
+            .name("raw-record")
             .group("raw-record"),
         )
         .subscribe(
@@ -35,6 +36,7 @@ async fn record_bytes_and_json_handlers_see_the_wire_message() {
                 let b = b.clone();
                 async move { b.lock().unwrap().push(data) }
             })
+            .name("raw-bytes")
             .group("raw-bytes"),
         )
         .subscribe(
@@ -42,6 +44,7 @@ async fn record_bytes_and_json_handlers_see_the_wire_message() {
                 let j = j.clone();
                 async move { j.lock().unwrap().push(data) }
             })
+            .name("raw-json")
             .group("raw-json"),
         )
         .build()

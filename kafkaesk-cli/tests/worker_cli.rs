@@ -258,7 +258,7 @@ async fn without_servers_an_embedded_broker_delivers_what_another_process_publis
 /// exits without running the handlers.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn replay_dead_letters_republishes_to_the_source_topic_and_exits() {
-    use kafkaesk::policy::{DLQ_ATTEMPTS, DLQ_TOPIC};
+    use kafkaesk::dead_letter::{DLQ_ATTEMPTS, DLQ_SUBSCRIPTION, DLQ_TOPIC};
     let kafka = require_broker();
     let prefix = unique_prefix("cli-replay");
     let source = format!("{prefix}orders.created");
@@ -271,6 +271,7 @@ async fn replay_dead_letters_republishes_to_the_source_topic_and_exits() {
     app.raw_publish("orders.dead", order.to_vec())
         .key("order-5")
         .header(DLQ_TOPIC, &source)
+        .header(DLQ_SUBSCRIPTION, "handle_order")
         .header(DLQ_ATTEMPTS, "1")
         .header("trace", "t-1")
         .wait()

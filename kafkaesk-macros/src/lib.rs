@@ -265,7 +265,7 @@ fn expand_schema(attr: TokenStream2, item: TokenStream2) -> syn::Result<TokenStr
         }
 
         ::kafkaesk::__private::inventory::submit! {
-            ::kafkaesk::registry::SchemaRegistration::of::<#ident>()
+            ::kafkaesk::__private::SchemaRegistration::of::<#ident>()
         }
     })
 }
@@ -294,7 +294,7 @@ fn expand_subscribe(attr: TokenStream2, item: TokenStream2) -> syn::Result<Token
         (Some(pattern), None) => quote!(::kafkaesk::Subscription::new(#pattern, #ident)),
         (None, Some(list)) => {
             let list = str_array(&list, "streams")?;
-            quote!(::kafkaesk::Subscription::streams([#(#list),*], #ident))
+            quote!(::kafkaesk::Subscription::for_streams([#(#list),*], #ident))
         }
         (Some(pattern), Some(_)) => {
             return Err(syn::Error::new(
@@ -310,7 +310,12 @@ fn expand_subscribe(attr: TokenStream2, item: TokenStream2) -> syn::Result<Token
             ))
         }
     };
-    let name = ident.to_string();
+    // The function's name by default; unique within an application, so two
+    // handlers named alike in different modules need `name = "..."`.
+    let name = match args.take("name") {
+        Some(name) => lit_str(&name, "name")?.value(),
+        None => ident.to_string(),
+    };
     let mut options = quote!(.name(#name));
     if let Some(group) = args.take("group") {
         let group = lit_str(&group, "group")?;
@@ -335,8 +340,8 @@ fn expand_subscribe(attr: TokenStream2, item: TokenStream2) -> syn::Result<Token
         options.extend(quote!(.on_error(#policy)));
     }
     args.reject_unknown(
-        "`group`, `concurrency`, `timeout`, `streams`, `retry`, `backoff`, `on_error` or \
-         `dead_letter`",
+        "`name`, `group`, `concurrency`, `timeout`, `streams`, `retry`, `backoff`, `on_error` \
+         or `dead_letter`",
     )?;
 
     let mut checks = Vec::new();
@@ -383,7 +388,7 @@ fn expand_subscribe(attr: TokenStream2, item: TokenStream2) -> syn::Result<Token
             }
 
             ::kafkaesk::__private::inventory::submit! {
-                ::kafkaesk::registry::SubscriptionRegistration { build }
+                ::kafkaesk::__private::SubscriptionRegistration { build }
             }
         };
     })

@@ -89,9 +89,40 @@ pub enum Error {
         reason: String,
     },
 
-    /// The application has no Kafka servers, or was not initialized.
+    /// The application has no Kafka servers.
     #[error("application is not configured: {0}")]
     AppNotConfigured(String),
+
+    /// The function that makes the application for `kafkaesk::worker` failed.
+    #[error("building the application failed: {0}")]
+    AppFactory(String),
+
+    /// Two subscriptions of one application have the same name. The name
+    /// keys the default consumer group, the counters and the health of a
+    /// subscription, so it must be unique.
+    #[error(
+        "two subscriptions are named `{name}` (on `{first}` and on `{second}`); \
+         give one of them another name: `.name(\"...\")`, or `name = \"...\"` in #[subscribe]"
+    )]
+    DuplicateSubscription {
+        /// The shared name.
+        name: String,
+        /// The streams of the first subscription with it.
+        first: String,
+        /// The streams of the second.
+        second: String,
+    },
+
+    /// A consumer's task ended without returning: a panic in kafkaesk's
+    /// consumer loop, not in a handler (handler panics are
+    /// [`Error::HandlerPanic`]).
+    #[error("the consumer of subscription `{subscription}` crashed: {reason}")]
+    ConsumerCrashed {
+        /// Name of the subscription.
+        subscription: String,
+        /// What the task's end said.
+        reason: String,
+    },
 
     /// Data failed JSON Schema validation; nothing was sent.
     #[error("`{schema}` data is invalid, nothing was sent: {}", join_issues(.issues))]

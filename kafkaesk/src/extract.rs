@@ -39,9 +39,9 @@ use std::cell::OnceCell;
 use serde::de::DeserializeOwned;
 
 use crate::app::Application;
-use crate::consumer::{HandlerScope, Subscriber};
 use crate::record::{Record, RecordSource};
 use crate::schema::{Envelope, EnvelopeSchema, Schema};
+use crate::subscriber::{HandlerScope, Subscriber};
 
 /// Why a record could not be turned into what a handler asked for.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -143,7 +143,7 @@ impl<'m> MessageContext<'m> {
 
     /// The application.
     pub fn app(&self) -> &Application {
-        self.scope.app()
+        &self.scope.app
     }
 
     /// The subscriber handling the record.

@@ -38,16 +38,35 @@
 //! `{"schema":"Content:1","data":{...}}`, and are consumed at least once:
 //! make handlers idempotent.
 //!
-//! The modules, one concept each:
-//! [`schema`](mod@schema) (ids, JSON Schemas, validation, the envelope),
-//! [`router`] (schemas and subscriptions), [`app`] (settings and lifecycle),
-//! [`publish`], [`consumer`] (batch consumers and commits), [`policy`]
-//! (what happens when a handler fails),
-//! [`extract`] and [`handler`] (what handlers can take), [`topics`]
-//! (creation and patterns), [`registry`] (what the macros register),
-//! [`logging`] (shipping `tracing` events to a stream),
-//! [`worker`] (the `kafkaesk` command's entry point), `broker` (an embedded
-//! development broker, with the `embedded-broker` feature), and [`error`].
+//! # The modules, one concept each
+//!
+//! Data flows one way: macros → registry → router → application → consumer
+//! → handler.
+//!
+//! | module | concept |
+//! |---|---|
+//! | [`schema`](mod@schema) | ids, JSON Schemas, validation, the envelope |
+//! | [`router`] | routers and subscriptions, without Kafka configuration |
+//! | [`settings`] | the settings, and every librdkafka configuration built from them |
+//! | [`app`] | the application: settings, router, hooks, lifecycle, health and counters |
+//! | [`publish`] | typed and raw publishing, delivery handles |
+//! | [`consumer`] | batch consumers, commits, retries; `run` and `consume_for` |
+//! | [`invoke`](crate::invoke) | running a handler once on a record: timeout, panics, outcome |
+//! | [`policy`] | what happens when a handler fails (decisions only) |
+//! | [`dead_letter`] | the dead-letter contract: headers, the write, replay |
+//! | [`extract`] and [`handler`] | what handlers can take, and what they are |
+//! | [`subscriber`] | what a handler holds to publish, forward and commit |
+//! | [`topics`] | topic names, patterns and creation |
+//! | [`record`] | consumed records and headers |
+//! | [`logging`] | shipping `tracing` events to a stream |
+//! | [`worker`] | the `kafkaesk` command's entry point (feature `worker`, on by default) |
+//! | `broker` | an embedded development broker (feature `embedded-broker`) |
+//! | [`error`] | the one error type |
+//!
+//! Private plumbing: `clients` (the lazily created producer and admin
+//! client, metadata, connection diagnostics), `producer` (librdkafka's
+//! producer with pooled delivery slots), `registry` (what the macros submit)
+//! and `sync`.
 
 #![warn(missing_docs)]
 
@@ -57,23 +76,30 @@ extern crate self as kafkaesk;
 pub mod app;
 #[cfg(feature = "embedded-broker")]
 pub mod broker;
+mod clients;
 pub mod consumer;
+pub mod dead_letter;
 pub mod error;
 pub mod extract;
 pub mod handler;
+pub mod invoke;
 pub mod logging;
 pub mod policy;
 mod producer;
 pub mod publish;
 pub mod record;
-pub mod registry;
+mod registry;
 pub mod router;
 pub mod schema;
+pub mod settings;
+pub mod subscriber;
+mod sync;
 pub mod topics;
+#[cfg(feature = "worker")]
 pub mod worker;
 
-pub use app::{Application, ApplicationBuilder, Health, Settings, SubscriptionStats};
-pub use consumer::Subscriber;
+pub use app::{Application, ApplicationBuilder, Health, SubscriptionStats};
+pub use dead_letter::Replayed;
 pub use error::{Error, Result};
 pub use extract::{Json, SchemaId};
 pub use policy::ErrorPolicy;
@@ -81,6 +107,8 @@ pub use publish::{Delivery, PublishFuture, PublishHandle};
 pub use record::{Header, Headers, Record};
 pub use router::{Router, Streams, Subscription};
 pub use schema::Schema;
+pub use settings::Settings;
+pub use subscriber::Subscriber;
 
 /// Registers a struct or enum as a message schema.
 ///
@@ -112,6 +140,9 @@ pub use kafkaesk_macros::schema;
 /// `group` (default: the function's name); `concurrency` (default 1);
 /// `timeout` in seconds (fractions allowed, no timeout by default).
 ///
+/// `name = "..."` sets the subscription's name, which must be unique within
+/// an application (default: the function's name).
+///
 /// What happens when the handler fails ([`policy`] explains each): `retry = 3`
 /// with `backoff = 0.1` (seconds, default 0.1), then `on_error = "stop"`
 /// (the default), `on_error = "skip"`, or `dead_letter = "stream"`:
@@ -133,6 +164,8 @@ pub struct ReadmeDoctests;
 #[doc(hidden)]
 pub mod __private {
     pub use inventory;
+
+    pub use crate::registry::{SchemaRegistration, SubscriptionRegistration};
 
     use crate::extract::{FromContext, FromMessage};
 

@@ -11,7 +11,7 @@
 //! |---|---|
 //! | [`stop`](ErrorPolicy::stop) (default) | the consumer stops without committing it; the application's run returns the error, and the record comes back after a restart (Python kafkaesk's behaviour) |
 //! | [`skip`](ErrorPolicy::skip) | logged at error level, counted as `skipped`, committed; the consumer goes on |
-//! | [`dead_letter`](ErrorPolicy::dead_letter) | the original record (value and key untouched, headers kept) is published to a dead-letter stream with [headers](self#dead-letter-headers) describing the failure; its offset is committed only once the broker acknowledged that write. If the write fails, the consumer stops as with `stop` |
+//! | [`dead_letter`](ErrorPolicy::dead_letter) | the original record (value and key untouched, headers kept) is published to a dead-letter stream with [headers](crate::dead_letter#headers) describing the failure; its offset is committed only once the broker acknowledged that write. If the write fails, the consumer stops as with `stop` |
 //!
 //! ```
 //! use std::time::Duration;
@@ -48,58 +48,14 @@
 //! its partition's later records stay uncommitted and are consumed again
 //! after a restart.
 //!
-//! # Dead-letter headers
+//! # Dead letters
 //!
-//! | header | value |
-//! |---|---|
-//! | `kafkaesk-dlq-error` | the error, as text |
-//! | `kafkaesk-dlq-topic` | the topic the record was consumed from (prefix included) |
-//! | `kafkaesk-dlq-partition` | its partition |
-//! | `kafkaesk-dlq-offset` | its offset |
-//! | `kafkaesk-dlq-attempts` | how many times the handler ran on it |
-//! | `kafkaesk-dlq-subscription` | the subscription's name |
-//! | `kafkaesk-dlq-group` | the subscription's consumer group |
-//!
+//! What a dead-lettered record carries, and how
 //! [`Application::replay_dead_letters`](crate::Application::replay_dead_letters)
-//! republishes dead-lettered records to the topic they came from.
+//! puts it back, is in [`dead_letter`](crate::dead_letter). This module only
+//! decides; it does no I/O.
 
-use std::collections::{HashMap, HashSet};
 use std::time::Duration;
-
-use rdkafka::consumer::{CommitMode, Consumer, StreamConsumer};
-use rdkafka::error::KafkaError;
-use rdkafka::{Offset, TopicPartitionList};
-
-use crate::app::{set_default_setting, Application};
-use crate::error::{Error, Result};
-use crate::publish::RawPublish;
-use crate::record::{Headers, Record, TopicNames};
-
-/// Header naming the error of a dead-lettered record.
-pub const DLQ_ERROR: &str = "kafkaesk-dlq-error";
-/// Header naming the topic a dead-lettered record was consumed from.
-pub const DLQ_TOPIC: &str = "kafkaesk-dlq-topic";
-/// Header with the partition a dead-lettered record was consumed from.
-pub const DLQ_PARTITION: &str = "kafkaesk-dlq-partition";
-/// Header with the offset of a dead-lettered record in its source partition.
-pub const DLQ_OFFSET: &str = "kafkaesk-dlq-offset";
-/// Header with the number of times the handler ran on a dead-lettered record.
-pub const DLQ_ATTEMPTS: &str = "kafkaesk-dlq-attempts";
-/// Header naming the subscription that dead-lettered a record.
-pub const DLQ_SUBSCRIPTION: &str = "kafkaesk-dlq-subscription";
-/// Header naming the consumer group that dead-lettered a record.
-pub const DLQ_GROUP: &str = "kafkaesk-dlq-group";
-
-/// Every header kafkaesk adds when dead-lettering; replay removes them.
-pub const DLQ_HEADERS: [&str; 7] = [
-    DLQ_ERROR,
-    DLQ_TOPIC,
-    DLQ_PARTITION,
-    DLQ_OFFSET,
-    DLQ_ATTEMPTS,
-    DLQ_SUBSCRIPTION,
-    DLQ_GROUP,
-];
 
 /// The default cap on a retry's backoff.
 pub const DEFAULT_MAX_BACKOFF: Duration = Duration::from_secs(30);
@@ -226,6 +182,21 @@ impl ErrorPolicy {
         &self.action
     }
 
+    /// How long to wait before running the handler again after its `runs`-th
+    /// run failed, or `None` once the retries are used up.
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// let policy = kafkaesk::ErrorPolicy::retry(2, Duration::from_millis(100));
+    /// assert_eq!(policy.retry_after(1), Some(Duration::from_millis(100)));
+    /// assert_eq!(policy.retry_after(2), Some(Duration::from_millis(200)));
+    /// assert_eq!(policy.retry_after(3), None);
+    /// ```
+    pub fn retry_after(&self, runs: u32) -> Option<Duration> {
+        let retry = self.retries()?;
+        (runs <= retry.attempts).then(|| retry.delay(runs))
+    }
+
     /// A problem that makes the policy unusable, if any.
     pub(crate) fn problem(&self) -> Option<&'static str> {
         if matches!(&self.action, FinalAction::DeadLetter(s) if s.is_empty()) {
@@ -250,117 +221,6 @@ impl std::fmt::Display for ErrorPolicy {
             FinalAction::DeadLetter(stream) => write!(f, "dead-letter to {stream}"),
         }
     }
-}
-
-/// Republishes every record of the dead-letter `stream` to the topic it was
-/// consumed from; see [`Application::replay_dead_letters`].
-pub(crate) async fn replay(app: &Application, stream: &str, timeout: Duration) -> Result<usize> {
-    let settings = app.settings();
-    let topic = settings.topic(stream);
-    let mut config = settings.client_config()?;
-    // One group per dead-letter topic: its commits remember what was replayed.
-    config.set("group.id", format!("kafkaesk-replay.{topic}"));
-    config.set("enable.auto.commit", "false");
-    config.set("enable.auto.offset.store", "false");
-    config.set("enable.partition.eof", "true");
-    set_default_setting(&mut config, settings, "auto.offset.reset", "earliest");
-    let partitions = partition_count(app, &topic).await?;
-    let consumer: StreamConsumer = config.create()?;
-    consumer.subscribe(&[&topic])?;
-
-    let deadline = tokio::time::Instant::now() + timeout;
-    let mut topic_names = TopicNames::default();
-    let mut at_end: HashSet<i32> = HashSet::new();
-    let mut next_offsets: HashMap<i32, i64> = HashMap::new();
-    let mut replayed = 0;
-    let outcome = loop {
-        let message = match tokio::time::timeout_at(deadline, consumer.recv()).await {
-            Err(_) => break Err(Error::Timeout(timeout)),
-            Ok(Err(KafkaError::PartitionEOF(partition))) => {
-                at_end.insert(partition);
-                if at_end.len() >= partitions {
-                    break Ok(());
-                }
-                continue;
-            }
-            Ok(Err(err)) => break Err(Error::Kafka(err)),
-            Ok(Ok(message)) => topic_names.record(&message),
-        };
-        at_end.remove(&message.partition());
-        if let Err(err) = republish(app, &message).await {
-            break Err(err);
-        }
-        next_offsets.insert(message.partition(), message.offset() + 1);
-        replayed += 1;
-    };
-
-    // Commit what was republished, even when stopping early, so a second
-    // replay does not publish it twice.
-    if !next_offsets.is_empty() {
-        let mut tpl = TopicPartitionList::new();
-        for (partition, offset) in &next_offsets {
-            tpl.add_partition_offset(&topic, *partition, Offset::Offset(*offset))?;
-        }
-        consumer.commit(&tpl, CommitMode::Sync)?;
-    }
-    outcome.map(|()| replayed)
-}
-
-/// Publishes a dead-lettered record back to its source topic and waits for
-/// the acknowledgement. A record without a source header is left where it is.
-async fn republish(app: &Application, record: &Record) -> Result<()> {
-    let Some(source) = record
-        .headers()
-        .get(DLQ_TOPIC)
-        .and_then(|topic| std::str::from_utf8(topic).ok())
-    else {
-        tracing::warn!(
-            record = %record.position(),
-            "not a kafkaesk dead letter (no `{DLQ_TOPIC}` header); left in place, not replayed"
-        );
-        return Ok(());
-    };
-    let mut headers = Headers::new();
-    for header in record.headers().iter() {
-        if !DLQ_HEADERS.contains(&header.key.as_str()) {
-            headers.push(header.clone());
-        }
-    }
-    RawPublish::to_topic(app, source.to_owned(), record.value().to_vec())
-        .maybe_key(record.key())
-        .headers(&headers)
-        .wait()
-        .await
-        .map(|_| ())
-}
-
-async fn partition_count(app: &Application, topic: &str) -> Result<usize> {
-    let missing = |reason: String| Error::Topic {
-        topic: topic.to_owned(),
-        reason,
-    };
-    let producer = app.clients().await?.producer.clone();
-    let wanted = topic.to_owned();
-    let metadata = tokio::task::spawn_blocking(move || {
-        producer
-            .client()
-            .fetch_metadata(Some(&wanted), Duration::from_secs(10))
-    })
-    .await
-    .map_err(|_| Error::Stopped)??;
-    let Some(found) = metadata.topics().iter().find(|t| t.name() == topic) else {
-        return Err(missing("the dead-letter stream does not exist".to_owned()));
-    };
-    if let Some(err) = found.error() {
-        return Err(missing(format!(
-            "the dead-letter stream cannot be read: {}",
-            rdkafka::types::RDKafkaErrorCode::from(err)
-        )));
-    }
-    if found.partitions().is_empty() {
-        return Err(missing("the dead-letter stream does not exist".to_owned()));
-    }
-    Ok(found.partitions().len())
 }
 
 #[cfg(test)]

@@ -1,6 +1,6 @@
 //! Publishing: typed, validated messages and raw bytes.
 //!
-//! [`Application::publish`] returns a [`Publish`] builder. Awaiting it creates
+//! [`Application::publish`](crate::Application::publish) returns a [`Publish`] builder. Awaiting it creates
 //! the topic if needed, validates and queues the message, and gives a
 //! [`PublishHandle`]; awaiting the handle gives the broker's [`Delivery`].
 //! Queuing and acknowledgement are separate so that many messages can be in
@@ -33,13 +33,48 @@ use rdkafka::error::KafkaError;
 use rdkafka::types::RDKafkaErrorCode;
 use serde::Serialize;
 
-use crate::app::{Application, Clients};
+use crate::clients::{Clients, Connection};
 use crate::error::{Error, Result};
 use crate::producer::{Delivering, Outbound};
 use crate::record::Headers;
+use crate::schema::SchemaCatalog;
 
 /// How long a publish waits for room when librdkafka's local queue is full.
 const QUEUE_FULL_TIMEOUT: Duration = Duration::from_secs(60);
+
+/// What publishing draws on: the connection, and the schemas by type. An
+/// application lends it to each publish.
+#[derive(Clone, Copy)]
+pub(crate) struct Publisher<'a> {
+    pub(crate) connection: &'a Connection,
+    pub(crate) schemas: &'a SchemaCatalog,
+}
+
+impl<'a> Publisher<'a> {
+    /// A typed publish of `data` to `stream`.
+    pub(crate) fn publish<T>(self, stream: &'a str, data: &'a T) -> Publish<'a, T>
+    where
+        T: Serialize + schemars::JsonSchema + Sync + 'static,
+    {
+        Publish {
+            publisher: self,
+            stream,
+            data,
+            key: None,
+            headers: Headers::new(),
+        }
+    }
+
+    /// A raw publish of `value` to `stream`.
+    pub(crate) fn raw(self, stream: &'a str, value: Vec<u8>) -> RawPublish<'a> {
+        RawPublish::new(self, Destination::Stream(stream), value)
+    }
+
+    /// A raw publish of `value` to `topic` as it is, without the application's prefix.
+    pub(crate) fn raw_to_topic(self, topic: String, value: Vec<u8>) -> RawPublish<'a> {
+        RawPublish::new(self, Destination::Topic(topic), value)
+    }
+}
 
 /// Where the broker stored a published message.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -169,7 +204,7 @@ impl Future for PublishFuture<'_> {
 /// A typed publish being prepared: add a key or headers, then await it.
 #[must_use = "nothing is published until the builder is awaited"]
 pub struct Publish<'a, T: ?Sized> {
-    app: &'a Application,
+    publisher: Publisher<'a>,
     stream: &'a str,
     data: &'a T,
     key: Option<Vec<u8>>,
@@ -180,16 +215,6 @@ impl<'a, T> Publish<'a, T>
 where
     T: Serialize + schemars::JsonSchema + Sync + 'static,
 {
-    pub(crate) fn new(app: &'a Application, stream: &'a str, data: &'a T) -> Self {
-        Publish {
-            app,
-            stream,
-            data,
-            key: None,
-            headers: Headers::new(),
-        }
-    }
-
     /// Sets the message key, which picks the partition.
     pub fn key(mut self, key: impl AsRef<[u8]>) -> Self {
         self.key = Some(key.as_ref().to_vec());
@@ -223,12 +248,13 @@ where
 
     fn into_future(self) -> PublishFuture<'a> {
         let encoded = self
-            .app
-            .schema_info::<T>()
+            .publisher
+            .schemas
+            .of::<T>()
             .and_then(|schema| Ok((schema.encode(self.data)?, schema.retention())));
         match encoded {
             Ok((payload, retention)) => send(
-                self.app,
+                self.publisher.connection,
                 Destination::Stream(self.stream),
                 retention,
                 Outgoing {
@@ -245,28 +271,15 @@ where
 /// A raw publish being prepared: bytes as they are, no envelope, no validation.
 #[must_use = "nothing is published until the builder is awaited"]
 pub struct RawPublish<'a> {
-    app: &'a Application,
+    connection: &'a Connection,
     destination: Destination<'a>,
     message: Outgoing,
 }
 
 impl<'a> RawPublish<'a> {
-    pub(crate) fn new(app: &'a Application, stream: &'a str, value: Vec<u8>) -> Self {
-        Self::with_destination(app, Destination::Stream(stream), value)
-    }
-
-    /// Publishes to `topic` as it is, without the application's prefix.
-    pub(crate) fn to_topic(app: &'a Application, topic: String, value: Vec<u8>) -> Self {
-        Self::with_destination(app, Destination::Topic(topic), value)
-    }
-
-    fn with_destination(
-        app: &'a Application,
-        destination: Destination<'a>,
-        value: Vec<u8>,
-    ) -> Self {
+    fn new(publisher: Publisher<'a>, destination: Destination<'a>, value: Vec<u8>) -> Self {
         RawPublish {
-            app,
+            connection: publisher.connection,
             destination,
             message: Outgoing {
                 payload: value,
@@ -311,7 +324,7 @@ impl<'a> IntoFuture for RawPublish<'a> {
     type IntoFuture = PublishFuture<'a>;
 
     fn into_future(self) -> PublishFuture<'a> {
-        send(self.app, self.destination, None, self.message)
+        send(self.connection, self.destination, None, self.message)
     }
 }
 
@@ -363,12 +376,12 @@ fn enqueue(clients: &Clients, topic: &Arc<str>, message: &Outgoing) -> Enqueued 
 /// Queues `message`: at once when the producer exists, the topic is known and
 /// there is room, otherwise through [`send_slowly`].
 fn send<'a>(
-    app: &'a Application,
+    connection: &'a Connection,
     destination: Destination<'a>,
     retention: Option<Duration>,
     message: Outgoing,
 ) -> PublishFuture<'a> {
-    let ready = match (&destination, app.clients_if_ready()) {
+    let ready = match (&destination, connection.clients_if_ready()) {
         (Destination::Stream(stream), Some(clients)) => clients
             .topics
             .ready_stream(stream)
@@ -383,7 +396,7 @@ fn send<'a>(
         }
     }
     PublishFuture(PublishState::Waiting(Box::pin(send_slowly(
-        app,
+        connection,
         destination,
         retention,
         message,
@@ -393,15 +406,15 @@ fn send<'a>(
 /// Creates the producer and the topic if needed, then queues `message`,
 /// waiting for room while librdkafka's queue is full.
 async fn send_slowly(
-    app: &Application,
+    connection: &Connection,
     destination: Destination<'_>,
     retention: Option<Duration>,
     message: Outgoing,
 ) -> Result<PublishHandle> {
-    let clients = app.clients().await?;
+    let clients = connection.clients().await?;
     let topic: Arc<str> = match destination {
         Destination::Stream(stream) => {
-            let topic = app.settings().topic(stream);
+            let topic = connection.settings().topic(stream);
             clients
                 .topics
                 .ensure_stream(stream, topic, retention)

@@ -2,15 +2,20 @@
 //!
 //! Each annotated item submits an entry through [`inventory`]; an application
 //! built with [`ApplicationBuilder::with_registry`](crate::ApplicationBuilder::with_registry)
-//! or [`Router::from_registry`](crate::Router::from_registry) gathers them all.
-//! This is how the `kafkaesk` CLI finds a crate's handlers without a `main`.
+//! or [`Router::from_registry`] gathers them all. This is how the `kafkaesk`
+//! command finds a crate's handlers without a `main`.
 //!
 //! Registrations live in whichever crate declares them. A binary that never
 //! names a library crate may let the linker drop it; `use the_lib as _;` or
 //! calling any item of it keeps it linked.
+//!
+//! The entry types are macro support, reachable as `kafkaesk::__private`, not
+//! an API.
+
+use std::sync::Arc;
 
 use crate::error::Result;
-use crate::router::Subscription;
+use crate::router::{Router, Subscription};
 use crate::schema::{Schema, SchemaInfo};
 
 /// A schema submitted by `#[schema]`.
@@ -37,12 +42,21 @@ pub struct SubscriptionRegistration {
 inventory::collect!(SchemaRegistration);
 inventory::collect!(SubscriptionRegistration);
 
-/// Every registered schema.
-pub fn schemas() -> impl Iterator<Item = &'static SchemaRegistration> {
-    inventory::iter::<SchemaRegistration>()
-}
-
-/// Every registered subscription.
-pub fn subscriptions() -> impl Iterator<Item = &'static SubscriptionRegistration> {
-    inventory::iter::<SubscriptionRegistration>()
+impl Router {
+    /// Every schema and subscription registered with `#[schema]` and `#[subscribe]`
+    /// in the crates linked into this program.
+    ///
+    /// Two registered subscriptions with the same name (two `index` functions
+    /// in different modules, say) make the application's `build` fail with
+    /// [`Error::DuplicateSubscription`](crate::Error::DuplicateSubscription).
+    pub fn from_registry() -> Result<Self> {
+        let mut router = Router::new();
+        for schema in inventory::iter::<SchemaRegistration>() {
+            router.add_schema(Arc::new((schema.compile)()?))?;
+        }
+        for subscription in inventory::iter::<SubscriptionRegistration>() {
+            router.subscribe((subscription.build)());
+        }
+        Ok(router)
+    }
 }

@@ -37,8 +37,8 @@ use std::time::Duration;
 use crate::error::{Error, Result};
 use crate::handler::{BoxedHandler, Handler};
 use crate::policy::ErrorPolicy;
-use crate::registry;
 use crate::schema::{Schema, SchemaInfo};
+use crate::topics::{fnmatch, fnmatch_to_regex};
 
 /// What a subscription consumes: streams matching a pattern, or a fixed list.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -59,10 +59,57 @@ impl std::fmt::Display for Streams {
     }
 }
 
+impl Streams {
+    /// The regular expression a consumer subscribes with, topic prefix included.
+    ///
+    /// ```
+    /// use kafkaesk::Streams;
+    /// let list = Streams::List(vec!["a.b".into(), "c".into()]);
+    /// assert_eq!(list.regex("p."), r"^(p\.a\.b|p\.c)$");
+    /// ```
+    pub fn regex(&self, prefix: &str) -> String {
+        match self {
+            Streams::Pattern(pattern) => fnmatch_to_regex(prefix, pattern),
+            Streams::List(list) => {
+                let alternatives: Vec<String> = list
+                    .iter()
+                    .map(|s| {
+                        let anchored = fnmatch_to_regex(prefix, s);
+                        anchored[1..anchored.len() - 1].to_owned()
+                    })
+                    .collect();
+                format!("^({})$", alternatives.join("|"))
+            }
+        }
+    }
+
+    /// Whether a consumer of these streams under `prefix` reads `topic`.
+    ///
+    /// ```
+    /// use kafkaesk::Streams;
+    /// let pattern = Streams::Pattern("orders.*".into());
+    /// assert!(pattern.matches_topic("p.", "p.orders.created"));
+    /// assert!(!pattern.matches_topic("p.", "orders.created"));
+    /// ```
+    pub fn matches_topic(&self, prefix: &str, topic: &str) -> bool {
+        let Some(stream) = topic.strip_prefix(prefix) else {
+            return false;
+        };
+        match self {
+            Streams::Pattern(pattern) => fnmatch(pattern, stream),
+            Streams::List(list) => list.iter().any(|s| fnmatch(s, stream)),
+        }
+    }
+}
+
 /// Default number of records a subscription handles at once.
 pub const DEFAULT_CONCURRENCY: usize = 1;
 
 /// A handler bound to streams and a consumer group.
+///
+/// Set its options with the builder methods (`group`, `concurrency`, ...)
+/// and read them back with the `get_` methods of the same name, as
+/// [`std::process::Command`] does.
 ///
 /// ```
 /// use std::time::Duration;
@@ -74,7 +121,9 @@ pub const DEFAULT_CONCURRENCY: usize = 1;
 ///     .group("content-indexer")
 ///     .concurrency(10)
 ///     .timeout(Duration::from_secs(5));
-/// assert_eq!(sub.group_id(), "content-indexer");
+/// assert_eq!(sub.get_name(), "on_bytes");
+/// assert_eq!(sub.get_group(), "content-indexer");
+/// assert_eq!(sub.get_concurrency(), 10);
 /// ```
 #[derive(Debug, Clone)]
 pub struct Subscription {
@@ -90,8 +139,11 @@ pub struct Subscription {
 impl Subscription {
     /// Subscribes `handler` to the streams matching an fnmatch `pattern`.
     ///
-    /// The subscription is named after the handler function; that name is the
-    /// default group.
+    /// The subscription is named after the handler function (`index` for
+    /// `my_crate::orders::index`, and `main::closure` for a closure written
+    /// in `main`); that name is the default group. Names must be unique
+    /// within an application: give one with [`name`](Self::name) where two
+    /// would collide.
     pub fn new<H, Args>(pattern: impl Into<String>, handler: H) -> Self
     where
         H: Handler<Args>,
@@ -101,7 +153,13 @@ impl Subscription {
     }
 
     /// Subscribes `handler` to an explicit list of streams.
-    pub fn streams<H, Args, S>(streams: impl IntoIterator<Item = S>, handler: H) -> Self
+    ///
+    /// ```
+    /// async fn on_bytes(raw: Vec<u8>) {}
+    /// let sub = kafkaesk::Subscription::for_streams(["orders.created", "orders.paid"], on_bytes);
+    /// assert_eq!(sub.get_streams().to_string(), "orders.created,orders.paid");
+    /// ```
+    pub fn for_streams<H, Args, S>(streams: impl IntoIterator<Item = S>, handler: H) -> Self
     where
         H: Handler<Args>,
         Args: 'static,
@@ -164,12 +222,12 @@ impl Subscription {
     }
 
     /// The error policy.
-    pub fn error_policy(&self) -> &ErrorPolicy {
+    pub fn get_error_policy(&self) -> &ErrorPolicy {
         &self.on_error
     }
 
     /// The subscription's name.
-    pub fn subscription_name(&self) -> &str {
+    pub fn get_name(&self) -> &str {
         &self.name
     }
 
@@ -178,60 +236,24 @@ impl Subscription {
         &self.name
     }
 
-    /// The consumer group.
-    pub fn group_id(&self) -> &str {
+    /// The consumer group: the one set with [`group`](Self::group), or the name.
+    pub fn get_group(&self) -> &str {
         self.group.as_deref().unwrap_or(&self.name)
     }
 
     /// The streams consumed.
-    pub fn stream_spec(&self) -> &Streams {
+    pub fn get_streams(&self) -> &Streams {
         &self.streams
     }
 
     /// Records handled at once.
-    pub fn concurrency_limit(&self) -> usize {
+    pub fn get_concurrency(&self) -> usize {
         self.concurrency
     }
 
     /// The handler timeout.
-    pub fn handler_timeout(&self) -> Option<Duration> {
+    pub fn get_timeout(&self) -> Option<Duration> {
         self.timeout
-    }
-
-    /// Decodes `record` and runs the handler on it once, as a consumer would,
-    /// without a broker: for tests, fuzzing and benchmarks of handlers.
-    ///
-    /// Returns `Ok(())` when the handler succeeded, [`Error::Unhandled`] when
-    /// the record cannot be decoded into what the handler takes, and
-    /// [`Error::Handler`], [`Error::HandlerPanic`] or [`Error::HandlerTimeout`]
-    /// when it failed. No error policy applies and nothing is committed;
-    /// [`Subscriber::commit`](crate::Subscriber::commit) returns
-    /// [`Error::Stopped`].
-    ///
-    /// ```
-    /// # #[tokio::main(flavor = "current_thread")] async fn main() {
-    /// use kafkaesk::{Application, Headers, Record, Subscription};
-    ///
-    /// #[kafkaesk::schema("Content")]
-    /// #[derive(serde::Serialize, serde::Deserialize, schemars::JsonSchema)]
-    /// pub struct Content { pub foo: String }
-    ///
-    /// async fn index(data: Content) {}
-    ///
-    /// let app = Application::builder().build().unwrap();
-    /// let sub = Subscription::new("content", index);
-    /// let good = Record::new("content", 0, 0, None, Some(br#"{"schema":"Content:1","data":{"foo":"x"}}"#.to_vec()), Headers::new(), None);
-    /// assert!(sub.handle_record(&app, good).await.is_ok());
-    /// let bad = Record::new("content", 0, 1, None, Some(b"not json".to_vec()), Headers::new(), None);
-    /// assert!(matches!(sub.handle_record(&app, bad).await, Err(kafkaesk::Error::Unhandled { .. })));
-    /// # }
-    /// ```
-    pub async fn handle_record(
-        &self,
-        app: &crate::Application,
-        record: crate::Record,
-    ) -> Result<()> {
-        crate::consumer::handle_detached(app, self, record).await
     }
 
     pub(crate) fn handler(&self) -> &BoxedHandler {
@@ -251,7 +273,7 @@ impl Subscription {
         if self.timeout == Some(Duration::ZERO) {
             return fail("timeout must be longer than zero");
         }
-        if self.group_id().is_empty() {
+        if self.get_group().is_empty() {
             return fail("the consumer group is empty");
         }
         if let Some(problem) = self.on_error.problem() {
@@ -265,13 +287,25 @@ impl Subscription {
     }
 }
 
-/// The name of a handler function: `crate::module::index` gives `index`.
+/// The name of a handler function: `crate::module::index` gives `index`,
+/// `crate::module::index::<T>` gives `index`, and a closure written in
+/// `crate::main` gives `main::closure`.
 fn handler_name<H>() -> String {
-    let full = std::any::type_name::<H>();
-    if full.contains("{{closure}}") {
-        return "handler".to_owned();
+    handler_name_of(std::any::type_name::<H>())
+}
+
+fn handler_name_of(type_name: &str) -> String {
+    // Generic arguments name other types: `index<my::Foo>` is `index`.
+    let path = type_name.split('<').next().unwrap_or(type_name);
+    let mut segments = path.rsplit("::");
+    let last = segments.next().unwrap_or(path);
+    if last != "{{closure}}" {
+        return last.to_owned();
     }
-    full.rsplit("::").next().unwrap_or(full).to_owned()
+    let within = segments
+        .find(|segment| *segment != "{{closure}}")
+        .unwrap_or("handler");
+    format!("{within}::closure")
 }
 
 /// Schemas and subscriptions.
@@ -285,19 +319,6 @@ impl Router {
     /// An empty router.
     pub fn new() -> Self {
         Router::default()
-    }
-
-    /// Every schema and subscription registered with `#[schema]` and `#[subscribe]`
-    /// in the crates linked into this program.
-    pub fn from_registry() -> Result<Self> {
-        let mut router = Router::new();
-        for schema in registry::schemas() {
-            router.add_schema(Arc::new((schema.compile)()?))?;
-        }
-        for subscription in registry::subscriptions() {
-            router.subscribe((subscription.build)());
-        }
-        Ok(router)
     }
 
     /// Registers a schema type.
@@ -348,11 +369,24 @@ impl Router {
         &self.subscriptions
     }
 
-    pub(crate) fn schema_map(&self) -> HashMap<std::any::TypeId, Arc<SchemaInfo>> {
-        self.schemas
-            .iter()
-            .map(|s| (s.type_id(), s.clone()))
-            .collect()
+    pub(crate) fn schema_infos(&self) -> impl Iterator<Item = &Arc<SchemaInfo>> {
+        self.schemas.iter()
+    }
+
+    /// Checks every subscription, and that no two share a name.
+    pub(crate) fn validate(&self) -> Result<()> {
+        let mut names: HashMap<&str, &Subscription> = HashMap::new();
+        for subscription in &self.subscriptions {
+            subscription.validate()?;
+            if let Some(first) = names.insert(subscription.get_name(), subscription) {
+                return Err(Error::DuplicateSubscription {
+                    name: subscription.get_name().to_owned(),
+                    first: first.get_streams().to_string(),
+                    second: subscription.get_streams().to_string(),
+                });
+            }
+        }
+        Ok(())
     }
 }
 
@@ -388,6 +422,17 @@ mod tests {
     async fn on_a(_: A) {}
 
     #[test]
+    fn topic_lists_become_one_anchored_alternation() {
+        let re = Streams::List(vec!["a.b".into(), "c".into()]).regex("p.");
+        assert_eq!(re, r"^(p\.a\.b|p\.c)$");
+        let re = regex::Regex::new(&re).unwrap();
+        assert!(re.is_match("p.a.b") && re.is_match("p.c"));
+        assert!(!re.is_match("p.axb") && !re.is_match("p.cd"));
+        let list = Streams::List(vec!["a.b".into(), "c".into()]);
+        assert!(list.matches_topic("p.", "p.c") && !list.matches_topic("p.", "p.cd"));
+    }
+
+    #[test]
     fn same_key_twice_is_a_conflict_naming_both_types() {
         let mut router = Router::new();
         router.schema::<A>().unwrap();
@@ -410,11 +455,55 @@ mod tests {
         assert!(matches!(a.mount(b), Err(Error::SchemaConflict { .. })));
     }
 
+    async fn generic<T: crate::extract::FromMessage>(_: T) {}
+
+    #[test]
+    fn default_names_are_the_function_name_without_generics_or_closures() {
+        assert_eq!(
+            Subscription::new("a", generic::<Vec<u8>>).get_name(),
+            "generic"
+        );
+        let closure = Subscription::new("a", |_: Vec<u8>| async {});
+        assert_eq!(
+            closure.get_name(),
+            "default_names_are_the_function_name_without_generics_or_closures::closure"
+        );
+        assert_eq!(handler_name_of("c::m::index<c::Foo<u8>>"), "index");
+        assert_eq!(
+            handler_name_of("c::main::{{closure}}::{{closure}}"),
+            "main::closure"
+        );
+    }
+
+    #[test]
+    fn two_subscriptions_with_one_name_are_refused() {
+        let mut router = Router::new();
+        router.subscribe(Subscription::new("a.*", on_a));
+        router.subscribe(Subscription::new("b.*", on_a).group("other"));
+        let err = router.validate().unwrap_err();
+        let Error::DuplicateSubscription {
+            name,
+            first,
+            second,
+        } = &err
+        else {
+            panic!("{err:?}")
+        };
+        assert_eq!(
+            (name.as_str(), first.as_str(), second.as_str()),
+            ("on_a", "a.*", "b.*")
+        );
+        assert!(err.to_string().contains("name"), "{err}");
+        router.subscriptions.pop();
+        router.subscribe(Subscription::new("b.*", on_a).name("on_a_again"));
+        router.validate().unwrap();
+    }
+
     #[test]
     fn subscription_defaults_to_function_name_group() {
         let sub = Subscription::new("a.*", on_a);
-        assert_eq!(sub.subscription_name(), "on_a");
-        assert_eq!(sub.group_id(), "on_a");
+        assert_eq!(sub.get_name(), "on_a");
+        assert_eq!(sub.get_group(), "on_a");
         assert!(Subscription::new("a", on_a)
             .concurrency(0)
             .validate()

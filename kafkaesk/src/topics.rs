@@ -63,6 +63,65 @@ pub fn fnmatch_to_regex(prefix: &str, pattern: &str) -> String {
     out
 }
 
+/// Whether `text` matches the fnmatch `pattern` as a whole: the same syntax,
+/// and the same answer, as the regular expression of [`fnmatch_to_regex`].
+///
+/// ```
+/// assert!(kafkaesk::topics::fnmatch("content.*", "content.edited"));
+/// assert!(!kafkaesk::topics::fnmatch("content.[!e]*", "content.edited"));
+/// ```
+pub fn fnmatch(pattern: &str, text: &str) -> bool {
+    let pattern: Vec<char> = pattern.chars().collect();
+    let text: Vec<char> = text.chars().collect();
+    matches_from(&pattern, &text)
+}
+
+fn matches_from(pattern: &[char], text: &[char]) -> bool {
+    let Some((&first, rest)) = pattern.split_first() else {
+        return text.is_empty();
+    };
+    match first {
+        // Every split of the text, shortest first; patterns are short.
+        '*' => (0..=text.len()).any(|skip| matches_from(rest, &text[skip..])),
+        '?' => !text.is_empty() && matches_from(rest, &text[1..]),
+        '[' => match class_end(pattern, 0) {
+            Some(end) => {
+                let Some((&c, text_rest)) = text.split_first() else {
+                    return false;
+                };
+                let (negated, members) = match pattern[1] {
+                    '!' => (true, &pattern[2..end]),
+                    _ => (false, &pattern[1..end]),
+                };
+                class_contains(members, c) != negated
+                    && matches_from(&pattern[end + 1..], text_rest)
+            }
+            None => text.first() == Some(&'[') && matches_from(rest, &text[1..]),
+        },
+        literal => text.first() == Some(&literal) && matches_from(rest, &text[1..]),
+    }
+}
+
+/// Whether a bracket expression's members (`a-z_`) contain `c`.
+fn class_contains(members: &[char], c: char) -> bool {
+    let mut i = 0;
+    while i < members.len() {
+        // A `-` first or last is literal, as in POSIX bracket expressions.
+        if i + 2 < members.len() && members[i + 1] == '-' {
+            if (members[i]..=members[i + 2]).contains(&c) {
+                return true;
+            }
+            i += 3;
+        } else {
+            if members[i] == c {
+                return true;
+            }
+            i += 1;
+        }
+    }
+    false
+}
+
 /// Index of the `]` closing the class that opens at `start`, as fnmatch reads it.
 fn class_end(chars: &[char], start: usize) -> Option<usize> {
     let mut j = start + 1;
@@ -285,6 +344,45 @@ mod tests {
         assert!(!matches("", "log.[!ab]", "log.a"));
         assert!(matches("", "log.[!ab]", "log.c"));
         assert!(matches("", "x[", "x["));
+    }
+
+    #[test]
+    fn the_matcher_agrees_with_the_regex() {
+        let patterns = [
+            "content.*",
+            "a?c",
+            "log.[ab]",
+            "log.[!ab]",
+            "x[",
+            "[a-c]x",
+            "*.dead",
+            "a*b*c",
+        ];
+        let topics = [
+            "content.edited",
+            "contentXedited",
+            "abc",
+            "abbc",
+            "log.a",
+            "log.c",
+            "x[",
+            "bx",
+            "dx",
+            "orders.dead",
+            "dead",
+            "aXbYc",
+            "abc.",
+            "",
+        ];
+        for pattern in patterns {
+            for topic in topics {
+                assert_eq!(
+                    fnmatch(pattern, topic),
+                    matches("", pattern, topic),
+                    "{pattern} on {topic:?}"
+                );
+            }
+        }
     }
 
     #[test]

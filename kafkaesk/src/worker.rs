@@ -24,14 +24,21 @@
 //! ```
 //!
 //! Flags given on the command line (or through their environment variables)
-//! override what the application set.
+//! override what the application set, for every handle of the application
+//! (see [`Application::reconfigure`]): a
+//! [`KafkaLayer`](crate::logging::KafkaLayer) made from it ships logs with
+//! the flags' servers and prefix too.
+//!
+//! This module needs the `worker` feature (on by default); a library that
+//! only publishes and consumes can turn it off and does not compile `clap`.
 
 use std::collections::BTreeMap;
 use std::future::Future;
 use std::process::ExitCode;
 
-use crate::app::{Application, Settings};
+use crate::app::Application;
 use crate::error::{Error, Result};
+use crate::settings::{redacted, Settings};
 
 /// The worker's flags. Each also reads an environment variable.
 #[derive(Debug, Clone, Default, clap::Args)]
@@ -85,19 +92,7 @@ pub struct KafkaSettings(pub BTreeMap<String, String>);
 
 impl std::fmt::Debug for KafkaSettings {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        let shown: BTreeMap<&str, &str> = self
-            .0
-            .iter()
-            .map(|(k, v)| {
-                let v = if crate::app::is_secret_setting(k) {
-                    "***"
-                } else {
-                    v
-                };
-                (k.as_str(), v)
-            })
-            .collect();
-        shown.fmt(f)
+        redacted(&self.0).fmt(f)
     }
 }
 
@@ -246,20 +241,21 @@ where
     }
 }
 
-/// Applies the flags to `app` and runs it until a signal or a handler error.
+/// Applies the flags to `app` (to every handle of it) and runs it until a
+/// signal or a handler error.
 ///
 /// With the `embedded-broker` feature, an application without servers runs
 /// against a broker started inside this process (the `broker` module).
 pub async fn run(app: Application, options: &WorkerOptions) -> Result<()> {
-    let app = app.reconfigure(|settings| options.apply(settings))?;
+    app.reconfigure(|settings| options.apply(settings))?;
     #[cfg(feature = "embedded-broker")]
-    let (app, _broker) = if app.settings().kafka_servers.is_empty() {
+    let _broker = if app.settings().kafka_servers.is_empty() {
         let broker = start_embedded_broker(options).await?;
         let servers = vec![broker.bootstrap_servers()];
-        let app = app.reconfigure(|settings| settings.kafka_servers = servers)?;
-        (app, Some(broker))
+        app.reconfigure(|settings| settings.kafka_servers = servers)?;
+        Some(broker)
     } else {
-        (app, None)
+        None
     };
     if app.settings().kafka_servers.is_empty() {
         return Err(Error::AppNotConfigured(
@@ -271,8 +267,16 @@ pub async fn run(app: Application, options: &WorkerOptions) -> Result<()> {
         let replayed = app.replay_dead_letters(stream, REPLAY_TIMEOUT).await?;
         app.flush().await?;
         println!(
-            "kafkaesk: replayed {replayed} dead-lettered record(s) from {stream} to their topics"
+            "kafkaesk: replayed {} dead-lettered record(s) from {stream} to their topics",
+            replayed.republished
         );
+        if replayed.refused > 0 {
+            println!(
+                "kafkaesk: refused {} record(s) of {stream} that this application's \
+                 subscriptions could not have dead-lettered; they stay there (see the log)",
+                replayed.refused
+            );
+        }
         return Ok(());
     }
     let router = app.router();
@@ -284,11 +288,11 @@ pub async fn run(app: Application, options: &WorkerOptions) -> Result<()> {
     for sub in router.subscriptions() {
         println!(
             "kafkaesk: subscription {} on {} (group {}, concurrency {}{})",
-            sub.subscription_name(),
-            sub.stream_spec(),
-            sub.group_id(),
-            sub.concurrency_limit(),
-            sub.handler_timeout()
+            sub.get_name(),
+            sub.get_streams(),
+            sub.get_group(),
+            sub.get_concurrency(),
+            sub.get_timeout()
                 .map(|t| format!(", timeout {t:?}"))
                 .unwrap_or_default()
         );
@@ -329,9 +333,7 @@ impl IntoApplication for Application {
 
 impl<E: std::fmt::Display> IntoApplication for std::result::Result<Application, E> {
     fn into_application(self) -> Result<Application> {
-        self.map_err(|err| {
-            Error::AppNotConfigured(format!("building the application failed: {err}"))
-        })
+        self.map_err(|err| Error::AppFactory(err.to_string()))
     }
 }
 
@@ -426,7 +428,7 @@ pub mod __private {
         fn take(&self) -> Result<T> {
             self.0
                 .take()
-                .ok_or_else(|| Error::AppNotConfigured("the app function was used twice".into()))
+                .ok_or_else(|| Error::AppFactory("the app function was called twice".into()))
         }
     }
 

@@ -136,7 +136,7 @@ pub async fn kafkaesk(spec: &ConsumeSpec, concurrency: usize) -> Result<RunResul
     let mut router = Router::new();
     router.schema::<Bench>().context("registering the schema")?;
     router.subscribe(
-        Subscription::streams([spec.stream.as_str()], handler)
+        Subscription::for_streams([spec.stream.as_str()], handler)
             .name("bench-consume")
             .group(&spec.group)
             .concurrency(concurrency),

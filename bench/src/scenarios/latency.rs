@@ -252,7 +252,7 @@ pub async fn kafkaesk(spec: &LatencySpec) -> Result<LatencyResult> {
     let mut router = Router::new();
     router.schema::<Bench>().context("registering the schema")?;
     router.subscribe(
-        Subscription::streams([spec.stream.as_str()], handler)
+        Subscription::for_streams([spec.stream.as_str()], handler)
             .name("bench-latency")
             .group(&spec.group),
     );

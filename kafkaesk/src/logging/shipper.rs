@@ -17,9 +17,10 @@ use tracing::Dispatch;
 use super::fields::Entry;
 use super::record::{HostInfo, LogRecord};
 use super::{DEFAULT_FLUSH_TIMEOUT, DEFAULT_QUEUE_CAPACITY};
-use crate::app::{lock, Application};
+use crate::app::Application;
 use crate::error::Error;
 use crate::publish::PublishHandle;
+use crate::sync::lock;
 
 const THREAD_NAME: &str = "kafkaesk-logging";
 

@@ -52,6 +52,9 @@ use serde_json::Value;
 use crate::error::{Error, Result, ValidationIssue};
 use checked::Plan;
 
+mod catalog;
+pub(crate) use catalog::SchemaCatalog;
+
 /// A message type with an id and a version.
 ///
 /// Implemented by [`#[schema]`](macro@crate::schema); implement it by hand only to

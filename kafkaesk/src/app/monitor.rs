@@ -1,0 +1,161 @@
+//! What an application knows about its subscriptions while they run: their
+//! counters and the state of their consumers.
+//!
+//! Each consumer gets a [`SubscriptionMonitor`] for its subscription and
+//! writes through it; [`Application::stats`](crate::Application::stats) and
+//! [`Application::health_check`](crate::Application::health_check) read the
+//! application's [`Monitor`].
+
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+
+use crate::sync::lock;
+
+/// Counters of one subscription, shared with its consumer.
+#[derive(Debug, Default)]
+pub(crate) struct SubscriptionCounters {
+    pub(crate) handled: AtomicU64,
+    pub(crate) unhandled: AtomicU64,
+    pub(crate) failed: AtomicU64,
+    pub(crate) retried: AtomicU64,
+    pub(crate) skipped: AtomicU64,
+    pub(crate) dead_lettered: AtomicU64,
+    /// Whether the subscription's handlers were seen to compute for long
+    /// before their first `.await`, so later runs keep them off the
+    /// consumer's task too.
+    pub(crate) spawn_handlers: AtomicBool,
+}
+
+impl SubscriptionCounters {
+    fn snapshot(&self) -> SubscriptionStats {
+        let read = |c: &AtomicU64| c.load(Ordering::Relaxed);
+        SubscriptionStats {
+            handled: read(&self.handled),
+            unhandled: read(&self.unhandled),
+            failed: read(&self.failed),
+            retried: read(&self.retried),
+            skipped: read(&self.skipped),
+            dead_lettered: read(&self.dead_lettered),
+        }
+    }
+}
+
+/// What one subscription has done so far.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct SubscriptionStats {
+    /// Records handed to the handler that returned successfully.
+    pub handled: u64,
+    /// Records that could not be decoded and were skipped.
+    pub unhandled: u64,
+    /// Records whose handler failed, panicked or timed out, after any retries.
+    pub failed: u64,
+    /// Retries of failed handlers (see [`ErrorPolicy`](crate::ErrorPolicy)).
+    pub retried: u64,
+    /// Failed records skipped and committed by the error policy.
+    pub skipped: u64,
+    /// Failed records published to a dead-letter stream and committed.
+    pub dead_lettered: u64,
+}
+
+/// The state of one subscription's consumer.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ConsumerHealth {
+    /// Subscription name.
+    pub subscription: String,
+    /// Consumer group.
+    pub group: String,
+    /// Whether the consumer loop is running.
+    pub running: bool,
+    /// Partitions currently assigned, as `(topic, partition)`.
+    pub assigned: Vec<(String, i32)>,
+}
+
+/// The result of [`Application::health_check`](crate::Application::health_check).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Health {
+    /// Whether the producer reached a broker just now.
+    pub producer: bool,
+    /// Every consumer started by the current run.
+    pub consumers: Vec<ConsumerHealth>,
+}
+
+impl Health {
+    /// True when the producer is usable and every consumer is running.
+    pub fn is_healthy(&self) -> bool {
+        self.producer && self.consumers.iter().all(|c| c.running)
+    }
+}
+
+/// Every subscription's counters and consumer state, by subscription name.
+#[derive(Default)]
+pub(crate) struct Monitor {
+    counters: Mutex<HashMap<String, Arc<SubscriptionCounters>>>,
+    consumers: Arc<Mutex<HashMap<String, ConsumerHealth>>>,
+}
+
+impl Monitor {
+    /// The handle a consumer of `subscription` in `group` writes through; its
+    /// consumer counts as running until [`SubscriptionMonitor::stopped`].
+    pub(crate) fn subscription(&self, subscription: &str, group: &str) -> SubscriptionMonitor {
+        let counters = lock(&self.counters)
+            .entry(subscription.to_owned())
+            .or_default()
+            .clone();
+        lock(&self.consumers).insert(
+            subscription.to_owned(),
+            ConsumerHealth {
+                subscription: subscription.to_owned(),
+                group: group.to_owned(),
+                running: true,
+                assigned: Vec::new(),
+            },
+        );
+        SubscriptionMonitor {
+            name: subscription.to_owned(),
+            counters,
+            consumers: self.consumers.clone(),
+        }
+    }
+
+    pub(crate) fn stats(&self) -> HashMap<String, SubscriptionStats> {
+        lock(&self.counters)
+            .iter()
+            .map(|(name, c)| (name.clone(), c.snapshot()))
+            .collect()
+    }
+
+    pub(crate) fn consumers(&self) -> Vec<ConsumerHealth> {
+        lock(&self.consumers).values().cloned().collect()
+    }
+
+    /// Whether any consumer was started.
+    pub(crate) fn has_consumers(&self) -> bool {
+        !lock(&self.consumers).is_empty()
+    }
+}
+
+/// One subscription's counters and consumer state, as its consumer writes them.
+#[derive(Clone)]
+pub(crate) struct SubscriptionMonitor {
+    name: String,
+    pub(crate) counters: Arc<SubscriptionCounters>,
+    consumers: Arc<Mutex<HashMap<String, ConsumerHealth>>>,
+}
+
+impl SubscriptionMonitor {
+    /// Records the partitions now assigned.
+    pub(crate) fn assigned(&self, assigned: Vec<(String, i32)>) {
+        if let Some(health) = lock(&self.consumers).get_mut(&self.name) {
+            health.assigned = assigned;
+        }
+    }
+
+    /// Records that the consumer stopped.
+    pub(crate) fn stopped(&self) {
+        if let Some(health) = lock(&self.consumers).get_mut(&self.name) {
+            health.running = false;
+            health.assigned.clear();
+        }
+    }
+}

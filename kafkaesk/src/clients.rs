@@ -1,0 +1,276 @@
+//! The application's connection: its settings, and the producer and admin
+//! client created from them on first use.
+//!
+//! A worker that only consumes never creates them, and an idle producer still
+//! costs a polling thread, so nothing connects until something publishes,
+//! creates a topic or checks the connection. Metadata requests block in
+//! librdkafka; [`Connection::metadata`] runs them off the async threads.
+//!
+//! When a broker cannot be reached, [`Connection::check`] asks a throw-away
+//! client why, in librdkafka's words, and adds what to change where
+//! librdkafka's own words do not say it (an untrusted certificate, a broker
+//! that requires authentication).
+
+use std::collections::BTreeMap;
+use std::sync::Mutex;
+use std::time::Duration;
+
+use rdkafka::admin::AdminClient;
+use rdkafka::client::DefaultClientContext;
+use rdkafka::config::ClientConfig;
+use rdkafka::metadata::Metadata;
+use tokio::sync::OnceCell;
+
+use crate::error::{Error, Result};
+use crate::producer::Producer;
+use crate::settings::Settings;
+use crate::sync::lock;
+use crate::topics::TopicManager;
+
+/// The producer and the topic manager.
+pub(crate) struct Clients {
+    pub(crate) producer: Producer,
+    pub(crate) topics: TopicManager,
+}
+
+/// Settings plus the clients made from them, created on first use.
+pub(crate) struct Connection {
+    settings: Settings,
+    clients: OnceCell<Clients>,
+}
+
+impl Connection {
+    pub(crate) fn new(settings: Settings) -> Self {
+        Connection {
+            settings,
+            clients: OnceCell::new(),
+        }
+    }
+
+    pub(crate) fn settings(&self) -> &Settings {
+        &self.settings
+    }
+
+    /// The clients, if something already created them.
+    pub(crate) fn clients_if_ready(&self) -> Option<&Clients> {
+        self.clients.get()
+    }
+
+    /// The clients, created on first use.
+    pub(crate) async fn clients(&self) -> Result<&Clients> {
+        self.clients
+            .get_or_try_init(|| async {
+                let settings = &self.settings;
+                let producer = Producer::create(&settings.producer_config()?)?;
+                let admin: AdminClient<DefaultClientContext> = settings.admin_config()?.create()?;
+                Ok(Clients {
+                    producer,
+                    topics: TopicManager::new(
+                        admin,
+                        settings.partitions,
+                        settings.effective_replication_factor(),
+                    ),
+                })
+            })
+            .await
+    }
+
+    /// The cluster's metadata (of one topic, or of all), asked through the
+    /// producer off the async threads.
+    pub(crate) async fn metadata(
+        &self,
+        topic: Option<&str>,
+        timeout: Duration,
+    ) -> Result<Metadata> {
+        let producer = self.clients().await?.producer.clone();
+        let topic = topic.map(str::to_owned);
+        tokio::task::spawn_blocking(move || {
+            producer.client().fetch_metadata(topic.as_deref(), timeout)
+        })
+        .await
+        .map_err(|_| Error::Stopped)?
+        .map_err(Error::from)
+    }
+
+    /// How many partitions `topic` has; [`Error::Topic`] with `what` in the
+    /// reason when it does not exist or cannot be read.
+    pub(crate) async fn partition_count(&self, topic: &str, what: &str) -> Result<usize> {
+        let missing = |reason: String| Error::Topic {
+            topic: topic.to_owned(),
+            reason,
+        };
+        let metadata = self.metadata(Some(topic), Duration::from_secs(10)).await?;
+        let Some(found) = metadata.topics().iter().find(|t| t.name() == topic) else {
+            return Err(missing(format!("the {what} does not exist")));
+        };
+        if let Some(err) = found.error() {
+            return Err(missing(format!(
+                "the {what} cannot be read: {}",
+                rdkafka::types::RDKafkaErrorCode::from(err)
+            )));
+        }
+        if found.partitions().is_empty() {
+            return Err(missing(format!("the {what} does not exist")));
+        }
+        Ok(found.partitions().len())
+    }
+
+    /// Fails with [`Error::BrokerUnreachable`] unless a broker answers within
+    /// `timeout`; the error says why, and what to change where that is known.
+    pub(crate) async fn check(&self, timeout: Duration) -> Result<()> {
+        let err = match self.metadata(None, timeout).await {
+            Ok(_) => return Ok(()),
+            Err(Error::Kafka(err)) => err,
+            Err(other) => return Err(other),
+        };
+        // fetch_metadata only says the transport failed; librdkafka's error
+        // callback knows why (refused certificate, failed authentication...).
+        let config = self.settings.diagnostic_config()?;
+        let cause = tokio::task::spawn_blocking(move || connection_failure_cause(config))
+            .await
+            .ok()
+            .flatten();
+        let reason = match cause {
+            Some(cause) => format!(
+                "{err}: {cause}{}",
+                fix_for_cause(&cause, &self.settings.kafka_settings)
+            ),
+            None => err.to_string(),
+        };
+        Err(Error::BrokerUnreachable {
+            servers: self.settings.kafka_servers.join(","),
+            reason,
+        })
+    }
+
+    /// Waits until every queued message is acknowledged or has failed; does
+    /// nothing if no producer was created.
+    pub(crate) async fn flush(&self) -> Result<()> {
+        let Some(clients) = self.clients_if_ready() else {
+            return Ok(());
+        };
+        let producer = clients.producer.clone();
+        tokio::task::spawn_blocking(move || producer.flush(Duration::from_secs(30)))
+            .await
+            .map_err(|_| Error::Stopped)?
+            .map_err(Error::Kafka)
+    }
+}
+
+/// Collects what librdkafka reports through its error and log callbacks.
+#[derive(Default)]
+struct ErrorCapture {
+    error: Mutex<Option<String>>,
+    /// The first warning logged: a broker that drops the connection is only
+    /// logged ("Disconnected"), while the error says every broker is down.
+    warning: Mutex<Option<String>>,
+}
+
+impl ErrorCapture {
+    /// The most specific cause reported so far.
+    fn cause(&self) -> Option<String> {
+        let error = lock(&self.error).clone();
+        match error {
+            Some(error) if !is_all_brokers_down(&error) => Some(error),
+            error => lock(&self.warning).clone().or(error),
+        }
+    }
+
+    fn is_specific(&self) -> bool {
+        self.cause()
+            .is_some_and(|cause| !is_all_brokers_down(&cause))
+    }
+}
+
+impl rdkafka::ClientContext for ErrorCapture {
+    fn error(&self, error: rdkafka::error::KafkaError, reason: &str) {
+        // Transport errors come after the specific ones (SSL, SASL), so the
+        // first is kept, unless it only says that every broker is down.
+        let mut cause = lock(&self.error);
+        if cause.as_deref().is_none_or(is_all_brokers_down) {
+            *cause = Some(format!("{error}: {reason}"));
+        }
+    }
+
+    fn log(&self, level: rdkafka::config::RDKafkaLogLevel, _facility: &str, message: &str) {
+        use rdkafka::config::RDKafkaLogLevel as Level;
+        if matches!(
+            level,
+            Level::Emerg | Level::Alert | Level::Critical | Level::Error | Level::Warning
+        ) {
+            lock(&self.warning).get_or_insert_with(|| message.to_owned());
+        }
+    }
+}
+
+impl rdkafka::consumer::ConsumerContext for ErrorCapture {}
+
+/// What to change for a connection failure librdkafka describes, where its
+/// own words do not always say (its certificate hint depends on the version
+/// and on which of its errors arrives first).
+fn fix_for_cause(cause: &str, settings: &BTreeMap<String, String>) -> &'static str {
+    let plaintext = settings
+        .get("security.protocol")
+        .is_none_or(|protocol| protocol.eq_ignore_ascii_case("plaintext"));
+    if cause.contains("certificate verify failed") && !cause.contains("ssl.ca.location") {
+        "; the broker's certificate was not trusted: set `ssl.ca.location` to the CA that signed it"
+    } else if plaintext && cause.contains("Disconnected") && cause.contains("in state UP") {
+        // A broker that requires SASL or TLS drops a plaintext client's first
+        // request, and librdkafka can only say that the connection went away.
+        "; the broker closed the connection after accepting it, as brokers that require \
+         authentication or TLS do: set `security.protocol` (`sasl_plaintext`, `ssl` or \
+         `sasl_ssl`) and the matching `sasl.*` or `ssl.*` settings"
+    } else {
+        ""
+    }
+}
+
+fn is_all_brokers_down(cause: &str) -> bool {
+    cause.contains("brokers are down")
+}
+
+/// Connects a throw-away client to find out why connecting fails, in
+/// librdkafka's words; `None` when it gives no reason within a few seconds.
+fn connection_failure_cause(config: ClientConfig) -> Option<String> {
+    use rdkafka::consumer::Consumer as _;
+    let client: rdkafka::consumer::BaseConsumer<ErrorCapture> =
+        config.create_with_context(ErrorCapture::default()).ok()?;
+    let _ = client.fetch_metadata(None, Duration::from_secs(3));
+    // Error events reach the context only while the client is polled.
+    for _ in 0..10 {
+        if client.context().is_specific() {
+            break;
+        }
+        let _ = client.poll(Duration::from_millis(100));
+    }
+    client.context().cause()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn an_untrusted_certificate_names_the_setting_to_fix() {
+        let cause =
+            "ssl://b:9093/bootstrap: error:0A000086:SSL routines::certificate verify failed";
+        let plaintext = BTreeMap::new();
+        assert!(fix_for_cause(cause, &plaintext).contains("ssl.ca.location"));
+        assert_eq!(
+            fix_for_cause("Connect to ipv4#127.0.0.1:1 failed", &plaintext),
+            ""
+        );
+    }
+
+    #[test]
+    fn a_plaintext_client_dropped_after_connecting_is_told_about_sasl_and_tls() {
+        let cause = "BrokerTransportFailure (Local: Broker transport failure): \
+             127.0.0.1:9092/bootstrap: Disconnected: connection reset by peer \
+             (after 0ms in state UP)";
+        let plaintext = BTreeMap::new();
+        assert!(fix_for_cause(cause, &plaintext).contains("security.protocol"));
+        let sasl = BTreeMap::from([("security.protocol".to_owned(), "SASL_PLAINTEXT".to_owned())]);
+        assert_eq!(fix_for_cause(cause, &sasl), "", "already set: no hint");
+        assert!(is_all_brokers_down("1/1 brokers are down"));
+    }
+}

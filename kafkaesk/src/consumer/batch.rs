@@ -1,0 +1,202 @@
+//! Scheduling a batch: which records start, in what order, and where their
+//! handlers run.
+//!
+//! Records start in order, up to the subscription's `concurrency` at once.
+//! Handlers that finish at their first poll run back to back, up to
+//! [`MAX_HANDLED_IN_TURN`] records or [`HANDLED_IN_TURN_FOR`] between polls
+//! of the consumer, so the bookkeeping of a batch is paid once for many
+//! records; waiting handlers go `concurrency` at a time. No record starts
+//! after one fails, so a failure never has records of its partition run
+//! ahead of it, and none starts once the run is stopping.
+//!
+//! A handler that computes for long before its first `.await` would hold
+//! the consumer loop (commits, the stop, the other handlers) while it runs in
+//! place. When the records a poll started took [`HEAVY_HANDLER`] or more each,
+//! the subscription's later handlers run on tokio's blocking threads instead
+//! (see [`invoke`](crate::invoke)), and the loop keeps committing while it
+//! waits for them.
+
+use std::sync::atomic::Ordering;
+use std::task::Poll;
+use std::time::Duration;
+
+use futures::stream::FuturesUnordered;
+use futures::StreamExt;
+use rdkafka::consumer::CommitMode;
+use tokio::time::Instant;
+
+use super::{BatchConsumer, RunControl};
+use crate::invoke::{start, Outcome, Placement, Started};
+use crate::record::PendingRecord;
+
+/// Most records one batch runs when its handlers finish without waiting,
+/// whatever the concurrency.
+pub(super) const MAX_HANDLED_IN_TURN: usize = 64;
+
+/// How long a batch goes on starting records past its concurrency.
+const HANDLED_IN_TURN_FOR: Duration = Duration::from_millis(20);
+
+/// Records started between two readings of the clock past the concurrency:
+/// reading it costs about a fifth of a quick handler.
+const RECORDS_PER_CLOCK_READING: usize = 8;
+
+/// Time in a handler's first poll from which it counts as computing rather
+/// than handling: its subscription's handlers run on blocking threads from then on.
+const HEAVY_HANDLER: Duration = Duration::from_millis(1);
+
+/// What a batch's handlers gave.
+pub(super) struct BatchOutcome {
+    /// The outcomes of the records started, in batch order; the others are
+    /// left for the next batch.
+    pub(super) outcomes: Vec<Outcome>,
+    /// Whether a handler had to wait.
+    pub(super) waited: bool,
+}
+
+impl BatchConsumer {
+    /// Runs the handler on the batch's records in order (see the module
+    /// docs), committing when `next_commit` comes while it waits. Returns
+    /// `None` if a stop cancelled the batch after the shutdown timeout.
+    pub(super) async fn handle_batch(
+        &self,
+        batch: &[PendingRecord<'_>],
+        control: &mut RunControl,
+        next_commit: &mut Instant,
+    ) -> Option<BatchOutcome> {
+        let concurrency = self.subscription.get_concurrency();
+        let run_stop = &control.run_stop;
+        let work = async {
+            let mut outcomes: Vec<Outcome> = Vec::with_capacity(batch.len());
+            let mut running = FuturesUnordered::new();
+            let mut in_flight = 0;
+            let mut waited = false;
+            let mut failed = false;
+            let mut in_turn_until = None;
+            loop {
+                std::future::poll_fn(|cx| {
+                    // Borrowed mutably so the wait needs `running` to be Send
+                    // only; `push` takes `&self`, which would need Sync.
+                    let running = &mut running;
+                    let mut placement = self.placement();
+                    let poll_began = std::time::Instant::now();
+                    let mut started_here = 0u32;
+                    while let Some(record) = batch.get(outcomes.len()) {
+                        let index = outcomes.len();
+                        if failed || in_flight >= concurrency || run_stop.is_stopping() {
+                            break;
+                        }
+                        if index >= concurrency {
+                            if waited {
+                                break;
+                            }
+                            if (index - concurrency) % RECORDS_PER_CLOCK_READING == 0 {
+                                let now = std::time::Instant::now();
+                                let until = *in_turn_until.get_or_insert(now + HANDLED_IN_TURN_FOR);
+                                if now >= until {
+                                    break;
+                                }
+                            }
+                        }
+                        started_here += 1;
+                        match start(
+                            &self.scope,
+                            &self.subscription,
+                            record.source(),
+                            placement,
+                            cx,
+                        ) {
+                            Started::Finished(outcome) => {
+                                failed |= outcome.is_failure();
+                                outcomes.push(outcome);
+                            }
+                            Started::Running(handler) => {
+                                waited = true;
+                                in_flight += 1;
+                                // A placeholder, replaced once the handler is done.
+                                outcomes.push(Outcome::Handled);
+                                running.push(async move { (index, handler.outcome().await) });
+                            }
+                        }
+                        // The first record of a poll says at once whether
+                        // handlers compute: the next one must not run in place.
+                        if started_here == 1 && placement == Placement::Inline {
+                            placement = self.note_inline_time(poll_began.elapsed());
+                        }
+                    }
+                    if placement == Placement::Inline && started_here > 1 {
+                        self.note_inline_time(poll_began.elapsed() / started_here);
+                    }
+                    Poll::Ready(())
+                })
+                .await;
+                let Some((index, outcome)) = running.next().await else {
+                    break;
+                };
+                in_flight -= 1;
+                failed |= outcome.is_failure();
+                outcomes[index] = outcome;
+            }
+            BatchOutcome { outcomes, waited }
+        };
+        let grace = self.scope.app.settings().shutdown_timeout;
+        let interval = self.scope.app.settings().auto_commit_interval;
+        let stop = &mut control.stop;
+        let cancel_after_stop = async {
+            let _ = stop.wait_for(|stopped| *stopped).await;
+            tokio::time::sleep(grace).await;
+        };
+        tokio::pin!(work, cancel_after_stop);
+        loop {
+            tokio::select! {
+                biased;
+                handled = &mut work => return Some(handled),
+                () = &mut cancel_after_stop => {
+                    tracing::warn!(
+                        subscription = %self.scope.name,
+                        records = batch.len(),
+                        "in-flight handlers cancelled at shutdown; their records will be consumed again"
+                    );
+                    return None;
+                }
+                // Handlers that wait long must not hold back the commits of
+                // what was settled before them.
+                () = tokio::time::sleep_until(*next_commit) => {
+                    self.commit(CommitMode::Async);
+                    *next_commit = Instant::now() + interval;
+                }
+            }
+        }
+    }
+
+    /// Where this subscription's handlers run.
+    fn placement(&self) -> Placement {
+        if self.monitor.counters.spawn_handlers.load(Ordering::Relaxed) {
+            Placement::Blocking
+        } else {
+            Placement::Inline
+        }
+    }
+
+    /// Notes how long a record held the consumer loop, moves the
+    /// subscription's handlers off the loop when that is long, and says where
+    /// handlers run from now on.
+    fn note_inline_time(&self, per_record: Duration) -> Placement {
+        if per_record < HEAVY_HANDLER {
+            return Placement::Inline;
+        }
+        if !self
+            .monitor
+            .counters
+            .spawn_handlers
+            .swap(true, Ordering::Relaxed)
+        {
+            tracing::info!(
+                subscription = %self.scope.name,
+                "handlers compute for {per_record:?} before they first wait; they now run on \
+                 blocking threads so the consumer and the other handlers go on meanwhile (wrap \
+                 CPU-bound work in tokio::task::spawn_blocking to keep them in place)"
+            );
+        }
+        Placement::Blocking
+    }
+}

@@ -1,0 +1,406 @@
+//! Batch consumers: one per subscription, in its own consumer group.
+//!
+//! Each consumer takes the records librdkafka has fetched, in batches, and
+//! runs the handler on them in order, at most `concurrency` at once; a
+//! handler that exceeds the subscription's `timeout` is cancelled. How a
+//! batch is scheduled is in [`batch`]'s docs; how one handler runs, in
+//! [`invoke`](crate::invoke)'s.
+//!
+//! Handlers decode straight from librdkafka's buffers: a record is copied
+//! into an owned [`Record`](crate::Record) only when a handler asks for it
+//! (or for its [`Subscriber`](crate::Subscriber)), or when it must outlive
+//! the batch (retries, dead letters).
+//!
+//! # Commits and delivery guarantees
+//!
+//! Messages are consumed **at least once**. An offset is committed only after
+//! its record was handled, or deliberately skipped because it could not be
+//! decoded. With `auto_commit` (the default) handled offsets are committed
+//! every `auto_commit_interval`, before partitions are revoked in a rebalance,
+//! and at shutdown. Without it, handlers commit through
+//! [`Subscriber::commit`](crate::Subscriber::commit).
+//!
+//! By default a handler that returns an error, panics or times out stops its
+//! consumer: the records of the batch before it in its partition are
+//! committed, the failed record and those behind it are not, the
+//! application's run returns the error, and they come back after a restart.
+//! A subscription's [`ErrorPolicy`](crate::ErrorPolicy) can retry, skip or
+//! dead-letter instead; a retrying record pauses only its own partition
+//! (see [`policy`](crate::policy)).
+//!
+//! # Stopping
+//!
+//! Once a run is asked to stop (SIGINT, SIGTERM, [`Application::stop`]), no
+//! record starts any more; handlers already running get the
+//! `shutdown_timeout` to finish, and what was handled is committed.
+//!
+//! # Topics and patterns
+//!
+//! Subscriptions are fnmatch patterns over stream names with the topic prefix
+//! applied, turned into a regular-expression subscription. Matching topics
+//! created later are picked up when librdkafka refreshes its metadata, every
+//! `topic.metadata.refresh.interval.ms` (5 s by default here, overridable
+//! through `kafka_settings`).
+//!
+//! New consumer groups start from the earliest offset (`auto.offset.reset`),
+//! so a group sees messages published before it first joined.
+
+mod batch;
+mod offsets;
+mod retry;
+mod settle;
+mod supervisor;
+
+use std::collections::VecDeque;
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex, Weak};
+use std::time::Duration;
+
+use futures::FutureExt;
+use rdkafka::consumer::{CommitMode, Consumer, StreamConsumer};
+use rdkafka::error::KafkaResult;
+use rdkafka::TopicPartitionList;
+use tokio::sync::watch;
+use tokio::time::Instant;
+
+use crate::app::{Application, SubscriptionMonitor};
+use crate::error::Result;
+use crate::record::{PendingRecord, TopicNames};
+use crate::router::Subscription;
+use crate::subscriber::{CommitOffsets, HandlerScope};
+use crate::sync::lock;
+use batch::MAX_HANDLED_IN_TURN;
+use offsets::{OffsetBook, RebalanceContext};
+use retry::{retries_first_run, Retries};
+
+type KafkaConsumer = StreamConsumer<RebalanceContext>;
+
+impl CommitOffsets for KafkaConsumer {
+    fn commit_sync(&self, offsets: &TopicPartitionList) -> KafkaResult<()> {
+        self.commit(offsets, CommitMode::Sync)
+    }
+}
+
+/// How a run controls its consumers: when to stop, and how many records all
+/// of them have settled.
+pub(crate) struct RunControl {
+    stop: watch::Receiver<bool>,
+    run_stop: Arc<RunStop>,
+    consumed: Arc<AtomicUsize>,
+    limit: Option<usize>,
+}
+
+/// The stop of one run of consumers: its own (a limit reached, a failure,
+/// a deadline), or the application's.
+pub(crate) struct RunStop {
+    flag: AtomicBool,
+    /// [`Application::stop`] sets it at once, before the run hears of it.
+    app_flag: Arc<AtomicBool>,
+    notify: watch::Sender<bool>,
+}
+
+impl RunStop {
+    pub(crate) fn new(app_flag: Arc<AtomicBool>) -> Arc<Self> {
+        Arc::new(RunStop {
+            flag: AtomicBool::new(false),
+            app_flag,
+            notify: watch::channel(false).0,
+        })
+    }
+
+    /// Stops every consumer of the run.
+    pub(crate) fn stop(&self) {
+        self.flag.store(true, Ordering::Relaxed);
+        self.notify.send_replace(true);
+    }
+
+    /// Whether the run is stopping: read before each record starts.
+    pub(crate) fn is_stopping(&self) -> bool {
+        self.flag.load(Ordering::Relaxed) || self.app_flag.load(Ordering::Relaxed)
+    }
+
+    /// The control of one consumer in the run.
+    pub(crate) fn control(
+        self: &Arc<Self>,
+        consumed: Arc<AtomicUsize>,
+        limit: Option<usize>,
+    ) -> RunControl {
+        RunControl {
+            stop: self.notify.subscribe(),
+            run_stop: self.clone(),
+            consumed,
+            limit,
+        }
+    }
+}
+
+/// Runs one subscription until the run is stopped or its handler fails.
+pub(crate) async fn run_subscription(
+    app: Application,
+    subscription: Subscription,
+    control: RunControl,
+) -> Result<()> {
+    let consumer = BatchConsumer::start(app, subscription)?;
+    let result = consumer.run(control).await;
+    consumer.monitor.stopped();
+    consumer.close().await;
+    result
+}
+
+/// The consumer of one subscription: Python kafkaesk's `BatchConsumer`.
+pub(crate) struct BatchConsumer {
+    scope: HandlerScope,
+    subscription: Subscription,
+    consumer: Arc<KafkaConsumer>,
+    book: Arc<Mutex<OffsetBook>>,
+    monitor: SubscriptionMonitor,
+    auto_commit: bool,
+}
+
+impl BatchConsumer {
+    /// Creates the consumer and subscribes it.
+    fn start(app: Application, subscription: Subscription) -> Result<Self> {
+        let settings = app.settings();
+        let name: Arc<str> = subscription.shared_name().clone();
+        let group = subscription.get_group();
+        let config = settings.consumer_config(group)?;
+        let monitor = app.monitor(&name, group);
+        let book = Arc::new(Mutex::new(OffsetBook::default()));
+        let context = RebalanceContext {
+            subscription: name.clone(),
+            auto_commit: settings.auto_commit,
+            book: book.clone(),
+            monitor: monitor.clone(),
+        };
+        let consumer: KafkaConsumer = config.create_with_context(context)?;
+        let regex = subscription.get_streams().regex(&settings.topic_prefix);
+        consumer.subscribe(&[&regex])?;
+        tracing::info!(
+            subscription = %name,
+            streams = %subscription.get_streams(),
+            group,
+            regex = %regex,
+            "subscribed"
+        );
+        let consumer = Arc::new(consumer);
+        let weak = Arc::downgrade(&consumer);
+        let commits: Weak<dyn CommitOffsets> = weak;
+        Ok(BatchConsumer {
+            auto_commit: settings.auto_commit,
+            scope: HandlerScope {
+                consumer: Some(commits),
+                app,
+                name,
+            },
+            subscription,
+            consumer,
+            book,
+            monitor,
+        })
+    }
+
+    /// Consumes until the run stops or a record stops the consumer, then
+    /// commits what was settled.
+    async fn run(&self, mut control: RunControl) -> Result<()> {
+        let interval = self.scope.app.settings().auto_commit_interval;
+        let mut next_commit = Instant::now() + interval;
+        let concurrency = self.subscription.get_concurrency();
+        let batch_limit = concurrency.max(MAX_HANDLED_IN_TURN);
+        // Records the next batch takes: the full limit while handlers finish
+        // at once, `concurrency` after a batch that could not start them all,
+        // so waiting handlers do not cycle records through `ready`.
+        let mut batch_size = batch_limit;
+        let mut batch: Vec<PendingRecord<'_>> = Vec::with_capacity(batch_limit);
+        let mut seen_revocations = 0;
+        let mut topic_names = TopicNames::default();
+        let mut retries = Retries::default();
+        // Records held back while their partition was retrying, or left
+        // unstarted by the last batch, handled next.
+        let mut ready: VecDeque<PendingRecord<'_>> = VecDeque::new();
+        // Retries that ended while the loop waited, settled at its top.
+        let mut ended_while_waiting = None;
+
+        let result = loop {
+            // A partition's retries that ended: noticed here while records
+            // flow, or by the wait below when idle.
+            let retried = match ended_while_waiting.take() {
+                Some(retried) => Some(retried),
+                None if !retries.running.is_empty() => {
+                    retries.running.join_next().now_or_never().flatten()
+                }
+                None => None,
+            };
+            if let Some(retried) = retried {
+                let finished = self.finish_retries(retried, &mut retries, &mut ready);
+                if let Err(error) = finished.await.map(|n| control.count(n)) {
+                    break Err(error);
+                }
+            }
+            if control.run_stop.is_stopping() {
+                break Ok(());
+            }
+            let now = Instant::now();
+            if now >= next_commit {
+                self.commit(CommitMode::Async);
+                next_commit = now + interval;
+            }
+            if ready.is_empty() {
+                // While records are waiting, take one without setting up the
+                // wait below: stop and commits are checked above.
+                let message = match self.consumer.recv().now_or_never() {
+                    Some(message) => message,
+                    None => tokio::select! {
+                        biased;
+                        _ = control.stop.changed() => continue,
+                        () = tokio::time::sleep_until(next_commit) => continue,
+                        Some(ended) = retries.running.join_next(), if !retries.running.is_empty() => {
+                            ended_while_waiting = Some(ended);
+                            continue;
+                        }
+                        message = self.consumer.recv() => message,
+                    },
+                };
+                match message {
+                    Ok(message) => batch.push(topic_names.pending(message)),
+                    Err(err) => {
+                        tracing::warn!(subscription = %self.scope.name, error = %err, "consumer error");
+                        tokio::time::sleep(Duration::from_millis(100)).await;
+                        continue;
+                    }
+                }
+            }
+            // `consume_for` stops at its count, so take no more than it needs.
+            let wanted = control.limit.map_or(batch_size, |limit| {
+                let left = limit.saturating_sub(control.consumed.load(Ordering::Relaxed));
+                left.clamp(1, batch_size)
+            });
+            while batch.len() < wanted {
+                if let Some(record) = ready.pop_front() {
+                    batch.push(record);
+                    continue;
+                }
+                match self.consumer.recv().now_or_never() {
+                    Some(Ok(message)) => batch.push(topic_names.pending(message)),
+                    Some(Err(err)) => {
+                        tracing::warn!(subscription = %self.scope.name, error = %err, "consumer error");
+                        break;
+                    }
+                    None => break,
+                }
+            }
+
+            retries.hold_back(&mut batch);
+            self.drop_revoked(&mut batch, &mut seen_revocations, &mut retries, &mut ready);
+            if batch.is_empty() {
+                continue;
+            }
+
+            let Some(handled) = self
+                .handle_batch(&batch, &mut control, &mut next_commit)
+                .await
+            else {
+                // Cancelled by a stop: nothing of this batch is committed.
+                batch.clear();
+                break Ok(());
+            };
+            let outcomes = handled.outcomes;
+            batch_size = if handled.waited || outcomes.len() < batch.len() {
+                concurrency
+            } else {
+                batch_limit
+            };
+            // Records the batch did not start run next, in order.
+            for record in batch.drain(outcomes.len()..).rev() {
+                ready.push_front(record);
+            }
+            let outcomes = if outcomes
+                .iter()
+                .any(|outcome| retries_first_run(&self.subscription, outcome))
+            {
+                self.start_retries(&mut batch, outcomes, &mut retries)
+            } else {
+                outcomes
+            };
+            let failure = self
+                .settle(&batch, outcomes.into_iter().map(|outcome| (outcome, 1)))
+                .await;
+            let settled = batch.len();
+            batch.clear();
+            if let Some(error) = failure {
+                break Err(error);
+            }
+            control.count(settled);
+        };
+        if !retries.running.is_empty() {
+            tracing::warn!(
+                subscription = %self.scope.name,
+                partitions = retries.running.len(),
+                "consumer stopped while records awaited retries; they will be consumed again"
+            );
+            retries.running.abort_all();
+        }
+        // Commit what was handled; a failed record and its partition's later
+        // records come back.
+        self.commit(CommitMode::Sync);
+        result
+    }
+
+    /// Removes records of partitions revoked since the last look: their new
+    /// owner consumes them from the last commit, so handling them here would
+    /// only handle them twice. Records held back for a revoked partition's
+    /// retries, or queued after them, are dropped for the same reason.
+    fn drop_revoked(
+        &self,
+        batch: &mut Vec<PendingRecord<'_>>,
+        seen_revocations: &mut u64,
+        retries: &mut Retries,
+        ready: &mut VecDeque<PendingRecord<'_>>,
+    ) {
+        let book = lock(&self.book);
+        if book.revocations == *seen_revocations {
+            return;
+        }
+        *seen_revocations = book.revocations;
+        let assigned =
+            |topic: &Arc<str>, partition| book.assigned.contains(&(topic.clone(), partition));
+        let before = batch.len();
+        batch.retain(|r| assigned(r.topic(), r.partition()));
+        ready.retain(|r| assigned(r.topic(), r.partition()));
+        retries
+            .held
+            .retain(|tp, held| book.owns(tp, held.generation));
+        if batch.len() < before {
+            tracing::info!(
+                subscription = %self.scope.name,
+                records = before - batch.len(),
+                "records of revoked partitions left to their new owner"
+            );
+        }
+    }
+
+    /// Leaves the group and closes the consumer, off the async threads: closing
+    /// waits for librdkafka to finish the final rebalance.
+    async fn close(self) {
+        let consumer = self.consumer;
+        let name = self.scope.name;
+        let closed = tokio::task::spawn_blocking(move || {
+            consumer.unsubscribe();
+            drop(consumer);
+        })
+        .await;
+        if closed.is_err() {
+            tracing::warn!(subscription = %name, "consumer did not close cleanly");
+        }
+    }
+}
+
+impl RunControl {
+    /// Counts `settled` records toward the run's limit, and stops the run once
+    /// it is reached.
+    fn count(&self, settled: usize) {
+        let total = self.consumed.fetch_add(settled, Ordering::SeqCst) + settled;
+        if self.limit.is_some_and(|limit| total >= limit) {
+            self.run_stop.stop();
+        }
+    }
+}

@@ -1,0 +1,250 @@
+//! The offset book of one consumer, and the librdkafka context that keeps it
+//! right across rebalances.
+//!
+//! The book holds, per partition, the next offset to read after what was
+//! handled or skipped (`processed`) and what the broker last confirmed as
+//! committed. Before partitions are revoked, their processed offsets are
+//! committed, and the book forgets them: their records belong to the next
+//! owner. A revocation count lets background work (retries) find out
+//! cheaply that its partition was revoked since it began.
+
+use std::collections::{HashMap, HashSet};
+use std::sync::{Arc, Mutex};
+
+use rdkafka::consumer::{BaseConsumer, CommitMode, Consumer, ConsumerContext, Rebalance};
+use rdkafka::error::KafkaResult;
+use rdkafka::{ClientContext, Offset, TopicPartitionList};
+
+use crate::app::SubscriptionMonitor;
+use crate::sync::lock;
+
+/// A topic (shared name) and a partition.
+pub(crate) type TopicPartition = (Arc<str>, i32);
+
+/// Offsets shared between the consumer loop and librdkafka's rebalance callbacks.
+#[derive(Default)]
+pub(crate) struct OffsetBook {
+    /// Next offset to read, per partition, for records handled or skipped.
+    pub(crate) processed: HashMap<TopicPartition, i64>,
+    /// What the broker last confirmed as committed.
+    committed: HashMap<TopicPartition, i64>,
+    pub(crate) assigned: HashSet<TopicPartition>,
+    /// How many revocations happened, so the consumer loop notices one cheaply.
+    pub(crate) revocations: u64,
+    /// The revocation count at each partition's latest revocation.
+    revoked_at: HashMap<TopicPartition, u64>,
+}
+
+impl OffsetBook {
+    /// Processed offsets the broker has not confirmed, of every partition or
+    /// of `only` those.
+    pub(crate) fn uncommitted(&self, only: Option<&HashSet<TopicPartition>>) -> TopicPartitionList {
+        let mut tpl = TopicPartitionList::new();
+        for (tp, offset) in &self.processed {
+            if only.is_some_and(|set| !set.contains(tp)) {
+                continue;
+            }
+            if self.committed.get(tp) != Some(offset) {
+                // Offsets come from librdkafka, so the partition is valid.
+                let _ = tpl.add_partition_offset(&tp.0, tp.1, Offset::Offset(*offset));
+            }
+        }
+        tpl
+    }
+
+    /// Whether the partition is assigned and was not revoked since the
+    /// revocation count was `generation`.
+    pub(crate) fn owns(&self, tp: &TopicPartition, generation: u64) -> bool {
+        self.assigned.contains(tp) && self.revoked_at.get(tp).is_none_or(|&at| at <= generation)
+    }
+
+    /// Records what the broker confirmed as committed.
+    pub(crate) fn confirm(&mut self, tpl: &TopicPartitionList) {
+        for elem in tpl.elements() {
+            if let Offset::Offset(offset) = elem.offset() {
+                self.committed
+                    .insert((Arc::from(elem.topic()), elem.partition()), offset);
+            }
+        }
+    }
+
+    /// Moves a partition's processed offset forward to `next`, if the
+    /// partition is still assigned: a record of a partition revoked meanwhile
+    /// belongs to another member now.
+    pub(crate) fn advance(&mut self, tp: TopicPartition, next: i64) {
+        if !self.assigned.contains(&tp) {
+            return;
+        }
+        let entry = self.processed.entry(tp).or_insert(next);
+        *entry = (*entry).max(next);
+    }
+
+    fn revoke(&mut self, revoked: &HashSet<TopicPartition>) {
+        self.revocations += 1;
+        let generation = self.revocations;
+        for tp in revoked {
+            self.revoked_at.insert(tp.clone(), generation);
+            self.processed.remove(tp);
+            self.committed.remove(tp);
+            self.assigned.remove(tp);
+        }
+    }
+
+    fn assigned_sorted(&self) -> Vec<(String, i32)> {
+        let mut v: Vec<_> = self
+            .assigned
+            .iter()
+            .map(|(t, p)| (t.to_string(), *p))
+            .collect();
+        v.sort();
+        v
+    }
+}
+
+/// A list of one partition, for pause and resume.
+pub(crate) fn partition_list(tp: &TopicPartition) -> TopicPartitionList {
+    let mut tpl = TopicPartitionList::new();
+    tpl.add_partition(&tp.0, tp.1);
+    tpl
+}
+
+/// librdkafka context of a subscription's consumer: commits before a
+/// revocation, and keeps the book and the subscription's health current.
+pub(crate) struct RebalanceContext {
+    pub(crate) subscription: Arc<str>,
+    pub(crate) auto_commit: bool,
+    pub(crate) book: Arc<Mutex<OffsetBook>>,
+    pub(crate) monitor: SubscriptionMonitor,
+}
+
+impl ClientContext for RebalanceContext {}
+
+impl ConsumerContext for RebalanceContext {
+    fn pre_rebalance(&self, consumer: &BaseConsumer<Self>, rebalance: &Rebalance<'_>) {
+        let Rebalance::Revoke(revoked) = rebalance else {
+            return;
+        };
+        let revoked: HashSet<TopicPartition> = revoked
+            .elements()
+            .iter()
+            .map(|e| (Arc::from(e.topic()), e.partition()))
+            .collect();
+        if self.auto_commit {
+            // The lock is released while committing: librdkafka may call
+            // `commit_callback` on this thread.
+            let tpl = lock(&self.book).uncommitted(Some(&revoked));
+            if tpl.count() > 0 {
+                match consumer.commit(&tpl, CommitMode::Sync) {
+                    Ok(()) => lock(&self.book).confirm(&tpl),
+                    Err(err) => tracing::warn!(
+                        subscription = %self.subscription,
+                        error = %err,
+                        "could not commit before partitions were revoked; \
+                         their records since the last commit will be consumed again"
+                    ),
+                }
+            }
+        }
+        let mut book = lock(&self.book);
+        book.revoke(&revoked);
+        let assigned = book.assigned_sorted();
+        drop(book);
+        tracing::info!(
+            subscription = %self.subscription,
+            revoked = revoked.len(),
+            partitions = assigned.len(),
+            "partitions revoked"
+        );
+        self.monitor.assigned(assigned);
+    }
+
+    fn post_rebalance(&self, _consumer: &BaseConsumer<Self>, rebalance: &Rebalance<'_>) {
+        match rebalance {
+            Rebalance::Assign(tpl) => {
+                let mut book = lock(&self.book);
+                for elem in tpl.elements() {
+                    book.assigned
+                        .insert((Arc::from(elem.topic()), elem.partition()));
+                }
+                let assigned = book.assigned_sorted();
+                drop(book);
+                let mut topics: Vec<&str> = assigned.iter().map(|(t, _)| t.as_str()).collect();
+                topics.dedup();
+                tracing::info!(
+                    subscription = %self.subscription,
+                    topics = %topics.join(","),
+                    partitions = assigned.len(),
+                    "partitions assigned"
+                );
+                self.monitor.assigned(assigned);
+            }
+            Rebalance::Revoke(_) => {}
+            Rebalance::Error(err) => tracing::warn!(
+                subscription = %self.subscription,
+                error = %err,
+                "rebalance failed"
+            ),
+        }
+    }
+
+    fn commit_callback(&self, result: KafkaResult<()>, offsets: &TopicPartitionList) {
+        match result {
+            Ok(()) => lock(&self.book).confirm(offsets),
+            Err(err) => tracing::warn!(
+                subscription = %self.subscription,
+                error = %err,
+                "offset commit failed; it is retried at the next commit"
+            ),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_partition_revoked_since_a_generation_is_no_longer_owned() {
+        let tp: TopicPartition = ("t".into(), 0);
+        let mut book = OffsetBook::default();
+        book.assigned.insert(tp.clone());
+        assert!(book.owns(&tp, 0));
+        book.revoke(&HashSet::from([tp.clone()]));
+        book.assigned.insert(tp.clone());
+        assert!(
+            !book.owns(&tp, 0),
+            "revoked after retries began at generation 0"
+        );
+        assert!(
+            book.owns(&tp, 1),
+            "assigned again before generation 1 began"
+        );
+        book.assigned.remove(&tp);
+        assert!(!book.owns(&tp, 1));
+    }
+
+    #[test]
+    fn only_changed_offsets_are_committed() {
+        let mut book = OffsetBook::default();
+        book.assigned.insert(("t".into(), 0));
+        book.assigned.insert(("t".into(), 1));
+        book.advance(("t".into(), 0), 5);
+        book.advance(("t".into(), 1), 7);
+        book.committed.insert(("t".into(), 1), 7);
+        let tpl = book.uncommitted(None);
+        assert_eq!(tpl.count(), 1);
+        book.confirm(&tpl);
+        assert_eq!(book.uncommitted(None).count(), 0);
+    }
+
+    #[test]
+    fn offsets_never_go_back_and_skip_unassigned_partitions() {
+        let mut book = OffsetBook::default();
+        book.assigned.insert(("t".into(), 0));
+        book.advance(("t".into(), 0), 9);
+        book.advance(("t".into(), 0), 4);
+        book.advance(("t".into(), 1), 3);
+        assert_eq!(book.processed.get(&("t".into(), 0)), Some(&9));
+        assert!(!book.processed.contains_key(&("t".into(), 1)));
+    }
+}

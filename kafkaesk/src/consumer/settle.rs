@@ -1,0 +1,251 @@
+//! Settling records: applying the error policy to failures, moving offsets
+//! forward, and committing them.
+//!
+//! A partition's offset moves past a record only once the record is settled
+//! (handled, skipped because it cannot be decoded, or skipped or
+//! dead-lettered by the error policy), and never past a record that stops
+//! the consumer: what follows such a record in its partition comes back.
+
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+
+use rdkafka::consumer::{CommitMode, Consumer};
+
+use super::BatchConsumer;
+use crate::dead_letter::{self, Failure};
+use crate::error::Error;
+use crate::invoke::Outcome;
+use crate::policy::FinalAction;
+use crate::record::PendingRecord;
+use crate::sync::lock;
+
+/// The next offset to commit for each partition of a run of settled
+/// records, in the order they were settled: one past the partition's last
+/// record before its first record that stops the consumer.
+#[derive(Default)]
+pub(crate) struct NextOffsets<'a> {
+    /// Per partition: the next offset, and whether a stopping record was met.
+    partitions: Vec<(&'a Arc<str>, i32, Option<i64>, bool)>,
+}
+
+impl<'a> NextOffsets<'a> {
+    /// Adds a settled record; `stops` when it stops the consumer.
+    pub(crate) fn settled(
+        &mut self,
+        topic: &'a Arc<str>,
+        partition: i32,
+        offset: i64,
+        stops: bool,
+    ) {
+        // Linear: a batch spans few partitions.
+        let index = match self
+            .partitions
+            .iter()
+            .position(|(t, p, ..)| *p == partition && *t == topic)
+        {
+            Some(index) => index,
+            None => {
+                self.partitions.push((topic, partition, None, false));
+                self.partitions.len() - 1
+            }
+        };
+        let (_, _, next, stopped) = &mut self.partitions[index];
+        if stops {
+            *stopped = true;
+        } else if !*stopped {
+            *next = Some(offset + 1);
+        }
+    }
+
+    /// Each partition with an offset to move to.
+    pub(crate) fn into_offsets(self) -> impl Iterator<Item = (&'a Arc<str>, i32, i64)> {
+        self.partitions
+            .into_iter()
+            .filter_map(|(topic, partition, next, _)| next.map(|next| (topic, partition, next)))
+    }
+}
+
+impl BatchConsumer {
+    /// Applies the error policy to failed records, then records the offsets
+    /// of the batch's records, each partition up to its first record that
+    /// stops the consumer. Returns the first such failure.
+    pub(super) async fn settle(
+        &self,
+        batch: &[PendingRecord<'_>],
+        outcomes: impl Iterator<Item = (Outcome, u32)>,
+    ) -> Option<Error> {
+        let mut failure = None;
+        let mut next = NextOffsets::default();
+        // Counted once per batch: the counter is shared with health checks.
+        let mut handled = 0;
+        for (record, (outcome, runs)) in batch.iter().zip(outcomes) {
+            let stops = match outcome {
+                Outcome::Handled => {
+                    handled += 1;
+                    false
+                }
+                outcome => match self.settle_failure(record, outcome, runs).await {
+                    Some(error) => {
+                        failure.get_or_insert(error);
+                        true
+                    }
+                    None => false,
+                },
+            };
+            next.settled(record.topic(), record.partition(), record.offset(), stops);
+        }
+        if handled > 0 {
+            self.monitor
+                .counters
+                .handled
+                .fetch_add(handled, Ordering::Relaxed);
+        }
+        // The book is locked once per batch.
+        let mut book = lock(&self.book);
+        for (topic, partition, offset) in next.into_offsets() {
+            book.advance((topic.clone(), partition), offset);
+        }
+        failure
+    }
+
+    /// Counts one unhandled or failed record and applies the error policy to a
+    /// failure. Returns the error if the record stops the consumer.
+    async fn settle_failure(
+        &self,
+        record: &PendingRecord<'_>,
+        outcome: Outcome,
+        runs: u32,
+    ) -> Option<Error> {
+        let counters = &self.monitor.counters;
+        let error = match outcome.into_error(&self.scope.name, || record.position()) {
+            None => return None,
+            Some(err @ Error::Unhandled { .. }) => {
+                counters.unhandled.fetch_add(1, Ordering::Relaxed);
+                tracing::warn!(
+                    subscription = %self.scope.name,
+                    topic = %record.topic(),
+                    partition = record.partition(),
+                    offset = record.offset(),
+                    "{err}; skipped"
+                );
+                return None;
+            }
+            Some(err) => err,
+        };
+        counters.failed.fetch_add(1, Ordering::Relaxed);
+        match self.subscription.get_error_policy().final_action() {
+            FinalAction::Skip => {
+                counters.skipped.fetch_add(1, Ordering::Relaxed);
+                tracing::error!(
+                    subscription = %self.scope.name,
+                    error = %error,
+                    attempts = runs,
+                    "handler failed; record skipped by the error policy"
+                );
+                None
+            }
+            FinalAction::DeadLetter(stream) => {
+                let failure = Failure {
+                    error: &error,
+                    attempts: runs,
+                    subscription: &self.scope.name,
+                    group: self.subscription.get_group(),
+                };
+                let record = record.to_record();
+                match dead_letter::write(&self.scope.app, stream, &record, failure).await {
+                    Ok(()) => {
+                        counters.dead_lettered.fetch_add(1, Ordering::Relaxed);
+                        tracing::error!(
+                            subscription = %self.scope.name,
+                            error = %error,
+                            attempts = runs,
+                            dead_letter = %stream,
+                            "handler failed; record dead-lettered"
+                        );
+                        None
+                    }
+                    Err(dlq_error) => {
+                        tracing::error!(
+                            subscription = %self.scope.name,
+                            error = %error,
+                            dead_letter = %stream,
+                            dead_letter_error = %dlq_error,
+                            "handler failed and the dead-letter write failed; stopping consumer"
+                        );
+                        Some(error)
+                    }
+                }
+            }
+            FinalAction::Stop => {
+                tracing::error!(subscription = %self.scope.name, error = %error, "handler failed; stopping consumer");
+                Some(error)
+            }
+        }
+    }
+
+    /// Commits the processed offsets the broker has not confirmed, when
+    /// `auto_commit` is on.
+    pub(super) fn commit(&self, mode: CommitMode) {
+        if !self.auto_commit {
+            return;
+        }
+        let tpl = lock(&self.book).uncommitted(None);
+        if tpl.count() == 0 {
+            return;
+        }
+        match self.consumer.commit(&tpl, mode) {
+            Ok(()) if matches!(mode, CommitMode::Sync) => lock(&self.book).confirm(&tpl),
+            Ok(()) => {}
+            Err(err) => {
+                tracing::warn!(subscription = %self.scope.name, error = %err, "offset commit failed")
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn offsets(records: &[(&Arc<str>, i32, i64, bool)]) -> Vec<(String, i32, i64)> {
+        let mut next = NextOffsets::default();
+        for &(topic, partition, offset, stops) in records {
+            next.settled(topic, partition, offset, stops);
+        }
+        next.into_offsets()
+            .map(|(t, p, o)| (t.to_string(), p, o))
+            .collect()
+    }
+
+    #[test]
+    fn each_partition_moves_past_its_last_settled_record() {
+        let (a, b): (Arc<str>, Arc<str>) = ("a".into(), "b".into());
+        let next = offsets(&[
+            (&a, 0, 4, false),
+            (&a, 1, 9, false),
+            (&a, 0, 5, false),
+            (&b, 0, 2, false),
+        ]);
+        assert_eq!(
+            next,
+            [("a".into(), 0, 6), ("a".into(), 1, 10), ("b".into(), 0, 3)]
+        );
+    }
+
+    #[test]
+    fn a_stopping_record_holds_its_partition_but_not_the_others() {
+        let a: Arc<str> = "a".into();
+        let next = offsets(&[
+            (&a, 0, 4, false),
+            (&a, 0, 5, true),
+            (&a, 1, 7, false),
+            (&a, 0, 6, false),
+        ]);
+        assert_eq!(next, [("a".into(), 0, 5), ("a".into(), 1, 8)]);
+        let first_stops = offsets(&[(&a, 0, 4, true), (&a, 0, 5, false)]);
+        assert!(
+            first_stops.is_empty(),
+            "nothing of partition 0 is committed"
+        );
+    }
+}

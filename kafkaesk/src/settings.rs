@@ -1,0 +1,314 @@
+//! The application's settings, and every librdkafka configuration built from them.
+//!
+//! | setting | default | meaning |
+//! |---|---|---|
+//! | `kafka_servers` | none | bootstrap servers; an application without them reports [`Error::AppNotConfigured`] when used |
+//! | `topic_prefix` | `""` | prepended to every stream name to form the topic |
+//! | `kafka_settings` | empty | librdkafka properties passed through, e.g. `security.protocol`, `sasl.*`, `ssl.*` |
+//! | `replication_factor` | min(number of servers, 3) | for topics kafkaesk creates |
+//! | `partitions` | 7 | for topics kafkaesk creates |
+//! | `auto_commit` | on | commit handled offsets every `auto_commit_interval`, on rebalance and at shutdown |
+//! | `auto_commit_interval` | 5 s | |
+//! | `api_version` | `auto` | broker API version; anything else disables version probing and is used as `broker.version.fallback` |
+//! | `shutdown_timeout` | 5 s | how long in-flight handlers may run after a stop before they are cancelled |
+//!
+//! This module is the only place where producer, admin and consumer
+//! configurations are assembled: kafkaesk's defaults are applied where the
+//! user's `kafka_settings` do not set the same property, and the properties
+//! kafkaesk manages itself (`group.id`, `enable.auto.commit`,
+//! `enable.auto.offset.store`) are refused in `kafka_settings`.
+//!
+//! Values of secret properties (passwords, keys, tokens) never appear in
+//! `Debug` output, logs or errors: see [`is_secret_setting`].
+
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+use rdkafka::config::ClientConfig;
+
+use crate::error::{Error, Result};
+
+/// librdkafka properties that kafkaesk sets itself and users may not.
+const MANAGED: [&str; 3] = ["group.id", "enable.auto.commit", "enable.auto.offset.store"];
+
+/// Whether a librdkafka property's value is a secret, never shown in Debug
+/// output, logs or errors.
+///
+/// ```
+/// assert!(kafkaesk::settings::is_secret_setting("sasl.password"));
+/// assert!(!kafkaesk::settings::is_secret_setting("sasl.username"));
+/// ```
+pub fn is_secret_setting(key: &str) -> bool {
+    let key = key.to_ascii_lowercase();
+    key.contains("password")
+        || key.contains("passphrase")
+        || key.contains("secret")
+        || key.contains("jaas")
+        || key.contains("credential")
+        || key.ends_with(".key.pem")
+        || key.contains("sasl.oauthbearer.config")
+        || key.contains("token")
+}
+
+/// librdkafka properties with secret values replaced by `***`, for display.
+pub fn redacted(settings: &BTreeMap<String, String>) -> BTreeMap<&str, &str> {
+    settings
+        .iter()
+        .map(|(k, v)| {
+            let shown = if is_secret_setting(k) { "***" } else { v };
+            (k.as_str(), shown)
+        })
+        .collect()
+}
+
+/// The application's Kafka settings. See the [module docs](self) for defaults.
+#[derive(Clone)]
+pub struct Settings {
+    /// Bootstrap servers, `host:port`.
+    pub kafka_servers: Vec<String>,
+    /// Prepended to every stream name.
+    pub topic_prefix: String,
+    /// librdkafka properties passed through as they are.
+    pub kafka_settings: BTreeMap<String, String>,
+    /// Replication factor of created topics; `None` means min(servers, 3).
+    pub replication_factor: Option<i32>,
+    /// Partitions of created topics.
+    pub partitions: i32,
+    /// Commit handled offsets automatically.
+    pub auto_commit: bool,
+    /// How often offsets are committed automatically.
+    pub auto_commit_interval: Duration,
+    /// Broker API version, or `auto`.
+    pub api_version: String,
+    /// How long in-flight handlers may run after a stop.
+    pub shutdown_timeout: Duration,
+}
+
+impl Default for Settings {
+    fn default() -> Self {
+        Settings {
+            kafka_servers: Vec::new(),
+            topic_prefix: String::new(),
+            kafka_settings: BTreeMap::new(),
+            replication_factor: None,
+            partitions: 7,
+            auto_commit: true,
+            auto_commit_interval: Duration::from_secs(5),
+            api_version: "auto".to_owned(),
+            shutdown_timeout: Duration::from_secs(5),
+        }
+    }
+}
+
+impl std::fmt::Debug for Settings {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Settings")
+            .field("kafka_servers", &self.kafka_servers)
+            .field("topic_prefix", &self.topic_prefix)
+            .field("kafka_settings", &redacted(&self.kafka_settings))
+            .field("replication_factor", &self.replication_factor)
+            .field("partitions", &self.partitions)
+            .field("auto_commit", &self.auto_commit)
+            .field("auto_commit_interval", &self.auto_commit_interval)
+            .field("api_version", &self.api_version)
+            .field("shutdown_timeout", &self.shutdown_timeout)
+            .finish()
+    }
+}
+
+impl Settings {
+    /// The replication factor used for created topics.
+    pub fn effective_replication_factor(&self) -> i32 {
+        self.replication_factor
+            .unwrap_or_else(|| self.kafka_servers.len().clamp(1, 3) as i32)
+    }
+
+    /// The topic for a stream: `topic_prefix + stream`.
+    pub fn topic(&self, stream: &str) -> String {
+        format!("{}{}", self.topic_prefix, stream)
+    }
+
+    /// Checks every value; the error names the setting and what to fix.
+    pub fn validate(&self) -> Result<()> {
+        let invalid = |name: &str, reason: &str| {
+            Err(Error::InvalidSetting {
+                name: name.to_owned(),
+                reason: reason.to_owned(),
+            })
+        };
+        if self.partitions < 1 {
+            return invalid("partitions", "must be at least 1");
+        }
+        if matches!(self.replication_factor, Some(n) if n < 1) {
+            return invalid("replication_factor", "must be at least 1");
+        }
+        if self.auto_commit_interval.is_zero() {
+            return invalid("auto_commit_interval", "must be longer than zero");
+        }
+        if self.kafka_servers.iter().any(|s| s.trim().is_empty()) {
+            return invalid("kafka_servers", "contains an empty server address");
+        }
+        if let Some(reserved) = MANAGED
+            .iter()
+            .find(|key| self.kafka_settings.contains_key(**key))
+        {
+            return invalid(
+                "kafka_settings",
+                &format!(
+                    "`{reserved}` is managed by kafkaesk; use the subscription's group and \
+                     the `auto_commit` setting instead"
+                ),
+            );
+        }
+        Ok(())
+    }
+
+    /// What producers, consumers and admin clients share: servers, API
+    /// version and the user's properties.
+    fn client_config(&self) -> Result<ClientConfig> {
+        if self.kafka_servers.is_empty() {
+            return Err(Error::AppNotConfigured(
+                "no Kafka servers; set `kafka_servers` (or --kafka-servers / KAFKAESK_KAFKA_SERVERS)"
+                    .to_owned(),
+            ));
+        }
+        let mut config = ClientConfig::new();
+        config.set("bootstrap.servers", self.kafka_servers.join(","));
+        if self.api_version != "auto" {
+            config.set("api.version.request", "false");
+            config.set("broker.version.fallback", &self.api_version);
+        }
+        for (key, value) in &self.kafka_settings {
+            config.set(key, value);
+        }
+        Ok(config)
+    }
+
+    /// Sets `key` unless the user's `kafka_settings` do.
+    fn default_to(&self, config: &mut ClientConfig, key: &str, value: &str) {
+        if !self.kafka_settings.contains_key(key) {
+            config.set(key, value);
+        }
+    }
+
+    /// The producer's configuration.
+    pub(crate) fn producer_config(&self) -> Result<ClientConfig> {
+        let mut config = self.client_config()?;
+        // Small batches, sent soon: good for throughput and latency alike.
+        self.default_to(&mut config, "linger.ms", "5");
+        Ok(config)
+    }
+
+    /// The admin client's configuration: topics are created by kafkaesk, never
+    /// by the broker on first use.
+    pub(crate) fn admin_config(&self) -> Result<ClientConfig> {
+        let mut config = self.client_config()?;
+        config.set("allow.auto.create.topics", "false");
+        Ok(config)
+    }
+
+    /// A configuration for throw-away diagnostic clients.
+    pub(crate) fn diagnostic_config(&self) -> Result<ClientConfig> {
+        self.client_config()
+    }
+
+    /// A subscription's consumer in `group`: offsets are stored and committed
+    /// by kafkaesk only, once records are handled.
+    pub(crate) fn consumer_config(&self, group: &str) -> Result<ClientConfig> {
+        let mut config = self.client_config()?;
+        config.set("group.id", group);
+        config.set("enable.auto.commit", "false");
+        config.set("enable.auto.offset.store", "false");
+        self.default_to(&mut config, "auto.offset.reset", "earliest");
+        self.default_to(&mut config, "topic.metadata.refresh.interval.ms", "5000");
+        // Bound the prefetch so a backlog never grows the heap (per partition).
+        self.default_to(&mut config, "queued.max.messages.kbytes", "16384");
+        // With the prefetch full, librdkafka waits this long before fetching
+        // again (1 s by default), which stalls a consumer that drains its
+        // queue quickly; the check is local and cheap.
+        self.default_to(&mut config, "fetch.queue.backoff.ms", "10");
+        Ok(config)
+    }
+
+    /// A consumer that reads a topic to its end once, in `group`, reporting
+    /// the end of each partition.
+    pub(crate) fn reader_config(&self, group: &str) -> Result<ClientConfig> {
+        let mut config = self.client_config()?;
+        config.set("group.id", group);
+        config.set("enable.auto.commit", "false");
+        config.set("enable.auto.offset.store", "false");
+        config.set("enable.partition.eof", "true");
+        self.default_to(&mut config, "auto.offset.reset", "earliest");
+        Ok(config)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn with(key: &str, value: &str) -> Settings {
+        Settings {
+            kafka_servers: vec!["k:9092".into()],
+            kafka_settings: BTreeMap::from([(key.to_owned(), value.to_owned())]),
+            ..Settings::default()
+        }
+    }
+
+    #[test]
+    fn debug_output_hides_secrets() {
+        let mut settings = with("sasl.password", "hunter2");
+        settings
+            .kafka_settings
+            .insert("ssl.key.password".into(), "hunter3".into());
+        settings
+            .kafka_settings
+            .insert("sasl.username".into(), "alice".into());
+        let text = format!("{settings:?}");
+        assert!(
+            !text.contains("hunter2") && !text.contains("hunter3"),
+            "{text}"
+        );
+        assert!(text.contains("alice"), "{text}");
+    }
+
+    #[test]
+    fn no_servers_is_app_not_configured() {
+        assert!(matches!(
+            Settings::default().producer_config(),
+            Err(Error::AppNotConfigured(_))
+        ));
+    }
+
+    #[test]
+    fn replication_factor_defaults_to_servers_capped_at_three() {
+        let settings = |n: usize| Settings {
+            kafka_servers: (0..n).map(|i| format!("k{i}:9092")).collect(),
+            ..Settings::default()
+        };
+        assert_eq!(settings(1).effective_replication_factor(), 1);
+        assert_eq!(settings(5).effective_replication_factor(), 3);
+    }
+
+    #[test]
+    fn managed_librdkafka_properties_are_refused() {
+        for key in MANAGED {
+            let err = with(key, "x").validate().unwrap_err();
+            assert!(matches!(err, Error::InvalidSetting { .. }), "{err}");
+        }
+    }
+
+    #[test]
+    fn user_properties_win_over_kafkaesk_defaults_but_not_managed_ones() {
+        let settings = with("auto.offset.reset", "latest");
+        let config = settings.consumer_config("g").unwrap();
+        assert_eq!(config.get("auto.offset.reset"), Some("latest"));
+        assert_eq!(config.get("group.id"), Some("g"));
+        assert_eq!(config.get("enable.auto.commit"), Some("false"));
+        assert_eq!(config.get("fetch.queue.backoff.ms"), Some("10"));
+        let producer = with("linger.ms", "50").producer_config().unwrap();
+        assert_eq!(producer.get("linger.ms"), Some("50"));
+        let admin = Settings::default();
+        assert!(admin.admin_config().is_err());
+    }
+}
