@@ -20,6 +20,7 @@ mod logging_queue_full_drops_without_blocking;
 mod logging_resumes_when_broker_returns;
 mod logging_ships_typed_fields;
 mod malformed_payloads_skipped_as_unhandled;
+mod metrics_and_health_served_over_http;
 mod no_record_starts_after_a_stop;
 mod non_matching_topic_not_delivered;
 mod queued_messages_fail_loudly_when_the_producer_closes;

@@ -99,6 +99,9 @@ fn worker_args(options: &WorkerOptions) -> Vec<String> {
     if let Some(version) = &options.api_version {
         args.push(format!("--api-version={version}"));
     }
+    if let Some(addr) = &options.metrics_addr {
+        args.push(format!("--metrics-addr={addr}"));
+    }
     if let Some(stream) = &options.replay_dead_letters {
         args.push(format!("--replay-dead-letters={stream}"));
     }

@@ -22,6 +22,7 @@ use rdkafka::metadata::Metadata;
 use tokio::sync::OnceCell;
 
 use crate::error::{Error, Result};
+use crate::metrics::Metrics;
 use crate::producer::Producer;
 use crate::settings::Settings;
 use crate::sync::lock;
@@ -36,19 +37,26 @@ pub(crate) struct Clients {
 /// Settings plus the clients made from them, created on first use.
 pub(crate) struct Connection {
     settings: Settings,
+    metrics: Metrics,
     clients: OnceCell<Clients>,
 }
 
 impl Connection {
-    pub(crate) fn new(settings: Settings) -> Self {
+    pub(crate) fn new(settings: Settings, metrics: Metrics) -> Self {
         Connection {
             settings,
+            metrics,
             clients: OnceCell::new(),
         }
     }
 
     pub(crate) fn settings(&self) -> &Settings {
         &self.settings
+    }
+
+    /// The metrics publishing and the clients record into.
+    pub(crate) fn metrics(&self) -> &Metrics {
+        &self.metrics
     }
 
     /// The clients, if something already created them.
@@ -59,17 +67,22 @@ impl Connection {
     /// The clients, created on first use.
     pub(crate) async fn clients(&self) -> Result<&Clients> {
         self.clients
-            .get_or_try_init(|| async {
-                let settings = &self.settings;
-                let producer = Producer::create(&settings.producer_config()?)?;
-                let admin: AdminClient<DefaultClientContext> = settings.admin_config()?.create()?;
-                Ok(Clients {
-                    producer,
-                    topics: TopicManager::new(
-                        admin,
-                        settings.partitions,
-                        settings.effective_replication_factor(),
-                    ),
+            .get_or_try_init(|| {
+                self.metrics.time_kafka_action("producer_start", async {
+                    let settings = &self.settings;
+                    let producer =
+                        Producer::create(&settings.producer_config()?, self.metrics.deliveries())?;
+                    let admin: AdminClient<DefaultClientContext> =
+                        settings.admin_config()?.create()?;
+                    Ok(Clients {
+                        producer,
+                        topics: TopicManager::new(
+                            admin,
+                            settings.partitions,
+                            settings.effective_replication_factor(),
+                            self.metrics.clone(),
+                        ),
+                    })
                 })
             })
             .await
@@ -150,10 +163,15 @@ impl Connection {
             return Ok(());
         };
         let producer = clients.producer.clone();
-        tokio::task::spawn_blocking(move || producer.flush(Duration::from_secs(30)))
+        let flush = async {
+            tokio::task::spawn_blocking(move || producer.flush(Duration::from_secs(30)))
+                .await
+                .map_err(|_| Error::Stopped)?
+                .map_err(Error::Kafka)
+        };
+        self.metrics
+            .time_kafka_action("producer_flush", flush)
             .await
-            .map_err(|_| Error::Stopped)?
-            .map_err(Error::Kafka)
     }
 }
 

@@ -81,6 +81,18 @@ impl Outcome {
         })
     }
 
+    /// The `error` label of `kafkaesk_consumed_messages_total`, as Python
+    /// kafkaesk writes it where it can (see [`metrics`](crate::metrics)).
+    pub(crate) fn metric_label(&self) -> &'static str {
+        match self {
+            Outcome::Handled => crate::metrics::NO_ERROR,
+            Outcome::Unhandled(_) => "UnhandledMessage",
+            Outcome::Failed(_) => crate::metrics::GENERAL_ERROR,
+            Outcome::Panicked(_) => "panic",
+            Outcome::TimedOut(_) => "pending",
+        }
+    }
+
     /// Whether the handler failed: an error, a panic or a timeout.
     pub(crate) fn is_failure(&self) -> bool {
         matches!(

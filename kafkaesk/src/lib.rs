@@ -59,6 +59,8 @@
 //! | [`topics`] | topic names, patterns and creation |
 //! | [`record`] | consumed records and headers |
 //! | [`logging`] | shipping `tracing` events to a stream |
+//! | [`metrics`] | Prometheus metrics with Python kafkaesk's names |
+//! | [`exporter`] | `GET /metrics` and `GET /health` over HTTP |
 //! | [`worker`] | the `kafkaesk` command's entry point (feature `worker`, on by default) |
 //! | `broker` | an embedded development broker (feature `embedded-broker`) |
 //! | [`error`] | the one error type |
@@ -80,10 +82,12 @@ mod clients;
 pub mod consumer;
 pub mod dead_letter;
 pub mod error;
+pub mod exporter;
 pub mod extract;
 pub mod handler;
 pub mod invoke;
 pub mod logging;
+pub mod metrics;
 pub mod policy;
 mod producer;
 pub mod publish;
@@ -102,6 +106,7 @@ pub use app::{Application, ApplicationBuilder, Health, SubscriptionStats};
 pub use dead_letter::Replayed;
 pub use error::{Error, Result};
 pub use extract::{Json, SchemaId};
+pub use metrics::Metrics;
 pub use policy::ErrorPolicy;
 pub use publish::{Delivery, PublishFuture, PublishHandle};
 pub use record::{Header, Headers, Record};

@@ -22,11 +22,14 @@ use std::time::Duration;
 use rdkafka::client::Client;
 use rdkafka::config::FromClientConfigAndContext;
 use rdkafka::error::{KafkaError, KafkaResult};
+use rdkafka::message::BorrowedMessage;
 use rdkafka::message::OwnedHeaders;
 use rdkafka::producer::{
     BaseRecord, DeliveryResult, Producer as _, ProducerContext, ThreadedProducer,
 };
 use rdkafka::{ClientConfig, ClientContext, Message};
+
+use crate::metrics::{kafka_error_label, DeliveryMetrics};
 
 /// Slots allocated at once when the pool runs dry.
 const SLOTS_PER_CHUNK: usize = 1024;
@@ -57,10 +60,12 @@ pub(crate) struct Outbound<'a> {
 }
 
 impl Producer {
-    /// Creates the producer and its polling thread.
-    pub(crate) fn create(config: &ClientConfig) -> KafkaResult<Self> {
+    /// Creates the producer and its polling thread; delivery reports are
+    /// recorded into `metrics`.
+    pub(crate) fn create(config: &ClientConfig, metrics: DeliveryMetrics) -> KafkaResult<Self> {
         let reports = Reports {
             slots: Arc::new(Slots::default()),
+            metrics,
         };
         Ok(Producer {
             inner: Arc::new(ThreadedProducer::from_config_and_context(config, reports)?),
@@ -105,9 +110,18 @@ impl Producer {
     }
 }
 
-/// The producer's context: it fills the slot of every delivery report.
+/// The producer's context: it fills the slot of every delivery report, and
+/// records it.
 pub(crate) struct Reports {
     slots: Arc<Slots>,
+    metrics: DeliveryMetrics,
+}
+
+/// How long librdkafka held `message`, from the send to its report.
+fn latency(message: &BorrowedMessage<'_>) -> Duration {
+    // SAFETY: the message is a live delivery report, borrowed for the call.
+    let micros = unsafe { rdkafka::bindings::rd_kafka_message_latency(message.ptr()) };
+    Duration::from_micros(u64::try_from(micros).unwrap_or(0))
 }
 
 impl ClientContext for Reports {}
@@ -117,11 +131,24 @@ impl ProducerContext for Reports {
 
     fn delivery(&self, result: &DeliveryResult<'_>, opaque: usize) {
         let report = match result {
-            Ok(message) => Ok(Delivered {
-                partition: message.partition(),
-                offset: message.offset(),
-            }),
-            Err((err, _message)) => Err(err.clone()),
+            Ok(message) => {
+                let delivered = Delivered {
+                    partition: message.partition(),
+                    offset: message.offset(),
+                };
+                self.metrics.delivered(
+                    message.topic(),
+                    delivered.partition,
+                    delivered.offset,
+                    latency(message),
+                );
+                Ok(delivered)
+            }
+            Err((err, message)) => {
+                self.metrics
+                    .failed(message.topic(), &kafka_error_label(err));
+                Err(err.clone())
+            }
         };
         // SAFETY: `opaque` came from `SlotRef::to_opaque` in `Producer::send`,
         // and the slot's chunk lives as long as `self.slots`.

@@ -27,7 +27,7 @@ use std::future::{Future, IntoFuture};
 use std::pin::Pin;
 use std::sync::Arc;
 use std::task::{Context, Poll};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use rdkafka::error::KafkaError;
 use rdkafka::types::RDKafkaErrorCode;
@@ -35,6 +35,7 @@ use serde::Serialize;
 
 use crate::clients::{Clients, Connection};
 use crate::error::{Error, Result};
+use crate::metrics::{kafka_error_label, Metrics, GENERAL_ERROR};
 use crate::producer::{Delivering, Outbound};
 use crate::record::Headers;
 use crate::schema::SchemaCatalog;
@@ -351,7 +352,36 @@ enum Enqueued {
     Failed(Error),
 }
 
-fn enqueue(clients: &Clients, topic: &Arc<str>, message: &Outgoing) -> Enqueued {
+/// Hands `message` to librdkafka, and records a publish that began at
+/// `started` as queued or refused.
+fn enqueue(
+    clients: &Clients,
+    metrics: &Metrics,
+    topic: &Arc<str>,
+    message: &Outgoing,
+    started: Instant,
+) -> Enqueued {
+    let enqueued = try_enqueue(clients, topic, message);
+    let series = metrics.publishing(topic);
+    match &enqueued {
+        Enqueued::Queued(_) => series.queued(started.elapsed()),
+        Enqueued::QueueFull => {}
+        Enqueued::Failed(err) => series.refused(&refusal_label(err)),
+    }
+    enqueued
+}
+
+/// The `error` label of a publish librdkafka refused.
+fn refusal_label(err: &Error) -> String {
+    match err {
+        Error::Delivery { source, .. } | Error::MessageTooLarge { source, .. } => {
+            kafka_error_label(source)
+        }
+        _ => GENERAL_ERROR.to_owned(),
+    }
+}
+
+fn try_enqueue(clients: &Clients, topic: &Arc<str>, message: &Outgoing) -> Enqueued {
     let outbound = Outbound {
         topic,
         payload: &message.payload,
@@ -381,6 +411,7 @@ fn send<'a>(
     retention: Option<Duration>,
     message: Outgoing,
 ) -> PublishFuture<'a> {
+    let started = Instant::now();
     let ready = match (&destination, connection.clients_if_ready()) {
         (Destination::Stream(stream), Some(clients)) => clients
             .topics
@@ -389,7 +420,7 @@ fn send<'a>(
         _ => None,
     };
     if let Some((clients, topic)) = ready {
-        match enqueue(clients, &topic, &message) {
+        match enqueue(clients, connection.metrics(), &topic, &message, started) {
             Enqueued::Queued(handle) => return PublishFuture::done(Ok(handle)),
             Enqueued::Failed(err) => return PublishFuture::done(Err(err)),
             Enqueued::QueueFull => {}
@@ -400,6 +431,7 @@ fn send<'a>(
         destination,
         retention,
         message,
+        started,
     ))))
 }
 
@@ -410,6 +442,7 @@ async fn send_slowly(
     destination: Destination<'_>,
     retention: Option<Duration>,
     message: Outgoing,
+    started: Instant,
 ) -> Result<PublishHandle> {
     let clients = connection.clients().await?;
     let topic: Arc<str> = match destination {
@@ -425,10 +458,9 @@ async fn send_slowly(
             Arc::from(topic)
         }
     };
-    let started = tokio::time::Instant::now();
     let mut backoff = Duration::from_millis(1);
     loop {
-        match enqueue(clients, &topic, &message) {
+        match enqueue(clients, connection.metrics(), &topic, &message, started) {
             Enqueued::Queued(handle) => return Ok(handle),
             Enqueued::Failed(err) => return Err(err),
             Enqueued::QueueFull if started.elapsed() < QUEUE_FULL_TIMEOUT => {
@@ -437,11 +469,12 @@ async fn send_slowly(
                 backoff = (backoff * 2).min(Duration::from_millis(50));
             }
             Enqueued::QueueFull => {
+                connection.metrics().publishing(&topic).refused("QueueFull");
                 return Err(delivery_error(
                     topic.to_string(),
                     message.payload.len(),
                     KafkaError::MessageProduction(RDKafkaErrorCode::QueueFull),
-                ))
+                ));
             }
         }
     }

@@ -359,6 +359,14 @@ impl<'m> RecordSource<'m> {
         }
     }
 
+    /// Timestamp in milliseconds since the Unix epoch, when the broker gave one.
+    pub(crate) fn timestamp(self) -> Option<i64> {
+        match self {
+            RecordSource::Fetched { message, .. } => message.timestamp().to_millis(),
+            RecordSource::Owned(record) => record.timestamp(),
+        }
+    }
+
     pub(crate) fn key(self) -> Option<&'m [u8]> {
         match self {
             RecordSource::Fetched { message, .. } => message.key(),

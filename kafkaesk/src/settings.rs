@@ -196,6 +196,9 @@ impl Settings {
         let mut config = self.client_config()?;
         // Small batches, sent soon: good for throughput and latency alike.
         self.default_to(&mut config, "linger.ms", "5");
+        // Statistics are read by consumers only (for their lag); nothing
+        // would read the producer's.
+        config.set("statistics.interval.ms", "0");
         Ok(config)
     }
 
@@ -204,6 +207,7 @@ impl Settings {
     pub(crate) fn admin_config(&self) -> Result<ClientConfig> {
         let mut config = self.client_config()?;
         config.set("allow.auto.create.topics", "false");
+        config.set("statistics.interval.ms", "0");
         Ok(config)
     }
 
@@ -227,6 +231,8 @@ impl Settings {
         // again (1 s by default), which stalls a consumer that drains its
         // queue quickly; the check is local and cheap.
         self.default_to(&mut config, "fetch.queue.backoff.ms", "10");
+        // Statistics carry each partition's lag, for `kafkaesk_consumer_lag`.
+        self.default_to(&mut config, "statistics.interval.ms", "5000");
         Ok(config)
     }
 
@@ -238,6 +244,7 @@ impl Settings {
         config.set("enable.auto.commit", "false");
         config.set("enable.auto.offset.store", "false");
         config.set("enable.partition.eof", "true");
+        config.set("statistics.interval.ms", "0");
         self.default_to(&mut config, "auto.offset.reset", "earliest");
         Ok(config)
     }

@@ -16,6 +16,7 @@ use rdkafka::types::RDKafkaErrorCode;
 use tokio::sync::OnceCell;
 
 use crate::error::{Error, Result};
+use crate::metrics::Metrics;
 
 /// Translates an fnmatch pattern (`*`, `?`, `[...]`, `[!...]`) into an
 /// anchored POSIX extended regular expression, the dialect librdkafka uses
@@ -197,6 +198,7 @@ pub(crate) struct TopicManager {
     /// allocating the name again.
     ready_streams: RwLock<HashMap<String, Arc<str>>>,
     request_timeout: Duration,
+    metrics: Metrics,
 }
 
 impl TopicManager {
@@ -204,6 +206,7 @@ impl TopicManager {
         admin: AdminClient<DefaultClientContext>,
         partitions: i32,
         replication_factor: i32,
+        metrics: Metrics,
     ) -> Self {
         TopicManager {
             admin: Arc::new(admin),
@@ -212,6 +215,7 @@ impl TopicManager {
             known: Mutex::new(HashMap::new()),
             ready_streams: RwLock::new(HashMap::new()),
             request_timeout: Duration::from_secs(30),
+            metrics,
         }
     }
 
@@ -274,9 +278,10 @@ impl TopicManager {
             new_topic = new_topic.set("retention.ms", ms);
         }
         let opts = AdminOptions::new().request_timeout(Some(self.request_timeout));
+        let request = self.admin.create_topics([&new_topic], &opts);
         let results = self
-            .admin
-            .create_topics([&new_topic], &opts)
+            .metrics
+            .time_kafka_action("sync_create_topics", request)
             .await
             .map_err(|err| Error::Topic {
                 topic: topic.to_owned(),

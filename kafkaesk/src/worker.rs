@@ -77,6 +77,11 @@ pub struct WorkerOptions {
     #[arg(long, env = "KAFKAESK_EMBEDDED_BROKER", value_name = "HOST:PORT")]
     pub embedded_broker: Option<std::net::SocketAddr>,
 
+    /// Serve `GET /metrics` (Prometheus) and `GET /health` (200 or 503, JSON) on this address
+    /// while the worker runs, e.g. `0.0.0.0:9464`. Without it, no port is opened.
+    #[arg(long, env = "KAFKAESK_METRICS_ADDR", value_name = "HOST:PORT")]
+    pub metrics_addr: Option<String>,
+
     /// Instead of running the worker, republish every record of this dead-letter stream to
     /// the topic it came from, print how many, and exit.
     #[arg(long, value_name = "STREAM")]
@@ -279,6 +284,17 @@ pub async fn run(app: Application, options: &WorkerOptions) -> Result<()> {
         }
         return Ok(());
     }
+    let _metrics_server = match &options.metrics_addr {
+        Some(addr) => {
+            let server = crate::exporter::serve(&app, addr.as_str()).await?;
+            println!(
+                "kafkaesk: metrics on http://{0}/metrics, health on http://{0}/health",
+                server.local_addr()
+            );
+            Some(server)
+        }
+        None => None,
+    };
     let router = app.router();
     if router.subscriptions().is_empty() {
         println!(

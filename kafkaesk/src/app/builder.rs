@@ -7,6 +7,7 @@ use std::time::Duration;
 
 use super::Application;
 use crate::error::{Error, Result};
+use crate::metrics::Metrics;
 use crate::router::{Router, Subscription};
 use crate::settings::Settings;
 
@@ -43,6 +44,7 @@ pub struct ApplicationBuilder {
     pending_error: Option<Error>,
     on_initialize: Vec<Hook>,
     on_finalize: Vec<Hook>,
+    metrics: Option<Metrics>,
 }
 
 impl ApplicationBuilder {
@@ -128,6 +130,19 @@ impl ApplicationBuilder {
         self
     }
 
+    /// Records into `metrics` instead of a registry of the application's
+    /// own: to share one registry between applications, or to put kafkaesk's
+    /// metrics in a registry the service already serves.
+    ///
+    /// ```
+    /// let metrics = kafkaesk::Metrics::new();
+    /// let app = kafkaesk::Application::builder().metrics(metrics).build().unwrap();
+    /// ```
+    pub fn metrics(mut self, metrics: Metrics) -> Self {
+        self.metrics = Some(metrics);
+        self
+    }
+
     /// Adds a single subscription.
     pub fn subscribe(mut self, subscription: Subscription) -> Self {
         self.router.subscribe(subscription);
@@ -177,6 +192,7 @@ impl ApplicationBuilder {
             self.router,
             self.on_initialize,
             self.on_finalize,
+            self.metrics.unwrap_or_default(),
         ))
     }
 }

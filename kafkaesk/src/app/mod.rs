@@ -41,6 +41,7 @@ pub(crate) use run_state::RunState;
 
 use crate::clients::Connection;
 use crate::error::{Error, Result};
+use crate::metrics::Metrics;
 use crate::publish::{Delivery, Publish, Publisher, RawPublish};
 use crate::router::Router;
 use crate::schema::SchemaCatalog;
@@ -88,16 +89,17 @@ impl Application {
         router: Router,
         on_initialize: Vec<Hook>,
         on_finalize: Vec<Hook>,
+        metrics: Metrics,
     ) -> Self {
         Application {
             inner: Arc::new(Inner {
-                connection: Connection::new(settings),
+                monitor: Monitor::new(metrics.clone()),
+                connection: Connection::new(settings, metrics),
                 schemas: SchemaCatalog::new(router.schema_infos()),
                 router: RwLock::new(router),
                 on_initialize,
                 on_finalize: Mutex::new(on_finalize),
                 runs: RunState::default(),
-                monitor: Monitor::default(),
                 successor: OnceLock::new(),
             }),
         }
@@ -145,6 +147,7 @@ impl Application {
             self.router(),
             inner.on_initialize.clone(),
             lock(&inner.on_finalize).clone(),
+            inner.connection.metrics().clone(),
         );
         inner
             .successor
@@ -194,6 +197,12 @@ impl Application {
             connection: &inner.connection,
             schemas: &inner.schemas,
         }
+    }
+
+    /// The metrics the application records into; see [`metrics`](crate::metrics).
+    /// A reconfigured application keeps recording into the same ones.
+    pub fn metrics(&self) -> &Metrics {
+        self.inner().connection.metrics()
     }
 
     /// The runs in progress and their stop.

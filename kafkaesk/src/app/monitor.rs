@@ -10,6 +10,7 @@ use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 
+use crate::metrics::{ConsumerMetrics, Metrics};
 use crate::sync::lock;
 
 /// Counters of one subscription, shared with its consumer.
@@ -87,14 +88,23 @@ impl Health {
     }
 }
 
-/// Every subscription's counters and consumer state, by subscription name.
-#[derive(Default)]
+/// Every subscription's counters and consumer state, by subscription name,
+/// and the metrics they are also recorded into.
 pub(crate) struct Monitor {
     counters: Mutex<HashMap<String, Arc<SubscriptionCounters>>>,
     consumers: Arc<Mutex<HashMap<String, ConsumerHealth>>>,
+    metrics: Metrics,
 }
 
 impl Monitor {
+    pub(crate) fn new(metrics: Metrics) -> Self {
+        Monitor {
+            counters: Mutex::default(),
+            consumers: Arc::default(),
+            metrics,
+        }
+    }
+
     /// The handle a consumer of `subscription` in `group` writes through; its
     /// consumer counts as running until [`SubscriptionMonitor::stopped`].
     pub(crate) fn subscription(&self, subscription: &str, group: &str) -> SubscriptionMonitor {
@@ -111,10 +121,13 @@ impl Monitor {
                 assigned: Vec::new(),
             },
         );
+        let metrics = self.metrics.consumer(subscription, group);
+        metrics.health(true);
         SubscriptionMonitor {
             name: subscription.to_owned(),
             counters,
             consumers: self.consumers.clone(),
+            metrics,
         }
     }
 
@@ -141,6 +154,7 @@ pub(crate) struct SubscriptionMonitor {
     name: String,
     pub(crate) counters: Arc<SubscriptionCounters>,
     consumers: Arc<Mutex<HashMap<String, ConsumerHealth>>>,
+    pub(crate) metrics: ConsumerMetrics,
 }
 
 impl SubscriptionMonitor {
@@ -153,6 +167,7 @@ impl SubscriptionMonitor {
 
     /// Records that the consumer stopped.
     pub(crate) fn stopped(&self) {
+        self.metrics.health(false);
         if let Some(health) = lock(&self.consumers).get_mut(&self.name) {
             health.running = false;
             health.assigned.clear();

@@ -295,10 +295,16 @@ impl BatchConsumer {
                 continue;
             }
 
-            let Some(handled) = self
+            let started = Instant::now();
+            let handled = self
                 .handle_batch(&batch, &mut control, &mut next_commit)
-                .await
-            else {
+                .await;
+            self.monitor.metrics.batch_elapsed(
+                batch[0].topic(),
+                batch[0].partition(),
+                started.elapsed(),
+            );
+            let Some(handled) = handled else {
                 // Cancelled by a stop: nothing of this batch is committed.
                 batch.clear();
                 break Ok(());

@@ -13,6 +13,7 @@ use std::sync::{Arc, Mutex};
 
 use rdkafka::consumer::{BaseConsumer, CommitMode, Consumer, ConsumerContext, Rebalance};
 use rdkafka::error::KafkaResult;
+use rdkafka::statistics::Statistics;
 use rdkafka::{ClientContext, Offset, TopicPartitionList};
 
 use crate::app::SubscriptionMonitor;
@@ -117,7 +118,26 @@ pub(crate) struct RebalanceContext {
     pub(crate) monitor: SubscriptionMonitor,
 }
 
-impl ClientContext for RebalanceContext {}
+impl ClientContext for RebalanceContext {
+    /// Sets the lag of each assigned partition from librdkafka's statistics,
+    /// which come every `statistics.interval.ms`.
+    fn stats(&self, statistics: Statistics) {
+        let book = lock(&self.book);
+        for (topic, partition) in &book.assigned {
+            let stats = statistics
+                .topics
+                .get(&**topic)
+                .and_then(|t| t.partitions.get(partition));
+            // -1 until the group has a committed offset and the partition a
+            // known end.
+            if let Some(stats) = stats.filter(|s| s.consumer_lag >= 0) {
+                self.monitor
+                    .metrics
+                    .lag(topic, *partition, stats.consumer_lag);
+            }
+        }
+    }
+}
 
 impl ConsumerContext for RebalanceContext {
     fn pre_rebalance(&self, consumer: &BaseConsumer<Self>, rebalance: &Rebalance<'_>) {
@@ -145,6 +165,11 @@ impl ConsumerContext for RebalanceContext {
                 }
             }
         }
+        for (topic, partition) in &revoked {
+            self.monitor
+                .metrics
+                .rebalanced(topic, *partition, "revoked");
+        }
         let mut book = lock(&self.book);
         book.revoke(&revoked);
         let assigned = book.assigned_sorted();
@@ -165,6 +190,9 @@ impl ConsumerContext for RebalanceContext {
                 for elem in tpl.elements() {
                     book.assigned
                         .insert((Arc::from(elem.topic()), elem.partition()));
+                    self.monitor
+                        .metrics
+                        .rebalanced(elem.topic(), elem.partition(), "assigned");
                 }
                 let assigned = book.assigned_sorted();
                 drop(book);

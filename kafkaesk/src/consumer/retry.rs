@@ -121,6 +121,7 @@ impl RetryRun {
                 .counters
                 .retried
                 .fetch_add(1, Ordering::Relaxed);
+            self.monitor.metrics.retried();
             if let Some(error) = outcome.into_error(&self.scope.name, || record.position()) {
                 tracing::warn!(
                     subscription = %self.scope.name,

@@ -78,7 +78,12 @@ impl BatchConsumer {
         let mut next = NextOffsets::default();
         // Counted once per batch: the counter is shared with health checks.
         let mut handled = 0;
+        // Labels of the records, recorded once every failure was settled:
+        // the recorder holds the metrics' lock, which must not be held
+        // across the dead-letter writes.
+        let mut labels = Vec::with_capacity(batch.len());
         for (record, (outcome, runs)) in batch.iter().zip(outcomes) {
+            labels.push(outcome.metric_label());
             let stops = match outcome {
                 Outcome::Handled => {
                     handled += 1;
@@ -94,6 +99,18 @@ impl BatchConsumer {
             };
             next.settled(record.topic(), record.partition(), record.offset(), stops);
         }
+        let mut recorder = self.monitor.metrics.batch();
+        for (record, label) in batch.iter().zip(labels) {
+            let source = record.source();
+            recorder.record(
+                source.shared_topic(),
+                source.partition(),
+                source.offset(),
+                source.timestamp(),
+                label,
+            );
+        }
+        drop(recorder);
         if handled > 0 {
             self.monitor
                 .counters
@@ -121,6 +138,7 @@ impl BatchConsumer {
             None => return None,
             Some(err @ Error::Unhandled { .. }) => {
                 counters.unhandled.fetch_add(1, Ordering::Relaxed);
+                self.monitor.metrics.skipped("unhandled");
                 tracing::warn!(
                     subscription = %self.scope.name,
                     topic = %record.topic(),
@@ -136,6 +154,7 @@ impl BatchConsumer {
         match self.subscription.get_error_policy().final_action() {
             FinalAction::Skip => {
                 counters.skipped.fetch_add(1, Ordering::Relaxed);
+                self.monitor.metrics.skipped("error_policy");
                 tracing::error!(
                     subscription = %self.scope.name,
                     error = %error,
@@ -155,6 +174,7 @@ impl BatchConsumer {
                 match dead_letter::write(&self.scope.app, stream, &record, failure).await {
                     Ok(()) => {
                         counters.dead_lettered.fetch_add(1, Ordering::Relaxed);
+                        self.monitor.metrics.dead_lettered(stream);
                         tracing::error!(
                             subscription = %self.scope.name,
                             error = %error,

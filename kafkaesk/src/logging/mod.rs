@@ -210,6 +210,8 @@ impl<S> KafkaLayer<S> {
             ));
         }
         shipper::flush_on_finalize(app, &shared);
+        let stats: Arc<dyn crate::metrics::LogQueueStats> = shared.clone();
+        app.metrics().watch_log_queue(Arc::downgrade(&stats));
         let shipper = Shipper {
             shared,
             app: app.clone(),

@@ -19,6 +19,7 @@ use super::record::{HostInfo, LogRecord};
 use super::{DEFAULT_FLUSH_TIMEOUT, DEFAULT_QUEUE_CAPACITY};
 use crate::app::Application;
 use crate::error::Error;
+use crate::metrics::LogQueueStats;
 use crate::publish::PublishHandle;
 use crate::sync::lock;
 
@@ -269,6 +270,20 @@ impl Shared {
             self.stream,
             timeout
         ));
+    }
+}
+
+impl LogQueueStats for Shared {
+    fn stream(&self) -> &str {
+        &self.stream
+    }
+
+    fn depth(&self) -> u64 {
+        self.stats().pending()
+    }
+
+    fn dropped(&self) -> u64 {
+        self.dropped.load(Ordering::Relaxed)
     }
 }
 

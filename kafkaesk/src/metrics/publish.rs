@@ -1,0 +1,133 @@
+//! The series publishing records into: per topic as messages are queued, per
+//! partition as their delivery reports come.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex, RwLock};
+use std::time::Duration;
+
+use prometheus::{Histogram, IntCounter, IntGauge};
+
+use super::{partition_label, Families, NO_ERROR};
+use crate::sync::{lock, read_lock, write_lock};
+
+/// One topic's publish series, looked up once per topic.
+pub(crate) struct PublishSeries {
+    families: Arc<Families>,
+    topic: Arc<str>,
+    queued: IntCounter,
+    queue_time: Histogram,
+}
+
+impl PublishSeries {
+    /// A message was queued after `elapsed`.
+    pub(crate) fn queued(&self, elapsed: Duration) {
+        self.queued.inc();
+        self.queue_time.observe(elapsed.as_secs_f64());
+    }
+
+    /// A message could not be queued; `error` names why.
+    pub(crate) fn refused(&self, error: &str) {
+        self.families
+            .publish_messages
+            .with_label_values(&[&self.topic, error])
+            .inc();
+    }
+}
+
+/// Publish series by topic.
+#[derive(Default)]
+pub(super) struct SeriesByTopic(RwLock<HashMap<Arc<str>, Arc<PublishSeries>>>);
+
+impl SeriesByTopic {
+    pub(super) fn get(&self, families: &Arc<Families>, topic: &Arc<str>) -> Arc<PublishSeries> {
+        if let Some(series) = read_lock(&self.0).get(&**topic) {
+            return series.clone();
+        }
+        let label: &str = topic;
+        let series = Arc::new(PublishSeries {
+            families: families.clone(),
+            topic: topic.clone(),
+            queued: families
+                .publish_messages
+                .with_label_values(&[label, NO_ERROR]),
+            queue_time: families.publish_messages_time.with_label_values(&[label]),
+        });
+        write_lock(&self.0)
+            .entry(topic.clone())
+            .or_insert(series)
+            .clone()
+    }
+}
+
+/// What a producer's delivery reports record into. Reports come on
+/// librdkafka's polling thread, one at a time, so the lock is uncontended.
+pub(crate) struct DeliveryMetrics {
+    families: Arc<Families>,
+    topics: Mutex<HashMap<String, TopicDeliveries>>,
+}
+
+struct TopicDeliveries {
+    time: Histogram,
+    /// Per partition: delivered messages and the last offset.
+    partitions: Vec<Option<(IntCounter, IntGauge)>>,
+}
+
+impl DeliveryMetrics {
+    pub(super) fn new(families: Arc<Families>) -> Self {
+        DeliveryMetrics {
+            families,
+            topics: Mutex::new(HashMap::new()),
+        }
+    }
+
+    /// A message of `topic` was stored at `partition` and `offset`,
+    /// `latency` after it was queued.
+    pub(crate) fn delivered(&self, topic: &str, partition: i32, offset: i64, latency: Duration) {
+        let Ok(index) = usize::try_from(partition) else {
+            return;
+        };
+        let mut topics = lock(&self.topics);
+        if !topics.contains_key(topic) {
+            let time = self
+                .families
+                .published_messages_time
+                .with_label_values(&[topic]);
+            topics.insert(
+                topic.to_owned(),
+                TopicDeliveries {
+                    time,
+                    partitions: Vec::new(),
+                },
+            );
+        }
+        let Some(deliveries) = topics.get_mut(topic) else {
+            return;
+        };
+        if deliveries.partitions.len() <= index {
+            deliveries.partitions.resize(index + 1, None);
+        }
+        let (delivered, last_offset) = deliveries.partitions[index].get_or_insert_with(|| {
+            let partition = partition_label(partition);
+            (
+                self.families
+                    .published_messages
+                    .with_label_values(&[topic, &partition, NO_ERROR]),
+                self.families
+                    .produced_topic_offset
+                    .with_label_values(&[topic, &partition]),
+            )
+        });
+        delivered.inc();
+        last_offset.set(offset);
+        deliveries.time.observe(latency.as_secs_f64());
+    }
+
+    /// A message of `topic` failed; `error` names why. Python labels the
+    /// partition of a failure `-1`.
+    pub(crate) fn failed(&self, topic: &str, error: &str) {
+        self.families
+            .published_messages
+            .with_label_values(&[topic, "-1", error])
+            .inc();
+    }
+}

@@ -1,0 +1,347 @@
+//! `--metrics-addr` serves Prometheus metrics with Python kafkaesk's names
+//! and exact counts, consumer lag that drains to 0, and a `/health` that
+//! turns 503 when a consumer stops and 200 when it runs again.
+
+use std::collections::BTreeMap;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use kafkaesk::worker::WorkerOptions;
+use kafkaesk::{Application, ErrorPolicy, Subscription};
+use kafkaesk_tests::{app_builder, free_port, require_broker, unique_prefix};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize, schemars::JsonSchema)]
+pub struct Order {
+    pub id: u32,
+}
+
+impl kafkaesk::Schema for Order {
+    const ID: &'static str = "MetricsOrder";
+}
+
+/// `GET path` on `addr`: status code and body.
+async fn get(addr: &str, path: &str) -> (u16, String) {
+    let mut stream = tokio::net::TcpStream::connect(addr).await.unwrap();
+    let request = format!("GET {path} HTTP/1.1\r\nHost: {addr}\r\n\r\n");
+    stream.write_all(request.as_bytes()).await.unwrap();
+    let mut response = String::new();
+    stream.read_to_string(&mut response).await.unwrap();
+    let (head, body) = response.split_once("\r\n\r\n").expect("an HTTP response");
+    let status = head.split(' ').nth(1).and_then(|s| s.parse().ok()).unwrap();
+    (status, body.to_owned())
+}
+
+/// The samples of `name` whose labels include every pair of `labels`, by
+/// their full label set.
+fn samples(text: &str, name: &str, labels: &[(&str, &str)]) -> BTreeMap<String, f64> {
+    text.lines()
+        .filter(|line| !line.starts_with('#'))
+        .filter_map(|line| {
+            let (series, value) = line.rsplit_once(' ')?;
+            let (metric, rest) = series.split_once('{').unwrap_or((series, "}"));
+            if metric != name {
+                return None;
+            }
+            let wanted = labels
+                .iter()
+                .all(|(k, v)| rest.contains(&format!("{k}=\"{v}\"")));
+            wanted.then(|| {
+                (
+                    rest.trim_end_matches('}').to_owned(),
+                    value.parse().unwrap(),
+                )
+            })
+        })
+        .collect()
+}
+
+fn total(text: &str, name: &str, labels: &[(&str, &str)]) -> f64 {
+    samples(text, name, labels).values().sum()
+}
+
+/// Polls `/metrics` until `done` holds, for at most `timeout`.
+async fn scrape_until(addr: &str, timeout: Duration, done: impl Fn(&str) -> bool) -> String {
+    let deadline = Instant::now() + timeout;
+    loop {
+        let (status, text) = get(addr, "/metrics").await;
+        assert_eq!(status, 200);
+        if done(&text) || Instant::now() > deadline {
+            return text;
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+}
+
+fn orders_app(
+    prefix: &str,
+    group: &str,
+    failing: Arc<AtomicBool>,
+    policy: ErrorPolicy,
+) -> Application {
+    app_builder(prefix)
+        .kafka_setting("statistics.interval.ms", "200")
+        .subscribe(
+            Subscription::new("orders", move |order: Order| {
+                let failing = failing.clone();
+                async move {
+                    if failing.load(Ordering::SeqCst) && order.id.is_multiple_of(5) {
+                        return Err(std::io::Error::other("order refused"));
+                    }
+                    Ok(())
+                }
+            })
+            .name("orders")
+            .group(group)
+            .on_error(policy),
+        )
+        .build()
+        .unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn worker_serves_exact_counts_and_lag_drains_to_zero() {
+    require_broker();
+    let prefix = unique_prefix("metrics-http");
+    let group = format!("{prefix}group");
+    let topic = format!("{prefix}orders");
+    let app = orders_app(
+        &prefix,
+        &group,
+        Arc::new(AtomicBool::new(true)),
+        ErrorPolicy::skip(),
+    );
+
+    for id in 0..20 {
+        app.publish_and_wait("orders", &Order { id }).await.unwrap();
+    }
+
+    let addr = format!("127.0.0.1:{}", free_port());
+    let options = WorkerOptions {
+        kafka_servers: vec![require_broker()],
+        topic_prefix: Some(prefix.clone()),
+        metrics_addr: Some(addr.clone()),
+        ..WorkerOptions::default()
+    };
+    let worker = tokio::spawn({
+        let app = app.clone();
+        async move { kafkaesk::worker::run(app, &options).await }
+    });
+
+    let consumed = |text: &str| {
+        total(
+            text,
+            "kafkaesk_consumed_messages_total",
+            &[("group_id", &group)],
+        )
+    };
+    // Every partition that had records reports a lag, and it is 0.
+    let zero_lag = |text: &str| {
+        let partition = |labels: &String| {
+            labels
+                .split(',')
+                .find(|l| l.starts_with("partition="))
+                .map(str::to_owned)
+        };
+        let lag: BTreeMap<_, _> = samples(text, "kafkaesk_consumer_lag", &[("stream_id", &topic)])
+            .into_iter()
+            .filter_map(|(labels, v)| Some((partition(&labels)?, v)))
+            .collect();
+        let consumed = samples(
+            text,
+            "kafkaesk_consumed_topic_offset",
+            &[("stream_id", &topic)],
+        );
+        !consumed.is_empty()
+            && consumed
+                .keys()
+                .all(|labels| partition(labels).and_then(|p| lag.get(&p)) == Some(&0.0))
+    };
+    // The server comes up while the worker starts.
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while tokio::net::TcpStream::connect(&addr).await.is_err() {
+        assert!(
+            Instant::now() < deadline,
+            "nothing listens on --metrics-addr"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let text = scrape_until(&addr, Duration::from_secs(60), |t| {
+        consumed(t) >= 20.0 && zero_lag(t)
+    })
+    .await;
+
+    let published = [("stream_id", topic.as_str()), ("error", "none")];
+    assert_eq!(
+        total(&text, "kafkaesk_publish_messages_total", &published),
+        20.0,
+        "{text}"
+    );
+    assert_eq!(
+        total(&text, "kafkaesk_published_messages_total", &published),
+        20.0
+    );
+    assert_eq!(
+        total(
+            &text,
+            "kafkaesk_published_messages_time_count",
+            &[("stream_id", &topic)]
+        ),
+        20.0
+    );
+    let on_topic = |error| {
+        [
+            ("stream_id", topic.as_str()),
+            ("group_id", group.as_str()),
+            ("error", error),
+        ]
+    };
+    assert_eq!(
+        total(&text, "kafkaesk_consumed_messages_total", &on_topic("none")),
+        16.0,
+        "{text}"
+    );
+    assert_eq!(
+        total(
+            &text,
+            "kafkaesk_consumed_messages_total",
+            &on_topic("exception")
+        ),
+        4.0
+    );
+    assert_eq!(
+        total(
+            &text,
+            "kafkaesk_skipped_messages_total",
+            &[("subscription", "orders"), ("reason", "error_policy")]
+        ),
+        4.0
+    );
+    assert_eq!(
+        total(
+            &text,
+            "kafkaesk_message_lead_time_count",
+            &[("group_id", &group)]
+        ),
+        20.0
+    );
+    assert!(
+        total(
+            &text,
+            "kafkaesk_consumed_messages_batch_size_count",
+            &[("group_id", &group)]
+        ) >= 1.0
+    );
+    assert!(
+        samples(
+            &text,
+            "kafkaesk_consumed_message_elapsed_time_count",
+            &[("stream_id", "orders")]
+        )
+        .keys()
+        .all(|labels| labels.contains(&format!(
+            "partition=\"TopicPartition(topic='{topic}', partition="
+        ))),
+        "Python's label for the batch time: {text}"
+    );
+    assert!(zero_lag(&text), "lag drains to 0: {text}");
+    assert_eq!(
+        total(&text, "kafkaesk_consumer_health", &[("group_id", &group)]),
+        1.0
+    );
+    assert!(
+        total(
+            &text,
+            "kafkaesk_consumer_rebalanced_total",
+            &[("group_id", &group), ("event", "assigned")]
+        ) >= 1.0
+    );
+    assert!(
+        total(
+            &text,
+            "kafkaesk_kafka_action_total",
+            &[("type", "producer_start"), ("error", "none")]
+        ) >= 1.0
+    );
+    // Python's default buckets, and `_total` on counters as prometheus_client writes them.
+    assert!(text.contains("# TYPE kafkaesk_consumed_messages_total counter"));
+    assert!(text.contains(r#"le="0.075""#));
+
+    let (status, body) = get(&addr, "/health").await;
+    assert_eq!(status, 200, "{body}");
+    let health: serde_json::Value = serde_json::from_str(&body).unwrap();
+    assert_eq!(health["healthy"], true);
+    assert_eq!(health["consumers"][0]["subscription"], "orders");
+    assert_eq!(health["consumers"][0]["running"], true);
+
+    app.stop();
+    worker.await.unwrap().unwrap();
+    assert!(
+        tokio::net::TcpStream::connect(&addr).await.is_err(),
+        "the server stops with the worker"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn health_turns_503_when_a_consumer_stops_and_200_when_it_runs() {
+    require_broker();
+    let prefix = unique_prefix("metrics-health");
+    let group = format!("{prefix}group");
+    let failing = Arc::new(AtomicBool::new(true));
+    let app = orders_app(&prefix, &group, failing.clone(), ErrorPolicy::stop());
+    let server = kafkaesk::exporter::serve(&app, "127.0.0.1:0")
+        .await
+        .unwrap();
+    let addr = server.local_addr().to_string();
+
+    // A failing record stops the consumer, and with it the run.
+    app.publish_and_wait("orders", &Order { id: 5 })
+        .await
+        .unwrap();
+    let run = tokio::spawn({
+        let app = app.clone();
+        async move { app.run().await }
+    });
+    assert!(
+        run.await.unwrap().is_err(),
+        "the handler's error ends the run"
+    );
+    let (status, body) = get(&addr, "/health").await;
+    assert_eq!(status, 503, "{body}");
+    let health: serde_json::Value = serde_json::from_str(&body).unwrap();
+    assert_eq!(health["consumers"][0]["running"], false);
+    let (_, text) = get(&addr, "/metrics").await;
+    assert_eq!(
+        total(&text, "kafkaesk_consumer_health", &[("group_id", &group)]),
+        0.0
+    );
+    assert_eq!(
+        total(
+            &text,
+            "kafkaesk_consumed_messages_total",
+            &[("group_id", &group), ("error", "exception")]
+        ),
+        1.0
+    );
+
+    // Fixed, it runs again and is healthy.
+    failing.store(false, Ordering::SeqCst);
+    let run = tokio::spawn({
+        let app = app.clone();
+        async move { app.run().await }
+    });
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let (status, body) = get(&addr, "/health").await;
+        if status == 200 {
+            break;
+        }
+        assert!(Instant::now() < deadline, "never healthy again: {body}");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let (status, _) = get(&addr, "/nowhere").await;
+    assert_eq!(status, 404);
+    app.stop();
+    run.await.unwrap().unwrap();
+}
