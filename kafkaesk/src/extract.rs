@@ -12,8 +12,8 @@
 //! | [`Record`] | the Kafka record itself |
 //!
 //! **Further** parameters are injected by type; they implement [`FromContext`]:
-//! [`SchemaId`], [`Record`], [`Application`] and
-//! [`Subscriber`].
+//! [`SchemaId`], [`Record`], [`Application`], [`Subscriber`] and
+//! [`tracing::Span`] (the handler's span, see [`propagation`](crate::propagation)).
 //!
 //! ```
 //! use kafkaesk::{Record, SchemaId, Subscriber};
@@ -168,7 +168,7 @@ pub trait FromMessage: Sized + Send + 'static {
 #[diagnostic::on_unimplemented(
     message = "`{Self}` cannot be injected into a kafkaesk handler",
     label = "not an injectable type",
-    note = "after the first parameter, a handler can take kafkaesk::SchemaId, kafkaesk::Record, kafkaesk::Application or kafkaesk::Subscriber"
+    note = "after the first parameter, a handler can take kafkaesk::SchemaId, kafkaesk::Record, kafkaesk::Application, kafkaesk::Subscriber or tracing::Span"
 )]
 pub trait FromContext: Sized + Send + 'static {
     /// Builds the parameter from the context.
@@ -292,5 +292,13 @@ impl FromContext for Subscriber {
 impl FromContext for Application {
     fn from_context(ctx: &MessageContext<'_>) -> Result<Self, Rejection> {
         Ok(ctx.app().clone())
+    }
+}
+
+/// The handler's `kafkaesk.consume` span (see [`propagation`](crate::propagation)):
+/// the handler is called inside it.
+impl FromContext for tracing::Span {
+    fn from_context(_: &MessageContext<'_>) -> Result<Self, Rejection> {
+        Ok(tracing::Span::current())
     }
 }

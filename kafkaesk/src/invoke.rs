@@ -24,11 +24,13 @@ use std::time::Duration;
 use futures::FutureExt;
 use tokio::task::JoinHandle;
 use tokio::time::Instant;
+use tracing::Instrument;
 
 use crate::app::Application;
 use crate::error::{BoxError, Error, RecordPosition, Result};
 use crate::extract::{MessageContext, Rejection};
 use crate::handler::HandlerFuture;
+use crate::propagation;
 use crate::record::{Record, RecordSource};
 use crate::router::Subscription;
 use crate::subscriber::HandlerScope;
@@ -200,21 +202,27 @@ pub(crate) fn start(
 ) -> Started {
     let deadline = Deadline::of(subscription);
     let handler = subscription.handler();
+    let span = propagation::consume_span(&scope.name, record);
     std::panic::catch_unwind(AssertUnwindSafe(|| {
+        let entered = span.enter();
         let mut future = match handler.call(MessageContext::new(record, scope)) {
             Err(rejection) => return Started::Finished(Outcome::Unhandled(rejection)),
             Ok(future) => future,
         };
         let work = match placement {
             Placement::Blocking => {
+                drop(entered);
                 let runtime = tokio::runtime::Handle::current();
+                let future = future.instrument(span.clone());
                 Work::Blocking(tokio::task::spawn_blocking(move || {
                     runtime.block_on(future)
                 }))
             }
             Placement::Inline => match future.as_mut().poll(cx) {
                 Poll::Ready(result) => return Started::Finished(Outcome::of(result)),
-                Poll::Pending => Work::Inline(future),
+                Poll::Pending if span.is_disabled() => Work::Inline(future),
+                // Later polls run in the span too.
+                Poll::Pending => Work::Inline(Box::pin(future.instrument(span.clone()))),
             },
         };
         Started::Running(Running { work, deadline })

@@ -61,6 +61,7 @@
 //! | [`logging`] | shipping `tracing` events to a stream |
 //! | [`metrics`] | Prometheus metrics with Python kafkaesk's names |
 //! | [`exporter`] | `GET /metrics` and `GET /health` over HTTP |
+//! | [`propagation`] | handler spans, and traces through headers (feature `opentelemetry`) |
 //! | [`worker`] | the `kafkaesk` command's entry point (feature `worker`, on by default) |
 //! | `broker` | an embedded development broker (feature `embedded-broker`) |
 //! | [`error`] | the one error type |
@@ -90,6 +91,7 @@ pub mod logging;
 pub mod metrics;
 pub mod policy;
 mod producer;
+pub mod propagation;
 pub mod publish;
 pub mod record;
 mod registry;

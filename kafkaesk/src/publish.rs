@@ -37,6 +37,7 @@ use crate::clients::{Clients, Connection};
 use crate::error::{Error, Result};
 use crate::metrics::{kafka_error_label, Metrics, GENERAL_ERROR};
 use crate::producer::{Delivering, Outbound};
+use crate::propagation;
 use crate::record::Headers;
 use crate::schema::SchemaCatalog;
 
@@ -247,7 +248,8 @@ where
     type Output = Result<PublishHandle>;
     type IntoFuture = PublishFuture<'a>;
 
-    fn into_future(self) -> PublishFuture<'a> {
+    fn into_future(mut self) -> PublishFuture<'a> {
+        propagation::inject(&mut self.headers);
         let encoded = self
             .publisher
             .schemas
@@ -324,7 +326,8 @@ impl<'a> IntoFuture for RawPublish<'a> {
     type Output = Result<PublishHandle>;
     type IntoFuture = PublishFuture<'a>;
 
-    fn into_future(self) -> PublishFuture<'a> {
+    fn into_future(mut self) -> PublishFuture<'a> {
+        propagation::inject(&mut self.message.headers);
         send(self.connection, self.destination, None, self.message)
     }
 }

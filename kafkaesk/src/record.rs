@@ -74,6 +74,16 @@ impl Headers {
         self.0.is_empty()
     }
 
+    /// Whether a header has this key.
+    pub fn contains_key(&self, key: &str) -> bool {
+        self.0.iter().any(|h| h.key == key)
+    }
+
+    /// Removes every header with this key.
+    pub fn remove(&mut self, key: &str) {
+        self.0.retain(|h| h.key != key);
+    }
+
     /// Appends every header of `other`.
     pub fn extend(&mut self, other: &Headers) {
         self.0.extend(other.0.iter().cloned());
@@ -364,6 +374,19 @@ impl<'m> RecordSource<'m> {
         match self {
             RecordSource::Fetched { message, .. } => message.timestamp().to_millis(),
             RecordSource::Owned(record) => record.timestamp(),
+        }
+    }
+
+    /// The value of the first header with this key.
+    #[cfg_attr(not(feature = "opentelemetry"), allow(dead_code))]
+    pub(crate) fn header(self, key: &str) -> Option<&'m [u8]> {
+        match self {
+            RecordSource::Fetched { message, .. } => message
+                .headers()?
+                .iter()
+                .find(|h| h.key == key)
+                .and_then(|h| h.value),
+            RecordSource::Owned(record) => record.headers().get(key),
         }
     }
 

@@ -8,6 +8,7 @@ use serde::Serialize;
 
 use crate::app::Application;
 use crate::error::{Error, Result};
+use crate::propagation;
 use crate::publish::{Publish, RawPublish};
 use crate::record::{Headers, Record};
 
@@ -98,7 +99,7 @@ impl Subscriber {
     {
         self.app()
             .publish(stream, data)
-            .headers(self.record.headers())
+            .headers(&propagation::forwarded(self.record.headers()))
     }
 
     /// Republishes `record` to `stream` untouched: same value and key, its
@@ -112,7 +113,7 @@ impl Subscriber {
         self.app()
             .raw_publish(stream, record.value().to_vec())
             .maybe_key(record.key())
-            .headers(record.headers())
+            .headers(&propagation::forwarded(record.headers()))
             .headers(extra)
     }
 
