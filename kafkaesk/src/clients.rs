@@ -11,7 +11,8 @@
 //! librdkafka's own words do not say it (an untrusted certificate, a broker
 //! that requires authentication).
 
-use std::collections::BTreeMap;
+use std::borrow::Cow;
+use std::collections::{BTreeMap, HashMap};
 use std::sync::Mutex;
 use std::time::Duration;
 
@@ -24,14 +25,51 @@ use tokio::sync::OnceCell;
 use crate::error::{Error, Result};
 use crate::metrics::Metrics;
 use crate::producer::Producer;
-use crate::settings::Settings;
+use crate::settings::{AckPolicy, Settings};
 use crate::sync::lock;
 use crate::topics::TopicManager;
 
-/// The producer and the topic manager.
+/// The producers and the topic manager.
 pub(crate) struct Clients {
+    /// The producer of the application's ack policy.
     pub(crate) producer: Producer,
     pub(crate) topics: TopicManager,
+    /// Producers of other ack policies, made when a publish first asks:
+    /// `acks` is a producer's setting, not a message's.
+    others: Mutex<HashMap<AckPolicy, Producer>>,
+    settings: Settings,
+    metrics: Metrics,
+}
+
+impl Clients {
+    /// The producer for `acks` (the application's policy when `None`).
+    pub(crate) fn producer(&self, acks: Option<AckPolicy>) -> Result<Cow<'_, Producer>> {
+        match acks {
+            Some(acks) if acks != self.settings.ack_policy => {
+                let mut others = lock(&self.others);
+                if let Some(producer) = others.get(&acks) {
+                    return Ok(Cow::Owned(producer.clone()));
+                }
+                let config = self.settings.producer_config(acks)?;
+                let producer = Producer::create(&config, self.metrics.deliveries())?;
+                others.insert(acks, producer.clone());
+                Ok(Cow::Owned(producer))
+            }
+            _ => Ok(Cow::Borrowed(&self.producer)),
+        }
+    }
+
+    /// The ack policy a publish asking for `acks` gets.
+    pub(crate) fn ack_policy(&self, acks: Option<AckPolicy>) -> AckPolicy {
+        acks.unwrap_or(self.settings.ack_policy)
+    }
+
+    /// Every producer made so far.
+    fn producers(&self) -> Vec<Producer> {
+        let mut producers = vec![self.producer.clone()];
+        producers.extend(lock(&self.others).values().cloned());
+        producers
+    }
 }
 
 /// Settings plus the clients made from them, created on first use.
@@ -70,8 +108,10 @@ impl Connection {
             .get_or_try_init(|| {
                 self.metrics.time_kafka_action("producer_start", async {
                     let settings = &self.settings;
-                    let producer =
-                        Producer::create(&settings.producer_config()?, self.metrics.deliveries())?;
+                    let producer = Producer::create(
+                        &settings.producer_config(settings.ack_policy)?,
+                        self.metrics.deliveries(),
+                    )?;
                     let admin: AdminClient<DefaultClientContext> =
                         settings.admin_config()?.create()?;
                     Ok(Clients {
@@ -82,6 +122,9 @@ impl Connection {
                             settings.effective_replication_factor(),
                             self.metrics.clone(),
                         ),
+                        others: Mutex::new(HashMap::new()),
+                        settings: settings.clone(),
+                        metrics: self.metrics.clone(),
                     })
                 })
             })
@@ -162,12 +205,16 @@ impl Connection {
         let Some(clients) = self.clients_if_ready() else {
             return Ok(());
         };
-        let producer = clients.producer.clone();
+        let producers = clients.producers();
         let flush = async {
-            tokio::task::spawn_blocking(move || producer.flush(Duration::from_secs(30)))
-                .await
-                .map_err(|_| Error::Stopped)?
-                .map_err(Error::Kafka)
+            tokio::task::spawn_blocking(move || {
+                producers
+                    .iter()
+                    .try_for_each(|producer| producer.flush(Duration::from_secs(30)))
+            })
+            .await
+            .map_err(|_| Error::Stopped)?
+            .map_err(Error::Kafka)
         };
         self.metrics
             .time_kafka_action("producer_flush", flush)

@@ -251,6 +251,20 @@ pub enum Error {
         source: rdkafka::error::KafkaError,
     },
 
+    /// A publish's [`timeout`](crate::publish::Publish::timeout) passed
+    /// before the broker acknowledged it. The message was not recalled: it
+    /// may still be stored, until librdkafka's `message.timeout.ms`.
+    #[error(
+        "message to `{topic}` was not acknowledged within {timeout:?}; it may still be \
+         delivered (librdkafka gives up after `message.timeout.ms`)"
+    )]
+    DeliveryTimeout {
+        /// Full topic name.
+        topic: String,
+        /// The publish's timeout.
+        timeout: Duration,
+    },
+
     /// An error from librdkafka outside publishing.
     #[error("kafka: {0}")]
     Kafka(rdkafka::error::KafkaError),

@@ -13,7 +13,8 @@
 //!
 //! **Further** parameters are injected by type; they implement [`FromContext`]:
 //! [`SchemaId`], [`Record`], [`Application`], [`Subscriber`] and
-//! [`tracing::Span`] (the handler's span, see [`propagation`](crate::propagation)).
+//! [`tracing::Span`] (the handler's span, see [`propagation`](crate::propagation)), and
+//! with the `opentelemetry` feature its `opentelemetry::Context`.
 //!
 //! ```
 //! use kafkaesk::{Record, SchemaId, Subscriber};
@@ -300,5 +301,14 @@ impl FromContext for Application {
 impl FromContext for tracing::Span {
     fn from_context(_: &MessageContext<'_>) -> Result<Self, Rejection> {
         Ok(tracing::Span::current())
+    }
+}
+
+/// The OpenTelemetry context of the handler's span (feature `opentelemetry`).
+#[cfg(feature = "opentelemetry")]
+impl FromContext for opentelemetry::Context {
+    fn from_context(_: &MessageContext<'_>) -> Result<Self, Rejection> {
+        use tracing_opentelemetry::OpenTelemetrySpanExt;
+        Ok(tracing::Span::current().context())
     }
 }

@@ -114,7 +114,7 @@ pub use publish::{Delivery, PublishFuture, PublishHandle};
 pub use record::{Header, Headers, Record};
 pub use router::{Router, Streams, Subscription};
 pub use schema::Schema;
-pub use settings::Settings;
+pub use settings::{AckPolicy, Settings};
 pub use subscriber::Subscriber;
 
 /// Registers a struct or enum as a message schema.

@@ -54,6 +54,8 @@ pub(crate) type Report = Result<Delivered, KafkaError>;
 /// A message to queue.
 pub(crate) struct Outbound<'a> {
     pub(crate) topic: &'a str,
+    /// The partition, or the partitioner's choice when `None`.
+    pub(crate) partition: Option<i32>,
     pub(crate) payload: &'a [u8],
     pub(crate) key: Option<&'a [u8]>,
     pub(crate) headers: Option<OwnedHeaders>,
@@ -81,6 +83,9 @@ impl Producer {
             BaseRecord::with_opaque_to(message.topic, slot.to_opaque()).payload(message.payload);
         if let Some(key) = message.key {
             record = record.key(key);
+        }
+        if let Some(partition) = message.partition {
+            record = record.partition(partition);
         }
         if let Some(headers) = message.headers {
             record = record.headers(headers);

@@ -4,9 +4,12 @@
 //!
 //! # The handler's span
 //!
-//! Every handler run is inside a `kafkaesk.consume` span (level `INFO`) with
-//! the subscription, topic, partition and offset, so log lines written by a
-//! handler say which record they are about. A handler takes the span as a
+//! Every handler run is inside a `kafkaesk.consume` span with the
+//! subscription, topic, partition and offset, so log lines written by a
+//! handler say which record they are about. Its level is `INFO` with the
+//! `opentelemetry` feature, so traces connect under the usual filters, and
+//! `DEBUG` without it, so a console logger at `info` does not pay for a span
+//! per record; `kafkaesk::propagation=debug` turns them on. A handler takes the span as a
 //! parameter of type [`tracing::Span`], as Python handlers take an
 //! `opentracing.Span`. The span has no `tracing` parent: a handler's trace
 //! is the message's, not whatever span the consumer was started in.
@@ -51,11 +54,21 @@ pub const TRACESTATE: &str = "tracestate";
 /// Jaeger's header, as opentracing with Jaeger writes it.
 pub const UBER_TRACE_ID: &str = "uber-trace-id";
 
+/// The level of handlers' spans: `INFO` where they carry traces, `DEBUG`
+/// where they only give log lines their record, so that a console logger at
+/// `info` does not build a span for every record.
+const SPAN_LEVEL: tracing::Level = if cfg!(feature = "opentelemetry") {
+    tracing::Level::INFO
+} else {
+    tracing::Level::DEBUG
+};
+
 /// The span a handler runs in, child of the record's remote span when it
 /// has one and the `opentelemetry` feature is on.
 pub(crate) fn consume_span(subscription: &str, record: RecordSource<'_>) -> tracing::Span {
-    let span = tracing::info_span!(
+    let span = tracing::span!(
         parent: None,
+        SPAN_LEVEL,
         "kafkaesk.consume",
         otel.kind = "consumer",
         messaging.system = "kafka",

@@ -11,6 +11,7 @@
 //! | `auto_commit_interval` | 5 s | |
 //! | `api_version` | `auto` | broker API version; anything else disables version probing and is used as `broker.version.fallback` |
 //! | `shutdown_timeout` | 5 s | how long in-flight handlers may run after a stop before they are cancelled |
+//! | `ack_policy` | [`AckPolicy::All`] | how many brokers store a message before its publish succeeds; `All` also makes the producer idempotent |
 //!
 //! This module is the only place where producer, admin and consumer
 //! configurations are assembled: kafkaesk's defaults are applied where the
@@ -82,6 +83,50 @@ pub struct Settings {
     pub api_version: String,
     /// How long in-flight handlers may run after a stop.
     pub shutdown_timeout: Duration,
+    /// How many brokers must store a message before its publish succeeds,
+    /// unless a publish says otherwise.
+    pub ack_policy: AckPolicy,
+}
+
+/// How many brokers must store a message before its publish succeeds:
+/// Liftbridge's ack policies, mapped to Kafka's `acks`.
+///
+/// | policy | `acks` | a publish succeeds when | a retried send |
+/// |---|---|---|---|
+/// | [`All`](AckPolicy::All) (default) | `all` | every in-sync replica stored it | is never duplicated: the producer is idempotent |
+/// | [`Leader`](AckPolicy::Leader) | `1` | the partition's leader stored it; lost if the leader fails before a replica copies it | may be stored twice |
+/// | [`None`](AckPolicy::None) | `0` | it is queued in this process; the handle does not wait for the broker at all | may be lost or stored twice, silently |
+///
+/// With `None` the delivery's partition and offset are `-1`: the broker says
+/// nothing back. A failure to send is still logged as an error.
+///
+/// ```
+/// let app = kafkaesk::Application::builder()
+///     .ack_policy(kafkaesk::AckPolicy::Leader)
+///     .build()
+///     .unwrap();
+/// assert_eq!(app.settings().ack_policy, kafkaesk::AckPolicy::Leader);
+/// ```
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default)]
+pub enum AckPolicy {
+    /// Fire and forget: no acknowledgement.
+    None,
+    /// The partition leader's acknowledgement.
+    Leader,
+    /// Every in-sync replica's acknowledgement, with an idempotent producer.
+    #[default]
+    All,
+}
+
+impl AckPolicy {
+    /// Kafka's `acks` for the policy.
+    pub fn acks(self) -> &'static str {
+        match self {
+            AckPolicy::None => "0",
+            AckPolicy::Leader => "1",
+            AckPolicy::All => "all",
+        }
+    }
 }
 
 impl Default for Settings {
@@ -96,6 +141,7 @@ impl Default for Settings {
             auto_commit_interval: Duration::from_secs(5),
             api_version: "auto".to_owned(),
             shutdown_timeout: Duration::from_secs(5),
+            ack_policy: AckPolicy::default(),
         }
     }
 }
@@ -112,6 +158,7 @@ impl std::fmt::Debug for Settings {
             .field("auto_commit_interval", &self.auto_commit_interval)
             .field("api_version", &self.api_version)
             .field("shutdown_timeout", &self.shutdown_timeout)
+            .field("ack_policy", &self.ack_policy)
             .finish()
     }
 }
@@ -160,6 +207,18 @@ impl Settings {
                 ),
             );
         }
+        if let Some(acks) = ["acks", "request.required.acks"]
+            .iter()
+            .find(|key| self.kafka_settings.contains_key(**key))
+        {
+            return invalid(
+                "kafka_settings",
+                &format!(
+                    "`{acks}` is chosen by the ack policy; set `ack_policy` (AckPolicy::All, \
+                     Leader or None) for the application, or per publish"
+                ),
+            );
+        }
         Ok(())
     }
 
@@ -191,11 +250,23 @@ impl Settings {
         }
     }
 
-    /// The producer's configuration.
-    pub(crate) fn producer_config(&self) -> Result<ClientConfig> {
+    /// The configuration of the producer for `acks`.
+    pub(crate) fn producer_config(&self, acks: AckPolicy) -> Result<ClientConfig> {
         let mut config = self.client_config()?;
         // Small batches, sent soon: good for throughput and latency alike.
         self.default_to(&mut config, "linger.ms", "5");
+        // Keys where the Java client and aiokafka put them (see
+        // `publish::partition`).
+        self.default_to(&mut config, "partitioner", "murmur2_random");
+        config.set("acks", acks.acks());
+        match acks {
+            // A retried send is never stored twice, nor out of order.
+            AckPolicy::All => self.default_to(&mut config, "enable.idempotence", "true"),
+            // Idempotence needs acks=all.
+            AckPolicy::Leader | AckPolicy::None => {
+                config.set("enable.idempotence", "false");
+            }
+        }
         // Statistics are read by consumers only (for their lag); nothing
         // would read the producer's.
         config.set("statistics.interval.ms", "0");
@@ -282,7 +353,7 @@ mod tests {
     #[test]
     fn no_servers_is_app_not_configured() {
         assert!(matches!(
-            Settings::default().producer_config(),
+            Settings::default().producer_config(AckPolicy::All),
             Err(Error::AppNotConfigured(_))
         ));
     }
@@ -313,9 +384,33 @@ mod tests {
         assert_eq!(config.get("group.id"), Some("g"));
         assert_eq!(config.get("enable.auto.commit"), Some("false"));
         assert_eq!(config.get("fetch.queue.backoff.ms"), Some("10"));
-        let producer = with("linger.ms", "50").producer_config().unwrap();
+        let producer = with("linger.ms", "50")
+            .producer_config(AckPolicy::All)
+            .unwrap();
         assert_eq!(producer.get("linger.ms"), Some("50"));
         let admin = Settings::default();
         assert!(admin.admin_config().is_err());
+    }
+
+    #[test]
+    fn producers_place_keys_like_java_and_are_idempotent_when_all_replicas_ack() {
+        let settings = with("linger.ms", "5");
+        let all = settings.producer_config(AckPolicy::All).unwrap();
+        assert_eq!(all.get("partitioner"), Some("murmur2_random"));
+        assert_eq!(all.get("acks"), Some("all"));
+        assert_eq!(all.get("enable.idempotence"), Some("true"));
+        let leader = settings.producer_config(AckPolicy::Leader).unwrap();
+        assert_eq!(leader.get("acks"), Some("1"));
+        assert_eq!(leader.get("enable.idempotence"), Some("false"));
+        let none = settings.producer_config(AckPolicy::None).unwrap();
+        assert_eq!(none.get("acks"), Some("0"));
+        let chosen = with("partitioner", "consistent_random")
+            .producer_config(AckPolicy::All)
+            .unwrap();
+        assert_eq!(chosen.get("partitioner"), Some("consistent_random"));
+        for acks in ["acks", "request.required.acks"] {
+            let err = with(acks, "1").validate().unwrap_err();
+            assert!(err.to_string().contains("ack_policy"), "{err}");
+        }
     }
 }

@@ -7,6 +7,7 @@
 //! is cached, and concurrent first publishes create a topic once.
 
 use std::collections::HashMap;
+use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::{Arc, Mutex, RwLock};
 use std::time::Duration;
 
@@ -17,6 +18,7 @@ use tokio::sync::OnceCell;
 
 use crate::error::{Error, Result};
 use crate::metrics::Metrics;
+use crate::sync::{read_lock, write_lock};
 
 /// Translates an fnmatch pattern (`*`, `?`, `[...]`, `[!...]`) into an
 /// anchored POSIX extended regular expression, the dialect librdkafka uses
@@ -199,6 +201,32 @@ pub(crate) struct TopicManager {
     ready_streams: RwLock<HashMap<String, Arc<str>>>,
     request_timeout: Duration,
     metrics: Metrics,
+    /// Partition counts of topics that partitioners asked about.
+    partition_counts: RwLock<HashMap<Arc<str>, Arc<TopicPartitions>>>,
+}
+
+/// How long a topic's partition count is trusted before it is asked again:
+/// partitions can be added to a topic while it is used.
+const PARTITION_COUNT_TTL: Duration = Duration::from_secs(60);
+
+/// A topic's partition count, and its round-robin position.
+pub(crate) struct TopicPartitions {
+    count: i32,
+    next: AtomicU32,
+    fetched: std::time::Instant,
+}
+
+impl TopicPartitions {
+    pub(crate) fn count(&self) -> i32 {
+        self.count
+    }
+
+    /// The next partition in turn.
+    pub(crate) fn next_round_robin(&self) -> i32 {
+        let turn = self.next.fetch_add(1, Ordering::Relaxed);
+        // The count is positive, so the remainder fits in an i32.
+        (turn % self.count as u32) as i32
+    }
 }
 
 impl TopicManager {
@@ -216,7 +244,57 @@ impl TopicManager {
             ready_streams: RwLock::new(HashMap::new()),
             request_timeout: Duration::from_secs(30),
             metrics,
+            partition_counts: RwLock::new(HashMap::new()),
         }
+    }
+
+    /// `topic`'s partition count, if known and recent.
+    pub(crate) fn cached_partitions(&self, topic: &str) -> Option<Arc<TopicPartitions>> {
+        read_lock(&self.partition_counts)
+            .get(topic)
+            .filter(|p| p.fetched.elapsed() < PARTITION_COUNT_TTL)
+            .cloned()
+    }
+
+    /// Asks the broker for `topic`'s partition count, and remembers it.
+    pub(crate) async fn load_partitions(&self, topic: &Arc<str>) -> Result<Arc<TopicPartitions>> {
+        if let Some(known) = self.cached_partitions(topic) {
+            return Ok(known);
+        }
+        let admin = self.admin.clone();
+        let name = topic.to_string();
+        let timeout = self.request_timeout;
+        let count = tokio::task::spawn_blocking(move || {
+            let metadata = admin.inner().fetch_metadata(Some(&name), timeout)?;
+            Ok::<_, rdkafka::error::KafkaError>(
+                metadata
+                    .topics()
+                    .iter()
+                    .find(|t| t.name() == name && t.error().is_none())
+                    .map_or(0, |t| t.partitions().len()),
+            )
+        })
+        .await
+        .map_err(|_| Error::Stopped)??;
+        let count = i32::try_from(count).unwrap_or(i32::MAX);
+        if count == 0 {
+            return Err(Error::Topic {
+                topic: topic.to_string(),
+                reason: "the broker knows no partitions of it".to_owned(),
+            });
+        }
+        let mut known = write_lock(&self.partition_counts);
+        // Keep the round-robin position when the count is asked again.
+        let next = known
+            .get(topic)
+            .map_or(0, |old| old.next.load(Ordering::Relaxed));
+        let fresh = Arc::new(TopicPartitions {
+            count,
+            next: AtomicU32::new(next),
+            fetched: std::time::Instant::now(),
+        });
+        known.insert(topic.clone(), fresh.clone());
+        Ok(fresh)
     }
 
     /// The topic of `stream` if it is known to exist.

@@ -6,6 +6,16 @@
 //! kafkaesk examples/service --kafka-servers 127.0.0.1:9092
 //! kafkaesk examples/service::app --kafka-servers 127.0.0.1:9092   # the application from `app()`
 //! ```
+//!
+//! In production, add `--metrics-addr 0.0.0.0:9464` (or `KAFKAESK_METRICS_ADDR`): Prometheus
+//! scrapes `http://<pod>:9464/metrics`, with Python kafkaesk's metric names, and a liveness
+//! probe reads `http://<pod>:9464/health` (200 while the producer reaches a broker and the
+//! consumer runs, 503 otherwise):
+//!
+//! ```yaml
+//! livenessProbe:
+//!   httpGet: { path: /health, port: 9464 }
+//! ```
 
 use kafkaesk::{Application, Record};
 

@@ -9,7 +9,7 @@ use super::Application;
 use crate::error::{Error, Result};
 use crate::metrics::Metrics;
 use crate::router::{Router, Subscription};
-use crate::settings::Settings;
+use crate::settings::{AckPolicy, Settings};
 
 /// A function the application runs when it initializes or finalizes.
 pub(crate) type Hook =
@@ -51,6 +51,13 @@ impl ApplicationBuilder {
     /// Sets the bootstrap servers.
     pub fn kafka_servers<S: Into<String>>(mut self, servers: impl IntoIterator<Item = S>) -> Self {
         self.settings.kafka_servers = servers.into_iter().map(Into::into).collect();
+        self
+    }
+
+    /// Sets how many brokers must store a message before a publish succeeds
+    /// (default [`AckPolicy::All`], with an idempotent producer).
+    pub fn ack_policy(mut self, acks: AckPolicy) -> Self {
+        self.settings.ack_policy = acks;
         self
     }
 

@@ -7,7 +7,7 @@
 //! application's [`Monitor`].
 
 use std::collections::HashMap;
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 
 use crate::metrics::{ConsumerMetrics, Metrics};
@@ -26,6 +26,8 @@ pub(crate) struct SubscriptionCounters {
     /// before their first `.await`, so later runs keep them off the
     /// consumer's task too.
     pub(crate) spawn_handlers: AtomicBool,
+    /// Handler runs in a row, in place, that computed for long.
+    pub(crate) heavy_runs: AtomicU32,
 }
 
 impl SubscriptionCounters {

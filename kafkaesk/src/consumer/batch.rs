@@ -11,8 +11,8 @@
 //!
 //! A handler that computes for long before its first `.await` would hold
 //! the consumer loop (commits, the stop, the other handlers) while it runs in
-//! place. When the records a poll started took [`HEAVY_HANDLER`] or more each,
-//! the subscription's later handlers run on tokio's blocking threads instead
+//! place. When [`HEAVY_RUNS`] records in a row took [`HEAVY_HANDLER`] or more
+//! each, the subscription's later handlers run on tokio's blocking threads instead
 //! (see [`invoke`](crate::invoke)), and the loop keeps committing while it
 //! waits for them.
 
@@ -41,8 +41,15 @@ const HANDLED_IN_TURN_FOR: Duration = Duration::from_millis(20);
 const RECORDS_PER_CLOCK_READING: usize = 8;
 
 /// Time in a handler's first poll from which it counts as computing rather
-/// than handling: its subscription's handlers run on blocking threads from then on.
+/// than handling.
 const HEAVY_HANDLER: Duration = Duration::from_millis(1);
+
+/// Consecutive runs seen computing for [`HEAVY_HANDLER`] after which the
+/// subscription's handlers run on blocking threads. One is not enough: a
+/// quick handler preempted by the OS, on a busy machine, looks heavy once,
+/// and moving quick handlers to blocking threads costs each record a thread
+/// hand-off (ten times the CPU of running it in place).
+const HEAVY_RUNS: u32 = 2;
 
 /// What a batch's handlers gave.
 pub(super) struct BatchOutcome {
@@ -80,6 +87,8 @@ impl BatchConsumer {
                     let mut placement = self.placement();
                     let poll_began = std::time::Instant::now();
                     let mut started_here = 0u32;
+                    // Records are timed one by one while handlers look heavy.
+                    let mut record_began = poll_began;
                     while let Some(record) = batch.get(outcomes.len()) {
                         let index = outcomes.len();
                         if failed || in_flight >= concurrency || run_stop.is_stopping() {
@@ -96,6 +105,11 @@ impl BatchConsumer {
                                     break;
                                 }
                             }
+                        }
+                        let timed = placement == Placement::Inline
+                            && (started_here == 0 || self.looks_heavy());
+                        if timed && started_here > 0 {
+                            record_began = std::time::Instant::now();
                         }
                         started_here += 1;
                         match start(
@@ -117,10 +131,18 @@ impl BatchConsumer {
                                 running.push(async move { (index, handler.outcome().await) });
                             }
                         }
-                        // The first record of a poll says at once whether
-                        // handlers compute: the next one must not run in place.
-                        if started_here == 1 && placement == Placement::Inline {
-                            placement = self.note_inline_time(poll_began.elapsed());
+                        // The first record of a poll, and each one after a
+                        // heavy one, says at once whether handlers compute:
+                        // the next one must not run in place.
+                        if timed {
+                            let next = self.note_inline_time(record_began.elapsed());
+                            if next != placement {
+                                // The records handled in place settle before
+                                // the rest go to blocking threads: a batch's
+                                // records settle together.
+                                placement = next;
+                                break;
+                            }
                         }
                     }
                     if placement == Placement::Inline && started_here > 1 {
@@ -168,6 +190,11 @@ impl BatchConsumer {
         }
     }
 
+    /// Whether the last handler run in place computed for long.
+    fn looks_heavy(&self) -> bool {
+        self.monitor.counters.heavy_runs.load(Ordering::Relaxed) > 0
+    }
+
     /// Where this subscription's handlers run.
     fn placement(&self) -> Placement {
         if self.monitor.counters.spawn_handlers.load(Ordering::Relaxed) {
@@ -181,7 +208,10 @@ impl BatchConsumer {
     /// subscription's handlers off the loop when that is long, and says where
     /// handlers run from now on.
     fn note_inline_time(&self, per_record: Duration) -> Placement {
-        if per_record < HEAVY_HANDLER {
+        let counters = &self.monitor.counters;
+        let streak = heavy_streak(counters.heavy_runs.load(Ordering::Relaxed), per_record);
+        counters.heavy_runs.store(streak, Ordering::Relaxed);
+        if streak < HEAVY_RUNS {
             return Placement::Inline;
         }
         if !self
@@ -198,5 +228,37 @@ impl BatchConsumer {
             );
         }
         Placement::Blocking
+    }
+}
+
+/// Heavy runs in a row after a run in place that took `took`, `streak`
+/// before it.
+fn heavy_streak(streak: u32, took: Duration) -> u32 {
+    if took < HEAVY_HANDLER {
+        0
+    } else {
+        streak.saturating_add(1)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn one_slow_run_of_a_quick_handler_does_not_make_it_heavy() {
+        let quick = Duration::from_micros(2);
+        let preempted = Duration::from_millis(4);
+        let runs = [quick, preempted, quick, quick, preempted, quick];
+        let mut streak = 0;
+        for took in runs {
+            streak = heavy_streak(streak, took);
+            assert!(streak < HEAVY_RUNS, "{runs:?}");
+        }
+        let computing = [Duration::from_millis(3); HEAVY_RUNS as usize];
+        let streak = computing
+            .iter()
+            .fold(0, |streak, &took| heavy_streak(streak, took));
+        assert_eq!(streak, HEAVY_RUNS);
     }
 }

@@ -160,6 +160,14 @@ pub(crate) struct BatchConsumer {
 impl BatchConsumer {
     /// Creates the consumer and subscribes it.
     fn start(app: Application, subscription: Subscription) -> Result<Self> {
+        let started = std::time::Instant::now();
+        let consumer = Self::connect(app.clone(), subscription);
+        app.metrics()
+            .kafka_action("sync_consumer_connect", started.elapsed(), consumer.is_ok());
+        consumer
+    }
+
+    fn connect(app: Application, subscription: Subscription) -> Result<Self> {
         let settings = app.settings();
         let name: Arc<str> = subscription.shared_name().clone();
         let group = subscription.get_group();

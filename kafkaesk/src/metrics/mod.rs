@@ -17,7 +17,7 @@
 //!
 //! | metric | type | labels | recorded |
 //! |---|---|---|---|
-//! | `kafkaesk_kafka_action_total`, `kafkaesk_kafka_action_time` | counter, histogram | `type`, `error` / `type` | producer start and flush, topic creation, consumer start |
+//! | `kafkaesk_kafka_action_total`, `kafkaesk_kafka_action_time` | counter, histogram | `type`, `error` / `type` | `producer_start`, `producer_flush`, `sync_create_topics`, `sync_consumer_connect`, as Python names them |
 //! | `kafkaesk_publish_messages_total`, `kafkaesk_publish_messages_time` | counter, histogram | `stream_id`, `error` / `stream_id` | each publish, as it is queued |
 //! | `kafkaesk_published_messages_total`, `kafkaesk_published_messages_time` | counter, histogram | `stream_id`, `partition`, `error` / `stream_id` | each delivery report, awaited or not |
 //! | `kafkaesk_produced_topic_offset` | gauge | `stream_id`, `partition` | the offset of the last delivery |
@@ -49,7 +49,7 @@
 //!
 //! | metric | type | labels |
 //! |---|---|---|
-//! | `kafkaesk_consumer_lag` | gauge | `group_id`, `stream_id`, `partition`: the partition's high watermark (last stable offset under `read_committed`) minus the group's committed offset, refreshed every `statistics.interval.ms` (5 s by default) |
+//! | `kafkaesk_consumer_lag` | gauge | `group_id`, `stream_id`, `partition`: the partition's high watermark (last stable offset under `read_committed`) minus the group's committed offset, from librdkafka's statistics every `statistics.interval.ms` (5 s by default; set it in `kafka_settings`). A partition appears once the group has committed on it, and leaves when it is revoked |
 //! | `kafkaesk_handler_retries_total` | counter | `subscription`, `group_id` |
 //! | `kafkaesk_skipped_messages_total` | counter | `subscription`, `group_id`, `reason` (`unhandled`: could not be decoded; `error_policy`: failed and skipped) |
 //! | `kafkaesk_dead_lettered_messages_total` | counter | `subscription`, `group_id`, `dead_letter_stream` |

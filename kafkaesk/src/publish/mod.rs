@@ -23,6 +23,51 @@
 //! # Ok(()) }
 //! ```
 
+//!
+//! # Where a message goes, and what acknowledges it
+//!
+//! A keyed message goes where the Java client and aiokafka (under Python
+//! kafkaesk) put the same key: see [`partition`](self#partitions) below. Each
+//! publish can also choose:
+//!
+//! - [`partition`](Publish::partition): this partition, whatever the key;
+//! - [`partitioner`](Publish::partitioner): [`Partitioner::RoundRobin`] or a
+//!   [`Partitioner::custom`] function of the key and the partition count;
+//! - [`ack_policy`](Publish::ack_policy): how many brokers must store it (see
+//!   [`AckPolicy`]), instead of the application's;
+//! - [`timeout`](Publish::timeout): how long to wait for the acknowledgement.
+//!
+//! ```no_run
+//! # #[kafkaesk::schema("Content")]
+//! # #[derive(serde::Serialize, serde::Deserialize, schemars::JsonSchema)]
+//! # pub struct ContentMessage { pub foo: String }
+//! # async fn demo(app: kafkaesk::Application) -> Result<(), kafkaesk::Error> {
+//! use std::time::Duration;
+//! use kafkaesk::AckPolicy;
+//!
+//! let data = ContentMessage { foo: "bar".into() };
+//! let delivery = app
+//!     .publish("content.edited", &data)
+//!     .key("doc-42")
+//!     .ack_policy(AckPolicy::Leader)
+//!     .timeout(Duration::from_secs(2))
+//!     .wait()
+//!     .await?;
+//! assert_eq!(delivery.partition, kafkaesk::publish::key_partition(b"doc-42", 7));
+//! # Ok(()) }
+//! ```
+//!
+//! # Partitions
+//!
+//! By default a keyed message goes to murmur2 of its key, sign bit cleared,
+//! modulo the partition count: the Java client's and aiokafka's placement,
+//! so a Python kafkaesk service and a Rust one that publish the same key to
+//! the same topic use the same partition and per-key order holds between
+//! them. kafkaesk sets librdkafka's `partitioner=murmur2_random` for this
+//! (librdkafka's own default, CRC32-based, puts most keys elsewhere);
+//! `kafka_settings` may choose another. Keyless messages spread at random.
+//! [`key_partition`] computes the partition of a key.
+
 use std::future::{Future, IntoFuture};
 use std::pin::Pin;
 use std::sync::Arc;
@@ -40,6 +85,11 @@ use crate::producer::{Delivering, Outbound};
 use crate::propagation;
 use crate::record::Headers;
 use crate::schema::SchemaCatalog;
+use crate::settings::AckPolicy;
+
+mod partition;
+
+pub use partition::{key_partition, murmur2, Partitioner, PickPartition, AIOKAFKA_MURMUR2};
 
 /// How long a publish waits for room when librdkafka's local queue is full.
 const QUEUE_FULL_TIMEOUT: Duration = Duration::from_secs(60);
@@ -64,6 +114,7 @@ impl<'a> Publisher<'a> {
             data,
             key: None,
             headers: Headers::new(),
+            options: Options::default(),
         }
     }
 
@@ -98,6 +149,22 @@ pub struct PublishHandle {
     topic: Arc<str>,
     bytes: usize,
     delivery: Delivering,
+    wait: Wait,
+}
+
+/// What awaiting a [`PublishHandle`] waits for.
+enum Wait {
+    /// The delivery report.
+    Report,
+    /// Nothing: the message is queued, and [`AckPolicy::None`] asks no more.
+    Queued,
+    /// The delivery report, for at most `timeout` from `started`.
+    Until {
+        timeout: Duration,
+        started: Instant,
+        /// Made at the first poll, inside the runtime.
+        sleep: Option<Pin<Box<tokio::time::Sleep>>>,
+    },
 }
 
 impl std::fmt::Debug for PublishHandle {
@@ -131,7 +198,35 @@ impl Future for PublishHandle {
 
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
         let this = self.get_mut();
-        this.delivery.poll_report(cx).map(|report| match report {
+        if let Wait::Queued = this.wait {
+            // Dropping the handle leaves the report to the log.
+            return Poll::Ready(Ok(Delivery {
+                topic: this.topic.clone(),
+                partition: -1,
+                offset: -1,
+            }));
+        }
+        let report = this.delivery.poll_report(cx);
+        if let (
+            Poll::Pending,
+            Wait::Until {
+                timeout,
+                started,
+                sleep,
+            },
+        ) = (&report, &mut this.wait)
+        {
+            let sleep = sleep.get_or_insert_with(|| {
+                Box::pin(tokio::time::sleep_until((*started + *timeout).into()))
+            });
+            if sleep.as_mut().poll(cx).is_ready() {
+                return Poll::Ready(Err(Error::DeliveryTimeout {
+                    topic: this.topic.to_string(),
+                    timeout: *timeout,
+                }));
+            }
+        }
+        report.map(|report| match report {
             Ok(delivered) => Ok(Delivery {
                 topic: this.topic.clone(),
                 partition: delivered.partition,
@@ -211,12 +306,51 @@ pub struct Publish<'a, T: ?Sized> {
     data: &'a T,
     key: Option<Vec<u8>>,
     headers: Headers,
+    options: Options,
+}
+
+/// Builder methods of both publish builders: where the message goes, what
+/// acknowledges it, how long to wait.
+macro_rules! option_methods {
+    ($($options:ident).+) => {
+        /// Sends to this partition, whatever the key and the partitioner. A
+        /// partition the topic does not have fails the publish.
+        pub fn partition(mut self, partition: i32) -> Self {
+            self.$($options).+.partition = Some(partition);
+            self
+        }
+
+        /// Picks the partition with `partitioner` instead of by key (see
+        /// [`Partitioner`]).
+        pub fn partitioner(mut self, partitioner: Partitioner) -> Self {
+            self.$($options).+.partitioner = Some(partitioner);
+            self
+        }
+
+        /// Waits for this acknowledgement instead of the application's
+        /// [`ack_policy`](crate::Settings::ack_policy).
+        pub fn ack_policy(mut self, acks: AckPolicy) -> Self {
+            self.$($options).+.acks = Some(acks);
+            self
+        }
+
+        /// Waits at most this long for the acknowledgement, then fails with
+        /// [`Error::DeliveryTimeout`]. The message is not recalled: it may
+        /// still be stored, until librdkafka's `message.timeout.ms` (5
+        /// minutes by default) gives up on it.
+        pub fn timeout(mut self, timeout: Duration) -> Self {
+            self.$($options).+.timeout = Some(timeout);
+            self
+        }
+    };
 }
 
 impl<'a, T> Publish<'a, T>
 where
     T: Serialize + schemars::JsonSchema + Sync + 'static,
 {
+    option_methods!(options);
+
     /// Sets the message key, which picks the partition.
     pub fn key(mut self, key: impl AsRef<[u8]>) -> Self {
         self.key = Some(key.as_ref().to_vec());
@@ -264,6 +398,7 @@ where
                     payload,
                     key: self.key,
                     headers: self.headers,
+                    options: self.options,
                 },
             ),
             Err(err) => PublishFuture::done(Err(err)),
@@ -288,9 +423,12 @@ impl<'a> RawPublish<'a> {
                 payload: value,
                 key: None,
                 headers: Headers::new(),
+                options: Options::default(),
             },
         }
     }
+
+    option_methods!(message.options);
 
     /// Sets the message key.
     pub fn key(mut self, key: impl AsRef<[u8]>) -> Self {
@@ -345,6 +483,27 @@ struct Outgoing {
     payload: Vec<u8>,
     key: Option<Vec<u8>>,
     headers: Headers,
+    options: Options,
+}
+
+/// What a publish chose beyond the message itself.
+#[derive(Default)]
+struct Options {
+    partition: Option<i32>,
+    partitioner: Option<Partitioner>,
+    acks: Option<AckPolicy>,
+    timeout: Option<Duration>,
+}
+
+impl Options {
+    /// Whether the partition is picked here, from the topic's partition count.
+    fn needs_partition_count(&self) -> bool {
+        self.partition.is_none()
+            && matches!(
+                self.partitioner,
+                Some(Partitioner::RoundRobin | Partitioner::Custom(_))
+            )
+    }
 }
 
 /// What one attempt to hand a message to librdkafka gave.
@@ -362,9 +521,10 @@ fn enqueue(
     metrics: &Metrics,
     topic: &Arc<str>,
     message: &Outgoing,
+    partition: Option<i32>,
     started: Instant,
 ) -> Enqueued {
-    let enqueued = try_enqueue(clients, topic, message);
+    let enqueued = try_enqueue(clients, topic, message, partition);
     let series = metrics.publishing(topic);
     match &enqueued {
         Enqueued::Queued(_) => series.queued(started.elapsed()),
@@ -384,26 +544,89 @@ fn refusal_label(err: &Error) -> String {
     }
 }
 
-fn try_enqueue(clients: &Clients, topic: &Arc<str>, message: &Outgoing) -> Enqueued {
+fn try_enqueue(
+    clients: &Clients,
+    topic: &Arc<str>,
+    message: &Outgoing,
+    partition: Option<i32>,
+) -> Enqueued {
+    let failed = |source| {
+        Enqueued::Failed(delivery_error(
+            topic.to_string(),
+            message.payload.len(),
+            source,
+        ))
+    };
+    let options = &message.options;
+    let producer = match clients.producer(options.acks) {
+        Ok(producer) => producer,
+        Err(err) => return Enqueued::Failed(err),
+    };
     let outbound = Outbound {
         topic,
+        partition,
         payload: &message.payload,
         key: message.key.as_deref(),
         headers: message.headers.to_rdkafka(),
     };
-    match clients.producer.send(outbound) {
+    let wait = match (clients.ack_policy(options.acks), options.timeout) {
+        (AckPolicy::None, _) => Wait::Queued,
+        (_, Some(timeout)) => Wait::Until {
+            timeout,
+            started: Instant::now(),
+            sleep: None,
+        },
+        (_, None) => Wait::Report,
+    };
+    match producer.send(outbound) {
         Ok(delivery) => Enqueued::Queued(PublishHandle {
             topic: topic.clone(),
             bytes: message.payload.len(),
             delivery,
+            wait,
         }),
         Err(KafkaError::MessageProduction(RDKafkaErrorCode::QueueFull)) => Enqueued::QueueFull,
-        Err(source) => Enqueued::Failed(delivery_error(
-            topic.to_string(),
-            message.payload.len(),
-            source,
-        )),
+        Err(source) => failed(source),
     }
+}
+
+/// Where a message's partition comes from.
+enum Placement {
+    /// This partition, or librdkafka's partitioner (by key) when `None`.
+    Chosen(Option<i32>),
+    /// The partitioner needs the topic's partition count, not known yet.
+    NeedsCount,
+}
+
+/// The partition of `message`: its own, or its partitioner's.
+fn place(clients: &Clients, topic: &Arc<str>, message: &Outgoing) -> Result<Placement> {
+    let options = &message.options;
+    if !options.needs_partition_count() {
+        return Ok(Placement::Chosen(options.partition));
+    }
+    let Some(partitions) = clients.topics.cached_partitions(topic) else {
+        return Ok(Placement::NeedsCount);
+    };
+    let count = partitions.count();
+    let partition = match &options.partitioner {
+        Some(Partitioner::RoundRobin) => partitions.next_round_robin(),
+        Some(Partitioner::Custom(pick)) => {
+            let picked = pick(message.key.as_deref(), count);
+            if !(0..count).contains(&picked) {
+                return Err(Error::InvalidSetting {
+                    name: "partitioner".to_owned(),
+                    reason: format!(
+                        "the custom partitioner picked partition {picked} of `{topic}`, which has \
+                         partitions 0 to {}",
+                        count - 1
+                    ),
+                });
+            }
+            picked
+        }
+        Some(Partitioner::ByKey) | None => return Ok(Placement::Chosen(None)),
+    };
+    Ok(Placement::Chosen(Some(partition)))
 }
 
 /// Queues `message`: at once when the producer exists, the topic is known and
@@ -423,10 +646,23 @@ fn send<'a>(
         _ => None,
     };
     if let Some((clients, topic)) = ready {
-        match enqueue(clients, connection.metrics(), &topic, &message, started) {
-            Enqueued::Queued(handle) => return PublishFuture::done(Ok(handle)),
-            Enqueued::Failed(err) => return PublishFuture::done(Err(err)),
-            Enqueued::QueueFull => {}
+        match place(clients, &topic, &message) {
+            Err(err) => return PublishFuture::done(Err(err)),
+            Ok(Placement::NeedsCount) => {}
+            Ok(Placement::Chosen(partition)) => {
+                match enqueue(
+                    clients,
+                    connection.metrics(),
+                    &topic,
+                    &message,
+                    partition,
+                    started,
+                ) {
+                    Enqueued::Queued(handle) => return PublishFuture::done(Ok(handle)),
+                    Enqueued::Failed(err) => return PublishFuture::done(Err(err)),
+                    Enqueued::QueueFull => {}
+                }
+            }
         }
     }
     PublishFuture(PublishState::Waiting(Box::pin(send_slowly(
@@ -461,9 +697,24 @@ async fn send_slowly(
             Arc::from(topic)
         }
     };
+    if message.options.needs_partition_count() {
+        clients.topics.load_partitions(&topic).await?;
+    }
+    let partition = match place(clients, &topic, &message)? {
+        Placement::Chosen(partition) => partition,
+        // Just loaded; a topic without partitions fails in the load.
+        Placement::NeedsCount => None,
+    };
     let mut backoff = Duration::from_millis(1);
     loop {
-        match enqueue(clients, connection.metrics(), &topic, &message, started) {
+        match enqueue(
+            clients,
+            connection.metrics(),
+            &topic,
+            &message,
+            partition,
+            started,
+        ) {
             Enqueued::Queued(handle) => return Ok(handle),
             Enqueued::Failed(err) => return Err(err),
             Enqueued::QueueFull if started.elapsed() < QUEUE_FULL_TIMEOUT => {
