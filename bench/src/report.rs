@@ -376,6 +376,14 @@ fn throughput_rows(results: &Results) -> Vec<(String, String, Med, Option<Med>)>
     if let Some(m) = med(&results.publish_kafkaesk) {
         rows.push(("publish".into(), "kafkaesk (validated)".into(), m, base_p));
     }
+    if let Some(m) = med(&results.publish_kafkaesk_plain) {
+        rows.push((
+            "publish".into(),
+            "kafkaesk (validated), not idempotent".into(),
+            m,
+            base_p,
+        ));
+    }
     if let Some(m) = med(&results.python_publish) {
         rows.push(("publish".into(), "Python kafkaesk".into(), m, base_p));
     }
@@ -694,6 +702,11 @@ fn markdown(results: &Results, ctx: &Context, s: &Summary) -> String {
         &results.publish_baseline,
     ));
     runs.push(("publish", "kafkaesk".into(), &results.publish_kafkaesk));
+    runs.push((
+        "publish",
+        "kafkaesk, not idempotent".into(),
+        &results.publish_kafkaesk_plain,
+    ));
     runs.push(("publish", "Python kafkaesk".into(), &results.python_publish));
     for (scenario, side, list) in runs {
         for (i, r) in list.iter().enumerate() {

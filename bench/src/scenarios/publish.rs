@@ -57,19 +57,25 @@ pub async fn baseline(servers: &str, topic: &str, messages: usize) -> Result<Run
 }
 
 /// kafkaesk: `app.publish(stream, &data)` (serialise, validate, queue) for every
-/// message, then every handle awaited.
+/// message, then every handle awaited. `idempotent` keeps kafkaesk's default;
+/// without it the producer is librdkafka's plain one, as the baseline's.
 pub async fn kafkaesk(
     servers: &str,
     prefix: &str,
     stream: &str,
     messages: usize,
+    idempotent: bool,
 ) -> Result<RunResult> {
     let mut router = Router::new();
     router.schema::<Bench>().context("registering the schema")?;
+    let mut settings = crate::kafka::kafkaesk_settings();
+    if !idempotent {
+        settings.push(("enable.idempotence".into(), "false".into()));
+    }
     let app = Application::builder()
         .kafka_servers([servers])
         .topic_prefix(prefix)
-        .kafka_settings(crate::kafka::kafkaesk_settings())
+        .kafka_settings(settings)
         .mount(router)
         .build()
         .context("building the kafkaesk application")?;
