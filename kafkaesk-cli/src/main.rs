@@ -189,11 +189,20 @@ mod tests {
             r#"{"linger.ms": 7}"#,
             "--topic-prefix",
             "p.",
+            "--metrics-addr",
+            "0.0.0.0:9464",
         ])
         .unwrap();
         assert_eq!(cli.worker.kafka_servers, ["a:1", "b:2"]);
         let args = worker_args(&cli.worker);
-        assert_eq!(args, ["--kafka-servers=a:1,b:2", "--topic-prefix=p."]);
+        assert_eq!(
+            args,
+            [
+                "--kafka-servers=a:1,b:2",
+                "--topic-prefix=p.",
+                "--metrics-addr=0.0.0.0:9464"
+            ]
+        );
         // Settings travel in the environment, where `ps` does not show them.
         let command = runner_command(std::path::Path::new("runner"), &cli.worker);
         let settings: Vec<_> = command

@@ -118,7 +118,10 @@ impl DeliveryMetrics {
             )
         });
         delivered.inc();
-        last_offset.set(offset);
+        // Unknown (-1) when nothing acknowledged it (`AckPolicy::None`).
+        if offset >= 0 {
+            last_offset.set(offset);
+        }
         deliveries.time.observe(latency.as_secs_f64());
     }
 
