@@ -17,7 +17,7 @@ use rdkafka::types::RDKafkaErrorCode;
 use tokio::sync::OnceCell;
 
 use crate::error::{Error, Result};
-use crate::metrics::Metrics;
+use crate::metrics::{Metrics, PublishSeries};
 use crate::sync::{read_lock, write_lock};
 
 /// Translates an fnmatch pattern (`*`, `?`, `[...]`, `[!...]`) into an
@@ -195,10 +195,10 @@ pub(crate) struct TopicManager {
     partitions: i32,
     replication_factor: i32,
     known: Mutex<HashMap<String, Arc<OnceCell<()>>>>,
-    /// Streams whose topic exists, with the full topic name: what every
-    /// publish after the first looks up, without locking `known` or
-    /// allocating the name again.
-    ready_streams: RwLock<HashMap<String, Arc<str>>>,
+    /// Streams whose topic exists, with the full topic name and its publish
+    /// metrics: what every publish after the first looks up, once, without
+    /// locking `known` or allocating the name again.
+    ready_streams: RwLock<HashMap<String, Arc<PublishSeries>>>,
     request_timeout: Duration,
     metrics: Metrics,
     /// Partition counts of topics that partitioners asked about.
@@ -256,35 +256,11 @@ impl TopicManager {
             .cloned()
     }
 
-    /// Asks the broker for `topic`'s partition count, and remembers it.
-    pub(crate) async fn load_partitions(&self, topic: &Arc<str>) -> Result<Arc<TopicPartitions>> {
-        if let Some(known) = self.cached_partitions(topic) {
-            return Ok(known);
-        }
-        let admin = self.admin.clone();
-        let name = topic.to_string();
-        let timeout = self.request_timeout;
-        let count = tokio::task::spawn_blocking(move || {
-            let metadata = admin.inner().fetch_metadata(Some(&name), timeout)?;
-            Ok::<_, rdkafka::error::KafkaError>(
-                metadata
-                    .topics()
-                    .iter()
-                    .find(|t| t.name() == name && t.error().is_none())
-                    .map_or(0, |t| t.partitions().len()),
-            )
-        })
-        .await
-        .map_err(|_| Error::Stopped)??;
+    /// Remembers that `topic` has `count` partitions, keeping its
+    /// round-robin position.
+    pub(crate) fn remember_partitions(&self, topic: &Arc<str>, count: usize) {
         let count = i32::try_from(count).unwrap_or(i32::MAX);
-        if count == 0 {
-            return Err(Error::Topic {
-                topic: topic.to_string(),
-                reason: "the broker knows no partitions of it".to_owned(),
-            });
-        }
         let mut known = write_lock(&self.partition_counts);
-        // Keep the round-robin position when the count is asked again.
         let next = known
             .get(topic)
             .map_or(0, |old| old.next.load(Ordering::Relaxed));
@@ -293,17 +269,13 @@ impl TopicManager {
             next: AtomicU32::new(next),
             fetched: std::time::Instant::now(),
         });
-        known.insert(topic.clone(), fresh.clone());
-        Ok(fresh)
+        known.insert(topic.clone(), fresh);
     }
 
-    /// The topic of `stream` if it is known to exist.
-    pub(crate) fn ready_stream(&self, stream: &str) -> Option<Arc<str>> {
-        self.ready_streams
-            .read()
-            .unwrap_or_else(|e| e.into_inner())
-            .get(stream)
-            .cloned()
+    /// The topic of `stream`, with its publish metrics, if it is known to
+    /// exist.
+    pub(crate) fn ready_stream(&self, stream: &str) -> Option<Arc<PublishSeries>> {
+        read_lock(&self.ready_streams).get(stream).cloned()
     }
 
     /// Makes sure the topic of `stream` exists, and remembers it for
@@ -313,14 +285,11 @@ impl TopicManager {
         stream: &str,
         topic: String,
         retention: Option<Duration>,
-    ) -> Result<Arc<str>> {
+    ) -> Result<Arc<PublishSeries>> {
         self.ensure(&topic, retention).await?;
-        let topic: Arc<str> = Arc::from(topic);
-        let mut ready = self
-            .ready_streams
-            .write()
-            .unwrap_or_else(|e| e.into_inner());
-        Ok(ready.entry(stream.to_owned()).or_insert(topic).clone())
+        let series = self.metrics.publishing(&Arc::from(topic));
+        let mut ready = write_lock(&self.ready_streams);
+        Ok(ready.entry(stream.to_owned()).or_insert(series).clone())
     }
 
     /// Makes sure `topic` exists, creating it once with `retention` if needed.

@@ -19,6 +19,11 @@ pub(crate) struct PublishSeries {
 }
 
 impl PublishSeries {
+    /// The full topic name.
+    pub(crate) fn topic(&self) -> &Arc<str> {
+        &self.topic
+    }
+
     /// A message was queued after `elapsed`.
     pub(crate) fn queued(&self, elapsed: Duration) {
         self.queued.inc();

@@ -80,7 +80,7 @@ use serde::Serialize;
 
 use crate::clients::{Clients, Connection};
 use crate::error::{Error, Result};
-use crate::metrics::{kafka_error_label, Metrics, GENERAL_ERROR};
+use crate::metrics::{kafka_error_label, PublishSeries, GENERAL_ERROR};
 use crate::producer::{Delivering, Outbound};
 use crate::propagation;
 use crate::record::Headers;
@@ -515,17 +515,15 @@ enum Enqueued {
 }
 
 /// Hands `message` to librdkafka, and records a publish that began at
-/// `started` as queued or refused.
+/// `started` as queued or refused in `series`, its topic's.
 fn enqueue(
     clients: &Clients,
-    metrics: &Metrics,
-    topic: &Arc<str>,
+    series: &PublishSeries,
     message: &Outgoing,
     partition: Option<i32>,
     started: Instant,
 ) -> Enqueued {
-    let enqueued = try_enqueue(clients, topic, message, partition);
-    let series = metrics.publishing(topic);
+    let enqueued = try_enqueue(clients, series.topic(), message, partition);
     match &enqueued {
         Enqueued::Queued(_) => series.queued(started.elapsed()),
         Enqueued::QueueFull => {}
@@ -642,22 +640,15 @@ fn send<'a>(
         (Destination::Stream(stream), Some(clients)) => clients
             .topics
             .ready_stream(stream)
-            .map(|topic| (clients, topic)),
+            .map(|series| (clients, series)),
         _ => None,
     };
-    if let Some((clients, topic)) = ready {
-        match place(clients, &topic, &message) {
+    if let Some((clients, series)) = ready {
+        match place(clients, series.topic(), &message) {
             Err(err) => return PublishFuture::done(Err(err)),
             Ok(Placement::NeedsCount) => {}
             Ok(Placement::Chosen(partition)) => {
-                match enqueue(
-                    clients,
-                    connection.metrics(),
-                    &topic,
-                    &message,
-                    partition,
-                    started,
-                ) {
+                match enqueue(clients, &series, &message, partition, started) {
                     Enqueued::Queued(handle) => return PublishFuture::done(Ok(handle)),
                     Enqueued::Failed(err) => return PublishFuture::done(Err(err)),
                     Enqueued::QueueFull => {}
@@ -684,7 +675,7 @@ async fn send_slowly(
     started: Instant,
 ) -> Result<PublishHandle> {
     let clients = connection.clients().await?;
-    let topic: Arc<str> = match destination {
+    let series = match destination {
         Destination::Stream(stream) => {
             let topic = connection.settings().topic(stream);
             clients
@@ -694,27 +685,23 @@ async fn send_slowly(
         }
         Destination::Topic(topic) => {
             clients.topics.ensure(&topic, retention).await?;
-            Arc::from(topic)
+            connection.metrics().publishing(&Arc::from(topic))
         }
     };
-    if message.options.needs_partition_count() {
-        clients.topics.load_partitions(&topic).await?;
+    let topic = series.topic();
+    if message.options.needs_partition_count() && clients.topics.cached_partitions(topic).is_none()
+    {
+        let count = connection.partition_count(topic, "topic").await?;
+        clients.topics.remember_partitions(topic, count);
     }
-    let partition = match place(clients, &topic, &message)? {
+    let partition = match place(clients, topic, &message)? {
         Placement::Chosen(partition) => partition,
-        // Just loaded; a topic without partitions fails in the load.
+        // Just remembered: `partition_count` fails for a topic without partitions.
         Placement::NeedsCount => None,
     };
     let mut backoff = Duration::from_millis(1);
     loop {
-        match enqueue(
-            clients,
-            connection.metrics(),
-            &topic,
-            &message,
-            partition,
-            started,
-        ) {
+        match enqueue(clients, &series, &message, partition, started) {
             Enqueued::Queued(handle) => return Ok(handle),
             Enqueued::Failed(err) => return Err(err),
             Enqueued::QueueFull if started.elapsed() < QUEUE_FULL_TIMEOUT => {
@@ -723,7 +710,7 @@ async fn send_slowly(
                 backoff = (backoff * 2).min(Duration::from_millis(50));
             }
             Enqueued::QueueFull => {
-                connection.metrics().publishing(&topic).refused("QueueFull");
+                series.refused("QueueFull");
                 return Err(delivery_error(
                     topic.to_string(),
                     message.payload.len(),
