@@ -86,6 +86,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 pub use prometheus;
+use prometheus::core::Collector;
 use prometheus::{HistogramOpts, HistogramVec, IntCounterVec, IntGaugeVec, Opts, Registry};
 
 pub(crate) use consume::ConsumerMetrics;
@@ -242,15 +243,22 @@ impl Metrics {
     }
 }
 
+/// Registers `collector` in `registry` and gives it back.
+fn registered<C: Collector + Clone + 'static>(
+    registry: &Registry,
+    collector: C,
+) -> prometheus::Result<C> {
+    registry.register(Box::new(collector.clone()))?;
+    Ok(collector)
+}
+
 fn counter(
     registry: &Registry,
     name: &str,
     help: &str,
     labels: &[&str],
 ) -> prometheus::Result<IntCounterVec> {
-    let vec = IntCounterVec::new(Opts::new(name, help), labels)?;
-    registry.register(Box::new(vec.clone()))?;
-    Ok(vec)
+    registered(registry, IntCounterVec::new(Opts::new(name, help), labels)?)
 }
 
 fn gauge(
@@ -259,9 +267,7 @@ fn gauge(
     help: &str,
     labels: &[&str],
 ) -> prometheus::Result<IntGaugeVec> {
-    let vec = IntGaugeVec::new(Opts::new(name, help), labels)?;
-    registry.register(Box::new(vec.clone()))?;
-    Ok(vec)
+    registered(registry, IntGaugeVec::new(Opts::new(name, help), labels)?)
 }
 
 fn histogram(
@@ -272,9 +278,7 @@ fn histogram(
     buckets: &[f64],
 ) -> prometheus::Result<HistogramVec> {
     let opts = HistogramOpts::new(name, help).buckets(buckets.to_vec());
-    let vec = HistogramVec::new(opts, labels)?;
-    registry.register(Box::new(vec.clone()))?;
-    Ok(vec)
+    registered(registry, HistogramVec::new(opts, labels)?)
 }
 
 impl Families {
@@ -283,8 +287,7 @@ impl Families {
         let default = &PYTHON_DEFAULT_BUCKETS;
         let consumed = ["stream_id", "group_id", "partition"];
         let by_subscription = ["subscription", "group_id"];
-        let log_queues = log_queue::LogQueues::new()?;
-        r.register(Box::new(log_queues.clone()))?;
+        let log_queues = registered(r, log_queue::LogQueues::new()?)?;
         Ok(Families {
             kafka_action: counter(
                 r,
