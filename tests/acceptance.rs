@@ -4,10 +4,13 @@
 //! is named for the behaviour it proves and uses its own topic prefix.
 
 mod application_lifecycle;
+mod broker_supports_transactions;
 mod consume_one_then_many;
 mod data_binding_with_injected_parameters;
 mod dead_letter_replay_follows_only_kafkaesk_headers;
 mod error_policies_retry_skip_dead_letter;
+mod exactly_once_output_survives_sigkill;
+mod expected_offset_admits_one_writer;
 mod group_with_waiting_messages;
 mod handler_error_does_not_commit;
 mod handler_takes_record_or_raw_bytes;
@@ -36,6 +39,7 @@ mod slow_messages_cancelled_by_timeout;
 mod stop_during_startup_ends_the_run;
 mod subscribe_before_topic_exists;
 mod tls_end_to_end;
+mod transactions_publish_all_or_nothing;
 mod two_groups_two_schema_versions;
 mod unregistered_type_and_raw_publish;
 mod validation_rejects_invalid_data;

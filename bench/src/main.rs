@@ -152,6 +152,11 @@ struct Options {
     /// Backlog drained by the memory scenario.
     #[arg(long, default_value_t = 1_000_000)]
     backlog: usize,
+    /// Also publish through kafkaesk transactions of this many messages
+    /// (0: not). Needs a broker that completes transactions; tansu 0.6.0
+    /// does not.
+    #[arg(long, default_value_t = 0)]
+    transactions: usize,
     /// Skip Python kafkaesk.
     #[arg(long)]
     skip_python: bool,
@@ -258,6 +263,9 @@ pub struct Results {
     /// kafkaesk publish runs with `enable.idempotence=false`, for the cost
     /// of idempotence.
     pub publish_kafkaesk_plain: Vec<RunResult>,
+    /// kafkaesk publish runs in transactions (`--transactions N`), and N.
+    pub publish_kafkaesk_transactional: Vec<RunResult>,
+    pub transaction_size: usize,
     /// Python consume runs by label (`default`, `500`).
     pub python_consume: BTreeMap<String, Vec<RunResult>>,
     /// Python publish runs.
@@ -427,7 +435,7 @@ async fn run(options: Options) -> Result<()> {
                     &prefix,
                     kafkaesk_stream,
                     options.messages,
-                    true,
+                    publish::Mode::Idempotent,
                 )
                 .await
                 .context("publish kafkaesk")?;
@@ -438,12 +446,26 @@ async fn run(options: Options) -> Result<()> {
                     &prefix,
                     kafkaesk_stream,
                     options.messages,
-                    false,
+                    publish::Mode::Plain,
                 )
                 .await
                 .context("publish kafkaesk, not idempotent")?;
                 report::progress("publish", "kafkaesk, not idempotent", &run);
                 results.publish_kafkaesk_plain.push(run);
+                if options.transactions > 0 {
+                    let run = publish::kafkaesk(
+                        &options.kafka,
+                        &prefix,
+                        kafkaesk_stream,
+                        options.messages,
+                        publish::Mode::Transactions(options.transactions),
+                    )
+                    .await
+                    .context("publish kafkaesk in transactions")?;
+                    report::progress("publish", "kafkaesk, transactions", &run);
+                    results.publish_kafkaesk_transactional.push(run);
+                    results.transaction_size = options.transactions;
+                }
             }
         }
 

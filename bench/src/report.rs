@@ -384,6 +384,17 @@ fn throughput_rows(results: &Results) -> Vec<(String, String, Med, Option<Med>)>
             base_p,
         ));
     }
+    if let Some(m) = med(&results.publish_kafkaesk_transactional) {
+        rows.push((
+            "publish".into(),
+            format!(
+                "kafkaesk (validated), transactions of {}",
+                results.transaction_size
+            ),
+            m,
+            base_p,
+        ));
+    }
     if let Some(m) = med(&results.python_publish) {
         rows.push(("publish".into(), "Python kafkaesk".into(), m, base_p));
     }
@@ -706,6 +717,11 @@ fn markdown(results: &Results, ctx: &Context, s: &Summary) -> String {
         "publish",
         "kafkaesk, not idempotent".into(),
         &results.publish_kafkaesk_plain,
+    ));
+    runs.push((
+        "publish",
+        format!("kafkaesk, transactions of {}", results.transaction_size),
+        &results.publish_kafkaesk_transactional,
     ));
     runs.push(("publish", "Python kafkaesk".into(), &results.python_publish));
     for (scenario, side, list) in runs {

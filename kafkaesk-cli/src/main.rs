@@ -99,6 +99,9 @@ fn worker_args(options: &WorkerOptions) -> Vec<String> {
     if let Some(version) = &options.api_version {
         args.push(format!("--api-version={version}"));
     }
+    if let Some(prefix) = &options.transactional_id {
+        args.push(format!("--transactional-id={prefix}"));
+    }
     if let Some(addr) = &options.metrics_addr {
         args.push(format!("--metrics-addr={addr}"));
     }
@@ -189,6 +192,8 @@ mod tests {
             r#"{"linger.ms": 7}"#,
             "--topic-prefix",
             "p.",
+            "--transactional-id",
+            "pod-3",
             "--metrics-addr",
             "0.0.0.0:9464",
         ])
@@ -200,6 +205,7 @@ mod tests {
             [
                 "--kafka-servers=a:1,b:2",
                 "--topic-prefix=p.",
+                "--transactional-id=pod-3",
                 "--metrics-addr=0.0.0.0:9464"
             ]
         );

@@ -79,6 +79,18 @@ fn lit_str(expr: &Expr, what: &str) -> syn::Result<LitStr> {
     }
 }
 
+fn lit_bool(expr: &Expr, what: &str) -> syn::Result<bool> {
+    match expr {
+        Expr::Lit(ExprLit {
+            lit: Lit::Bool(b), ..
+        }) => Ok(b.value),
+        other => Err(syn::Error::new(
+            other.span(),
+            format!("{what} must be `true` or `false`"),
+        )),
+    }
+}
+
 fn lit_int(expr: &Expr, what: &str) -> syn::Result<u64> {
     match expr {
         Expr::Lit(ExprLit {
@@ -339,9 +351,14 @@ fn expand_subscribe(attr: TokenStream2, item: TokenStream2) -> syn::Result<Token
     if let Some(policy) = error_policy(&mut args)? {
         options.extend(quote!(.on_error(#policy)));
     }
+    if let Some(exactly_once) = args.take("exactly_once") {
+        if lit_bool(&exactly_once, "exactly_once")? {
+            options.extend(quote!(.exactly_once()));
+        }
+    }
     args.reject_unknown(
-        "`name`, `group`, `concurrency`, `timeout`, `streams`, `retry`, `backoff`, `on_error` \
-         or `dead_letter`",
+        "`name`, `group`, `concurrency`, `timeout`, `streams`, `retry`, `backoff`, `on_error`, \
+         `dead_letter` or `exactly_once`",
     )?;
 
     let mut checks = Vec::new();

@@ -13,7 +13,8 @@
 
 use std::borrow::Cow;
 use std::collections::{BTreeMap, HashMap};
-use std::sync::Mutex;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, OnceLock};
 use std::time::Duration;
 
 use rdkafka::admin::AdminClient;
@@ -39,9 +40,78 @@ pub(crate) struct Clients {
     others: Mutex<HashMap<AckPolicy, Producer>>,
     settings: Settings,
     metrics: Metrics,
+    /// Transactional producers between transactions, for the next ones.
+    idle_transactional: Mutex<Vec<Producer>>,
+    /// How many transactional ids this instance made: the next id's number.
+    transactional_ids: AtomicU64,
+    /// Per expected-offset writer id, the producer registered with it; the
+    /// lock makes this process's writers of a partition take turns.
+    partition_writers: Mutex<HashMap<String, PartitionWriter>>,
 }
 
+/// The registered producer of one partition's expected-offset writes, if any.
+pub(crate) type PartitionWriter = Arc<tokio::sync::Mutex<Option<Producer>>>;
+
+/// How long a transactional producer waits for the coordinator to register
+/// it (and to abort what a previous producer with its id left open).
+const INIT_TRANSACTIONS_TIMEOUT: Duration = Duration::from_secs(30);
+
 impl Clients {
+    /// A transactional producer for one transaction: an idle one, or a new
+    /// one with the next id of this instance. Give it back with
+    /// [`reuse_transactional`](Self::reuse_transactional) once its
+    /// transaction ended cleanly.
+    pub(crate) async fn transactional_producer(&self) -> Result<Producer> {
+        if let Some(producer) = lock(&self.idle_transactional).pop() {
+            return Ok(producer);
+        }
+        let number = self.transactional_ids.fetch_add(1, Ordering::Relaxed);
+        self.transactional_producer_with_id(&self.transactional_id(&number.to_string()))
+            .await
+    }
+
+    /// The expected-offset writer of transactional id `id`.
+    pub(crate) fn partition_writer(&self, id: &str) -> PartitionWriter {
+        lock(&self.partition_writers)
+            .entry(id.to_owned())
+            .or_default()
+            .clone()
+    }
+
+    /// Keeps `producer`, whose transaction ended, for the next transaction.
+    pub(crate) fn reuse_transactional(&self, producer: Producer) {
+        lock(&self.idle_transactional).push(producer);
+    }
+
+    /// This instance's transactional id ending in `suffix`.
+    pub(crate) fn transactional_id(&self, suffix: &str) -> String {
+        let prefix = self
+            .settings
+            .transactional_id
+            .clone()
+            .unwrap_or_else(|| instance_prefix().clone());
+        format!("{prefix}-{suffix}")
+    }
+
+    /// A new producer with transactional id `id`, registered with the
+    /// coordinator: a previous producer with the same id is fenced, and what
+    /// it left open is aborted.
+    pub(crate) async fn transactional_producer_with_id(&self, id: &str) -> Result<Producer> {
+        let config = self.settings.transactional_config(id)?;
+        let producer = Producer::create(&config, self.metrics.deliveries())?;
+        let registering = producer.clone();
+        tokio::task::spawn_blocking(move || {
+            registering.init_transactions(INIT_TRANSACTIONS_TIMEOUT)
+        })
+        .await
+        .map_err(|_| Error::Stopped)?
+        .map_err(|source| Error::Transaction {
+            action: "init",
+            source,
+        })?;
+        Ok(producer)
+    }
+
     /// The producer for `acks` (the application's policy when `None`).
     pub(crate) fn producer(&self, acks: Option<AckPolicy>) -> Result<Cow<'_, Producer>> {
         match acks {
@@ -70,6 +140,22 @@ impl Clients {
         producers.extend(lock(&self.others).values().cloned());
         producers
     }
+}
+
+/// The transactional-id prefix of this process when the settings name none:
+/// host, process id and start time, unique among running instances.
+fn instance_prefix() -> &'static String {
+    static PREFIX: OnceLock<String> = OnceLock::new();
+    PREFIX.get_or_init(|| {
+        let started = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_millis());
+        format!(
+            "kafkaesk-{}-{}-{started}",
+            crate::host::hostname(),
+            std::process::id()
+        )
+    })
 }
 
 /// Settings plus the clients made from them, created on first use.
@@ -125,6 +211,9 @@ impl Connection {
                         others: Mutex::new(HashMap::new()),
                         settings: settings.clone(),
                         metrics: self.metrics.clone(),
+                        idle_transactional: Mutex::new(Vec::new()),
+                        transactional_ids: AtomicU64::new(0),
+                        partition_writers: Mutex::new(HashMap::new()),
                     })
                 })
             })

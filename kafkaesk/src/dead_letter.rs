@@ -48,6 +48,7 @@ use rdkafka::{Offset, TopicPartitionList};
 
 use crate::app::Application;
 use crate::error::{Error, Result};
+use crate::publish::Publisher;
 use crate::record::{Header, Headers, Record, TopicNames};
 use crate::router::Router;
 
@@ -106,14 +107,14 @@ fn dead_letter_headers(record: &Record, failure: &Failure<'_>) -> Headers {
 /// Publishes `record` to the dead-letter `stream`, value and key untouched,
 /// and waits for the broker's acknowledgement.
 pub(crate) async fn write(
-    app: &Application,
+    publisher: Publisher<'_>,
     stream: &str,
     record: &Record,
     failure: Failure<'_>,
 ) -> Result<()> {
     let headers = dead_letter_headers(record, &failure);
     forward(
-        app.raw_publish(stream, record.value().to_vec()),
+        publisher.raw(stream, record.value().to_vec()),
         record,
         &headers,
     )

@@ -265,6 +265,50 @@ pub enum Error {
         timeout: Duration,
     },
 
+    /// A transaction was rolled back because something in it failed (a
+    /// delivery, the commit): none of its messages will ever be seen by a
+    /// read-committed consumer, and an exactly-once subscription's records
+    /// in it come back.
+    #[error("transaction aborted: {reason}; none of its messages is visible to read-committed consumers")]
+    TransactionAborted {
+        /// Why: what failed before or during the commit.
+        reason: String,
+    },
+
+    /// A transactional call failed and the transaction's outcome is not
+    /// known to this producer (it was fenced by a newer one with the same
+    /// transactional id, or the coordinator did not answer in time). The
+    /// broker aborts what was not committed.
+    #[error(
+        "transaction failed at {action}: {source}; if another instance uses the same \
+         `transactional_id` prefix, give each instance its own"
+    )]
+    Transaction {
+        /// What was being done: `init`, `begin`, `commit`, `abort`, `send offsets`.
+        action: &'static str,
+        /// What librdkafka reported.
+        #[source]
+        source: rdkafka::error::KafkaError,
+    },
+
+    /// A publish with an [expected offset](crate::publish::Publish::expected_offset)
+    /// found the partition's last message elsewhere: someone else wrote
+    /// first. Nothing was written; read the partition again and decide.
+    #[error(
+        "`{topic}` partition {partition}: expected its last message at offset {expected}, \
+         but it is at {actual} (-1: no message); nothing was written"
+    )]
+    ExpectedOffset {
+        /// Full topic name.
+        topic: String,
+        /// The partition written to.
+        partition: i32,
+        /// The offset the publish expected its last message at (-1: empty).
+        expected: i64,
+        /// The offset of the partition's last committed message (-1: none).
+        actual: i64,
+    },
+
     /// An error from librdkafka outside publishing.
     #[error("kafka: {0}")]
     Kafka(rdkafka::error::KafkaError),

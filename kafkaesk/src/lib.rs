@@ -86,6 +86,7 @@ pub mod error;
 pub mod exporter;
 pub mod extract;
 pub mod handler;
+mod host;
 pub mod invoke;
 pub mod logging;
 pub mod metrics;
@@ -101,6 +102,7 @@ pub mod settings;
 pub mod subscriber;
 mod sync;
 pub mod topics;
+pub mod transaction;
 #[cfg(feature = "worker")]
 pub mod worker;
 
@@ -116,6 +118,7 @@ pub use router::{Router, Streams, Subscription};
 pub use schema::Schema;
 pub use settings::{AckPolicy, Settings};
 pub use subscriber::Subscriber;
+pub use transaction::Transaction;
 
 /// Registers a struct or enum as a message schema.
 ///
@@ -157,6 +160,19 @@ pub use kafkaesk_macros::schema;
 /// ```
 /// #[kafkaesk::subscribe("orders.*", retry = 3, backoff = 0.2, dead_letter = "orders.dead")]
 /// async fn handle(raw: Vec<u8>) -> Result<(), std::io::Error> { Ok(()) }
+/// ```
+///
+/// `exactly_once = true` commits each batch's output and offsets in one
+/// transaction (see [`Subscription::exactly_once`]):
+///
+/// ```
+/// #[kafkaesk::subscribe("orders", exactly_once = true, dead_letter = "orders.dead")]
+/// async fn enrich(raw: Vec<u8>, subscriber: kafkaesk::Subscriber) -> Result<(), kafkaesk::Error> {
+///     let _ = (raw, subscriber);
+///     Ok(())
+/// }
+/// let router = kafkaesk::Router::from_registry().unwrap();
+/// assert!(router.subscriptions()[0].get_exactly_once());
 /// ```
 ///
 /// The function stays callable as it is. A parameter that cannot be

@@ -21,13 +21,14 @@ use std::time::Duration;
 
 use rdkafka::client::Client;
 use rdkafka::config::FromClientConfigAndContext;
+use rdkafka::consumer::ConsumerGroupMetadata;
 use rdkafka::error::{KafkaError, KafkaResult};
 use rdkafka::message::BorrowedMessage;
 use rdkafka::message::OwnedHeaders;
 use rdkafka::producer::{
     BaseRecord, DeliveryResult, Producer as _, ProducerContext, ThreadedProducer,
 };
-use rdkafka::{ClientConfig, ClientContext, Message};
+use rdkafka::{ClientConfig, ClientContext, Message, TopicPartitionList};
 
 use crate::metrics::{kafka_error_label, DeliveryMetrics};
 
@@ -112,6 +113,36 @@ impl Producer {
     /// Waits until every queued message is reported, or `timeout` passes.
     pub(crate) fn flush(&self, timeout: Duration) -> KafkaResult<()> {
         self.inner.flush(timeout)
+    }
+
+    // The transactional calls, for a producer made with a `transactional.id`.
+    // Each blocks until the transaction coordinator answers: call them off
+    // the async threads.
+
+    pub(crate) fn init_transactions(&self, timeout: Duration) -> KafkaResult<()> {
+        self.inner.init_transactions(timeout)
+    }
+
+    pub(crate) fn begin_transaction(&self) -> KafkaResult<()> {
+        self.inner.begin_transaction()
+    }
+
+    pub(crate) fn send_offsets_to_transaction(
+        &self,
+        offsets: &TopicPartitionList,
+        group: &ConsumerGroupMetadata,
+        timeout: Duration,
+    ) -> KafkaResult<()> {
+        self.inner
+            .send_offsets_to_transaction(offsets, group, timeout)
+    }
+
+    pub(crate) fn commit_transaction(&self, timeout: Duration) -> KafkaResult<()> {
+        self.inner.commit_transaction(timeout)
+    }
+
+    pub(crate) fn abort_transaction(&self, timeout: Duration) -> KafkaResult<()> {
+        self.inner.abort_transaction(timeout)
     }
 }
 

@@ -133,6 +133,7 @@ pub struct Subscription {
     concurrency: usize,
     timeout: Option<Duration>,
     on_error: ErrorPolicy,
+    exactly_once: bool,
     handler: BoxedHandler,
 }
 
@@ -183,6 +184,7 @@ impl Subscription {
             concurrency: DEFAULT_CONCURRENCY,
             timeout: None,
             on_error: ErrorPolicy::default(),
+            exactly_once: false,
             handler: BoxedHandler::new(handler),
         }
     }
@@ -219,6 +221,38 @@ impl Subscription {
     pub fn on_error(mut self, policy: ErrorPolicy) -> Self {
         self.on_error = policy;
         self
+    }
+
+    /// Runs each batch of records in a transaction: what the handlers
+    /// publish through their [`Subscriber`](crate::Subscriber), and what is
+    /// dead-lettered, is committed together with the batch's offsets, so
+    /// read-committed consumers see each result exactly once, even across a
+    /// crash. See [`transaction`](crate::transaction). `#[subscribe(...,
+    /// exactly_once = true)]` in the macro.
+    ///
+    /// The error policy may stop, skip or dead-letter, not retry: a retried
+    /// record would run outside its batch's transaction (retry inside the
+    /// handler instead). A failing record aborts its batch's transaction,
+    /// so the batch's earlier records come back with it.
+    ///
+    /// Each batch pays for a transaction: about 19 ms on the test broker,
+    /// whatever its size (`bench/ANALYSIS.md`). Handlers that wait run in
+    /// batches of `concurrency` records, so give them a concurrency that
+    /// makes batches worth it.
+    ///
+    /// ```
+    /// async fn enrich(raw: Vec<u8>) {}
+    /// let sub = kafkaesk::Subscription::new("orders", enrich).exactly_once();
+    /// assert!(sub.get_exactly_once());
+    /// ```
+    pub fn exactly_once(mut self) -> Self {
+        self.exactly_once = true;
+        self
+    }
+
+    /// Whether batches run in transactions with their offsets.
+    pub fn get_exactly_once(&self) -> bool {
+        self.exactly_once
     }
 
     /// The error policy.
@@ -278,6 +312,13 @@ impl Subscription {
         }
         if let Some(problem) = self.on_error.problem() {
             return fail(problem);
+        }
+        if self.exactly_once && self.on_error.retry_after(1).is_some() {
+            return fail(
+                "an exactly-once subscription cannot retry in the background: the retried \
+                 record's output would miss its batch's transaction; retry inside the \
+                 handler, or skip or dead-letter",
+            );
         }
         match &self.streams {
             Streams::Pattern(p) if p.is_empty() => fail("the pattern is empty"),
@@ -420,6 +461,20 @@ mod tests {
     }
 
     async fn on_a(_: A) {}
+
+    #[test]
+    fn exactly_once_refuses_background_retries_but_not_skips_or_dead_letters() {
+        let retrying = Subscription::new("a", on_a)
+            .exactly_once()
+            .on_error(ErrorPolicy::retry(3, Duration::from_millis(10)));
+        let err = retrying.validate().unwrap_err();
+        assert!(err.to_string().contains("exactly-once"), "{err}");
+        for policy in [ErrorPolicy::skip(), ErrorPolicy::dead_letter("dead")] {
+            let sub = Subscription::new("a", on_a).exactly_once().on_error(policy);
+            assert!(sub.validate().is_ok());
+        }
+        assert!(!Subscription::new("a", on_a).get_exactly_once());
+    }
 
     #[test]
     fn topic_lists_become_one_anchored_alternation() {

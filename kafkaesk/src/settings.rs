@@ -12,6 +12,7 @@
 //! | `api_version` | `auto` | broker API version; anything else disables version probing and is used as `broker.version.fallback` |
 //! | `shutdown_timeout` | 5 s | how long in-flight handlers may run after a stop before they are cancelled |
 //! | `ack_policy` | [`AckPolicy::All`] | how many brokers store a message before its publish succeeds; `All` also makes the producer idempotent |
+//! | `transactional_id` | `kafkaesk-HOST-PID-TIME` | prefix of this instance's transactional ids (see [`transaction`](crate::transaction)); give each instance a stable one of its own |
 //!
 //! This module is the only place where producer, admin and consumer
 //! configurations are assembled: kafkaesk's defaults are applied where the
@@ -86,6 +87,10 @@ pub struct Settings {
     /// How many brokers must store a message before its publish succeeds,
     /// unless a publish says otherwise.
     pub ack_policy: AckPolicy,
+    /// Prefix of the transactional ids of this instance's transactions and
+    /// exactly-once subscriptions; see [`transaction`](crate::transaction).
+    /// `None` makes one per process.
+    pub transactional_id: Option<String>,
 }
 
 /// How many brokers must store a message before its publish succeeds:
@@ -142,6 +147,7 @@ impl Default for Settings {
             api_version: "auto".to_owned(),
             shutdown_timeout: Duration::from_secs(5),
             ack_policy: AckPolicy::default(),
+            transactional_id: None,
         }
     }
 }
@@ -159,6 +165,7 @@ impl std::fmt::Debug for Settings {
             .field("api_version", &self.api_version)
             .field("shutdown_timeout", &self.shutdown_timeout)
             .field("ack_policy", &self.ack_policy)
+            .field("transactional_id", &self.transactional_id)
             .finish()
     }
 }
@@ -219,6 +226,19 @@ impl Settings {
                 ),
             );
         }
+        if self.kafka_settings.contains_key("transactional.id") {
+            return invalid(
+                "kafka_settings",
+                "`transactional.id` is given to each transactional producer by kafkaesk; set \
+                 `transactional_id`, the prefix of this instance's ids, instead",
+            );
+        }
+        if matches!(&self.transactional_id, Some(id) if id.trim().is_empty()) {
+            return invalid(
+                "transactional_id",
+                "is empty; leave it unset or name the instance",
+            );
+        }
         Ok(())
     }
 
@@ -273,6 +293,15 @@ impl Settings {
         Ok(config)
     }
 
+    /// The configuration of a transactional producer with `id`: acks from
+    /// every in-sync replica and idempotence, as transactions require.
+    pub(crate) fn transactional_config(&self, id: &str) -> Result<ClientConfig> {
+        let mut config = self.producer_config(AckPolicy::All)?;
+        config.set("enable.idempotence", "true");
+        config.set("transactional.id", id);
+        Ok(config)
+    }
+
     /// The admin client's configuration: topics are created by kafkaesk, never
     /// by the broker on first use.
     pub(crate) fn admin_config(&self) -> Result<ClientConfig> {
@@ -295,6 +324,9 @@ impl Settings {
         config.set("enable.auto.commit", "false");
         config.set("enable.auto.offset.store", "false");
         self.default_to(&mut config, "auto.offset.reset", "earliest");
+        // Messages of aborted transactions are never handled, and those of
+        // open ones wait for their commit (librdkafka's default, made explicit).
+        self.default_to(&mut config, "isolation.level", "read_committed");
         self.default_to(&mut config, "topic.metadata.refresh.interval.ms", "5000");
         // Bound the prefetch so a backlog never grows the heap (per partition).
         self.default_to(&mut config, "queued.max.messages.kbytes", "16384");
@@ -412,5 +444,34 @@ mod tests {
             let err = with(acks, "1").validate().unwrap_err();
             assert!(err.to_string().contains("ack_policy"), "{err}");
         }
+    }
+
+    #[test]
+    fn transactional_producers_get_their_id_and_all_acks_and_consumers_read_committed() {
+        let settings = with("acks", "1");
+        let config = settings.transactional_config("svc-1-0").unwrap();
+        assert_eq!(config.get("transactional.id"), Some("svc-1-0"));
+        assert_eq!(config.get("acks"), Some("all"));
+        assert_eq!(config.get("enable.idempotence"), Some("true"));
+        let plain = with("linger.ms", "5");
+        let consumer = plain.consumer_config("g").unwrap();
+        assert_eq!(consumer.get("isolation.level"), Some("read_committed"));
+        assert_eq!(
+            plain
+                .producer_config(AckPolicy::All)
+                .unwrap()
+                .get("transactional.id"),
+            None
+        );
+    }
+
+    #[test]
+    fn transactional_ids_are_chosen_by_the_prefix_setting() {
+        let err = with("transactional.id", "x").validate().unwrap_err();
+        assert!(err.to_string().contains("`transactional_id`"), "{err}");
+        let mut empty = with("linger.ms", "5");
+        empty.transactional_id = Some("  ".into());
+        let err = empty.validate().unwrap_err();
+        assert!(err.to_string().contains("transactional_id"), "{err}");
     }
 }

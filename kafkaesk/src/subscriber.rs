@@ -8,8 +8,9 @@ use serde::Serialize;
 
 use crate::app::Application;
 use crate::error::{Error, Result};
+use crate::producer::Producer;
 use crate::propagation;
-use crate::publish::{Publish, RawPublish};
+use crate::publish::{Publish, Publisher, RawPublish};
 use crate::record::{Headers, Record};
 
 /// Commits offsets on the consumer a handler runs under.
@@ -26,6 +27,8 @@ pub(crate) struct HandlerScope {
     pub(crate) name: Arc<str>,
     /// Weak: a handler that keeps its subscriber must not keep the consumer open.
     pub(crate) consumer: Option<Weak<dyn CommitOffsets>>,
+    /// The producer of an exactly-once subscription's open transaction.
+    pub(crate) transaction: Option<Producer>,
 }
 
 impl HandlerScope {
@@ -35,7 +38,14 @@ impl HandlerScope {
             app,
             name,
             consumer: None,
+            transaction: None,
         }
+    }
+
+    /// What the handlers publish through: the subscription's transaction
+    /// when it is exactly-once.
+    pub(crate) fn publisher(&self) -> Publisher<'_> {
+        self.app.publisher().within(self.transaction.as_ref())
     }
 
     /// The subscriber a handler sees for `record`.
@@ -92,12 +102,15 @@ impl Subscriber {
         &self.scope.name
     }
 
-    /// Publishes new data carrying the consumed record's headers.
+    /// Publishes new data carrying the consumed record's headers. In an
+    /// [exactly-once](crate::Subscription::exactly_once) subscription it is
+    /// part of the batch's transaction.
     pub fn publish<'a, T>(&'a self, stream: &'a str, data: &'a T) -> Publish<'a, T>
     where
         T: Serialize + schemars::JsonSchema + Sync + 'static,
     {
-        self.app()
+        self.scope
+            .publisher()
             .publish(stream, data)
             .headers(&propagation::forwarded(self.record.headers()))
     }
@@ -110,8 +123,9 @@ impl Subscriber {
         record: &Record,
         extra: &Headers,
     ) -> RawPublish<'a> {
-        self.app()
-            .raw_publish(stream, record.value().to_vec())
+        self.scope
+            .publisher()
+            .raw(stream, record.value().to_vec())
             .maybe_key(record.key())
             .headers(&propagation::forwarded(record.headers()))
             .headers(extra)
@@ -121,8 +135,18 @@ impl Subscriber {
     ///
     /// For applications with `auto_commit` off. With concurrency above 1,
     /// commit only once every earlier record of the partition is handled.
-    /// Fails with [`Error::Stopped`] once the consumer has closed.
+    /// Fails with [`Error::Stopped`] once the consumer has closed, and with
+    /// [`Error::InvalidSetting`] in an exactly-once subscription, whose
+    /// offsets are committed with its transactions.
     pub async fn commit(&self) -> Result<()> {
+        if self.scope.transaction.is_some() {
+            return Err(Error::InvalidSetting {
+                name: "exactly_once".to_owned(),
+                reason: "an exactly-once subscription commits its offsets with its \
+                         transactions; do not commit by hand"
+                    .to_owned(),
+            });
+        }
         let consumer = self
             .scope
             .consumer

@@ -70,6 +70,12 @@ pub struct WorkerOptions {
     #[arg(long, env = "KAFKAESK_API_VERSION")]
     pub api_version: Option<String>,
 
+    /// Prefix of this instance's transactional ids (transactions and exactly-once
+    /// subscriptions), e.g. the pod name: stable across restarts, unique among running
+    /// instances [default: host, process id and start time].
+    #[arg(long, env = "KAFKAESK_TRANSACTIONAL_ID", value_name = "PREFIX")]
+    pub transactional_id: Option<String>,
+
     /// Without --kafka-servers, an embedded broker runs inside the worker and listens here
     /// [default: 127.0.0.1:0, any free port]. It keeps data in memory only, for as long as the
     /// worker runs: for development, never for production.
@@ -187,6 +193,9 @@ impl WorkerOptions {
         }
         if let Some(version) = &self.api_version {
             settings.api_version = version.clone();
+        }
+        if let Some(prefix) = &self.transactional_id {
+            settings.transactional_id = Some(prefix.clone());
         }
     }
 }
@@ -403,6 +412,7 @@ mod tests {
             topic_prefix: Some("p.".into()),
             kafka_settings: Some(parse_kafka_settings(r#"{"sasl.password":"s3cret"}"#).unwrap()),
             replication_factor: Some(2),
+            transactional_id: Some("pod-3".into()),
             ..WorkerOptions::default()
         };
         let mut settings = Settings {
@@ -414,6 +424,7 @@ mod tests {
         assert_eq!(settings.topic_prefix, "p.");
         assert_eq!(settings.replication_factor, Some(2));
         assert_eq!(settings.api_version, "auto");
+        assert_eq!(settings.transactional_id.as_deref(), Some("pod-3"));
         assert!(!format!("{options:?}").contains("s3cret"));
     }
 }

@@ -71,16 +71,41 @@ pub fn committed_total(group: &str, topic: &str, partitions: i32) -> i64 {
 }
 
 /// Every record currently in `topic`, read from the start with a throw-away
-/// group, as raw values. Stops after `idle` without new records.
+/// group, as raw values. Stops after `idle` without new records. Records of
+/// open or aborted transactions are left out (librdkafka's default
+/// `read_committed`).
 pub fn read_all(topic: &str, idle: Duration) -> Vec<Vec<u8>> {
+    read_all_isolated(topic, idle, "read_committed")
+}
+
+/// [`read_all`], with records of open and aborted transactions too.
+pub fn read_all_uncommitted(topic: &str, idle: Duration) -> Vec<Vec<u8>> {
+    read_all_isolated(topic, idle, "read_uncommitted")
+}
+
+fn read_all_isolated(topic: &str, idle: Duration, isolation: &str) -> Vec<Vec<u8>> {
     let consumer: BaseConsumer = ClientConfig::new()
         .set("bootstrap.servers", kafka())
         .set("group.id", unique_prefix("reader"))
         .set("enable.auto.commit", "false")
         .set("auto.offset.reset", "earliest")
+        .set("isolation.level", isolation)
         .create()
         .expect("reader consumer");
-    consumer.subscribe(&[topic]).expect("subscribe reader");
+    // Every partition assigned from its start: no group to join, so the
+    // first fetch goes out at once.
+    let metadata = consumer
+        .fetch_metadata(Some(topic), Duration::from_secs(10))
+        .expect("topic metadata");
+    let mut partitions = rdkafka::TopicPartitionList::new();
+    for found in metadata.topics().iter().filter(|t| t.name() == topic) {
+        for partition in found.partitions() {
+            partitions
+                .add_partition_offset(topic, partition.id(), rdkafka::Offset::Beginning)
+                .expect("partition");
+        }
+    }
+    consumer.assign(&partitions).expect("assign reader");
     let mut values = Vec::new();
     let mut last = std::time::Instant::now();
     while last.elapsed() < idle {

@@ -56,20 +56,31 @@ pub async fn baseline(servers: &str, topic: &str, messages: usize) -> Result<Run
     Ok(result)
 }
 
+/// How the kafkaesk side publishes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Mode {
+    /// kafkaesk's default: an idempotent producer.
+    Idempotent,
+    /// `enable.idempotence=false`, librdkafka's plain producer as the baseline's.
+    Plain,
+    /// Transactions of this many messages, each committed before the next begins.
+    Transactions(usize),
+}
+
 /// kafkaesk: `app.publish(stream, &data)` (serialise, validate, queue) for every
-/// message, then every handle awaited. `idempotent` keeps kafkaesk's default;
-/// without it the producer is librdkafka's plain one, as the baseline's.
+/// message, then every handle awaited; in [`Mode::Transactions`], the same
+/// through `tx.publish` in transactions of N messages, each committed.
 pub async fn kafkaesk(
     servers: &str,
     prefix: &str,
     stream: &str,
     messages: usize,
-    idempotent: bool,
+    mode: Mode,
 ) -> Result<RunResult> {
     let mut router = Router::new();
     router.schema::<Bench>().context("registering the schema")?;
     let mut settings = crate::kafka::kafkaesk_settings();
-    if !idempotent {
+    if mode == Mode::Plain {
         settings.push(("enable.idempotence".into(), "false".into()));
     }
     let app = Application::builder()
@@ -85,16 +96,30 @@ pub async fn kafkaesk(
     let data: Vec<Bench> = (0..messages as i64).map(Bench::sample).collect();
 
     let probe = Probe::start();
-    let mut pending = Vec::with_capacity(messages);
-    for item in &data {
-        pending.push(
-            app.publish(stream, item)
-                .await
-                .context("kafkaesk publish")?,
-        );
-    }
-    for handle in pending {
-        handle.await.context("kafkaesk delivery")?;
+    if let Mode::Transactions(size) = mode {
+        for chunk in data.chunks(size.max(1)) {
+            let tx = app.transaction().await.context("kafkaesk transaction")?;
+            let mut pending = Vec::with_capacity(chunk.len());
+            for item in chunk {
+                pending.push(tx.publish(stream, item).await.context("kafkaesk publish")?);
+            }
+            for handle in pending {
+                handle.await.context("kafkaesk delivery")?;
+            }
+            tx.commit().await.context("kafkaesk commit")?;
+        }
+    } else {
+        let mut pending = Vec::with_capacity(messages);
+        for item in &data {
+            pending.push(
+                app.publish(stream, item)
+                    .await
+                    .context("kafkaesk publish")?,
+            );
+        }
+        for handle in pending {
+            handle.await.context("kafkaesk delivery")?;
+        }
     }
     let result = RunResult {
         messages,

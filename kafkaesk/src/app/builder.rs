@@ -61,6 +61,15 @@ impl ApplicationBuilder {
         self
     }
 
+    /// Sets the prefix of this instance's transactional ids (see
+    /// [`transaction`](crate::transaction)). Give each instance a stable
+    /// one, such as its pod name, so that a restarted instance aborts what
+    /// its crashed predecessor left open at once.
+    pub fn transactional_id(mut self, prefix: impl Into<String>) -> Self {
+        self.settings.transactional_id = Some(prefix.into());
+        self
+    }
+
     /// Sets the topic prefix.
     pub fn topic_prefix(mut self, prefix: impl Into<String>) -> Self {
         self.settings.topic_prefix = prefix.into();

@@ -47,6 +47,7 @@ use crate::router::Router;
 use crate::schema::SchemaCatalog;
 use crate::settings::Settings;
 use crate::sync::{lock, read_lock, write_lock};
+use crate::transaction::Transaction;
 use monitor::Monitor;
 
 /// A router plus Kafka configuration: publishes messages and runs consumers.
@@ -196,6 +197,7 @@ impl Application {
         Publisher {
             connection: &inner.connection,
             schemas: &inner.schemas,
+            via: None,
         }
     }
 
@@ -333,6 +335,12 @@ impl Application {
     /// Publishes bytes as they are, without envelope or validation.
     pub fn raw_publish<'a>(&'a self, stream: &'a str, value: impl Into<Vec<u8>>) -> RawPublish<'a> {
         self.publisher().raw(stream, value.into())
+    }
+
+    /// Begins a transaction: what is published through it becomes visible
+    /// all at once when it commits, or never. See [`transaction`](crate::transaction).
+    pub async fn transaction(&self) -> Result<Transaction<'_>> {
+        Transaction::begin(self.publisher()).await
     }
 
     /// Waits until every queued message is acknowledged or has failed.

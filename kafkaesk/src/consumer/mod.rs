@@ -28,6 +28,10 @@
 //! dead-letter instead; a retrying record pauses only its own partition
 //! (see [`policy`](crate::policy)).
 //!
+//! An [`exactly_once`](crate::Subscription::exactly_once) subscription
+//! commits instead each batch's offsets in a transaction with what its
+//! handlers published: see [`exactly_once`]'s docs.
+//!
 //! # Stopping
 //!
 //! Once a run is asked to stop (SIGINT, SIGTERM, [`Application::stop`]), no
@@ -46,6 +50,7 @@
 //! so a group sees messages published before it first joined.
 
 mod batch;
+pub mod exactly_once;
 mod offsets;
 mod retry;
 mod settle;
@@ -65,6 +70,7 @@ use tokio::time::Instant;
 
 use crate::app::{Application, SubscriptionMonitor};
 use crate::error::Result;
+use crate::producer::Producer;
 use crate::record::{PendingRecord, TopicNames};
 use crate::router::Subscription;
 use crate::subscriber::{CommitOffsets, HandlerScope};
@@ -140,8 +146,10 @@ pub(crate) async fn run_subscription(
     subscription: Subscription,
     control: RunControl,
 ) -> Result<()> {
-    let consumer = BatchConsumer::start(app, subscription)?;
+    let transaction = exactly_once::begin(&app, &subscription).await?;
+    let consumer = BatchConsumer::start(app, subscription, transaction)?;
     let result = consumer.run(control).await;
+    consumer.abort_transaction().await;
     consumer.monitor.stopped();
     consumer.close().await;
     result
@@ -159,16 +167,26 @@ pub(crate) struct BatchConsumer {
 
 impl BatchConsumer {
     /// Creates the consumer and subscribes it.
-    fn start(app: Application, subscription: Subscription) -> Result<Self> {
+    fn start(
+        app: Application,
+        subscription: Subscription,
+        transaction: Option<Producer>,
+    ) -> Result<Self> {
         let started = std::time::Instant::now();
-        let consumer = Self::connect(app.clone(), subscription);
+        let consumer = Self::connect(app.clone(), subscription, transaction);
         app.metrics()
             .kafka_action("sync_consumer_connect", started.elapsed(), consumer.is_ok());
         consumer
     }
 
-    fn connect(app: Application, subscription: Subscription) -> Result<Self> {
+    fn connect(
+        app: Application,
+        subscription: Subscription,
+        transaction: Option<Producer>,
+    ) -> Result<Self> {
         let settings = app.settings();
+        // An exactly-once subscription commits offsets with its transactions.
+        let auto_commit = settings.auto_commit && transaction.is_none();
         let name: Arc<str> = subscription.shared_name().clone();
         let group = subscription.get_group();
         let config = settings.consumer_config(group)?;
@@ -176,7 +194,7 @@ impl BatchConsumer {
         let book = Arc::new(Mutex::new(OffsetBook::default()));
         let context = RebalanceContext {
             subscription: name.clone(),
-            auto_commit: settings.auto_commit,
+            auto_commit,
             book: book.clone(),
             monitor: monitor.clone(),
         };
@@ -194,11 +212,12 @@ impl BatchConsumer {
         let weak = Arc::downgrade(&consumer);
         let commits: Weak<dyn CommitOffsets> = weak;
         Ok(BatchConsumer {
-            auto_commit: settings.auto_commit,
+            auto_commit,
             scope: HandlerScope {
                 consumer: Some(commits),
                 app,
                 name,
+                transaction,
             },
             subscription,
             consumer,
@@ -313,7 +332,8 @@ impl BatchConsumer {
                 started.elapsed(),
             );
             let Some(handled) = handled else {
-                // Cancelled by a stop: nothing of this batch is committed.
+                // Cancelled by a stop: nothing of this batch is committed
+                // (an exactly-once one's transaction is aborted on the way out).
                 batch.clear();
                 break Ok(());
             };
@@ -341,6 +361,9 @@ impl BatchConsumer {
             let settled = batch.len();
             batch.clear();
             if let Some(error) = failure {
+                break Err(error);
+            }
+            if let Err(error) = self.commit_transaction().await {
                 break Err(error);
             }
             control.count(settled);

@@ -171,7 +171,7 @@ impl BatchConsumer {
                     group: self.subscription.get_group(),
                 };
                 let record = record.to_record();
-                match dead_letter::write(&self.scope.app, stream, &record, failure).await {
+                match dead_letter::write(self.scope.publisher(), stream, &record, failure).await {
                     Ok(()) => {
                         counters.dead_lettered.fetch_add(1, Ordering::Relaxed);
                         self.monitor.metrics.dead_lettered(stream);

@@ -88,7 +88,7 @@ pub(super) struct HostInfo {
 
 impl HostInfo {
     pub(super) fn current() -> HostInfo {
-        let hostname = hostname();
+        let hostname = crate::host::hostname();
         HostInfo {
             service: service_name(&hostname),
             hostname,
@@ -210,33 +210,6 @@ fn kubernetes_namespace() -> &'static Option<String> {
             .ok()
             .map(|text| text.trim().to_owned())
     })
-}
-
-fn hostname() -> String {
-    system_hostname()
-        .or_else(|| std::env::var("HOSTNAME").ok().filter(|h| !h.is_empty()))
-        .unwrap_or_else(|| "unknown".to_owned())
-}
-
-#[cfg(unix)]
-fn system_hostname() -> Option<String> {
-    let mut buf = [0_u8; 256];
-    // SAFETY: the pointer and length describe `buf`, which gethostname(2)
-    // writes at most `len` bytes into.
-    let rc = unsafe { libc::gethostname(buf.as_mut_ptr().cast(), buf.len()) };
-    if rc != 0 {
-        return None;
-    }
-    // POSIX leaves the name unterminated when it was truncated.
-    let end = buf.iter().position(|&b| b == 0).unwrap_or(buf.len());
-    String::from_utf8(buf[..end].to_vec())
-        .ok()
-        .filter(|h| !h.is_empty())
-}
-
-#[cfg(not(unix))]
-fn system_hostname() -> Option<String> {
-    std::env::var("COMPUTERNAME").ok().filter(|h| !h.is_empty())
 }
 
 #[cfg(test)]

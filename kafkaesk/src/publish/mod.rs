@@ -68,6 +68,7 @@
 //! `kafka_settings` may choose another. Keyless messages spread at random.
 //! [`key_partition`] computes the partition of a key.
 
+use std::borrow::Cow;
 use std::future::{Future, IntoFuture};
 use std::pin::Pin;
 use std::sync::Arc;
@@ -81,12 +82,13 @@ use serde::Serialize;
 use crate::clients::{Clients, Connection};
 use crate::error::{Error, Result};
 use crate::metrics::{kafka_error_label, PublishSeries, GENERAL_ERROR};
-use crate::producer::{Delivering, Outbound};
+use crate::producer::{Delivering, Outbound, Producer};
 use crate::propagation;
 use crate::record::Headers;
 use crate::schema::SchemaCatalog;
 use crate::settings::AckPolicy;
 
+pub mod expected;
 mod partition;
 
 pub use partition::{key_partition, murmur2, Partitioner, PickPartition, AIOKAFKA_MURMUR2};
@@ -100,9 +102,19 @@ const QUEUE_FULL_TIMEOUT: Duration = Duration::from_secs(60);
 pub(crate) struct Publisher<'a> {
     pub(crate) connection: &'a Connection,
     pub(crate) schemas: &'a SchemaCatalog,
+    /// The transactional producer of the transaction publishing, if any.
+    pub(crate) via: Option<&'a Producer>,
 }
 
 impl<'a> Publisher<'a> {
+    /// The same publisher, sending through `producer`'s open transaction.
+    pub(crate) fn within(self, producer: Option<&'a Producer>) -> Self {
+        Publisher {
+            via: producer,
+            ..self
+        }
+    }
+
     /// A typed publish of `data` to `stream`.
     pub(crate) fn publish<T>(self, stream: &'a str, data: &'a T) -> Publish<'a, T>
     where
@@ -158,6 +170,9 @@ enum Wait {
     Report,
     /// Nothing: the message is queued, and [`AckPolicy::None`] asks no more.
     Queued,
+    /// Nothing more: the delivery was awaited already (an expected-offset
+    /// write commits only once its message is stored).
+    Finished(Delivery),
     /// The delivery report, for at most `timeout` from `started`.
     Until {
         timeout: Duration,
@@ -193,11 +208,22 @@ fn delivery_error(topic: String, bytes: usize, source: KafkaError) -> Error {
     }
 }
 
+impl PublishHandle {
+    /// The handle of a message whose delivery was already awaited.
+    fn finished(mut self, delivery: Delivery) -> Self {
+        self.wait = Wait::Finished(delivery);
+        self
+    }
+}
+
 impl Future for PublishHandle {
     type Output = Result<Delivery>;
 
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
         let this = self.get_mut();
+        if let Wait::Finished(delivery) = &this.wait {
+            return Poll::Ready(Ok(delivery.clone()));
+        }
         if let Wait::Queued = this.wait {
             // Dropping the handle leaves the report to the log.
             return Poll::Ready(Ok(Delivery {
@@ -334,6 +360,35 @@ macro_rules! option_methods {
             self
         }
 
+        /// Writes only if `partition`'s last message is at `offset` (`-1`:
+        /// the partition holds none); otherwise nothing is written and the
+        /// publish fails with [`Error::ExpectedOffset`], which carries the
+        /// offset it is at. The check and the write are one transaction,
+        /// fenced against other writers: see [`expected`](crate::publish::expected)
+        /// for how, and what it costs.
+        ///
+        /// ```no_run
+        /// # #[kafkaesk::schema("Content")]
+        /// # #[derive(serde::Serialize, serde::Deserialize, schemars::JsonSchema)]
+        /// # pub struct ContentMessage { pub foo: String }
+        /// # async fn demo(app: kafkaesk::Application) -> Result<(), kafkaesk::Error> {
+        /// let first = ContentMessage { foo: "created".into() };
+        /// let written = app.publish("doc-42", &first).expected_offset(0, -1).wait().await?;
+        /// let next = ContentMessage { foo: "edited".into() };
+        /// match app.publish("doc-42", &next).expected_offset(0, written.offset).wait().await {
+        ///     Ok(_) => {}
+        ///     Err(kafkaesk::Error::ExpectedOffset { actual, .. }) => {
+        ///         println!("someone wrote first, at {actual}: read again and retry");
+        ///     }
+        ///     Err(err) => return Err(err),
+        /// }
+        /// # Ok(()) }
+        /// ```
+        pub fn expected_offset(mut self, partition: i32, offset: i64) -> Self {
+            self.$($options).+.expected = Some((partition, offset));
+            self
+        }
+
         /// Waits at most this long for the acknowledgement, then fails with
         /// [`Error::DeliveryTimeout`]. The message is not recalled: it may
         /// still be stored, until librdkafka's `message.timeout.ms` (5
@@ -399,6 +454,7 @@ where
                     key: self.key,
                     headers: self.headers,
                     options: self.options,
+                    via: self.publisher.via.cloned(),
                 },
             ),
             Err(err) => PublishFuture::done(Err(err)),
@@ -424,6 +480,7 @@ impl<'a> RawPublish<'a> {
                 key: None,
                 headers: Headers::new(),
                 options: Options::default(),
+                via: publisher.via.cloned(),
             },
         }
     }
@@ -484,6 +541,8 @@ struct Outgoing {
     key: Option<Vec<u8>>,
     headers: Headers,
     options: Options,
+    /// The transaction's producer, when published in one.
+    via: Option<Producer>,
 }
 
 /// What a publish chose beyond the message itself.
@@ -493,6 +552,8 @@ struct Options {
     partitioner: Option<Partitioner>,
     acks: Option<AckPolicy>,
     timeout: Option<Duration>,
+    /// The partition, and the offset its last message must be at.
+    expected: Option<(i32, i64)>,
 }
 
 impl Options {
@@ -542,12 +603,15 @@ fn refusal_label(err: &Error) -> String {
     }
 }
 
+/// Hands `message` to librdkafka through its transaction's producer, or the
+/// producer of its ack policy.
 fn try_enqueue(
     clients: &Clients,
     topic: &Arc<str>,
     message: &Outgoing,
     partition: Option<i32>,
 ) -> Enqueued {
+    let via = message.via.as_ref();
     let failed = |source| {
         Enqueued::Failed(delivery_error(
             topic.to_string(),
@@ -556,9 +620,21 @@ fn try_enqueue(
         ))
     };
     let options = &message.options;
-    let producer = match clients.producer(options.acks) {
-        Ok(producer) => producer,
-        Err(err) => return Enqueued::Failed(err),
+    let producer = match (via, options.acks) {
+        (Some(_), Some(acks)) if acks != AckPolicy::All => {
+            return Enqueued::Failed(Error::InvalidSetting {
+                name: "ack_policy".to_owned(),
+                reason: format!(
+                    "a transaction's messages are acknowledged by every in-sync replica; \
+                     {acks:?} cannot apply inside one"
+                ),
+            })
+        }
+        (Some(producer), _) => Cow::Borrowed(producer),
+        (None, acks) => match clients.producer(acks) {
+            Ok(producer) => producer,
+            Err(err) => return Enqueued::Failed(err),
+        },
     };
     let outbound = Outbound {
         topic,
@@ -567,7 +643,11 @@ fn try_enqueue(
         key: message.key.as_deref(),
         headers: message.headers.to_rdkafka(),
     };
-    let wait = match (clients.ack_policy(options.acks), options.timeout) {
+    let acks = match via {
+        Some(_) => AckPolicy::All,
+        None => clients.ack_policy(options.acks),
+    };
+    let wait = match (acks, options.timeout) {
         (AckPolicy::None, _) => Wait::Queued,
         (_, Some(timeout)) => Wait::Until {
             timeout,
@@ -637,6 +717,7 @@ fn send<'a>(
 ) -> PublishFuture<'a> {
     let started = Instant::now();
     let ready = match (&destination, connection.clients_if_ready()) {
+        _ if message.options.expected.is_some() => None,
         (Destination::Stream(stream), Some(clients)) => clients
             .topics
             .ready_stream(stream)
@@ -671,7 +752,7 @@ async fn send_slowly(
     connection: &Connection,
     destination: Destination<'_>,
     retention: Option<Duration>,
-    message: Outgoing,
+    mut message: Outgoing,
     started: Instant,
 ) -> Result<PublishHandle> {
     let clients = connection.clients().await?;
@@ -689,6 +770,18 @@ async fn send_slowly(
         }
     };
     let topic = series.topic();
+    if let Some(expected) = message.options.expected {
+        if message.via.is_some() {
+            return Err(Error::InvalidSetting {
+                name: "expected_offset".to_owned(),
+                reason: "an expected-offset write is a transaction of its own; publish it \
+                         outside the transaction"
+                    .to_owned(),
+            });
+        }
+        let settings = connection.settings();
+        return expected::write(clients, settings, &series, &mut message, expected, started).await;
+    }
     if message.options.needs_partition_count() && clients.topics.cached_partitions(topic).is_none()
     {
         let count = connection.partition_count(topic, "topic").await?;

@@ -1,0 +1,353 @@
+//! Expected offsets: optimistic concurrency on one partition of a stream.
+//!
+//! [`Publish::expected_offset(partition, n)`](super::Publish::expected_offset)
+//! writes the message only if the partition's last message is at offset `n`
+//! (`-1`: the partition holds none), and otherwise fails with
+//! [`Error::ExpectedOffset`] carrying the offset it is at, having written
+//! nothing. It is Message DB's expected version and Liftbridge's expected
+//! offset, on a broker that has no compare-and-set.
+//!
+//! # Why the last message, and not the next offset
+//!
+//! A Kafka offset is not a message count: every transaction's commit or abort
+//! marker takes an offset too, and so do the records of aborted transactions.
+//! The offset a new message will get cannot be known in advance, but the
+//! offset of the last committed message can: it is what the writer saw when
+//! it read the partition, or the [`Delivery`](super::Delivery) of its own
+//! previous write. So the expectation is about the last message, as Message
+//! DB's expected version is about the stream's last message.
+//!
+//! # How it holds
+//!
+//! Every writer of partition `p` of topic `t` with an expected offset uses
+//! the transactional id `kafkaesk-expect-t-p`, whatever its application or
+//! host. A write is one transaction:
+//!
+//! 1. The producer registers with that id (once per process, and again after
+//!    it was fenced). Registering fences every older producer with the id:
+//!    their open transactions are aborted, and their later calls fail.
+//! 2. It writes the message into a new transaction, and waits until the
+//!    partition stored it (uncommitted) at offset `o`. Before the broker
+//!    stores it, the previous transaction with this id is complete: its
+//!    markers are written, so a committed write of another writer is
+//!    visible below `o`.
+//! 3. It reads the partition as a read-committed consumer up to its last
+//!    stable offset, which is at most `o` while this transaction is open,
+//!    and finds the last committed message before `o`, skipping markers and
+//!    aborted records.
+//! 4. If that is the expected offset, it commits; otherwise it aborts and
+//!    reports the offset found.
+//!
+//! Two writers racing on the same expected offset cannot both commit: the
+//! second to register fences the first, so either the first committed
+//! before the second registered (and the second finds the first's message
+//! and aborts), or the first's transaction is aborted and its commit fails
+//! with a fence. A fenced writer registers again and starts over from step 2,
+//! where it finds the winner's message and reports a mismatch. Writers in
+//! one process also take turns through a lock per partition.
+//!
+//! The guarantee holds among writers that write to the partition with an
+//! expected offset. A plain publish to the same partition is not checked
+//! against: it can land between another writer's check and its commit.
+//!
+//! A write costs a transaction (a begin, the message, a commit) and a short
+//! read of the partition's tail; see `BENCHMARKS.md`.
+
+use std::time::{Duration, Instant};
+
+use rdkafka::consumer::{BaseConsumer, Consumer};
+use rdkafka::error::KafkaError;
+use rdkafka::types::RDKafkaErrorCode;
+use rdkafka::{Message, Offset, TopicPartitionList};
+
+use super::{enqueue, Enqueued, Outgoing, PublishHandle};
+use crate::clients::Clients;
+use crate::error::{Error, Result};
+use crate::metrics::PublishSeries;
+use crate::producer::Producer;
+use crate::settings::Settings;
+
+/// How many times a write starts over after it was fenced by another writer.
+const ATTEMPTS: u32 = 10;
+
+/// How far back from its own message a write first looks for the last
+/// committed one; the window doubles until it finds one or the partition's
+/// start.
+const FIRST_WINDOW: i64 = 16;
+
+/// How long a transactional call or the partition's read may take.
+const CALL_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// The transactional id every writer of `partition` of `topic` shares.
+pub(crate) fn writer_id(topic: &str, partition: i32) -> String {
+    format!("kafkaesk-expect-{topic}-{partition}")
+}
+
+/// What one attempt gave.
+enum Attempt {
+    Written(PublishHandle),
+    /// The partition's last message is at this offset, not the expected one.
+    Elsewhere(i64),
+    /// Another writer fenced this one; register again and start over.
+    Fenced(KafkaError),
+}
+
+/// Writes `message` to `partition` if the partition's last message is at
+/// `expected`.
+pub(super) async fn write(
+    clients: &Clients,
+    settings: &Settings,
+    series: &PublishSeries,
+    message: &mut Outgoing,
+    (partition, expected): (i32, i64),
+    started: Instant,
+) -> Result<PublishHandle> {
+    let topic = series.topic();
+    let id = writer_id(topic, partition);
+    let writer = clients.partition_writer(&id);
+    let mut registered = writer.lock().await;
+    let mut attempt = 1;
+    loop {
+        let producer = match registered.as_ref() {
+            Some(producer) => producer.clone(),
+            None => {
+                let producer = clients.transactional_producer_with_id(&id).await?;
+                *registered = Some(producer.clone());
+                producer
+            }
+        };
+        message.via = Some(producer.clone());
+        let target = Target {
+            clients,
+            settings,
+            series,
+            producer: &producer,
+            partition,
+            expected,
+        };
+        match target.try_write(message, started).await? {
+            Attempt::Written(handle) => return Ok(handle),
+            Attempt::Elsewhere(actual) => {
+                return Err(Error::ExpectedOffset {
+                    topic: topic.to_string(),
+                    partition,
+                    expected,
+                    actual,
+                })
+            }
+            Attempt::Fenced(source) => {
+                *registered = None;
+                if attempt >= ATTEMPTS {
+                    return Err(Error::Transaction {
+                        action: "expected-offset write",
+                        source,
+                    });
+                }
+                attempt += 1;
+                // Writers that fence each other in step drift apart.
+                tokio::time::sleep(jitter()).await;
+            }
+        }
+    }
+}
+
+/// A few milliseconds, different in each call.
+fn jitter() -> Duration {
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.subsec_nanos());
+    Duration::from_micros(1_000 + u64::from(nanos % 20_000))
+}
+
+/// One write attempt's surroundings.
+struct Target<'a> {
+    clients: &'a Clients,
+    settings: &'a Settings,
+    series: &'a PublishSeries,
+    producer: &'a Producer,
+    partition: i32,
+    expected: i64,
+}
+
+impl Target<'_> {
+    /// Steps 2 to 4 of the module docs, in one transaction.
+    async fn try_write(&self, message: &Outgoing, started: Instant) -> Result<Attempt> {
+        if let Err(err) = self.producer.begin_transaction() {
+            return self.failed("begin", err);
+        }
+        let mut handle = match enqueue(
+            self.clients,
+            self.series,
+            message,
+            Some(self.partition),
+            started,
+        ) {
+            Enqueued::Queued(handle) => handle,
+            Enqueued::QueueFull => {
+                self.abort().await?;
+                return Err(Error::Delivery {
+                    topic: self.series.topic().to_string(),
+                    source: KafkaError::MessageProduction(RDKafkaErrorCode::QueueFull),
+                });
+            }
+            Enqueued::Failed(err) => {
+                self.abort().await?;
+                return Err(err);
+            }
+        };
+        let delivery = match (&mut handle).await {
+            Ok(delivery) => delivery,
+            Err(Error::Delivery { source, .. }) if is_fenced(&source) => {
+                return Ok(Attempt::Fenced(source))
+            }
+            Err(err) => {
+                self.abort().await?;
+                return Err(err);
+            }
+        };
+        let actual = last_committed_before(
+            self.settings,
+            self.series.topic(),
+            self.partition,
+            delivery.offset,
+        )
+        .await?;
+        if actual != self.expected {
+            self.abort().await?;
+            return Ok(Attempt::Elsewhere(actual));
+        }
+        let producer = self.producer.clone();
+        let committed =
+            tokio::task::spawn_blocking(move || producer.commit_transaction(CALL_TIMEOUT))
+                .await
+                .map_err(|_| Error::Stopped)?;
+        match committed {
+            Ok(()) => Ok(Attempt::Written(handle.finished(delivery))),
+            Err(err) => self.failed("commit", err),
+        }
+    }
+
+    /// A failed transactional call: a fence starts over, anything else
+    /// aborts and is reported.
+    fn failed(&self, action: &'static str, source: KafkaError) -> Result<Attempt> {
+        if is_fenced(&source) {
+            return Ok(Attempt::Fenced(source));
+        }
+        Err(Error::Transaction { action, source })
+    }
+
+    async fn abort(&self) -> Result<()> {
+        let producer = self.producer.clone();
+        tokio::task::spawn_blocking(move || producer.abort_transaction(CALL_TIMEOUT))
+            .await
+            .map_err(|_| Error::Stopped)?
+            .map_err(|source| Error::Transaction {
+                action: "abort",
+                source,
+            })
+    }
+}
+
+/// Whether `err` says a newer producer with the same transactional id took
+/// over (or the transaction must be abandoned for it).
+fn is_fenced(err: &KafkaError) -> bool {
+    if let KafkaError::Transaction(err) = err {
+        if err.is_fatal() || err.txn_requires_abort() {
+            return true;
+        }
+    }
+    matches!(
+        err.rdkafka_error_code(),
+        Some(
+            RDKafkaErrorCode::Fenced
+                | RDKafkaErrorCode::ProducerFenced
+                | RDKafkaErrorCode::InvalidProducerEpoch
+                | RDKafkaErrorCode::TransactionCoordinatorFenced
+        )
+    )
+}
+
+/// The offset of the last committed message of `partition` before offset
+/// `before` (-1 when there is none), read as a read-committed consumer.
+async fn last_committed_before(
+    settings: &Settings,
+    topic: &str,
+    partition: i32,
+    before: i64,
+) -> Result<i64> {
+    let mut config = settings.reader_config("kafkaesk-expected-offset")?;
+    config.set("isolation.level", "read_committed");
+    let topic = topic.to_owned();
+    tokio::task::spawn_blocking(move || {
+        let consumer: BaseConsumer = config.create()?;
+        let (low, _) = consumer.fetch_watermarks(&topic, partition, CALL_TIMEOUT)?;
+        let mut window = FIRST_WINDOW;
+        loop {
+            let from = before.saturating_sub(window).max(low);
+            if let Some(last) = last_in(&consumer, &topic, partition, from, before)? {
+                return Ok(last);
+            }
+            if from <= low {
+                return Ok(-1);
+            }
+            window = window.saturating_mul(4);
+        }
+    })
+    .await
+    .map_err(|_| Error::Stopped)?
+}
+
+/// The last committed message from `from` up to the read-committed end,
+/// below `before`.
+fn last_in(
+    consumer: &BaseConsumer,
+    topic: &str,
+    partition: i32,
+    from: i64,
+    before: i64,
+) -> Result<Option<i64>> {
+    let mut tpl = TopicPartitionList::new();
+    tpl.add_partition_offset(topic, partition, Offset::Offset(from))?;
+    consumer.assign(&tpl)?;
+    let deadline = Instant::now() + CALL_TIMEOUT;
+    let mut last = None;
+    while Instant::now() < deadline {
+        match consumer.poll(Duration::from_millis(100)) {
+            None => {}
+            Some(Err(KafkaError::PartitionEOF(_))) => return Ok(last),
+            Some(Err(err)) => return Err(Error::Kafka(err)),
+            Some(Ok(record)) if record.offset() < before => last = Some(record.offset()),
+            Some(Ok(_)) => return Ok(last),
+        }
+    }
+    Err(Error::Timeout(CALL_TIMEOUT))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn fences_start_over_and_other_failures_do_not() {
+        for code in [
+            RDKafkaErrorCode::Fenced,
+            RDKafkaErrorCode::ProducerFenced,
+            RDKafkaErrorCode::InvalidProducerEpoch,
+        ] {
+            assert!(is_fenced(&KafkaError::MessageProduction(code)), "{code:?}");
+        }
+        assert!(!is_fenced(&KafkaError::MessageProduction(
+            RDKafkaErrorCode::MessageSizeTooLarge
+        )));
+        assert!(!is_fenced(&KafkaError::Canceled));
+    }
+
+    #[test]
+    fn every_writer_of_a_partition_shares_one_id() {
+        assert_eq!(
+            writer_id("dev.accounts", 3),
+            "kafkaesk-expect-dev.accounts-3"
+        );
+        assert_ne!(writer_id("a", 1), writer_id("a", 2));
+    }
+}

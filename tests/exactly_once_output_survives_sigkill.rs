@@ -1,0 +1,176 @@
+//! An exactly-once subscription that is SIGKILLed mid-stream and restarted
+//! leaves each result in its output stream exactly once, as a
+//! read-committed reader sees it: the killed worker's open transaction is
+//! aborted (its output never appears), and its records, whose offsets were
+//! not committed, are handled again.
+//!
+//! Ignored on tansu, whose transactions fall short (see
+//! `broker_supports_transactions` and RELIABILITY.md).
+
+use std::collections::BTreeMap;
+use std::process::Command;
+use std::time::{Duration, Instant};
+
+use kafkaesk::{Subscriber, Subscription};
+use kafkaesk_tests::{
+    app_builder, committed_total, read_all, read_all_uncommitted, spawn_with_lines, unique_prefix,
+};
+
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize, schemars::JsonSchema)]
+pub struct Number {
+    pub n: u64,
+}
+
+impl kafkaesk::Schema for Number {
+    const ID: &'static str = "EosNumber";
+}
+
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize, schemars::JsonSchema)]
+pub struct Doubled {
+    pub n: u64,
+    pub doubled: u64,
+}
+
+impl kafkaesk::Schema for Doubled {
+    const ID: &'static str = "EosDoubled";
+}
+
+const MESSAGES: u64 = 400;
+const GROUP: &str = "doubler";
+const PREFIX_VAR: &str = "KAFKAESK_EOS_TEST_PREFIX";
+
+fn application(prefix: &str) -> kafkaesk::Application {
+    app_builder(prefix)
+        // Stable per worker, as the docs advise: a restarted worker aborts
+        // what the killed one left open at once.
+        .transactional_id(format!("{prefix}worker"))
+        .kafka_setting("session.timeout.ms", "6000")
+        .subscribe(
+            Subscription::new(
+                "numbers",
+                |number: Number, subscriber: Subscriber| async move {
+                    let doubled = Doubled {
+                        n: number.n,
+                        doubled: number.n * 2,
+                    };
+                    subscriber.publish("doubled", &doubled).wait().await?;
+                    // Output stored, not yet committed: where the kill should land.
+                    tokio::time::sleep(Duration::from_millis(40)).await;
+                    Ok::<(), kafkaesk::Error>(())
+                },
+            )
+            .name(GROUP)
+            .concurrency(4)
+            .exactly_once(),
+        )
+        .build()
+        .unwrap()
+}
+
+/// The worker process the test starts and kills: this test binary, running
+/// only this function.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "the worker process of exactly_once_output_survives_sigkill"]
+async fn worker() {
+    let prefix = std::env::var(PREFIX_VAR).expect("started by the crash test");
+    application(&prefix).consume_forever().await.unwrap();
+}
+
+fn start_worker(prefix: &str) -> std::process::Child {
+    let (child, lines) = spawn_with_lines(
+        Command::new(std::env::current_exe().unwrap())
+            .args([
+                "--exact",
+                "exactly_once_output_survives_sigkill::worker",
+                "--ignored",
+                "--nocapture",
+            ])
+            .env(PREFIX_VAR, prefix),
+    );
+    std::thread::spawn(move || {
+        for line in lines {
+            eprintln!("worker: {line}");
+        }
+    });
+    child
+}
+
+/// Offsets taken in `topic` so far, records and transaction markers alike:
+/// how far the worker got, read without waiting for it to pause.
+fn offsets_taken(topic: &str) -> i64 {
+    use rdkafka::consumer::{BaseConsumer, Consumer};
+    let consumer: BaseConsumer = rdkafka::ClientConfig::new()
+        .set("bootstrap.servers", kafkaesk_tests::kafka())
+        .create()
+        .unwrap();
+    (0..7)
+        .filter_map(|p| {
+            consumer
+                .fetch_watermarks(topic, p, Duration::from_secs(5))
+                .ok()
+        })
+        .map(|(_, high)| high)
+        .sum()
+}
+
+fn wait_for(what: &str, timeout: Duration, mut done: impl FnMut() -> bool) {
+    let deadline = Instant::now() + timeout;
+    while !done() {
+        assert!(Instant::now() < deadline, "timed out waiting for {what}");
+        std::thread::sleep(Duration::from_millis(200));
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "needs a broker with transactions; tansu cannot (broker_supports_transactions, RELIABILITY.md)"]
+async fn exactly_once_output_survives_sigkill() {
+    let prefix = unique_prefix("eos-crash");
+    let numbers = format!("{prefix}numbers");
+    let doubled = format!("{prefix}doubled");
+    let app = application(&prefix);
+    let mut acks = Vec::new();
+    for n in 0..MESSAGES {
+        acks.push(app.publish("numbers", &Number { n }).await.unwrap());
+    }
+    for ack in acks {
+        ack.await.unwrap();
+    }
+
+    let mut first = start_worker(&prefix);
+    wait_for("output before the kill", Duration::from_secs(90), || {
+        offsets_taken(&doubled) >= 100
+    });
+    first.kill().unwrap(); // SIGKILL
+    first.wait().unwrap();
+    let at_kill = read_all_uncommitted(&doubled, Duration::from_secs(3)).len();
+    // The killed member's session ends first: tansu 0.6.0 can leave a member
+    // that joins while a dead one is listed without partitions for good
+    // (RELIABILITY.md, "The test broker").
+    std::thread::sleep(Duration::from_secs(8));
+
+    let mut second = start_worker(&prefix);
+    wait_for("every offset committed", Duration::from_secs(120), || {
+        committed_total(GROUP, &numbers, 7) == MESSAGES as i64
+    });
+    second.kill().unwrap();
+    second.wait().unwrap();
+
+    let mut seen: BTreeMap<u64, usize> = BTreeMap::new();
+    for raw in read_all(&doubled, Duration::from_secs(3)) {
+        let envelope: serde_json::Value = serde_json::from_slice(&raw).unwrap();
+        let data = &envelope["data"];
+        let n = data["n"].as_u64().unwrap();
+        assert_eq!(data["doubled"].as_u64(), Some(n * 2));
+        *seen.entry(n).or_default() += 1;
+    }
+    let stored = read_all_uncommitted(&doubled, Duration::from_secs(3)).len();
+    eprintln!(
+        "{at_kill} results stored when the first worker was killed; {stored} stored in all, \
+         {} visible to read-committed readers",
+        seen.values().sum::<usize>()
+    );
+    let twice: Vec<_> = seen.iter().filter(|(_, &count)| count > 1).collect();
+    assert!(twice.is_empty(), "results seen more than once: {twice:?}");
+    let missing: Vec<u64> = (0..MESSAGES).filter(|n| !seen.contains_key(n)).collect();
+    assert!(missing.is_empty(), "results missing: {missing:?}");
+}
