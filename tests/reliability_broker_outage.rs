@@ -76,7 +76,7 @@ async fn reliability_broker_outage_loses_nothing_and_reports_health() {
 /// or less than one row") and answers nothing from then on: see
 /// RELIABILITY.md.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-#[ignore = "tansu 0.6.0's SQLite storage panics on an idempotent producer's first produce after a restart; see RELIABILITY.md"]
+#[ignore = "tansu 0.6.0's SQLite storage panics on an idempotent producer's bumped epoch (idempotent_producer_recovers_from_a_timed_out_send; RELIABILITY.md)"]
 async fn reliability_broker_outage_with_an_idempotent_producer() {
     outage(true).await;
 }

@@ -265,8 +265,7 @@ pub async fn run(app: Application, options: &WorkerOptions) -> Result<()> {
     #[cfg(feature = "embedded-broker")]
     let _broker = if app.settings().kafka_servers.is_empty() {
         let broker = start_embedded_broker(options).await?;
-        let servers = vec![broker.bootstrap_servers()];
-        app.reconfigure(|settings| settings.kafka_servers = servers)?;
+        app.reconfigure(|settings| broker.configure(settings))?;
         Some(broker)
     } else {
         None

@@ -276,6 +276,16 @@ impl PersistentBroker {
         }
     }
 
+    /// Freezes (SIGSTOP) or thaws (SIGCONT) the running broker: its
+    /// connections stay open and nothing is answered meanwhile, as with a
+    /// broker stuck in a long pause.
+    pub fn freeze(&self, frozen: bool) {
+        let child = self.child.as_ref().expect("the broker is running");
+        let signal = if frozen { libc::SIGSTOP } else { libc::SIGCONT };
+        // SAFETY: signalling our own child process, which has not been reaped.
+        unsafe { libc::kill(child.id() as i32, signal) };
+    }
+
     /// Stops the broker with SIGTERM (SIGKILL after 5 s) and waits for it to exit.
     pub fn stop(&mut self) {
         let Some(mut child) = self.child.take() else {

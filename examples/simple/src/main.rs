@@ -63,25 +63,38 @@ fn options() -> Result<Options, String> {
     Ok(options)
 }
 
-/// The broker from `KAFKA`, or an embedded one that lives as long as the returned guard.
+/// Settings for the broker at `KAFKA`.
+fn settings_for(servers: &str) -> kafkaesk::Settings {
+    kafkaesk::Settings {
+        kafka_servers: servers.split(',').map(str::to_owned).collect(),
+        ..kafkaesk::Settings::default()
+    }
+}
+
+/// Settings for the broker at `KAFKA`, or for an embedded one that lives as
+/// long as the returned guard (with the short fetch wait it asks of its
+/// clients, since it holds every fetch for all of it).
 #[cfg(feature = "embedded-broker")]
-async fn broker() -> Result<(String, Option<kafkaesk::broker::EmbeddedBroker>), kafkaesk::Error> {
+async fn broker(
+) -> Result<(kafkaesk::Settings, Option<kafkaesk::broker::EmbeddedBroker>), kafkaesk::Error> {
     if let Ok(servers) = std::env::var("KAFKA") {
-        return Ok((servers, None));
+        return Ok((settings_for(&servers), None));
     }
     let broker = kafkaesk::broker::EmbeddedBroker::start(([127, 0, 0, 1], 0).into()).await?;
     println!(
         "embedded broker on {} (in memory, for development; set KAFKA=host:port for a real one)",
         broker.bootstrap_servers()
     );
-    Ok((broker.bootstrap_servers(), Some(broker)))
+    let mut settings = kafkaesk::Settings::default();
+    broker.configure(&mut settings);
+    Ok((settings, Some(broker)))
 }
 
-/// The broker from `KAFKA` (default `127.0.0.1:9092`).
+/// Settings for the broker at `KAFKA` (default `127.0.0.1:9092`).
 #[cfg(not(feature = "embedded-broker"))]
-async fn broker() -> Result<(String, Option<()>), kafkaesk::Error> {
+async fn broker() -> Result<(kafkaesk::Settings, Option<()>), kafkaesk::Error> {
     let servers = std::env::var("KAFKA").unwrap_or_else(|_| "127.0.0.1:9092".into());
-    Ok((servers, None))
+    Ok((settings_for(&servers), None))
 }
 
 #[tokio::main]
@@ -102,9 +115,9 @@ async fn main() -> std::process::ExitCode {
 
 async fn run() -> Result<(), Box<dyn std::error::Error>> {
     let options = options()?;
-    let (servers, _broker) = broker().await?;
+    let (settings, _broker) = broker().await?;
     let app = Application::builder()
-        .kafka_servers(servers.split(','))
+        .settings(settings)
         .topic_prefix(std::env::var("KAFKAESK_TOPIC_PREFIX").unwrap_or_default())
         .with_registry()?
         .build()?;
