@@ -30,6 +30,7 @@ mod no_record_starts_after_a_stop;
 mod non_matching_topic_not_delivered;
 mod queued_messages_fail_loudly_when_the_producer_closes;
 mod quickstart_macros_and_registry;
+mod reader_reads_streams_back;
 mod reliability_broker_outage;
 mod reliability_rebalance;
 mod reliability_slow_handler;

@@ -11,29 +11,12 @@
 
 use std::time::{Duration, Instant};
 
-use kafkaesk_tests::{kafka, unique_prefix};
-use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
-use rdkafka::client::DefaultClientContext;
+use kafkaesk_tests::{create_topic, kafka, unique_prefix};
 use rdkafka::consumer::{BaseConsumer, Consumer};
 use rdkafka::producer::{BaseRecord, DefaultProducerContext, Producer, ThreadedProducer};
 use rdkafka::{ClientConfig, Message, Offset, TopicPartitionList};
 
 const TIMEOUT: Duration = Duration::from_secs(10);
-
-async fn create_topic(topic: &str) {
-    let admin: AdminClient<DefaultClientContext> = ClientConfig::new()
-        .set("bootstrap.servers", kafka())
-        .create()
-        .unwrap();
-    let created = admin
-        .create_topics(
-            &[NewTopic::new(topic, 1, TopicReplication::Fixed(1))],
-            &AdminOptions::new(),
-        )
-        .await
-        .unwrap();
-    assert!(created.iter().all(Result::is_ok), "{created:?}");
-}
 
 fn transactional_producer(id: &str) -> ThreadedProducer<DefaultProducerContext> {
     let producer: ThreadedProducer<DefaultProducerContext> = ClientConfig::new()
@@ -86,7 +69,7 @@ fn read_committed(topic: &str) -> Vec<String> {
 async fn the_broker_completes_a_transaction() {
     let prefix = unique_prefix("end-txn");
     let topic = format!("{prefix}probe");
-    create_topic(&topic).await;
+    create_topic(&kafka(), &topic).await;
     let producer = transactional_producer(&format!("{prefix}id"));
     producer.begin_transaction().unwrap();
     send(&producer, &topic, "one");
@@ -99,7 +82,7 @@ async fn the_broker_completes_a_transaction() {
 async fn the_broker_hides_aborted_transactions_from_read_committed_readers() {
     let prefix = unique_prefix("aborted");
     let topic = format!("{prefix}probe");
-    create_topic(&topic).await;
+    create_topic(&kafka(), &topic).await;
     let producer = transactional_producer(&format!("{prefix}id"));
     producer.begin_transaction().unwrap();
     send(&producer, &topic, "aborted");
@@ -118,7 +101,7 @@ async fn the_broker_hides_aborted_transactions_from_read_committed_readers() {
 async fn the_broker_fences_an_older_producer_with_the_same_id() {
     let prefix = unique_prefix("fence");
     let topic = format!("{prefix}probe");
-    create_topic(&topic).await;
+    create_topic(&kafka(), &topic).await;
     let id = format!("{prefix}id");
     let old = transactional_producer(&id);
     old.begin_transaction().unwrap();

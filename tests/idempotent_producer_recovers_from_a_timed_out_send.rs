@@ -11,9 +11,7 @@
 
 use std::time::Duration;
 
-use kafkaesk_tests::{unique_prefix, PersistentBroker};
-use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
-use rdkafka::client::DefaultClientContext;
+use kafkaesk_tests::{create_topic, unique_prefix, PersistentBroker};
 use rdkafka::producer::{FutureProducer, FutureRecord};
 use rdkafka::ClientConfig;
 
@@ -23,17 +21,7 @@ async fn idempotent_producer_recovers_from_a_timed_out_send() {
     let broker = PersistentBroker::start("epoch-bump");
     let servers = broker.address();
     let topic = format!("{}events", unique_prefix("epoch-bump"));
-    let admin: AdminClient<DefaultClientContext> = ClientConfig::new()
-        .set("bootstrap.servers", &servers)
-        .create()
-        .unwrap();
-    admin
-        .create_topics(
-            &[NewTopic::new(&topic, 1, TopicReplication::Fixed(1))],
-            &AdminOptions::new(),
-        )
-        .await
-        .unwrap();
+    create_topic(&servers, &topic).await;
     let producer: FutureProducer = ClientConfig::new()
         .set("bootstrap.servers", &servers)
         .set("enable.idempotence", "true")

@@ -154,6 +154,16 @@ pub enum Error {
         reason: String,
     },
 
+    /// A record read back by a [`Reader`](crate::reader::Reader) could not
+    /// be decoded as asked; it is an item of its own, in its place.
+    #[error("record {position} could not be decoded: {reason}")]
+    Undecodable {
+        /// The record.
+        position: RecordPosition,
+        /// Why it could not be decoded.
+        reason: String,
+    },
+
     /// A handler returned an error. The consumer stopped without committing the record.
     #[error("handler `{subscription}` failed on record {position}: {source}")]
     Handler {

@@ -94,6 +94,7 @@ pub mod policy;
 mod producer;
 pub mod propagation;
 pub mod publish;
+pub mod reader;
 pub mod record;
 mod registry;
 pub mod router;

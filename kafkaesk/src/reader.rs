@@ -1,0 +1,733 @@
+//! Reading streams back, without a consumer group: Message DB's `read` and
+//! `read_last_message`, photon-pump's `get` and `iter`.
+//!
+//! [`Application::reader`] reads one stream, or every stream matching an
+//! fnmatch pattern (like Message DB's categories), typed as a handler's
+//! first parameter is ([`FromMessage`]: a schema type, `Json<T>`,
+//! `serde_json::Value`, `Vec<u8>` or [`Record`]). It commits nothing and
+//! joins no group, so any number of readers see every message.
+//!
+//! ```no_run
+//! # #[kafkaesk::schema("Order")]
+//! # #[derive(serde::Serialize, serde::Deserialize, schemars::JsonSchema)]
+//! # pub struct Order { pub id: u64 }
+//! # async fn demo(app: kafkaesk::Application) -> Result<(), kafkaesk::Error> {
+//! use futures::StreamExt;
+//! use kafkaesk::reader::Position;
+//! use std::time::Duration;
+//!
+//! // Everything up to now, oldest first.
+//! for item in app.reader("orders").read::<Order>().await? {
+//!     let item = item?; // an undecodable record is an error item, in its place
+//!     println!("{} at {}", item.data.id, item.record.position());
+//! }
+//! // The last ten of the last hour, newest first.
+//! let recent = app
+//!     .reader("orders")
+//!     .from(Position::Since(Duration::from_secs(3600)))
+//!     .backward()
+//!     .limit(10)
+//!     .read::<Order>()
+//!     .await?;
+//! // The latest order for a key, and every order from now on.
+//! let latest = app.reader("orders").last_for_key::<Order>(b"customer-7").await?;
+//! let mut live = app.reader("orders").from(Position::Latest).follow().iter::<Order>();
+//! while let Some(item) = live.next().await {
+//!     println!("{}", item?.data.id);
+//! }
+//! # Ok(()) }
+//! ```
+//!
+//! # Order
+//!
+//! Kafka orders records within a partition only. Across partitions (and
+//! streams) a reader gives them by timestamp, then partition, then offset
+//! (backward: the reverse), which is the order they were published in when
+//! the producers' clocks agree. Once a following reader has caught up, it
+//! gives records as they arrive.
+//!
+//! # Positions
+//!
+//! [`Position`] says where reading starts: the earliest record, the latest
+//! (only what comes next), an offset (in every partition read), a point in
+//! time or a time ago, found with the broker's offsets-for-times lookup.
+//! Reading forward stops at the end as of the call unless it
+//! [`follow`](Reader::follow)s; reading [`backward`](Reader::backward) starts
+//! before the position (the end by default) and goes back to the start.
+//! Records of open or aborted transactions are never read.
+
+use std::collections::VecDeque;
+use std::sync::Arc;
+use std::time::{Duration, Instant, SystemTime};
+
+use futures::stream::{BoxStream, StreamExt};
+use rdkafka::consumer::{BaseConsumer, Consumer};
+use rdkafka::error::KafkaError;
+use rdkafka::{Offset, TopicPartitionList};
+
+use crate::app::Application;
+use crate::error::{Error, Result};
+use crate::extract::{FromMessage, MessageContext};
+use crate::record::{Record, RecordSource, TopicNames};
+use crate::router::Streams;
+use crate::subscriber::HandlerScope;
+
+/// How long one metadata, watermark or time lookup may take.
+const LOOKUP_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// How long a read to the end may go without a record or an end-of-partition
+/// before it gives up.
+const STALL_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// Records read at once per partition when reading backward; the window
+/// grows fourfold each time back.
+const FIRST_WINDOW: i64 = 64;
+
+/// Items buffered between the reading thread and the stream's consumer.
+const CHANNEL_CAPACITY: usize = 1024;
+
+/// Where a reader starts.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Position {
+    /// The first record still stored. The default when reading forward.
+    Earliest,
+    /// The end: forward, only records published from now on; backward, the
+    /// default, the newest record first.
+    Latest,
+    /// This offset, in every partition read (forward: from it; backward: it
+    /// and what is before it).
+    Offset(i64),
+    /// The first record at or after this time.
+    Timestamp(SystemTime),
+    /// The first record of the last `Duration` ("the last 24 hours").
+    Since(Duration),
+}
+
+/// A record read back: its data, decoded as asked, and the record itself
+/// (topic, partition, offset, timestamp, key, headers).
+#[derive(Debug, Clone)]
+pub struct Item<T> {
+    /// The decoded record.
+    pub data: T,
+    /// The record: position, timestamp, key, headers and raw value.
+    pub record: Record,
+}
+
+/// A read being prepared; see the [module docs](self).
+#[must_use = "a reader reads nothing until `read`, `iter`, `last` or `last_for_key`"]
+#[derive(Debug, Clone)]
+pub struct Reader<'a> {
+    app: &'a Application,
+    options: ReadOptions,
+}
+
+/// What a reader reads, and how.
+#[derive(Debug, Clone)]
+struct ReadOptions {
+    streams: Streams,
+    from: Option<Position>,
+    backward: bool,
+    limit: Option<usize>,
+    partitions: Option<Vec<i32>>,
+    follow: bool,
+}
+
+impl Application {
+    /// Reads a stream, or every stream matching an fnmatch pattern, back
+    /// from the broker; see [`reader`](crate::reader).
+    pub fn reader(&self, streams: impl Into<String>) -> Reader<'_> {
+        Reader {
+            app: self,
+            options: ReadOptions {
+                streams: Streams::Pattern(streams.into()),
+                from: None,
+                backward: false,
+                limit: None,
+                partitions: None,
+                follow: false,
+            },
+        }
+    }
+}
+
+impl<'a> Reader<'a> {
+    /// Where to start (default: [`Position::Earliest`] forward,
+    /// [`Position::Latest`] backward).
+    pub fn from(mut self, position: Position) -> Self {
+        self.options.from = Some(position);
+        self
+    }
+
+    /// Reads newest first, from the position back to the start.
+    pub fn backward(mut self) -> Self {
+        self.options.backward = true;
+        self
+    }
+
+    /// Gives at most `n` items (error items included).
+    pub fn limit(mut self, n: usize) -> Self {
+        self.options.limit = Some(n);
+        self
+    }
+
+    /// Reads only these partitions of each stream.
+    pub fn partitions(mut self, partitions: impl IntoIterator<Item = i32>) -> Self {
+        self.options.partitions = Some(partitions.into_iter().collect());
+        self
+    }
+
+    /// After the end as of the call, goes on with records as they are
+    /// published, until the stream is dropped. Forward only.
+    pub fn follow(mut self) -> Self {
+        self.options.follow = true;
+        self
+    }
+
+    /// Reads to the end as of the call (or the [`limit`](Self::limit)), and
+    /// gives every item in order. A record that cannot be decoded as `T` is
+    /// an [`Error::Undecodable`] item in its place.
+    pub async fn read<T: FromMessage>(self) -> Result<Vec<Result<Item<T>>>> {
+        if self.options.follow {
+            return Err(Error::InvalidSetting {
+                name: "follow".to_owned(),
+                reason: "a read that follows never ends; use `iter` to follow".to_owned(),
+            });
+        }
+        let limit = self.options.limit;
+        let records = self.records().await?;
+        let app = self_app_scope(records.app);
+        let items = records
+            .records
+            .into_iter()
+            .take(limit.unwrap_or(usize::MAX))
+            .map(|record| decode(&app, record))
+            .collect();
+        Ok(items)
+    }
+
+    /// The last record of the stream(s) (of the chosen partitions), if any.
+    pub async fn last<T: FromMessage>(self) -> Result<Option<Result<Item<T>>>> {
+        let mut newest = self
+            .backward()
+            .limit(1)
+            .from(Position::Latest)
+            .read()
+            .await?;
+        Ok(newest.pop())
+    }
+
+    /// The last record with `key`, if any.
+    pub async fn last_for_key<T: FromMessage>(
+        self,
+        key: impl AsRef<[u8]>,
+    ) -> Result<Option<Result<Item<T>>>> {
+        let key = key.as_ref().to_vec();
+        let reader = self.backward().from(Position::Latest).limit(1);
+        let app = self_app_scope(reader.app);
+        let plan = reader.plan().await?;
+        let found = tokio::task::spawn_blocking(move || read_backward(plan, Some(1), Some(&key)))
+            .await
+            .map_err(|_| Error::Stopped)??;
+        Ok(found.into_iter().next().map(|record| decode(&app, record)))
+    }
+
+    /// The items as an async stream, read on a thread of their own. Forward,
+    /// it ends at the end as of the call, or follows; backward, it ends at
+    /// the start.
+    pub fn iter<T: FromMessage>(self) -> BoxStream<'static, Result<Item<T>>> {
+        let app = self_app_scope(self.app);
+        let limit = self.options.limit.unwrap_or(usize::MAX);
+        let (tx, rx) = tokio::sync::mpsc::channel::<Result<Record>>(CHANNEL_CAPACITY);
+        let reader = self.detached();
+        tokio::spawn(async move {
+            let plan = match reader.plan_detached().await {
+                Ok(plan) => plan,
+                Err(err) => {
+                    let _ = tx.send(Err(err)).await;
+                    return;
+                }
+            };
+            let follow = reader.options.follow;
+            let backward = reader.options.backward;
+            let reader_limit = reader.options.limit;
+            let sent = tokio::task::spawn_blocking(move || {
+                let send = |record: Result<Record>| tx.blocking_send(record).is_ok();
+                if backward {
+                    match read_backward(plan, reader_limit, None) {
+                        Ok(records) => records.into_iter().map(Ok).all(send),
+                        Err(err) => send(Err(err)),
+                    }
+                } else {
+                    read_forward(plan, follow, || !tx.is_closed(), send)
+                }
+            })
+            .await;
+            if sent.is_err() {
+                tracing::warn!("a reader's thread ended abnormally");
+            }
+        });
+        futures::stream::unfold((rx, app, 0usize), move |(mut rx, app, given)| async move {
+            if given >= limit {
+                return None;
+            }
+            let item = match rx.recv().await? {
+                Ok(record) => decode(&app, record),
+                Err(err) => Err(err),
+            };
+            Some((item, (rx, app, given + 1)))
+        })
+        .boxed()
+    }
+
+    /// Every record, forward to the end or backward to the start, in order.
+    async fn records(self) -> Result<Read<'a>> {
+        let app = self.app;
+        let limit = self.options.limit;
+        let backward = self.options.backward;
+        let plan = self.plan().await?;
+        let records = tokio::task::spawn_blocking(move || {
+            if backward {
+                return read_backward(plan, limit, None);
+            }
+            let mut records = Vec::new();
+            let mut failure = None;
+            read_forward(
+                plan,
+                false,
+                || true,
+                |record| match record {
+                    Ok(record) => {
+                        records.push(record);
+                        limit.is_none_or(|limit| records.len() < limit)
+                    }
+                    Err(err) => {
+                        failure = Some(err);
+                        false
+                    }
+                },
+            );
+            failure.map_or(Ok(records), Err)
+        })
+        .await
+        .map_err(|_| Error::Stopped)??;
+        Ok(Read { app, records })
+    }
+
+    /// The same reader, owning what it needs to outlive the borrow.
+    fn detached(&self) -> Detached {
+        Detached {
+            app: self.app.clone(),
+            options: self.options.clone(),
+        }
+    }
+
+    async fn plan(&self) -> Result<Plan> {
+        self.detached().plan_detached().await
+    }
+}
+
+/// What [`Reader::records`] read, and for which application.
+struct Read<'a> {
+    app: &'a Application,
+    records: Vec<Record>,
+}
+
+/// A reader that owns its application, for a reading task.
+struct Detached {
+    app: Application,
+    options: ReadOptions,
+}
+
+impl Detached {
+    /// The partitions to read and where, found off the async threads.
+    async fn plan_detached(&self) -> Result<Plan> {
+        let options = &self.options;
+        if options.follow && options.backward {
+            return Err(Error::InvalidSetting {
+                name: "follow".to_owned(),
+                reason: "a backward read cannot follow new records; read forward to follow"
+                    .to_owned(),
+            });
+        }
+        let settings = self.app.settings();
+        let mut config =
+            settings.reader_config(&format!("kafkaesk-reader-{}", std::process::id()))?;
+        config.set("isolation.level", "read_committed");
+        let prefix = settings.topic_prefix.clone();
+        let streams = options.streams.clone();
+        let chosen = options.partitions.clone();
+        let backward = options.backward;
+        let from = options.from.unwrap_or(if backward {
+            Position::Latest
+        } else {
+            Position::Earliest
+        });
+        tokio::task::spawn_blocking(move || {
+            let consumer: BaseConsumer = config.create()?;
+            let metadata = consumer.fetch_metadata(None, LOOKUP_TIMEOUT)?;
+            let mut ranges = Vec::new();
+            for topic in metadata.topics() {
+                if !streams.matches_topic(&prefix, topic.name()) {
+                    continue;
+                }
+                for partition in topic.partitions() {
+                    let id = partition.id();
+                    if chosen.as_ref().is_some_and(|c| !c.contains(&id)) {
+                        continue;
+                    }
+                    let (low, high) =
+                        consumer.fetch_watermarks(topic.name(), id, LOOKUP_TIMEOUT)?;
+                    let start = match (backward, from) {
+                        // Backward from an offset includes it.
+                        (true, Position::Offset(offset)) => {
+                            offset.saturating_add(1).clamp(low, high)
+                        }
+                        _ => start_offset(&consumer, topic.name(), id, from, (low, high))?,
+                    };
+                    ranges.push(Range {
+                        topic: Arc::from(topic.name()),
+                        partition: id,
+                        low,
+                        start,
+                        end: high,
+                    });
+                }
+            }
+            if ranges.is_empty() {
+                return Err(Error::Topic {
+                    topic: format!("{prefix}{streams}"),
+                    reason: "no stream matches, or none of the chosen partitions exists".to_owned(),
+                });
+            }
+            ranges.sort_by(|a, b| (&a.topic, a.partition).cmp(&(&b.topic, b.partition)));
+            Ok(Plan { consumer, ranges })
+        })
+        .await
+        .map_err(|_| Error::Stopped)?
+    }
+}
+
+/// The application a reader decodes with: its handler scope, without a
+/// consumer.
+fn self_app_scope(app: &Application) -> HandlerScope {
+    HandlerScope::detached(app.clone(), Arc::from("reader"))
+}
+
+/// Decodes `record` as `T`, as a handler's first parameter would be.
+fn decode<T: FromMessage>(scope: &HandlerScope, record: Record) -> Result<Item<T>> {
+    let mut context = MessageContext::new(RecordSource::Owned(&record), scope);
+    match T::from_message(&mut context) {
+        Ok(data) => Ok(Item { data, record }),
+        Err(rejection) => Err(Error::Undecodable {
+            position: record.position(),
+            reason: rejection.reason().to_owned(),
+        }),
+    }
+}
+
+/// One partition to read: its start and, as of the plan, its end.
+#[derive(Debug, Clone)]
+struct Range {
+    topic: Arc<str>,
+    partition: i32,
+    low: i64,
+    start: i64,
+    /// The high watermark when the read began: the forward read's end.
+    end: i64,
+}
+
+/// The partitions to read, and the consumer to read them with.
+struct Plan {
+    consumer: BaseConsumer,
+    ranges: Vec<Range>,
+}
+
+/// The offset a forward read of one partition starts at; backward, the
+/// offset it reads below.
+fn start_offset(
+    consumer: &BaseConsumer,
+    topic: &str,
+    partition: i32,
+    from: Position,
+    (low, high): (i64, i64),
+) -> Result<i64> {
+    let at_time = |time: SystemTime| -> Result<i64> {
+        let millis = time
+            .duration_since(SystemTime::UNIX_EPOCH)
+            .map_or(0, |d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX));
+        let mut query = TopicPartitionList::new();
+        query.add_partition_offset(topic, partition, Offset::Offset(millis))?;
+        let found = consumer.offsets_for_times(query, LOOKUP_TIMEOUT)?;
+        let offset = found
+            .find_partition(topic, partition)
+            .map(|elem| elem.offset());
+        // No record at or after that time: the end.
+        Ok(match offset {
+            Some(Offset::Offset(offset)) => offset,
+            _ => high,
+        })
+    };
+    let offset = match from {
+        Position::Earliest => low,
+        Position::Latest => high,
+        Position::Offset(offset) => offset,
+        Position::Timestamp(time) => at_time(time)?,
+        Position::Since(ago) => at_time(
+            SystemTime::now()
+                .checked_sub(ago)
+                .unwrap_or(SystemTime::UNIX_EPOCH),
+        )?,
+    };
+    Ok(offset.clamp(low, high))
+}
+
+/// Reads every range forward from its start, giving records to `give` in
+/// order (timestamp, partition, offset) until each range's end, then, when
+/// `follow`ing, as they arrive. Stops when `give` returns false, or when
+/// `wanted` does (asked between polls, so a dropped stream ends its thread
+/// while nothing arrives).
+fn read_forward(
+    plan: Plan,
+    follow: bool,
+    wanted: impl Fn() -> bool,
+    mut give: impl FnMut(Result<Record>) -> bool,
+) -> bool {
+    let Plan { consumer, ranges } = plan;
+    let mut assignment = TopicPartitionList::new();
+    for range in &ranges {
+        if assignment
+            .add_partition_offset(&range.topic, range.partition, Offset::Offset(range.start))
+            .is_err()
+        {
+            return give(Err(Error::Topic {
+                topic: range.topic.to_string(),
+                reason: format!("partition {} cannot be read", range.partition),
+            }));
+        }
+    }
+    if let Err(err) = consumer.assign(&assignment) {
+        return give(Err(Error::Kafka(err)));
+    }
+    let mut merge = Merge::new(&ranges);
+    let mut names = TopicNames::default();
+    let mut last_progress = Instant::now();
+    loop {
+        while let Some(record) = merge.next_in_order() {
+            if !give(Ok(record)) {
+                return false;
+            }
+        }
+        if merge.all_done() && !follow {
+            return true;
+        }
+        if !wanted() {
+            return false;
+        }
+        match consumer.poll(Duration::from_millis(100)) {
+            None => {
+                if !merge.all_done() && last_progress.elapsed() > STALL_TIMEOUT {
+                    return give(Err(Error::Timeout(STALL_TIMEOUT)));
+                }
+            }
+            Some(Ok(message)) => {
+                last_progress = Instant::now();
+                merge.push(names.record(&message));
+            }
+            Some(Err(KafkaError::PartitionEOF(partition))) => {
+                last_progress = Instant::now();
+                // librdkafka says the partition, not the topic: the one whose
+                // position reached its end. With several topics, every range
+                // of that partition number at its end is done.
+                merge.reached_end(partition, &consumer);
+            }
+            Some(Err(err)) => {
+                if !give(Err(Error::Kafka(err))) {
+                    return false;
+                }
+            }
+        }
+    }
+}
+
+/// The per-partition buffers of a forward read, merged in order.
+struct Merge {
+    lanes: Vec<Lane>,
+    /// Once every lane reached its end: records go out as they arrive.
+    caught_up: bool,
+}
+
+struct Lane {
+    topic: Arc<str>,
+    partition: i32,
+    end: i64,
+    done: bool,
+    buffered: VecDeque<Record>,
+}
+
+impl Merge {
+    fn new(ranges: &[Range]) -> Self {
+        let lanes = ranges
+            .iter()
+            .map(|range| Lane {
+                topic: range.topic.clone(),
+                partition: range.partition,
+                end: range.end,
+                done: range.start >= range.end,
+                buffered: VecDeque::new(),
+            })
+            .collect();
+        Merge {
+            lanes,
+            caught_up: false,
+        }
+    }
+
+    fn lane(&mut self, topic: &str, partition: i32) -> Option<&mut Lane> {
+        self.lanes
+            .iter_mut()
+            .find(|lane| lane.partition == partition && &*lane.topic == topic)
+    }
+
+    fn push(&mut self, record: Record) {
+        let (topic, partition, offset) = (
+            record.topic().to_owned(),
+            record.partition(),
+            record.offset(),
+        );
+        if let Some(lane) = self.lane(&topic, partition) {
+            if offset + 1 >= lane.end {
+                lane.done = true;
+            }
+            lane.buffered.push_back(record);
+        }
+    }
+
+    /// Marks done the lanes of `partition` whose position reached their end.
+    fn reached_end(&mut self, partition: i32, consumer: &BaseConsumer) {
+        let positions = consumer.position().ok();
+        for lane in self.lanes.iter_mut().filter(|l| l.partition == partition) {
+            let position = positions
+                .as_ref()
+                .and_then(|p| p.find_partition(&lane.topic, partition))
+                .and_then(|elem| elem.offset().to_raw());
+            // An end-of-partition for a lane with no position yet is its own.
+            if position.is_none_or(|position| position >= lane.end) {
+                lane.done = true;
+            }
+        }
+    }
+
+    fn all_done(&self) -> bool {
+        self.lanes
+            .iter()
+            .all(|lane| lane.done && lane.buffered.is_empty())
+    }
+
+    /// The next record in order, once it is known that no earlier one can
+    /// still arrive: every lane not at its end has a record buffered.
+    fn next_in_order(&mut self) -> Option<Record> {
+        if !self.caught_up
+            && self
+                .lanes
+                .iter()
+                .all(|lane| lane.done && lane.buffered.is_empty())
+        {
+            self.caught_up = true;
+        }
+        let ready = self.caught_up
+            || self
+                .lanes
+                .iter()
+                .all(|lane| lane.done || !lane.buffered.is_empty());
+        if !ready {
+            return None;
+        }
+        let lane = self
+            .lanes
+            .iter_mut()
+            .filter(|lane| !lane.buffered.is_empty())
+            .min_by_key(|lane| {
+                let head = &lane.buffered[0];
+                (
+                    head.timestamp().unwrap_or(-1),
+                    head.partition(),
+                    head.offset(),
+                )
+            })?;
+        lane.buffered.pop_front()
+    }
+}
+
+/// Reads each range backward from its start (exclusive) in windows, and
+/// gives the newest `limit` records of all of them, newest first: the ones
+/// with `key` only, when given.
+fn read_backward(plan: Plan, limit: Option<usize>, key: Option<&[u8]>) -> Result<Vec<Record>> {
+    let Plan { consumer, ranges } = plan;
+    let wanted = limit.unwrap_or(usize::MAX);
+    let mut names = TopicNames::default();
+    let mut all = Vec::new();
+    for range in &ranges {
+        let mut found: Vec<Record> = Vec::new();
+        let mut below = range.start;
+        let mut window = FIRST_WINDOW;
+        while below > range.low && found.len() < wanted {
+            let from = below.saturating_sub(window).max(range.low);
+            let mut chunk = read_between(&consumer, &mut names, range, from, below)?;
+            if let Some(key) = key {
+                chunk.retain(|record| record.key() == Some(key));
+            }
+            chunk.reverse();
+            found.extend(chunk);
+            below = from;
+            window = window.saturating_mul(4);
+        }
+        found.truncate(wanted);
+        all.extend(found);
+    }
+    all.sort_by_key(|record| {
+        std::cmp::Reverse((
+            record.timestamp().unwrap_or(-1),
+            record.partition(),
+            record.offset(),
+        ))
+    });
+    all.truncate(wanted);
+    Ok(all)
+}
+
+/// The records of one partition from `from` up to `below` (exclusive).
+fn read_between(
+    consumer: &BaseConsumer,
+    names: &mut TopicNames,
+    range: &Range,
+    from: i64,
+    below: i64,
+) -> Result<Vec<Record>> {
+    let mut assignment = TopicPartitionList::new();
+    assignment.add_partition_offset(&range.topic, range.partition, Offset::Offset(from))?;
+    consumer.assign(&assignment)?;
+    let mut records = Vec::new();
+    let mut last_progress = Instant::now();
+    loop {
+        match consumer.poll(Duration::from_millis(100)) {
+            None if last_progress.elapsed() > STALL_TIMEOUT => {
+                return Err(Error::Timeout(STALL_TIMEOUT))
+            }
+            None => {}
+            Some(Ok(message)) => {
+                last_progress = Instant::now();
+                let record = names.record(&message);
+                if record.offset() >= below {
+                    return Ok(records);
+                }
+                let last = record.offset() + 1 >= below;
+                records.push(record);
+                if last {
+                    return Ok(records);
+                }
+            }
+            Some(Err(KafkaError::PartitionEOF(_))) => return Ok(records),
+            Some(Err(err)) => return Err(Error::Kafka(err)),
+        }
+    }
+}
