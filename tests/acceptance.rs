@@ -39,6 +39,7 @@ mod sasl_end_to_end;
 mod secrets_never_shown;
 mod slow_messages_cancelled_by_timeout;
 mod stop_during_startup_ends_the_run;
+mod stream_admin_and_metadata;
 mod subscribe_before_topic_exists;
 mod tls_end_to_end;
 mod transactions_publish_all_or_nothing;

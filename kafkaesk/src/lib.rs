@@ -76,6 +76,7 @@
 // Lets the macros refer to `::kafkaesk` inside this crate too.
 extern crate self as kafkaesk;
 
+pub mod admin;
 pub mod app;
 #[cfg(feature = "embedded-broker")]
 pub mod broker;

@@ -205,6 +205,82 @@ pub(crate) struct TopicManager {
     partition_counts: RwLock<HashMap<Arc<str>, Arc<TopicPartitions>>>,
 }
 
+/// How a stream is created by [`Application::create_stream`](crate::Application::create_stream):
+/// partitions, replication, retention, compaction and any other topic
+/// configuration. Unset, partitions and replication are the application's.
+///
+/// ```
+/// use std::time::Duration;
+/// use kafkaesk::topics::StreamOptions;
+///
+/// let options = StreamOptions::new()
+///     .partitions(3)
+///     .retention(Duration::from_secs(7 * 86400))
+///     .retention_bytes(1 << 30)
+///     .compacted()
+///     .config("min.insync.replicas", "1");
+/// assert_eq!(options.get_config("cleanup.policy"), Some("compact"));
+/// assert_eq!(options.get_config("retention.bytes"), Some("1073741824"));
+/// ```
+#[derive(Debug, Clone, Default)]
+pub struct StreamOptions {
+    partitions: Option<i32>,
+    replication_factor: Option<i32>,
+    configs: Vec<(String, String)>,
+}
+
+impl StreamOptions {
+    /// The application's partitions and replication, the broker's defaults
+    /// for the rest.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// How many partitions.
+    pub fn partitions(mut self, partitions: i32) -> Self {
+        self.partitions = Some(partitions);
+        self
+    }
+
+    /// How many copies of each partition.
+    pub fn replication_factor(mut self, factor: i32) -> Self {
+        self.replication_factor = Some(factor);
+        self
+    }
+
+    /// Deletes records older than this (`retention.ms`).
+    pub fn retention(self, retention: Duration) -> Self {
+        self.config("retention.ms", retention.as_millis().to_string())
+    }
+
+    /// Deletes the oldest records beyond this many bytes per partition
+    /// (`retention.bytes`).
+    pub fn retention_bytes(self, bytes: u64) -> Self {
+        self.config("retention.bytes", bytes.to_string())
+    }
+
+    /// Keeps only the last record of each key (`cleanup.policy=compact`).
+    pub fn compacted(self) -> Self {
+        self.config("cleanup.policy", "compact")
+    }
+
+    /// Any other topic configuration; a later value of the same key wins.
+    pub fn config(mut self, key: impl Into<String>, value: impl Into<String>) -> Self {
+        let key = key.into();
+        self.configs.retain(|(k, _)| *k != key);
+        self.configs.push((key, value.into()));
+        self
+    }
+
+    /// The value `key` is set to, if any.
+    pub fn get_config(&self, key: &str) -> Option<&str> {
+        self.configs
+            .iter()
+            .find(|(k, _)| k == key)
+            .map(|(_, v)| v.as_str())
+    }
+}
+
 /// How long a topic's partition count is trusted before it is asked again:
 /// partitions can be added to a topic while it is used.
 const PARTITION_COUNT_TTL: Duration = Duration::from_secs(60);
@@ -314,15 +390,35 @@ impl TopicManager {
     }
 
     async fn create(&self, topic: &str, retention: Option<Duration>) -> Result<()> {
+        let mut options = StreamOptions::new();
+        if let Some(retention) = retention {
+            options = options.retention(retention);
+        }
+        self.create_with(topic, &options, false).await
+    }
+
+    /// Creates `topic` with `options` (the application's partitions and
+    /// replication factor where they name none). An existing topic is fine
+    /// unless `exclusive`.
+    pub(crate) async fn create_with(
+        &self,
+        topic: &str,
+        options: &StreamOptions,
+        exclusive: bool,
+    ) -> Result<()> {
         validate_topic_name(topic)?;
-        let retention_ms = retention.map(|r| r.as_millis().to_string());
+        let partitions = options.partitions.unwrap_or(self.partitions);
         let mut new_topic = NewTopic::new(
             topic,
-            self.partitions,
-            TopicReplication::Fixed(self.replication_factor),
+            partitions,
+            TopicReplication::Fixed(
+                options
+                    .replication_factor
+                    .unwrap_or(self.replication_factor),
+            ),
         );
-        if let Some(ms) = &retention_ms {
-            new_topic = new_topic.set("retention.ms", ms);
+        for (key, value) in &options.configs {
+            new_topic = new_topic.set(key, value);
         }
         let opts = AdminOptions::new().request_timeout(Some(self.request_timeout));
         let request = self.admin.create_topics([&new_topic], &opts);
@@ -336,7 +432,13 @@ impl TopicManager {
             })?;
         for result in results {
             match result {
-                Ok(_) => tracing::debug!(topic, partitions = self.partitions, "created topic"),
+                Ok(_) => tracing::debug!(topic, partitions, "created topic"),
+                Err((_, RDKafkaErrorCode::TopicAlreadyExists)) if exclusive => {
+                    return Err(Error::Topic {
+                        topic: topic.to_owned(),
+                        reason: "it already exists".to_owned(),
+                    })
+                }
                 Err((_, RDKafkaErrorCode::TopicAlreadyExists)) => {}
                 Err((_, code)) => {
                     // Without the right to create, the topic may still exist.
@@ -351,6 +453,34 @@ impl TopicManager {
                         ),
                     });
                 }
+            }
+        }
+        Ok(())
+    }
+
+    /// Deletes `topic`, and forgets that it existed.
+    pub(crate) async fn delete(&self, stream: &str, topic: &str) -> Result<()> {
+        let opts = AdminOptions::new().request_timeout(Some(self.request_timeout));
+        let results = self
+            .admin
+            .delete_topics(&[topic], &opts)
+            .await
+            .map_err(|err| Error::Topic {
+                topic: topic.to_owned(),
+                reason: format!("delete request failed: {err}"),
+            })?;
+        self.known
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .remove(topic);
+        write_lock(&self.ready_streams).remove(stream);
+        write_lock(&self.partition_counts).remove(topic);
+        for result in results {
+            if let Err((_, code)) = result {
+                return Err(Error::Topic {
+                    topic: topic.to_owned(),
+                    reason: format!("cannot delete it ({code})"),
+                });
             }
         }
         Ok(())
