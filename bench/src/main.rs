@@ -430,41 +430,35 @@ async fn run(options: Options) -> Result<()> {
                 report::progress("publish", "rdkafka baseline", &run);
                 results.publish_baseline.push(run);
             } else {
-                let run = publish::kafkaesk(
-                    &options.kafka,
-                    &prefix,
-                    kafkaesk_stream,
-                    options.messages,
-                    publish::Mode::Idempotent,
-                )
-                .await
-                .context("publish kafkaesk")?;
-                report::progress("publish", "kafkaesk", &run);
-                results.publish_kafkaesk.push(run);
-                let run = publish::kafkaesk(
-                    &options.kafka,
-                    &prefix,
-                    kafkaesk_stream,
-                    options.messages,
-                    publish::Mode::Plain,
-                )
-                .await
-                .context("publish kafkaesk, not idempotent")?;
-                report::progress("publish", "kafkaesk, not idempotent", &run);
-                results.publish_kafkaesk_plain.push(run);
+                let mut modes = vec![
+                    (publish::Mode::Idempotent, "kafkaesk"),
+                    (publish::Mode::Plain, "kafkaesk, not idempotent"),
+                ];
                 if options.transactions > 0 {
+                    modes.push((
+                        publish::Mode::Transactions(options.transactions),
+                        "kafkaesk, transactions",
+                    ));
+                    results.transaction_size = options.transactions;
+                }
+                for (mode, side) in modes {
                     let run = publish::kafkaesk(
                         &options.kafka,
                         &prefix,
                         kafkaesk_stream,
                         options.messages,
-                        publish::Mode::Transactions(options.transactions),
+                        mode,
                     )
                     .await
-                    .context("publish kafkaesk in transactions")?;
-                    report::progress("publish", "kafkaesk, transactions", &run);
-                    results.publish_kafkaesk_transactional.push(run);
-                    results.transaction_size = options.transactions;
+                    .with_context(|| format!("publish {side}"))?;
+                    report::progress("publish", side, &run);
+                    match mode {
+                        publish::Mode::Idempotent => results.publish_kafkaesk.push(run),
+                        publish::Mode::Plain => results.publish_kafkaesk_plain.push(run),
+                        publish::Mode::Transactions(_) => {
+                            results.publish_kafkaesk_transactional.push(run)
+                        }
+                    }
                 }
             }
         }

@@ -88,8 +88,8 @@ impl Clients {
         let prefix = self
             .settings
             .transactional_id
-            .clone()
-            .unwrap_or_else(|| instance_prefix().clone());
+            .as_deref()
+            .unwrap_or_else(|| instance_prefix());
         format!("{prefix}-{suffix}")
     }
 
@@ -144,7 +144,7 @@ impl Clients {
 
 /// The transactional-id prefix of this process when the settings name none:
 /// host, process id and start time, unique among running instances.
-fn instance_prefix() -> &'static String {
+fn instance_prefix() -> &'static str {
     static PREFIX: OnceLock<String> = OnceLock::new();
     PREFIX.get_or_init(|| {
         let started = std::time::SystemTime::now()

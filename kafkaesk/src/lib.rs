@@ -103,6 +103,7 @@ pub mod schema;
 pub mod settings;
 pub mod subscriber;
 mod sync;
+mod tail;
 pub mod topics;
 pub mod transaction;
 #[cfg(feature = "worker")]

@@ -71,6 +71,7 @@ use crate::extract::{FromMessage, MessageContext};
 use crate::record::{Record, RecordSource, TopicNames};
 use crate::router::Streams;
 use crate::subscriber::HandlerScope;
+use crate::tail;
 
 /// How long one metadata, watermark or time lookup may take.
 const LOOKUP_TIMEOUT: Duration = Duration::from_secs(10);
@@ -78,10 +79,6 @@ const LOOKUP_TIMEOUT: Duration = Duration::from_secs(10);
 /// How long a read to the end may go without a record or an end-of-partition
 /// before it gives up.
 const STALL_TIMEOUT: Duration = Duration::from_secs(30);
-
-/// Records read at once per partition when reading backward; the window
-/// grows fourfold each time back.
-const FIRST_WINDOW: i64 = 64;
 
 /// Items buffered between the reading thread and the stream's consumer.
 const CHANNEL_CAPACITY: usize = 1024;
@@ -193,16 +190,12 @@ impl<'a> Reader<'a> {
                 reason: "a read that follows never ends; use `iter` to follow".to_owned(),
             });
         }
-        let limit = self.options.limit;
-        let records = self.records().await?;
-        let app = self_app_scope(records.app);
-        let items = records
-            .records
+        let scope = reader_scope(self.app);
+        let records = self.records(None).await?;
+        Ok(records
             .into_iter()
-            .take(limit.unwrap_or(usize::MAX))
-            .map(|record| decode(&app, record))
-            .collect();
-        Ok(items)
+            .map(|record| decode(&scope, record))
+            .collect())
     }
 
     /// The last record of the stream(s) (of the chosen partitions), if any.
@@ -221,44 +214,41 @@ impl<'a> Reader<'a> {
         self,
         key: impl AsRef<[u8]>,
     ) -> Result<Option<Result<Item<T>>>> {
-        let key = key.as_ref().to_vec();
+        let scope = reader_scope(self.app);
         let reader = self.backward().from(Position::Latest).limit(1);
-        let app = self_app_scope(reader.app);
-        let plan = reader.plan().await?;
-        let found = tokio::task::spawn_blocking(move || read_backward(plan, Some(1), Some(&key)))
-            .await
-            .map_err(|_| Error::Stopped)??;
-        Ok(found.into_iter().next().map(|record| decode(&app, record)))
+        let found = reader.records(Some(key.as_ref().to_vec())).await?;
+        Ok(found
+            .into_iter()
+            .next()
+            .map(|record| decode(&scope, record)))
     }
 
     /// The items as an async stream, read on a thread of their own. Forward,
     /// it ends at the end as of the call, or follows; backward, it ends at
     /// the start.
     pub fn iter<T: FromMessage>(self) -> BoxStream<'static, Result<Item<T>>> {
-        let app = self_app_scope(self.app);
+        let scope = reader_scope(self.app);
         let limit = self.options.limit.unwrap_or(usize::MAX);
         let (tx, rx) = tokio::sync::mpsc::channel::<Result<Record>>(CHANNEL_CAPACITY);
-        let reader = self.detached();
+        let app = self.app.clone();
+        let options = self.options;
         tokio::spawn(async move {
-            let plan = match reader.plan_detached().await {
+            let plan = match options.plan(&app).await {
                 Ok(plan) => plan,
                 Err(err) => {
                     let _ = tx.send(Err(err)).await;
                     return;
                 }
             };
-            let follow = reader.options.follow;
-            let backward = reader.options.backward;
-            let reader_limit = reader.options.limit;
             let sent = tokio::task::spawn_blocking(move || {
                 let send = |record: Result<Record>| tx.blocking_send(record).is_ok();
-                if backward {
-                    match read_backward(plan, reader_limit, None) {
+                if options.backward {
+                    match read_backward(plan, options.limit, None) {
                         Ok(records) => records.into_iter().map(Ok).all(send),
                         Err(err) => send(Err(err)),
                     }
                 } else {
-                    read_forward(plan, follow, || !tx.is_closed(), send)
+                    read_forward(plan, options.follow, || !tx.is_closed(), send)
                 }
             })
             .await;
@@ -266,28 +256,31 @@ impl<'a> Reader<'a> {
                 tracing::warn!("a reader's thread ended abnormally");
             }
         });
-        futures::stream::unfold((rx, app, 0usize), move |(mut rx, app, given)| async move {
-            if given >= limit {
-                return None;
-            }
-            let item = match rx.recv().await? {
-                Ok(record) => decode(&app, record),
-                Err(err) => Err(err),
-            };
-            Some((item, (rx, app, given + 1)))
-        })
+        futures::stream::unfold(
+            (rx, scope, 0usize),
+            move |(mut rx, scope, given)| async move {
+                if given >= limit {
+                    return None;
+                }
+                let item = match rx.recv().await? {
+                    Ok(record) => decode(&scope, record),
+                    Err(err) => Err(err),
+                };
+                Some((item, (rx, scope, given + 1)))
+            },
+        )
         .boxed()
     }
 
-    /// Every record, forward to the end or backward to the start, in order.
-    async fn records(self) -> Result<Read<'a>> {
-        let app = self.app;
+    /// Every record up to the limit, forward to the end or backward to the
+    /// start (only those with `key`, backward), in order.
+    async fn records(self, key: Option<Vec<u8>>) -> Result<Vec<Record>> {
         let limit = self.options.limit;
         let backward = self.options.backward;
-        let plan = self.plan().await?;
-        let records = tokio::task::spawn_blocking(move || {
+        let plan = self.options.plan(self.app).await?;
+        tokio::task::spawn_blocking(move || {
             if backward {
-                return read_backward(plan, limit, None);
+                return read_backward(plan, limit, key.as_deref());
             }
             let mut records = Vec::new();
             let mut failure = None;
@@ -309,55 +302,28 @@ impl<'a> Reader<'a> {
             failure.map_or(Ok(records), Err)
         })
         .await
-        .map_err(|_| Error::Stopped)??;
-        Ok(Read { app, records })
-    }
-
-    /// The same reader, owning what it needs to outlive the borrow.
-    fn detached(&self) -> Detached {
-        Detached {
-            app: self.app.clone(),
-            options: self.options.clone(),
-        }
-    }
-
-    async fn plan(&self) -> Result<Plan> {
-        self.detached().plan_detached().await
+        .map_err(|_| Error::Stopped)?
     }
 }
 
-/// What [`Reader::records`] read, and for which application.
-struct Read<'a> {
-    app: &'a Application,
-    records: Vec<Record>,
-}
-
-/// A reader that owns its application, for a reading task.
-struct Detached {
-    app: Application,
-    options: ReadOptions,
-}
-
-impl Detached {
+impl ReadOptions {
     /// The partitions to read and where, found off the async threads.
-    async fn plan_detached(&self) -> Result<Plan> {
-        let options = &self.options;
-        if options.follow && options.backward {
+    async fn plan(&self, app: &Application) -> Result<Plan> {
+        if self.follow && self.backward {
             return Err(Error::InvalidSetting {
                 name: "follow".to_owned(),
                 reason: "a backward read cannot follow new records; read forward to follow"
                     .to_owned(),
             });
         }
-        let settings = self.app.settings();
-        let mut config =
-            settings.reader_config(&format!("kafkaesk-reader-{}", std::process::id()))?;
-        config.set("isolation.level", "read_committed");
+        let settings = app.settings();
+        let config =
+            settings.committed_reader_config(&format!("kafkaesk-reader-{}", std::process::id()))?;
         let prefix = settings.topic_prefix.clone();
-        let streams = options.streams.clone();
-        let chosen = options.partitions.clone();
-        let backward = options.backward;
-        let from = options.from.unwrap_or(if backward {
+        let streams = self.streams.clone();
+        let chosen = self.partitions.clone();
+        let backward = self.backward;
+        let from = self.from.unwrap_or(if backward {
             Position::Latest
         } else {
             Position::Earliest
@@ -409,7 +375,7 @@ impl Detached {
 
 /// The application a reader decodes with: its handler scope, without a
 /// consumer.
-fn self_app_scope(app: &Application) -> HandlerScope {
+fn reader_scope(app: &Application) -> HandlerScope {
     HandlerScope::detached(app.clone(), Arc::from("reader"))
 }
 
@@ -658,31 +624,22 @@ impl Merge {
     }
 }
 
-/// Reads each range backward from its start (exclusive) in windows, and
-/// gives the newest `limit` records of all of them, newest first: the ones
-/// with `key` only, when given.
+/// Reads each range backward from its start (exclusive), and gives the
+/// newest `limit` records of all of them, newest first: the ones with `key`
+/// only, when given.
 fn read_backward(plan: Plan, limit: Option<usize>, key: Option<&[u8]>) -> Result<Vec<Record>> {
     let Plan { consumer, ranges } = plan;
     let wanted = limit.unwrap_or(usize::MAX);
-    let mut names = TopicNames::default();
     let mut all = Vec::new();
     for range in &ranges {
-        let mut found: Vec<Record> = Vec::new();
-        let mut below = range.start;
-        let mut window = FIRST_WINDOW;
-        while below > range.low && found.len() < wanted {
-            let from = below.saturating_sub(window).max(range.low);
-            let mut chunk = read_between(&consumer, &mut names, range, from, below)?;
-            if let Some(key) = key {
-                chunk.retain(|record| record.key() == Some(key));
-            }
-            chunk.reverse();
-            found.extend(chunk);
-            below = from;
-            window = window.saturating_mul(4);
-        }
-        found.truncate(wanted);
-        all.extend(found);
+        all.extend(tail::newest_below(
+            &consumer,
+            &range.topic,
+            range.partition,
+            (range.low, range.start),
+            wanted,
+            key,
+        )?);
     }
     all.sort_by_key(|record| {
         std::cmp::Reverse((
@@ -693,41 +650,4 @@ fn read_backward(plan: Plan, limit: Option<usize>, key: Option<&[u8]>) -> Result
     });
     all.truncate(wanted);
     Ok(all)
-}
-
-/// The records of one partition from `from` up to `below` (exclusive).
-fn read_between(
-    consumer: &BaseConsumer,
-    names: &mut TopicNames,
-    range: &Range,
-    from: i64,
-    below: i64,
-) -> Result<Vec<Record>> {
-    let mut assignment = TopicPartitionList::new();
-    assignment.add_partition_offset(&range.topic, range.partition, Offset::Offset(from))?;
-    consumer.assign(&assignment)?;
-    let mut records = Vec::new();
-    let mut last_progress = Instant::now();
-    loop {
-        match consumer.poll(Duration::from_millis(100)) {
-            None if last_progress.elapsed() > STALL_TIMEOUT => {
-                return Err(Error::Timeout(STALL_TIMEOUT))
-            }
-            None => {}
-            Some(Ok(message)) => {
-                last_progress = Instant::now();
-                let record = names.record(&message);
-                if record.offset() >= below {
-                    return Ok(records);
-                }
-                let last = record.offset() + 1 >= below;
-                records.push(record);
-                if last {
-                    return Ok(records);
-                }
-            }
-            Some(Err(KafkaError::PartitionEOF(_))) => return Ok(records),
-            Some(Err(err)) => return Err(Error::Kafka(err)),
-        }
-    }
 }

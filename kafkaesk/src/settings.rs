@@ -339,6 +339,15 @@ impl Settings {
         Ok(config)
     }
 
+    /// [`reader_config`](Self::reader_config), reading committed records
+    /// only whatever `kafka_settings` say: readers and expected-offset checks
+    /// must never see what a transaction may still abort.
+    pub(crate) fn committed_reader_config(&self, group: &str) -> Result<ClientConfig> {
+        let mut config = self.reader_config(group)?;
+        config.set("isolation.level", "read_committed");
+        Ok(config)
+    }
+
     /// A consumer that reads a topic to its end once, in `group`, reporting
     /// the end of each partition.
     pub(crate) fn reader_config(&self, group: &str) -> Result<ClientConfig> {

@@ -18,7 +18,7 @@ use tokio::sync::OnceCell;
 
 use crate::error::{Error, Result};
 use crate::metrics::{Metrics, PublishSeries};
-use crate::sync::{read_lock, write_lock};
+use crate::sync::{lock, read_lock, write_lock};
 
 /// Translates an fnmatch pattern (`*`, `?`, `[...]`, `[!...]`) into an
 /// anchored POSIX extended regular expression, the dialect librdkafka uses
@@ -469,10 +469,7 @@ impl TopicManager {
                 topic: topic.to_owned(),
                 reason: format!("delete request failed: {err}"),
             })?;
-        self.known
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .remove(topic);
+        lock(&self.known).remove(topic);
         write_lock(&self.ready_streams).remove(stream);
         write_lock(&self.partition_counts).remove(topic);
         for result in results {

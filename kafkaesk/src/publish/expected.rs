@@ -58,22 +58,18 @@ use std::time::{Duration, Instant};
 use rdkafka::consumer::{BaseConsumer, Consumer};
 use rdkafka::error::KafkaError;
 use rdkafka::types::RDKafkaErrorCode;
-use rdkafka::{Message, Offset, TopicPartitionList};
 
 use super::{enqueue, Enqueued, Outgoing, PublishHandle};
 use crate::clients::Clients;
 use crate::error::{Error, Result};
 use crate::metrics::PublishSeries;
 use crate::producer::Producer;
+use crate::record::Record;
 use crate::settings::Settings;
+use crate::tail;
 
 /// How many times a write starts over after it was fenced by another writer.
 const ATTEMPTS: u32 = 10;
-
-/// How far back from its own message a write first looks for the last
-/// committed one; the window doubles until it finds one or the partition's
-/// start.
-const FIRST_WINDOW: i64 = 16;
 
 /// How long a transactional call or the partition's read may take.
 const CALL_TIMEOUT: Duration = Duration::from_secs(30);
@@ -275,52 +271,16 @@ async fn last_committed_before(
     partition: i32,
     before: i64,
 ) -> Result<i64> {
-    let mut config = settings.reader_config("kafkaesk-expected-offset")?;
-    config.set("isolation.level", "read_committed");
+    let config = settings.committed_reader_config("kafkaesk-expected-offset")?;
     let topic = topic.to_owned();
     tokio::task::spawn_blocking(move || {
         let consumer: BaseConsumer = config.create()?;
         let (low, _) = consumer.fetch_watermarks(&topic, partition, CALL_TIMEOUT)?;
-        let mut window = FIRST_WINDOW;
-        loop {
-            let from = before.saturating_sub(window).max(low);
-            if let Some(last) = last_in(&consumer, &topic, partition, from, before)? {
-                return Ok(last);
-            }
-            if from <= low {
-                return Ok(-1);
-            }
-            window = window.saturating_mul(4);
-        }
+        let newest = tail::newest_below(&consumer, &topic, partition, (low, before), 1, None)?;
+        Ok(newest.first().map_or(-1, Record::offset))
     })
     .await
     .map_err(|_| Error::Stopped)?
-}
-
-/// The last committed message from `from` up to the read-committed end,
-/// below `before`.
-fn last_in(
-    consumer: &BaseConsumer,
-    topic: &str,
-    partition: i32,
-    from: i64,
-    before: i64,
-) -> Result<Option<i64>> {
-    let mut tpl = TopicPartitionList::new();
-    tpl.add_partition_offset(topic, partition, Offset::Offset(from))?;
-    consumer.assign(&tpl)?;
-    let deadline = Instant::now() + CALL_TIMEOUT;
-    let mut last = None;
-    while Instant::now() < deadline {
-        match consumer.poll(Duration::from_millis(100)) {
-            None => {}
-            Some(Err(KafkaError::PartitionEOF(_))) => return Ok(last),
-            Some(Err(err)) => return Err(Error::Kafka(err)),
-            Some(Ok(record)) if record.offset() < before => last = Some(record.offset()),
-            Some(Ok(_)) => return Ok(last),
-        }
-    }
-    Err(Error::Timeout(CALL_TIMEOUT))
 }
 
 #[cfg(test)]
