@@ -92,6 +92,7 @@ pub mod invoke;
 pub mod logging;
 pub mod metrics;
 pub mod policy;
+pub mod position;
 mod producer;
 pub mod propagation;
 pub mod publish;

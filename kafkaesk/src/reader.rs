@@ -58,7 +58,7 @@
 
 use std::collections::VecDeque;
 use std::sync::Arc;
-use std::time::{Duration, Instant, SystemTime};
+use std::time::{Duration, Instant};
 
 use futures::stream::{BoxStream, StreamExt};
 use rdkafka::consumer::{BaseConsumer, Consumer};
@@ -83,22 +83,7 @@ const STALL_TIMEOUT: Duration = Duration::from_secs(30);
 /// Items buffered between the reading thread and the stream's consumer.
 const CHANNEL_CAPACITY: usize = 1024;
 
-/// Where a reader starts.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Position {
-    /// The first record still stored. The default when reading forward.
-    Earliest,
-    /// The end: forward, only records published from now on; backward, the
-    /// default, the newest record first.
-    Latest,
-    /// This offset, in every partition read (forward: from it; backward: it
-    /// and what is before it).
-    Offset(i64),
-    /// The first record at or after this time.
-    Timestamp(SystemTime),
-    /// The first record of the last `Duration` ("the last 24 hours").
-    Since(Duration),
-}
+pub use crate::position::Position;
 
 /// A record read back: its data, decoded as asked, and the record itself
 /// (topic, partition, offset, timestamp, key, headers).
@@ -348,7 +333,9 @@ impl ReadOptions {
                         (true, Position::Offset(offset)) => {
                             offset.saturating_add(1).clamp(low, high)
                         }
-                        _ => start_offset(&consumer, topic.name(), id, from, (low, high))?,
+                        _ => {
+                            from.resolve(&consumer, topic.name(), id, (low, high), LOOKUP_TIMEOUT)?
+                        }
                     };
                     ranges.push(Range {
                         topic: Arc::from(topic.name()),
@@ -406,45 +393,6 @@ struct Range {
 struct Plan {
     consumer: BaseConsumer,
     ranges: Vec<Range>,
-}
-
-/// The offset a forward read of one partition starts at; backward, the
-/// offset it reads below.
-fn start_offset(
-    consumer: &BaseConsumer,
-    topic: &str,
-    partition: i32,
-    from: Position,
-    (low, high): (i64, i64),
-) -> Result<i64> {
-    let at_time = |time: SystemTime| -> Result<i64> {
-        let millis = time
-            .duration_since(SystemTime::UNIX_EPOCH)
-            .map_or(0, |d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX));
-        let mut query = TopicPartitionList::new();
-        query.add_partition_offset(topic, partition, Offset::Offset(millis))?;
-        let found = consumer.offsets_for_times(query, LOOKUP_TIMEOUT)?;
-        let offset = found
-            .find_partition(topic, partition)
-            .map(|elem| elem.offset());
-        // No record at or after that time: the end.
-        Ok(match offset {
-            Some(Offset::Offset(offset)) => offset,
-            _ => high,
-        })
-    };
-    let offset = match from {
-        Position::Earliest => low,
-        Position::Latest => high,
-        Position::Offset(offset) => offset,
-        Position::Timestamp(time) => at_time(time)?,
-        Position::Since(ago) => at_time(
-            SystemTime::now()
-                .checked_sub(ago)
-                .unwrap_or(SystemTime::UNIX_EPOCH),
-        )?,
-    };
-    Ok(offset.clamp(low, high))
 }
 
 /// Reads every range forward from its start, giving records to `give` in
