@@ -46,7 +46,7 @@ fn macro_implements_schema_with_its_arguments() {
     assert_eq!(router.subscriptions().len(), 1);
     let sub = &router.subscriptions()[0];
     assert_eq!(sub.get_name(), "index");
-    assert_eq!(sub.get_group(), "content-indexer");
+    assert_eq!(sub.get_group(), Some("content-indexer"));
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

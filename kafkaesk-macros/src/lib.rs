@@ -216,6 +216,72 @@ fn str_array(expr: &Expr, what: &str) -> syn::Result<Vec<LitStr>> {
     }
 }
 
+fn int_array(expr: &Expr, what: &str) -> syn::Result<Vec<i32>> {
+    let fail = |span| {
+        syn::Error::new(
+            span,
+            format!("{what} must be an array of partition numbers, like [0, 1]"),
+        )
+    };
+    match expr {
+        Expr::Array(ExprArray { elems, .. }) if !elems.is_empty() => elems
+            .iter()
+            .map(|e| match e {
+                Expr::Lit(ExprLit {
+                    lit: Lit::Int(i), ..
+                }) => i.base10_parse::<i32>(),
+                other => Err(fail(other.span())),
+            })
+            .collect(),
+        other => Err(fail(other.span())),
+    }
+}
+
+/// A start position, as `kafkaesk::position::Position` parses it, checked
+/// here so a typo fails the build.
+fn position(expr: &Expr, what: &str) -> syn::Result<TokenStream2> {
+    let text = lit_str(expr, what)?;
+    let value = text.value();
+    let value = value.trim();
+    let invalid = |why: String| {
+        syn::Error::new(
+            text.span(),
+            format!(
+                "`{value}` is not a position{why}: use \"earliest\", \"latest\", an offset \
+                 (\"42\"), a UTC time (\"2026-12-03T10:00:00Z\") or a time ago (\"-24h\")"
+            ),
+        )
+    };
+    let position = quote!(::kafkaesk::position::Position);
+    let since_epoch = |d: std::time::Duration| {
+        let (secs, nanos) = (d.as_secs(), d.subsec_nanos());
+        quote!(::core::time::Duration::new(#secs, #nanos))
+    };
+    Ok(match value {
+        "earliest" => quote!(#position::Earliest),
+        "latest" => quote!(#position::Latest),
+        _ if value.starts_with('-') => {
+            let ago = humantime::parse_duration(&value[1..])
+                .map_err(|err| invalid(format!(" ({err})")))?;
+            let ago = since_epoch(ago);
+            quote!(#position::Since(#ago))
+        }
+        _ if !value.is_empty() && value.bytes().all(|b| b.is_ascii_digit()) => {
+            let offset: i64 = value.parse().map_err(|err| invalid(format!(" ({err})")))?;
+            quote!(#position::Offset(#offset))
+        }
+        _ => {
+            let time =
+                humantime::parse_rfc3339_weak(value).map_err(|err| invalid(format!(" ({err})")))?;
+            let since = since_epoch(
+                time.duration_since(std::time::UNIX_EPOCH)
+                    .map_err(|_| invalid(" (before 1970)".to_owned()))?,
+            );
+            quote!(#position::Timestamp(::std::time::UNIX_EPOCH + #since))
+        }
+    })
+}
+
 /// Registers a type as a kafkaesk message schema. See `kafkaesk::schema`.
 #[proc_macro_attribute]
 pub fn schema(attr: TokenStream, item: TokenStream) -> TokenStream {
@@ -356,9 +422,31 @@ fn expand_subscribe(attr: TokenStream2, item: TokenStream2) -> syn::Result<Token
             options.extend(quote!(.exactly_once()));
         }
     }
+    if let Some(start_at) = args.take("start_at") {
+        let position = position(&start_at, "start_at")?;
+        options.extend(quote!(.start_at(#position)));
+    }
+    if let Some(replay_from) = args.take("replay_from") {
+        let position = position(&replay_from, "replay_from")?;
+        options.extend(quote!(.replay_from(#position)));
+    }
+    if let Some(id) = args.take("replay_id") {
+        let id = lit_str(&id, "replay_id")?;
+        options.extend(quote!(.replay_id(#id)));
+    }
+    if let Some(partitions) = args.take("partitions") {
+        let partitions = int_array(&partitions, "partitions")?;
+        options.extend(quote!(.partitions([#(#partitions),*])));
+    }
+    if let Some(without_group) = args.take("without_group") {
+        if lit_bool(&without_group, "without_group")? {
+            options.extend(quote!(.without_group()));
+        }
+    }
     args.reject_unknown(
         "`name`, `group`, `concurrency`, `timeout`, `streams`, `retry`, `backoff`, `on_error`, \
-         `dead_letter` or `exactly_once`",
+         `dead_letter`, `exactly_once`, `start_at`, `replay_from`, `replay_id`, `partitions` or \
+         `without_group`",
     )?;
 
     let mut checks = Vec::new();

@@ -14,7 +14,7 @@
 //! | `kafkaesk-dlq-offset` | its offset |
 //! | `kafkaesk-dlq-attempts` | how many times the handler ran on it |
 //! | `kafkaesk-dlq-subscription` | the subscription's name |
-//! | `kafkaesk-dlq-group` | the subscription's consumer group |
+//! | `kafkaesk-dlq-group` | the subscription's consumer group (absent without one) |
 //!
 //! Headers that start with `kafkaesk-dlq-` are kafkaesk's alone. Whoever can
 //! publish to a subscribed topic can also set headers, so a record that
@@ -78,7 +78,8 @@ pub(crate) struct Failure<'a> {
     pub(crate) error: &'a Error,
     pub(crate) attempts: u32,
     pub(crate) subscription: &'a str,
-    pub(crate) group: &'a str,
+    /// `None` for a subscription without a group: no header then.
+    pub(crate) group: Option<&'a str>,
 }
 
 /// The headers of a dead letter of `record`: its own, with any
@@ -94,14 +95,17 @@ fn dead_letter_headers(record: &Record, failure: &Failure<'_>) -> Headers {
             None => headers.push(header.clone()),
         }
     }
-    headers
+    let headers = headers
         .with(DLQ_ERROR, failure.error.to_string())
         .with(DLQ_TOPIC, record.topic())
         .with(DLQ_PARTITION, record.partition().to_string())
         .with(DLQ_OFFSET, record.offset().to_string())
         .with(DLQ_ATTEMPTS, failure.attempts.to_string())
-        .with(DLQ_SUBSCRIPTION, failure.subscription)
-        .with(DLQ_GROUP, failure.group)
+        .with(DLQ_SUBSCRIPTION, failure.subscription);
+    match failure.group {
+        Some(group) => headers.with(DLQ_GROUP, group),
+        None => headers,
+    }
 }
 
 /// Publishes `record` to the dead-letter `stream`, value and key untouched,
@@ -334,7 +338,7 @@ mod tests {
                 error: &error,
                 attempts: 1,
                 subscription: "orders",
-                group: "g",
+                group: Some("g"),
             },
         );
         let topics: Vec<&[u8]> = headers

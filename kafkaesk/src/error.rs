@@ -207,6 +207,15 @@ pub enum Error {
         reason: String,
     },
 
+    /// No subscription of the application has this name (pausing, resuming).
+    #[error("the application has no subscription named `{name}`; it has: {known}")]
+    UnknownSubscription {
+        /// The name asked for.
+        name: String,
+        /// The names it has, comma separated.
+        known: String,
+    },
+
     /// A topic could not be created or inspected through the admin API.
     #[error("topic `{topic}`: {reason}")]
     Topic {

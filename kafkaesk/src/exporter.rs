@@ -11,7 +11,7 @@
 //!   Prometheus's text format.
 //! - `GET /health`: `200` with a JSON body when the producer reaches a broker
 //!   and every consumer runs, `503` with the same body otherwise:
-//!   `{"healthy":false,"producer":true,"consumers":[{"subscription":"index","group":"indexer","running":false,"assigned":[]}]}`.
+//!   `{"healthy":false,"producer":true,"consumers":[{"subscription":"index","group":"indexer","running":false,"assigned":[],"paused":[]}]}`.
 //!
 //! The server speaks just enough HTTP/1.1 for scrapers and probes: one
 //! request per connection, `GET` and `HEAD` only, requests up to 8 KiB read
@@ -204,6 +204,13 @@ async fn route(app: &Application, path: &str) -> Response {
     }
 }
 
+fn partitions_json(partitions: &[(String, i32)]) -> Vec<serde_json::Value> {
+    partitions
+        .iter()
+        .map(|(topic, partition)| json!({"topic": topic, "partition": partition}))
+        .collect()
+}
+
 /// The body of `GET /health`.
 fn health_json(health: &Health) -> String {
     let mut consumers: Vec<_> = health.consumers.iter().collect();
@@ -215,9 +222,8 @@ fn health_json(health: &Health) -> String {
                 "subscription": c.subscription,
                 "group": c.group,
                 "running": c.running,
-                "assigned": c.assigned.iter()
-                    .map(|(topic, partition)| json!({"topic": topic, "partition": partition}))
-                    .collect::<Vec<_>>(),
+                "assigned": partitions_json(&c.assigned),
+                "paused": partitions_json(&c.paused),
             })
         })
         .collect();
@@ -258,12 +264,14 @@ mod tests {
                 subscription: "index".into(),
                 group: "indexer".into(),
                 running: false,
-                assigned: vec![("t".into(), 0)],
+                assigned: vec![("t".into(), 0), ("t".into(), 1)],
+                paused: vec![("t".into(), 1)],
             }],
         };
         let body: serde_json::Value = serde_json::from_str(&health_json(&health)).unwrap();
         assert_eq!(body["healthy"], false);
         assert_eq!(body["consumers"][0]["subscription"], "index");
         assert_eq!(body["consumers"][0]["assigned"][0]["partition"], 0);
+        assert_eq!(body["consumers"][0]["paused"][0]["partition"], 1);
     }
 }

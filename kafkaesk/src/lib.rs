@@ -179,6 +179,29 @@ pub use kafkaesk_macros::schema;
 /// assert!(router.subscriptions()[0].get_exactly_once());
 /// ```
 ///
+/// Where it starts and what it is assigned ([`position`] has the positions):
+/// `start_at = "latest"` (or `"earliest"`, the default, an offset `"42"`, a
+/// UTC time `"2026-12-03T10:00:00Z"`, a time ago `"-24h"`) where the group
+/// has no commit; `replay_from = "-24h"` over the group's commits, once
+/// (`replay_id = "..."` to replay from the same position again);
+/// `partitions = [0, 1]` for chosen partitions; `without_group = true` to
+/// consume without a consumer group (see [`Subscription::without_group`]).
+/// A position that does not parse fails the build:
+///
+/// ```
+/// #[kafkaesk::subscribe("prices", without_group = true, start_at = "-15m", partitions = [0])]
+/// async fn cache(raw: Vec<u8>) {}
+/// let router = kafkaesk::Router::from_registry().unwrap();
+/// let sub = &router.subscriptions()[0];
+/// assert_eq!(sub.get_group(), None);
+/// assert_eq!(sub.get_start_at(), "-15m".parse().unwrap());
+/// ```
+///
+/// ```compile_fail
+/// #[kafkaesk::subscribe("prices", start_at = "yesterday")]
+/// async fn cache(raw: Vec<u8>) {}
+/// ```
+///
 /// The function stays callable as it is. A parameter that cannot be
 /// extracted is a compile error pointing at that parameter.
 pub use kafkaesk_macros::subscribe;

@@ -62,19 +62,22 @@ impl Position {
         (low, high): (i64, i64),
         timeout: Duration,
     ) -> Result<i64> {
+        let at_time = offsets_for_time(consumer, &[(topic, partition)], self.time(), timeout)?;
+        Ok(self.offset_within(at_time.into_iter().flatten().next(), (low, high)))
+    }
+
+    /// The offset this position points at in a partition stored from `low`
+    /// to `high`, given the first offset at or after the position's time
+    /// (`at_time`, found by [`offsets_for_time`]) for positions by time.
+    pub(crate) fn offset_within(self, at_time: Option<i64>, (low, high): (i64, i64)) -> i64 {
         let offset = match self {
             Position::Earliest => low,
             Position::Latest => high,
             Position::Offset(offset) => offset,
-            Position::Timestamp(_) | Position::Since(_) => {
-                offsets_for_time(consumer, &[(topic, partition)], self.time(), timeout)?
-                    .pop()
-                    .flatten()
-                    // No record at or after that time: the end.
-                    .unwrap_or(high)
-            }
+            // No record at or after that time: the end.
+            Position::Timestamp(_) | Position::Since(_) => at_time.unwrap_or(high),
         };
-        Ok(offset.clamp(low, high))
+        offset.clamp(low, high)
     }
 
     /// The time a position by time stands for, as of now; `None` for the others.

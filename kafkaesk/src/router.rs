@@ -37,6 +37,7 @@ use std::time::Duration;
 use crate::error::{Error, Result};
 use crate::handler::{BoxedHandler, Handler};
 use crate::policy::ErrorPolicy;
+use crate::position::Position;
 use crate::schema::{Schema, SchemaInfo};
 use crate::topics::{fnmatch, fnmatch_to_regex};
 
@@ -122,7 +123,7 @@ pub const DEFAULT_CONCURRENCY: usize = 1;
 ///     .concurrency(10)
 ///     .timeout(Duration::from_secs(5));
 /// assert_eq!(sub.get_name(), "on_bytes");
-/// assert_eq!(sub.get_group(), "content-indexer");
+/// assert_eq!(sub.get_group(), Some("content-indexer"));
 /// assert_eq!(sub.get_concurrency(), 10);
 /// ```
 #[derive(Debug, Clone)]
@@ -134,7 +135,20 @@ pub struct Subscription {
     timeout: Option<Duration>,
     on_error: ErrorPolicy,
     exactly_once: bool,
+    start: Start,
+    partitions: Option<Vec<i32>>,
+    without_group: bool,
     handler: BoxedHandler,
+}
+
+/// Where a subscription starts, and whether over its group's commits.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub(crate) struct Start {
+    /// The position; `None` is the earliest record.
+    pub(crate) position: Option<Position>,
+    /// Set for a replay: the id recorded with the group's commits, so the
+    /// replay happens once.
+    pub(crate) replay: Option<String>,
 }
 
 impl Subscription {
@@ -185,6 +199,9 @@ impl Subscription {
             timeout: None,
             on_error: ErrorPolicy::default(),
             exactly_once: false,
+            start: Start::default(),
+            partitions: None,
+            without_group: false,
             handler: BoxedHandler::new(handler),
         }
     }
@@ -250,6 +267,126 @@ impl Subscription {
         self
     }
 
+    /// Where a group that has no committed offset yet starts: the earliest
+    /// record (the default), the latest (only new records), an offset, a
+    /// time, or a time ago; see [`position`](crate::position). A group that
+    /// has committed goes on from its commits; [`replay_from`](Self::replay_from)
+    /// overrides them. `#[subscribe(..., start_at = "-24h")]` in the macro.
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// use kafkaesk::position::Position;
+    /// async fn audit(raw: Vec<u8>) {}
+    /// let sub = kafkaesk::Subscription::new("orders", audit)
+    ///     .start_at(Position::Since(Duration::from_secs(24 * 3600)));
+    /// assert_eq!(sub.get_start_at(), Position::Since(Duration::from_secs(86_400)));
+    /// ```
+    pub fn start_at(mut self, position: Position) -> Self {
+        self.start.position = Some(position);
+        self
+    }
+
+    /// Starts at `position` even where the group has committed offsets: a
+    /// replay. It happens once: the first time each partition is assigned,
+    /// its offset is moved to the position, committed, and logged, and the
+    /// group's commits record the replay (their metadata holds
+    /// `kafkaesk-replay:` and the replay's id), so other instances of the
+    /// group, and restarts, go on from the commits instead of replaying
+    /// again. The id is the position's text (`-24h`); give another with
+    /// [`replay_id`](Self::replay_id) to replay from the same position again.
+    /// `#[subscribe(..., replay_from = "earliest")]` in the macro.
+    ///
+    /// A subscription [`without_group`](Self::without_group) has no commits
+    /// to replay over: use [`start_at`](Self::start_at).
+    ///
+    /// ```
+    /// use kafkaesk::position::Position;
+    /// async fn reindex(raw: Vec<u8>) {}
+    /// let sub = kafkaesk::Subscription::new("documents", reindex).replay_from(Position::Earliest);
+    /// assert_eq!(sub.get_replay_id(), Some("earliest"));
+    /// ```
+    pub fn replay_from(mut self, position: Position) -> Self {
+        self.start.position = Some(position);
+        if self.start.replay.is_none() {
+            self.start.replay = Some(position.to_string());
+        }
+        self
+    }
+
+    /// Names a [`replay`](Self::replay_from), so a replay from a position
+    /// used before happens again (`#[subscribe(..., replay_id = "incident-42")]`).
+    pub fn replay_id(mut self, id: impl Into<String>) -> Self {
+        self.start.replay = Some(id.into());
+        self
+    }
+
+    /// Consumes only these partitions of each stream. The subscription is
+    /// then assigned them rather than balanced across the group's members:
+    /// every instance consumes all of them, and commits (if it has a group)
+    /// to the group. `#[subscribe(..., partitions = [0, 1])]` in the macro.
+    ///
+    /// ```
+    /// async fn shard(raw: Vec<u8>) {}
+    /// let sub = kafkaesk::Subscription::new("orders", shard).partitions([0, 2]);
+    /// assert_eq!(sub.get_partitions(), Some(&[0, 2][..]));
+    /// ```
+    pub fn partitions(mut self, partitions: impl IntoIterator<Item = i32>) -> Self {
+        let mut partitions: Vec<i32> = partitions.into_iter().collect();
+        partitions.sort_unstable();
+        partitions.dedup();
+        self.partitions = Some(partitions);
+        self
+    }
+
+    /// Consumes without a consumer group (Liftbridge's subscriptions,
+    /// EventStore's catch-up subscriptions): the subscription is assigned
+    /// every partition of its streams (or the [chosen](Self::partitions)
+    /// ones), starts at its [position](Self::start_at), reads the history
+    /// and then follows new records. It commits nothing, so each
+    /// application, and each run, sees every message from its position.
+    /// Handlers, error policies, concurrency and stopping work as for group
+    /// subscriptions; [`Subscriber::commit`](crate::Subscriber::commit),
+    /// [`exactly_once`](Self::exactly_once) and [`replay_from`](Self::replay_from)
+    /// need a group and are refused. Streams created later that match the
+    /// pattern are picked up within `topic.metadata.refresh.interval.ms`
+    /// (5 s), from their first record. `#[subscribe(..., without_group = true)]`
+    /// in the macro.
+    ///
+    /// ```
+    /// async fn cache(raw: Vec<u8>) {}
+    /// let sub = kafkaesk::Subscription::new("prices", cache).without_group();
+    /// assert_eq!(sub.get_group(), None);
+    /// ```
+    pub fn without_group(mut self) -> Self {
+        self.without_group = true;
+        self
+    }
+
+    /// Where the subscription starts when nothing is committed.
+    pub fn get_start_at(&self) -> Position {
+        self.start.position.unwrap_or(Position::Earliest)
+    }
+
+    /// The replay's id, when the subscription replays.
+    pub fn get_replay_id(&self) -> Option<&str> {
+        self.start.replay.as_deref()
+    }
+
+    pub(crate) fn get_start(&self) -> &Start {
+        &self.start
+    }
+
+    /// The partitions chosen, if any.
+    pub fn get_partitions(&self) -> Option<&[i32]> {
+        self.partitions.as_deref()
+    }
+
+    /// Whether partitions are assigned by kafkaesk (no group, or chosen
+    /// partitions) rather than balanced by the group.
+    pub(crate) fn assigns_itself(&self) -> bool {
+        self.without_group || self.partitions.is_some()
+    }
+
     /// Whether batches run in transactions with their offsets.
     pub fn get_exactly_once(&self) -> bool {
         self.exactly_once
@@ -270,9 +407,13 @@ impl Subscription {
         &self.name
     }
 
-    /// The consumer group: the one set with [`group`](Self::group), or the name.
-    pub fn get_group(&self) -> &str {
-        self.group.as_deref().unwrap_or(&self.name)
+    /// The consumer group: the one set with [`group`](Self::group), or the
+    /// name; `None` [`without_group`](Self::without_group).
+    pub fn get_group(&self) -> Option<&str> {
+        if self.without_group {
+            return None;
+        }
+        Some(self.group.as_deref().unwrap_or(&self.name))
     }
 
     /// The streams consumed.
@@ -307,8 +448,41 @@ impl Subscription {
         if self.timeout == Some(Duration::ZERO) {
             return fail("timeout must be longer than zero");
         }
-        if self.get_group().is_empty() {
+        if self.get_group() == Some("") {
             return fail("the consumer group is empty");
+        }
+        if self.without_group {
+            if self.group.is_some() {
+                return fail("a subscription without a group cannot also name a group");
+            }
+            if self.exactly_once {
+                return fail(
+                    "an exactly-once subscription commits its offsets in its transactions, \
+                     which needs a consumer group",
+                );
+            }
+            if self.start.replay.is_some() {
+                return fail(
+                    "a subscription without a group commits nothing, so there is nothing to \
+                     replay over: use start_at",
+                );
+            }
+        }
+        if let Some(Position::Offset(offset)) = self.start.position {
+            if offset < 0 {
+                return fail("a start offset cannot be negative");
+            }
+        }
+        if self.start.replay.as_deref() == Some("") {
+            return fail("the replay id is empty");
+        }
+        if let Some(partitions) = &self.partitions {
+            if partitions.is_empty() {
+                return fail("the list of partitions is empty");
+            }
+            if partitions.iter().any(|&p| p < 0) {
+                return fail("partition numbers cannot be negative");
+            }
         }
         if let Some(problem) = self.on_error.problem() {
             return fail(problem);
@@ -558,7 +732,7 @@ mod tests {
     fn subscription_defaults_to_function_name_group() {
         let sub = Subscription::new("a.*", on_a);
         assert_eq!(sub.get_name(), "on_a");
-        assert_eq!(sub.get_group(), "on_a");
+        assert_eq!(sub.get_group(), Some("on_a"));
         assert!(Subscription::new("a", on_a)
             .concurrency(0)
             .validate()

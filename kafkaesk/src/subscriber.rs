@@ -2,7 +2,6 @@
 
 use std::sync::{Arc, Weak};
 
-use rdkafka::error::KafkaResult;
 use rdkafka::{Offset, TopicPartitionList};
 use serde::Serialize;
 
@@ -15,8 +14,9 @@ use crate::record::{Headers, Record};
 
 /// Commits offsets on the consumer a handler runs under.
 pub(crate) trait CommitOffsets: Send + Sync {
-    /// Commits `offsets` and waits for the broker's answer.
-    fn commit_sync(&self, offsets: &TopicPartitionList) -> KafkaResult<()>;
+    /// Commits `offsets` and waits for the broker's answer; refused for a
+    /// consumer without a group.
+    fn commit_sync(&self, offsets: &TopicPartitionList) -> Result<()>;
 }
 
 /// What a handler's context draws on besides the record: the application,
@@ -137,7 +137,8 @@ impl Subscriber {
     /// commit only once every earlier record of the partition is handled.
     /// Fails with [`Error::Stopped`] once the consumer has closed, and with
     /// [`Error::InvalidSetting`] in an exactly-once subscription, whose
-    /// offsets are committed with its transactions.
+    /// offsets are committed with its transactions, and in one without a
+    /// group, which commits nothing.
     pub async fn commit(&self) -> Result<()> {
         if self.scope.transaction.is_some() {
             return Err(Error::InvalidSetting {
@@ -162,6 +163,24 @@ impl Subscriber {
         tokio::task::spawn_blocking(move || consumer.commit_sync(&tpl))
             .await
             .map_err(|_| Error::Stopped)?
-            .map_err(Error::Kafka)
+    }
+
+    /// Pauses this handler's subscription, every partition, from the next
+    /// record on: see [`control`](crate::app::control). Resume it with
+    /// [`Application::resume`] (through [`app`](Self::app)).
+    pub fn pause(&self) -> Result<()> {
+        self.scope.app.pause(&self.scope.name)
+    }
+
+    /// Pauses the partition of the record being handled: its next records
+    /// wait until [`Application::resume_partitions`] (or
+    /// [`Application::resume`]) resumes it; the other partitions go on.
+    pub fn pause_partition(&self) -> Result<()> {
+        let prefix = &self.scope.app.settings().topic_prefix;
+        let topic = self.record.topic();
+        let stream = topic.strip_prefix(prefix.as_str()).unwrap_or(topic);
+        self.scope
+            .app
+            .pause_partitions(&self.scope.name, [(stream, self.record.partition())])
     }
 }

@@ -311,10 +311,11 @@ pub async fn run(app: Application, options: &WorkerOptions) -> Result<()> {
     }
     for sub in router.subscriptions() {
         println!(
-            "kafkaesk: subscription {} on {} (group {}, concurrency {}{})",
+            "kafkaesk: subscription {} on {} ({}, concurrency {}{})",
             sub.get_name(),
             sub.get_streams(),
-            sub.get_group(),
+            sub.get_group()
+                .map_or_else(|| "no group".to_owned(), |group| format!("group {group}")),
             sub.get_concurrency(),
             sub.get_timeout()
                 .map(|t| format!(", timeout {t:?}"))

@@ -22,6 +22,7 @@
 //! [`dead_letter`](crate::dead_letter).
 
 mod builder;
+pub mod control;
 mod monitor;
 mod run_state;
 
@@ -36,6 +37,7 @@ pub use builder::ApplicationBuilder;
 pub use monitor::{ConsumerHealth, Health, SubscriptionStats};
 
 pub(crate) use builder::Hook;
+pub(crate) use control::{PauseState, SubscriptionControl};
 pub(crate) use monitor::SubscriptionMonitor;
 pub(crate) use run_state::RunState;
 
@@ -66,6 +68,7 @@ struct Inner {
     on_finalize: Mutex<Vec<Hook>>,
     runs: RunState,
     monitor: Monitor,
+    controls: control::Controls,
     /// The application this one became when it was reconfigured: every
     /// handle, including those made before, acts on it from then on.
     successor: OnceLock<Application>,
@@ -95,6 +98,7 @@ impl Application {
         Application {
             inner: Arc::new(Inner {
                 monitor: Monitor::new(metrics.clone()),
+                controls: control::Controls::default(),
                 connection: Connection::new(settings, metrics),
                 schemas: SchemaCatalog::new(router.schema_infos()),
                 router: RwLock::new(router),
@@ -215,6 +219,12 @@ impl Application {
     /// The handle a consumer of `subscription` writes its counters and state through.
     pub(crate) fn monitor(&self, subscription: &str, group: &str) -> SubscriptionMonitor {
         self.inner().monitor.subscription(subscription, group)
+    }
+
+    /// What the application keeps for `subscription` across runs: pauses,
+    /// and the partitions placed at its start position.
+    pub(crate) fn control(&self, subscription: &str) -> Arc<SubscriptionControl> {
+        self.inner().controls.get(subscription)
     }
 
     /// Connects and creates every stream the schemas name, then runs the

@@ -72,6 +72,9 @@ pub struct ConsumerHealth {
     pub running: bool,
     /// Partitions currently assigned, as `(topic, partition)`.
     pub assigned: Vec<(String, i32)>,
+    /// Of those, the ones paused by [`Application::pause`](crate::Application::pause)
+    /// and its kin.
+    pub paused: Vec<(String, i32)>,
 }
 
 /// The result of [`Application::health_check`](crate::Application::health_check).
@@ -121,6 +124,7 @@ impl Monitor {
                 group: group.to_owned(),
                 running: true,
                 assigned: Vec::new(),
+                paused: Vec::new(),
             },
         );
         let metrics = self.metrics.consumer(subscription, group);
@@ -167,12 +171,20 @@ impl SubscriptionMonitor {
         }
     }
 
+    /// Records the partitions now paused.
+    pub(crate) fn paused(&self, paused: Vec<(String, i32)>) {
+        if let Some(health) = lock(&self.consumers).get_mut(&self.name) {
+            health.paused = paused;
+        }
+    }
+
     /// Records that the consumer stopped.
     pub(crate) fn stopped(&self) {
         self.metrics.health(false);
         if let Some(health) = lock(&self.consumers).get_mut(&self.name) {
             health.running = false;
             health.assigned.clear();
+            health.paused.clear();
         }
     }
 }

@@ -91,7 +91,13 @@ impl BatchConsumer {
                     let mut record_began = poll_began;
                     while let Some(record) = batch.get(outcomes.len()) {
                         let index = outcomes.len();
-                        if failed || in_flight >= concurrency || run_stop.is_stopping() {
+                        // A pause asked for is applied before the next record
+                        // starts: those left run once their partition resumes.
+                        if failed
+                            || in_flight >= concurrency
+                            || run_stop.is_stopping()
+                            || self.control.pause_pending()
+                        {
                             break;
                         }
                         if index >= concurrency {

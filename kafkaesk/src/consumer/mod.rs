@@ -49,11 +49,14 @@
 //! New consumer groups start from the earliest offset (`auto.offset.reset`),
 //! so a group sees messages published before it first joined.
 
+mod assign;
 mod batch;
 pub mod exactly_once;
 mod offsets;
+mod pause;
 mod retry;
 mod settle;
+mod start;
 mod supervisor;
 
 use std::collections::VecDeque;
@@ -63,27 +66,39 @@ use std::time::Duration;
 
 use futures::FutureExt;
 use rdkafka::consumer::{CommitMode, Consumer, StreamConsumer};
-use rdkafka::error::KafkaResult;
 use rdkafka::TopicPartitionList;
 use tokio::sync::watch;
 use tokio::time::Instant;
 
-use crate::app::{Application, SubscriptionMonitor};
-use crate::error::Result;
+use crate::app::{Application, SubscriptionControl, SubscriptionMonitor};
+use crate::error::{Error, Result};
 use crate::producer::Producer;
 use crate::record::{PendingRecord, TopicNames};
 use crate::router::Subscription;
 use crate::subscriber::{CommitOffsets, HandlerScope};
 use crate::sync::lock;
+use assign::SelfAssignment;
 use batch::MAX_HANDLED_IN_TURN;
 use offsets::{OffsetBook, RebalanceContext};
+use pause::Paused;
 use retry::{retries_first_run, Retries};
+use start::StartPlan;
 
 type KafkaConsumer = StreamConsumer<RebalanceContext>;
 
 impl CommitOffsets for KafkaConsumer {
-    fn commit_sync(&self, offsets: &TopicPartitionList) -> KafkaResult<()> {
-        self.commit(offsets, CommitMode::Sync)
+    fn commit_sync(&self, offsets: &TopicPartitionList) -> Result<()> {
+        if self.context().grouped {
+            lock(&self.context().book).mark(offsets);
+            Ok(self.commit(offsets, CommitMode::Sync)?)
+        } else {
+            Err(Error::InvalidSetting {
+                name: "without_group".to_owned(),
+                reason: "a subscription without a group commits nothing; its position is \
+                         where it starts"
+                    .to_owned(),
+            })
+        }
     }
 }
 
@@ -162,6 +177,7 @@ pub(crate) struct BatchConsumer {
     consumer: Arc<KafkaConsumer>,
     book: Arc<Mutex<OffsetBook>>,
     monitor: SubscriptionMonitor,
+    control: Arc<SubscriptionControl>,
     auto_commit: bool,
 }
 
@@ -185,29 +201,59 @@ impl BatchConsumer {
         transaction: Option<Producer>,
     ) -> Result<Self> {
         let settings = app.settings();
-        // An exactly-once subscription commits offsets with its transactions.
-        let auto_commit = settings.auto_commit && transaction.is_none();
-        let name: Arc<str> = subscription.shared_name().clone();
         let group = subscription.get_group();
-        let config = settings.consumer_config(group)?;
-        let monitor = app.monitor(&name, group);
-        let book = Arc::new(Mutex::new(OffsetBook::default()));
+        // An exactly-once subscription commits offsets with its transactions;
+        // one without a group commits nothing.
+        let auto_commit = settings.auto_commit && transaction.is_none() && group.is_some();
+        let name: Arc<str> = subscription.shared_name().clone();
+        // librdkafka wants a group id even for assigned partitions; a
+        // groupless one never joins it nor commits to it.
+        let client_group = group.map_or_else(
+            || format!("kafkaesk-no-group-{name}-{}", std::process::id()),
+            str::to_owned,
+        );
+        let config = settings.consumer_config(&client_group)?;
+        let monitor = app.monitor(&name, group.unwrap_or(""));
+        let control = app.control(&name);
+        let start = StartPlan::new(&subscription, control.clone());
+        let mut book = OffsetBook::default();
+        book.commit_metadata = start
+            .as_ref()
+            .and_then(StartPlan::commit_metadata)
+            .map(str::to_owned);
+        let book = Arc::new(Mutex::new(book));
         let context = RebalanceContext {
             subscription: name.clone(),
             auto_commit,
+            grouped: group.is_some(),
             book: book.clone(),
             monitor: monitor.clone(),
+            start,
+            pauses: control.pauses(),
+            topic_prefix: settings.topic_prefix.clone(),
         };
         let consumer: KafkaConsumer = config.create_with_context(context)?;
-        let regex = subscription.get_streams().regex(&settings.topic_prefix);
-        consumer.subscribe(&[&regex])?;
-        tracing::info!(
-            subscription = %name,
-            streams = %subscription.get_streams(),
-            group,
-            regex = %regex,
-            "subscribed"
-        );
+        if subscription.assigns_itself() {
+            tracing::info!(
+                subscription = %name,
+                streams = %subscription.get_streams(),
+                group,
+                partitions = ?subscription.get_partitions(),
+                start = %subscription.get_start_at(),
+                "subscribed, assigning partitions itself"
+            );
+        } else {
+            let regex = subscription.get_streams().regex(&settings.topic_prefix);
+            consumer.subscribe(&[&regex])?;
+            tracing::info!(
+                subscription = %name,
+                streams = %subscription.get_streams(),
+                group,
+                regex = %regex,
+                start = %subscription.get_start_at(),
+                "subscribed"
+            );
+        }
         let consumer = Arc::new(consumer);
         let weak = Arc::downgrade(&consumer);
         let commits: Weak<dyn CommitOffsets> = weak;
@@ -223,7 +269,21 @@ impl BatchConsumer {
             consumer,
             book,
             monitor,
+            control,
         })
+    }
+
+    /// How often librdkafka looks up topics, which a self-assigning
+    /// subscription follows too.
+    fn metadata_refresh_interval(&self) -> Duration {
+        let settings = self.scope.app.settings();
+        let millis = settings
+            .kafka_settings
+            .get("topic.metadata.refresh.interval.ms")
+            .and_then(|v| v.parse::<u64>().ok())
+            .filter(|&ms| ms > 0)
+            .unwrap_or(5000);
+        Duration::from_millis(millis)
     }
 
     /// Consumes until the run stops or a record stops the consumer, then
@@ -239,6 +299,11 @@ impl BatchConsumer {
         let mut batch_size = batch_limit;
         let mut batch: Vec<PendingRecord<'_>> = Vec::with_capacity(batch_limit);
         let mut seen_revocations = 0;
+        let mut paused = Paused::new(self.scope.app.control(&self.scope.name).pauses());
+        let mut self_assignment = self
+            .subscription
+            .assigns_itself()
+            .then(|| SelfAssignment::new(self.metadata_refresh_interval()));
         let mut topic_names = TopicNames::default();
         let mut retries = Retries::default();
         // Records held back while their partition was retrying, or left
@@ -266,11 +331,22 @@ impl BatchConsumer {
             if control.run_stop.is_stopping() {
                 break Ok(());
             }
+            if paused.changed() {
+                self.apply_pauses(&mut paused, &mut ready, &retries);
+            }
             let now = Instant::now();
             if now >= next_commit {
                 self.commit(CommitMode::Async);
                 next_commit = now + interval;
             }
+            if let Some(assignment) = self_assignment.as_mut().filter(|a| now >= a.next_look) {
+                if let Err(err) = self.assign_new_partitions(assignment).await {
+                    tracing::warn!(subscription = %self.scope.name, error = %err, "could not look up partitions to assign; trying again");
+                }
+            }
+            let wake_at = self_assignment
+                .as_ref()
+                .map_or(next_commit, |a| a.next_look.min(next_commit));
             if ready.is_empty() {
                 // While records are waiting, take one without setting up the
                 // wait below: stop and commits are checked above.
@@ -279,7 +355,12 @@ impl BatchConsumer {
                     None => tokio::select! {
                         biased;
                         _ = control.stop.changed() => continue,
-                        () = tokio::time::sleep_until(next_commit) => continue,
+                        _ = paused.state.changed() => {
+                            // Seen as changed again at the top, and applied there.
+                            paused.state.mark_changed();
+                            continue;
+                        }
+                        () = tokio::time::sleep_until(wake_at) => continue,
                         Some(ended) = retries.running.join_next(), if !retries.running.is_empty() => {
                             ended_while_waiting = Some(ended);
                             continue;
@@ -317,7 +398,14 @@ impl BatchConsumer {
             }
 
             retries.hold_back(&mut batch);
-            self.drop_revoked(&mut batch, &mut seen_revocations, &mut retries, &mut ready);
+            paused.hold_back(&mut batch, self);
+            self.drop_revoked(
+                &mut batch,
+                &mut seen_revocations,
+                &mut retries,
+                &mut ready,
+                &mut paused,
+            );
             if batch.is_empty() {
                 continue;
             }
@@ -386,17 +474,21 @@ impl BatchConsumer {
     /// owner consumes them from the last commit, so handling them here would
     /// only handle them twice. Records held back for a revoked partition's
     /// retries, or queued after them, are dropped for the same reason.
-    fn drop_revoked(
+    fn drop_revoked<'c>(
         &self,
-        batch: &mut Vec<PendingRecord<'_>>,
+        batch: &mut Vec<PendingRecord<'c>>,
         seen_revocations: &mut u64,
         retries: &mut Retries,
-        ready: &mut VecDeque<PendingRecord<'_>>,
+        ready: &mut VecDeque<PendingRecord<'c>>,
+        paused: &mut Paused<'c>,
     ) {
         let book = lock(&self.book);
         if book.revocations == *seen_revocations {
             return;
         }
+        drop(book);
+        paused.drop_unassigned(self);
+        let book = lock(&self.book);
         *seen_revocations = book.revocations;
         let assigned =
             |topic: &Arc<str>, partition| book.assigned.contains(&(topic.clone(), partition));

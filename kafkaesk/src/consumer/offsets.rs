@@ -11,12 +11,17 @@
 use std::collections::{HashMap, HashSet};
 use std::sync::{Arc, Mutex};
 
-use rdkafka::consumer::{BaseConsumer, CommitMode, Consumer, ConsumerContext, Rebalance};
-use rdkafka::error::KafkaResult;
+use rdkafka::consumer::{
+    BaseConsumer, CommitMode, Consumer, ConsumerContext, Rebalance, RebalanceProtocol,
+};
+use rdkafka::error::{KafkaError, KafkaResult};
 use rdkafka::statistics::Statistics;
+use rdkafka::types::RDKafkaRespErr;
 use rdkafka::{ClientContext, Offset, TopicPartitionList};
+use tokio::sync::watch;
 
-use crate::app::SubscriptionMonitor;
+use super::start::StartPlan;
+use crate::app::{PauseState, SubscriptionMonitor};
 use crate::sync::lock;
 
 /// A topic (shared name) and a partition.
@@ -34,6 +39,11 @@ pub(crate) struct OffsetBook {
     pub(crate) revocations: u64,
     /// The revocation count at each partition's latest revocation.
     revoked_at: HashMap<TopicPartition, u64>,
+    /// Partitions paused by [`Application::pause`](crate::Application::pause)
+    /// and its kin (not by retries).
+    pub(crate) paused: HashSet<TopicPartition>,
+    /// What every commit carries as metadata: a replay's mark.
+    pub(crate) commit_metadata: Option<String>,
 }
 
 impl OffsetBook {
@@ -50,7 +60,17 @@ impl OffsetBook {
                 let _ = tpl.add_partition_offset(&tp.0, tp.1, Offset::Offset(*offset));
             }
         }
+        self.mark(&tpl);
         tpl
+    }
+
+    /// Gives the commits of `tpl` the subscription's metadata, if it has any.
+    pub(crate) fn mark(&self, tpl: &TopicPartitionList) {
+        if let Some(metadata) = &self.commit_metadata {
+            for mut elem in tpl.elements() {
+                elem.set_metadata(metadata);
+            }
+        }
     }
 
     /// Whether the partition is assigned and was not revoked since the
@@ -88,19 +108,29 @@ impl OffsetBook {
             self.processed.remove(tp);
             self.committed.remove(tp);
             self.assigned.remove(tp);
+            self.paused.remove(tp);
         }
     }
 
-    fn assigned_sorted(&self) -> Vec<(String, i32)> {
-        let mut v: Vec<_> = self
-            .assigned
-            .iter()
-            .map(|(t, p)| (t.to_string(), *p))
-            .collect();
-        v.sort();
-        v
+    pub(crate) fn assigned_sorted(&self) -> Vec<(String, i32)> {
+        sorted(&self.assigned)
+    }
+
+    pub(crate) fn paused_sorted(&self) -> Vec<(String, i32)> {
+        sorted(&self.paused)
     }
 }
+
+fn sorted(partitions: &HashSet<TopicPartition>) -> Vec<(String, i32)> {
+    let mut v: Vec<_> = partitions
+        .iter()
+        .map(|(t, p)| (t.to_string(), *p))
+        .collect();
+    v.sort();
+    v
+}
+
+impl OffsetBook {}
 
 /// A list of one partition, for pause and resume.
 pub(crate) fn partition_list(tp: &TopicPartition) -> TopicPartitionList {
@@ -114,8 +144,51 @@ pub(crate) fn partition_list(tp: &TopicPartition) -> TopicPartitionList {
 pub(crate) struct RebalanceContext {
     pub(crate) subscription: Arc<str>,
     pub(crate) auto_commit: bool,
+    /// Whether the consumer commits to a group (not one without a group).
+    pub(crate) grouped: bool,
     pub(crate) book: Arc<Mutex<OffsetBook>>,
     pub(crate) monitor: SubscriptionMonitor,
+    /// Where newly assigned partitions start, when not at the group's commits.
+    pub(crate) start: Option<StartPlan>,
+    pub(crate) pauses: watch::Receiver<PauseState>,
+    /// The topic prefix, stripped to name the streams pauses are kept by.
+    pub(crate) topic_prefix: String,
+}
+
+impl RebalanceContext {
+    /// Pauses those of `partitions`, newly assigned, that the subscription's
+    /// pauses cover, and records them in the book.
+    pub(crate) fn pause_assigned<C: ConsumerContext>(
+        &self,
+        consumer: &impl Consumer<C>,
+        partitions: &[TopicPartition],
+    ) {
+        let state = self.pauses.borrow().clone();
+        let mut tpl = TopicPartitionList::new();
+        let mut paused = Vec::new();
+        for tp in partitions {
+            let stream = tp.0.strip_prefix(&self.topic_prefix).unwrap_or(&tp.0);
+            if state.is_paused(stream, tp.1) {
+                tpl.add_partition(&tp.0, tp.1);
+                paused.push(tp.clone());
+            }
+        }
+        if paused.is_empty() {
+            return;
+        }
+        match consumer.pause(&tpl) {
+            Ok(()) => {
+                let mut book = lock(&self.book);
+                book.paused.extend(paused);
+                self.monitor.paused(book.paused_sorted());
+            }
+            Err(err) => tracing::warn!(
+                subscription = %self.subscription,
+                error = %err,
+                "could not pause newly assigned partitions"
+            ),
+        }
+    }
 }
 
 impl ClientContext for RebalanceContext {
@@ -140,6 +213,43 @@ impl ClientContext for RebalanceContext {
 }
 
 impl ConsumerContext for RebalanceContext {
+    /// rust-rdkafka's rebalance, with the start position placed in the
+    /// assignment before it is assigned: librdkafka starts each partition
+    /// at the offset its assignment carries.
+    fn rebalance(
+        &self,
+        consumer: &BaseConsumer<Self>,
+        err: RDKafkaRespErr,
+        tpl: &mut TopicPartitionList,
+    ) {
+        let assigning = err == RDKafkaRespErr::RD_KAFKA_RESP_ERR__ASSIGN_PARTITIONS;
+        if assigning {
+            if let Some(start) = &self.start {
+                start.place(consumer, tpl);
+            }
+        }
+        let rebalance = match err {
+            RDKafkaRespErr::RD_KAFKA_RESP_ERR__ASSIGN_PARTITIONS => Rebalance::Assign(tpl),
+            RDKafkaRespErr::RD_KAFKA_RESP_ERR__REVOKE_PARTITIONS => Rebalance::Revoke(tpl),
+            other => Rebalance::Error(KafkaError::Rebalance(other.into())),
+        };
+        self.pre_rebalance(consumer, &rebalance);
+        let cooperative = matches!(
+            consumer.rebalance_protocol(),
+            RebalanceProtocol::Cooperative
+        );
+        let done = match (assigning, cooperative) {
+            (true, true) => consumer.incremental_assign(tpl),
+            (true, false) => consumer.assign(tpl),
+            (false, true) => consumer.incremental_unassign(tpl),
+            (false, false) => consumer.unassign(),
+        };
+        if let Err(err) = done {
+            tracing::warn!(subscription = %self.subscription, error = %err, "rebalance failed");
+        }
+        self.post_rebalance(consumer, &rebalance);
+    }
+
     fn pre_rebalance(&self, consumer: &BaseConsumer<Self>, rebalance: &Rebalance<'_>) {
         let Rebalance::Revoke(revoked) = rebalance else {
             return;
@@ -183,16 +293,19 @@ impl ConsumerContext for RebalanceContext {
         self.monitor.assigned(assigned);
     }
 
-    fn post_rebalance(&self, _consumer: &BaseConsumer<Self>, rebalance: &Rebalance<'_>) {
+    fn post_rebalance(&self, consumer: &BaseConsumer<Self>, rebalance: &Rebalance<'_>) {
         match rebalance {
             Rebalance::Assign(tpl) => {
+                let partitions: Vec<TopicPartition> = tpl
+                    .elements()
+                    .iter()
+                    .map(|e| (Arc::from(e.topic()), e.partition()))
+                    .collect();
+                self.pause_assigned(consumer, &partitions);
                 let mut book = lock(&self.book);
-                for elem in tpl.elements() {
-                    book.assigned
-                        .insert((Arc::from(elem.topic()), elem.partition()));
-                    self.monitor
-                        .metrics
-                        .rebalanced(elem.topic(), elem.partition(), "assigned");
+                for tp in partitions {
+                    self.monitor.metrics.rebalanced(&tp.0, tp.1, "assigned");
+                    book.assigned.insert(tp);
                 }
                 let assigned = book.assigned_sorted();
                 drop(book);

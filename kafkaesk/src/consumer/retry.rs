@@ -232,7 +232,8 @@ impl BatchConsumer {
                 }
             }
         }
-        if !retries.held.contains_key(tp) {
+        // A partition paused by the application stays paused.
+        if !retries.held.contains_key(tp) && !lock(&self.book).paused.contains(tp) {
             // Fails only if the partition is no longer assigned, which is fine.
             let _ = self.consumer.resume(&partition_list(tp));
         }
