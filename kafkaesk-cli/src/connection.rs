@@ -51,6 +51,8 @@ pub enum Failure {
     Usage(String),
     /// The broker could not be reached or refused.
     Runtime(String),
+    /// Already reported on stderr: only the exit code (1) is left to give.
+    Reported,
 }
 
 impl From<kafkaesk::Error> for Failure {

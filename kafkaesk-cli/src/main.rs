@@ -266,8 +266,10 @@ fn implicit_target(run: &RunArgs) -> Result<(), String> {
 async fn read_command(args: read::ReadArgs) -> Result<(), Failure> {
     match read::run(args).await? {
         read::Outcome::Complete => Ok(()),
-        read::Outcome::Errors(count) => Err(Failure::Runtime(format!(
-            "{count} error(s) while reading (above); every other record was printed"
+        // Nothing printed: the error itself says it all.
+        read::Outcome::Errors { printed: 0, .. } => Err(Failure::Reported),
+        read::Outcome::Errors { errors, printed } => Err(Failure::Runtime(format!(
+            "{errors} error(s) while reading (above); the other {printed} record(s) were printed"
         ))),
     }
 }
@@ -295,6 +297,7 @@ fn inspect(command: impl std::future::Future<Output = Result<(), Failure>>) -> E
             eprintln!("error: {message}");
             ExitCode::FAILURE
         }
+        Err(Failure::Reported) => ExitCode::FAILURE,
     }
 }
 

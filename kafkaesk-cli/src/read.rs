@@ -156,8 +156,13 @@ pub fn render(record: &Record, prefix: &str) -> String {
 pub enum Outcome {
     /// Every record was printed (or stdout was closed, or a signal came while following).
     Complete,
-    /// This many errors were reported on stderr; the other records were printed.
-    Errors(usize),
+    /// Errors were reported on stderr; the other records were printed.
+    Errors {
+        /// How many errors.
+        errors: usize,
+        /// How many records were printed.
+        printed: usize,
+    },
 }
 
 impl ReadArgs {
@@ -195,7 +200,7 @@ pub async fn run(args: ReadArgs) -> Result<Outcome, Failure> {
     let stdout = std::io::stdout();
     // Following, each line goes out as it comes; otherwise in large writes.
     let mut out = std::io::BufWriter::new(stdout.lock());
-    let mut errors = 0;
+    let (mut errors, mut printed) = (0, 0);
     let mut stop = Stop::new(args.follow)?;
     loop {
         let item = tokio::select! {
@@ -215,6 +220,7 @@ pub async fn run(args: ReadArgs) -> Result<Outcome, Failure> {
                 if let Err(err) = written {
                     return closed_stdout(err);
                 }
+                printed += 1;
             }
             Err(err) => {
                 // Lines already printed go out before the error that follows them.
@@ -232,7 +238,7 @@ pub async fn run(args: ReadArgs) -> Result<Outcome, Failure> {
     Ok(if errors == 0 {
         Outcome::Complete
     } else {
-        Outcome::Errors(errors)
+        Outcome::Errors { errors, printed }
     })
 }
 

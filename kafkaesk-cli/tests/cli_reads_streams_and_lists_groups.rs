@@ -410,5 +410,6 @@ fn a_stream_that_does_not_exist_is_an_error_with_exit_code_1() {
         "{}",
         out.stderr
     );
+    assert_eq!(out.stderr.lines().count(), 1, "{}", out.stderr);
     assert_eq!(out.stdout, "");
 }
