@@ -41,6 +41,13 @@ async fn streams_are_created_with_options_listed_lagged_and_deleted() {
         topic_config(&topic, "retention.bytes").await.as_deref(),
         Some("1048576")
     );
+    let configs = app.stream_configs(["balances"]).await.unwrap();
+    assert_eq!(configs.len(), 1);
+    assert_eq!(configs[0].topic, topic);
+    assert_eq!(configs[0].cleanup_policy.as_deref(), Some("compact"));
+    assert_eq!(configs[0].retention_bytes, Some(1 << 20));
+    let missing = app.stream_configs(["no-such-stream"]).await;
+    assert!(matches!(missing, Err(Error::Topic { .. })), "{missing:?}");
     let again = app.create_stream("balances", options).await;
     assert!(
         matches!(&again, Err(Error::Topic { reason, .. }) if reason.contains("already exists")),
@@ -94,6 +101,20 @@ async fn streams_are_created_with_options_listed_lagged_and_deleted() {
     assert_eq!(lags.len(), 3);
     assert_eq!(lags.iter().map(|l| l.lag).sum::<i64>(), 2, "{lags:?}");
     assert!(lags.iter().any(|l| l.committed.is_some()), "{lags:?}");
+    // The same, found from the group alone: every stream it committed on.
+    let group = app.router().subscriptions()[0].get_group().to_owned();
+    let groups = app.consumer_groups().await.unwrap();
+    assert!(groups.iter().any(|g| g.name == group), "{groups:?}");
+    let streams = app.group_streams(&group).await.unwrap();
+    assert_eq!(streams.len(), 1, "{streams:?}");
+    assert_eq!(streams[0].stream, "balances");
+    assert_eq!(streams[0].partitions, lags);
+    assert_eq!(streams[0].total_lag(), 2);
+    assert!(app
+        .group_streams("a-group-that-never-committed")
+        .await
+        .unwrap()
+        .is_empty());
 
     app.delete_stream("balances").await.unwrap();
     let cluster = app.cluster_metadata().await.unwrap();

@@ -1,23 +1,43 @@
-//! `kafkaesk`: runs the workers of a crate.
+//! `kafkaesk`: runs the workers of a crate, and looks into a broker.
 //!
 //! ```text
 //! kafkaesk examples/service --kafka-servers 127.0.0.1:9092
 //! kafkaesk my-service::api::app --kafka-servers a:9092,b:9092 --topic-prefix prod.
+//! kafkaesk read orders --kafka-servers 127.0.0.1:9092 --backward --limit 5 | jq .message.data
+//! kafkaesk streams --kafka-servers 127.0.0.1:9092
+//! kafkaesk groups --kafka-servers 127.0.0.1:9092 --verbose
 //! ```
 //!
-//! The target crate is built together with a small generated runner (see
-//! `runner.rs`), which then runs every subscription the crate registered,
-//! or the application returned by the named function.
+//! For a worker, the target crate is built together with a small generated
+//! runner (see `runner.rs`), which then runs every subscription the crate
+//! registered, or the application returned by the named function.
+//!
+//! `read` (`read.rs`), `streams` and `groups` (`listing.rs`) need no crate:
+//! they talk to the broker at `--kafka-servers` directly. Their names are
+//! taken as commands; a target crate with one of these names (or `run`)
+//! runs with `kafkaesk run TARGET` or by its path, `kafkaesk ./read`.
 
+mod connection;
 #[cfg(all(unix, feature = "embedded-broker"))]
 mod embedded;
+mod listing;
+mod read;
 mod runner;
 mod target;
 
 use std::process::ExitCode;
 
-use clap::Parser;
+use clap::{Parser, Subcommand};
 use kafkaesk::worker::WorkerOptions;
+
+use connection::Failure;
+
+const USAGE: &str = "\
+kafkaesk TARGET [OPTIONS]
+       kafkaesk run TARGET [OPTIONS]
+       kafkaesk read STREAM [OPTIONS]
+       kafkaesk streams [PATTERN] [OPTIONS]
+       kafkaesk groups [PATTERN] [OPTIONS]";
 
 const AFTER_HELP: &str = "\
 TARGET is a directory with a Cargo.toml, or a package of the workspace you are in, such as
@@ -26,24 +46,78 @@ the crate registered. `my-service::api::app` runs the Application returned by th
 function `api::app` (sync or async, returning Application or Result<Application, E>) instead;
 flags override its settings.
 
+`read`, `streams`, `groups` and `run` are commands, not targets: a crate with one of these names
+runs with `kafkaesk run read [OPTIONS]`, or by its path, `kafkaesk ./read [OPTIONS]`. Options go
+after the command (`kafkaesk read --help` lists its own).
+
 The target is built in debug mode (or --release) into its own workspace's target directory; a
 second run with nothing changed starts in about a second.
 
 Without --kafka-servers (or KAFKAESK_KAFKA_SERVERS), kafkaesk starts an embedded Kafka-protocol
 broker (tansu, in memory) inside this process, prints its address so other processes can publish
 to it, and runs the worker against it. Its data lives only as long as this process: it is for
-development, not production.
+development, not production. `read`, `streams` and `groups` never start one: they need
+--kafka-servers (for a worker's embedded broker, the address it printed).
 
 The worker stops cleanly on SIGINT or SIGTERM: in-flight handlers finish, offsets are committed,
 the producer is flushed, and the exit code is 0. A handler error stops it with exit code 1 and
-the error on stderr.";
+the error on stderr. Usage errors (bad flags, a wrong target) exit with code 2.";
 
-/// Runs a kafkaesk worker for a crate.
+const READ_HELP: &str = "\
+Each record is one JSON object on its own line, fields in this order:
+  {\"stream\":\"orders\",\"topic\":\"prod.orders\",\"partition\":0,\"offset\":7,\"timestamp\":1764756000000,
+   \"key\":\"customer-7\",\"headers\":[[\"trace-id\",\"4bf9\"]],\"json\":true,
+   \"message\":{\"schema\":\"Order:1\",\"data\":{\"id\":7}}}
+timestamp is in milliseconds since the Unix epoch, or null. key, header values and a message that
+is not JSON are a string when UTF-8, else {\"base64\":\"...\"}; a missing key, a null header
+value and a null (tombstone) message are null. headers are [name, value] pairs in order (a name
+may repeat). json is true when message is the value parsed as JSON (kafkaesk's envelope
+{\"schema\":\"Id:1\",\"data\":{...}}), false when message holds the raw bytes.
+
+Forward reads stop at the end as of the start, unless --follow; with --follow, SIGINT (Ctrl-C)
+or SIGTERM ends the read with exit code 0. A closed stdout (`| head`) ends it quietly.
+
+Exit codes: 0 when every record was printed; 1 when the broker could not be read or some records
+could not be (each is reported on stderr as `error: ...` with its position where known, and the
+read goes on); 2 for usage errors.";
+
+const STREAMS_HELP: &str = "\
+MESSAGES is the sum over the partitions of the high minus the low watermark: on compacted topics,
+or with transaction markers, an upper bound on the records stored. RETENTION, RETENTION BYTES
+and CLEANUP are the topic's retention.ms, retention.bytes and cleanup.policy (- when the broker
+does not say).";
+
+const GROUPS_HELP: &str = "\
+Lists the consumer groups the broker knows that have committed offsets on streams under the
+topic prefix, with their lag on each such stream: the records between the group's committed
+offset (or the partition's start, where it has none) and the end. Groups without committed
+offsets there are not shown.";
+
+/// Runs a kafkaesk worker for a crate, or reads a broker's streams and groups.
 #[derive(Debug, Parser)]
-#[command(name = "kafkaesk", version, after_help = AFTER_HELP)]
+#[command(
+    name = "kafkaesk",
+    version,
+    override_usage = USAGE,
+    after_help = AFTER_HELP,
+    subcommand_negates_reqs = true,
+    args_conflicts_with_subcommands = true,
+    disable_help_subcommand = true
+)]
 struct Cli {
+    #[command(subcommand)]
+    command: Option<Command>,
+
+    #[command(flatten)]
+    run: RunArgs,
+}
+
+/// A worker run: `kafkaesk TARGET` or `kafkaesk run TARGET`.
+#[derive(Debug, Clone, clap::Args)]
+struct RunArgs {
     /// The crate to run, optionally followed by `::path::to::app`.
-    target: String,
+    #[arg(required = true, value_name = "TARGET")]
+    target: Option<String>,
 
     #[command(flatten)]
     worker: WorkerOptions,
@@ -53,11 +127,33 @@ struct Cli {
     release: bool,
 }
 
-/// The first line of a clap error, without its `error: ` prefix.
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Runs the worker of TARGET, as `kafkaesk TARGET` does (also for a crate named like a command).
+    #[command(after_help = AFTER_HELP)]
+    Run(RunArgs),
+    /// Prints a stream's records (or those of every stream matching a pattern) as JSON lines.
+    #[command(after_help = READ_HELP)]
+    Read(read::ReadArgs),
+    /// Lists the streams under the topic prefix: partitions, messages, retention.
+    #[command(after_help = STREAMS_HELP)]
+    Streams(listing::StreamsArgs),
+    /// Lists the consumer groups with their lag on each stream they consume.
+    #[command(after_help = GROUPS_HELP)]
+    Groups(listing::GroupsArgs),
+}
+
+/// The first paragraph of a clap error on one line, without its `error: `
+/// prefix: a missing argument's name is on the line after the message.
 fn one_line(err: &clap::Error) -> String {
     let text = err.render().to_string();
-    let first = text.lines().next().unwrap_or_default();
-    first.strip_prefix("error: ").unwrap_or(first).to_owned()
+    let first = text
+        .lines()
+        .take_while(|line| !line.trim().is_empty())
+        .map(str::trim)
+        .collect::<Vec<_>>()
+        .join(" ");
+    first.strip_prefix("error: ").unwrap_or(&first).to_owned()
 }
 
 /// The runner, with the worker flags as arguments. librdkafka settings go
@@ -127,7 +223,20 @@ fn main() -> ExitCode {
             return ExitCode::from(2);
         }
     };
-    match run(cli) {
+    let run = match cli.command {
+        None => match implicit_target(&cli.run) {
+            Ok(()) => cli.run,
+            Err(message) => {
+                eprintln!("error: {message}");
+                return ExitCode::from(2);
+            }
+        },
+        Some(Command::Run(run)) => run,
+        Some(Command::Read(args)) => return inspect(read_command(args)),
+        Some(Command::Streams(args)) => return inspect(listing::streams(args)),
+        Some(Command::Groups(args)) => return inspect(listing::groups(args)),
+    };
+    match run_worker(run) {
         Ok(code) => code,
         Err(message) => {
             eprintln!("error: {message}");
@@ -136,21 +245,81 @@ fn main() -> ExitCode {
     }
 }
 
-fn run(cli: Cli) -> Result<ExitCode, String> {
-    let target = target::resolve(&cli.target)?;
+/// The names `kafkaesk TARGET` does not take as a target.
+const COMMANDS: [&str; 4] = ["run", "read", "streams", "groups"];
+
+/// Refuses a command's name as a target: clap takes it for one only when
+/// flags come first (`kafkaesk --topic-prefix p. read`), which must not run
+/// a crate that `kafkaesk read` would not.
+fn implicit_target(run: &RunArgs) -> Result<(), String> {
+    match run.target.as_deref() {
+        Some(name) if COMMANDS.contains(&name) => Err(format!(
+            "`{name}` is a command: put the options after it (`kafkaesk {name} ... \
+             --kafka-servers host:9092`); to run a crate named `{name}`, use \
+             `kafkaesk run {name}` or its path, `kafkaesk ./{name}`"
+        )),
+        _ => Ok(()),
+    }
+}
+
+/// `kafkaesk read`, whose errors while reading are reported as they come.
+async fn read_command(args: read::ReadArgs) -> Result<(), Failure> {
+    match read::run(args).await? {
+        read::Outcome::Complete => Ok(()),
+        // Nothing printed: the error itself says it all.
+        read::Outcome::Errors { printed: 0, .. } => Err(Failure::Reported),
+        read::Outcome::Errors { errors, printed } => Err(Failure::Runtime(format!(
+            "{errors} error(s) while reading (above); the other {printed} record(s) were printed"
+        ))),
+    }
+}
+
+/// Runs a command that talks to the broker, and turns its outcome into an
+/// exit code: 2 for usage errors, 1 for the rest.
+fn inspect(command: impl std::future::Future<Output = Result<(), Failure>>) -> ExitCode {
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(runtime) => runtime,
+        Err(err) => {
+            eprintln!("error: cannot start the async runtime: {err}");
+            return ExitCode::FAILURE;
+        }
+    };
+    match runtime.block_on(command) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(Failure::Usage(message)) => {
+            eprintln!("error: {message}");
+            ExitCode::from(2)
+        }
+        Err(Failure::Runtime(message)) => {
+            eprintln!("error: {message}");
+            ExitCode::FAILURE
+        }
+        Err(Failure::Reported) => ExitCode::FAILURE,
+    }
+}
+
+fn run_worker(run: RunArgs) -> Result<ExitCode, String> {
+    // clap requires the target unless a command was given.
+    let spec = run
+        .target
+        .ok_or_else(|| "no TARGET: give a crate to run (see --help)".to_owned())?;
+    let target = target::resolve(&spec)?;
     #[cfg(not(all(unix, feature = "embedded-broker")))]
-    if !cli.worker.has_servers() {
+    if !run.worker.has_servers() {
         return Err("no Kafka servers: pass --kafka-servers host:9092 or set \
                     KAFKAESK_KAFKA_SERVERS (this kafkaesk was built without the \
                     embedded-broker feature)"
             .to_owned());
     }
-    let runner = runner::build(&target, cli.release)?;
+    let runner = runner::build(&target, run.release)?;
     #[cfg(all(unix, feature = "embedded-broker"))]
-    if !cli.worker.has_servers() {
-        return embedded::run(runner_command(&runner, &cli.worker), &cli.worker);
+    if !run.worker.has_servers() {
+        return embedded::run(runner_command(&runner, &run.worker), &run.worker);
     }
-    exec(runner_command(&runner, &cli.worker))
+    exec(runner_command(&runner, &run.worker))
 }
 
 /// Replaces this process with the runner, so signals and the exit code are its own.
@@ -198,8 +367,8 @@ mod tests {
             "0.0.0.0:9464",
         ])
         .unwrap();
-        assert_eq!(cli.worker.kafka_servers, ["a:1", "b:2"]);
-        let args = worker_args(&cli.worker);
+        assert_eq!(cli.run.worker.kafka_servers, ["a:1", "b:2"]);
+        let args = worker_args(&cli.run.worker);
         assert_eq!(
             args,
             [
@@ -210,7 +379,7 @@ mod tests {
             ]
         );
         // Settings travel in the environment, where `ps` does not show them.
-        let command = runner_command(std::path::Path::new("runner"), &cli.worker);
+        let command = runner_command(std::path::Path::new("runner"), &cli.run.worker);
         let settings: Vec<_> = command
             .get_envs()
             .filter(|(key, _)| *key == "KAFKAESK_KAFKA_SETTINGS")
@@ -220,6 +389,108 @@ mod tests {
         assert!(command
             .get_args()
             .all(|arg| !arg.to_string_lossy().contains("linger")));
+    }
+
+    fn parse(args: &[&str]) -> Cli {
+        Cli::try_parse_from(std::iter::once("kafkaesk").chain(args.iter().copied()))
+            .unwrap_or_else(|err| panic!("{args:?}: {}", one_line(&err)))
+    }
+
+    #[test]
+    fn any_other_first_word_is_a_target_as_before() {
+        let cli = parse(&["examples/service", "--kafka-servers", "a:1", "--release"]);
+        assert!(cli.command.is_none());
+        assert_eq!(cli.run.target.as_deref(), Some("examples/service"));
+        assert!(cli.run.release);
+        // Flags first still works for targets.
+        let cli = parse(&["--topic-prefix", "p.", "svc::api::app"]);
+        assert!(cli.command.is_none());
+        assert_eq!(cli.run.target.as_deref(), Some("svc::api::app"));
+        // Near misses are not taken for commands.
+        let cli = parse(&["reader"]);
+        assert_eq!(cli.run.target.as_deref(), Some("reader"));
+        let err = Cli::try_parse_from(["kafkaesk"]).unwrap_err();
+        assert!(one_line(&err).contains("TARGET"), "{}", one_line(&err));
+    }
+
+    #[test]
+    fn read_is_a_command_and_a_crate_named_read_runs_with_run_or_its_path() {
+        let cli = parse(&["read", "orders.*", "--from", "-24h", "--partition", "0"]);
+        let Some(Command::Read(args)) = cli.command else {
+            panic!("not read: {cli:?}")
+        };
+        assert_eq!(args.stream, "orders.*");
+        assert_eq!(
+            args.from,
+            Some(kafkaesk::position::Position::Since(
+                std::time::Duration::from_secs(24 * 3600)
+            ))
+        );
+        assert_eq!(args.partitions, [0]);
+
+        let cli = parse(&["run", "read", "--kafka-servers", "a:1"]);
+        let Some(Command::Run(run)) = cli.command else {
+            panic!("not run: {cli:?}")
+        };
+        assert_eq!(run.target.as_deref(), Some("read"));
+        assert_eq!(run.worker.kafka_servers, ["a:1"]);
+
+        let cli = parse(&["./read", "--kafka-servers", "a:1"]);
+        assert!(cli.command.is_none());
+        assert_eq!(cli.run.target.as_deref(), Some("./read"));
+
+        for command in ["streams", "groups"] {
+            let cli = parse(&[command, "--json"]);
+            assert!(cli.command.is_some(), "{command}: {cli:?}");
+        }
+        let err = Cli::try_parse_from(["kafkaesk", "run"]).unwrap_err();
+        assert!(one_line(&err).contains("TARGET"), "{}", one_line(&err));
+    }
+
+    #[test]
+    fn backward_with_follow_is_refused_before_connecting() {
+        let cli = parse(&["read", "orders", "--backward", "--follow"]);
+        let Some(Command::Read(args)) = cli.command else {
+            panic!("not read: {cli:?}")
+        };
+        let Err(Failure::Usage(message)) = args.check() else {
+            panic!("--backward --follow accepted")
+        };
+        assert!(
+            message.contains("--backward cannot be used with --follow"),
+            "{message}"
+        );
+        let cli = parse(&["read", "orders", "--backward", "--limit", "1"]);
+        let Some(Command::Read(args)) = cli.command else {
+            panic!("not read: {cli:?}")
+        };
+        assert!(args.check().is_ok());
+    }
+
+    #[test]
+    fn a_bad_position_is_a_one_line_error_naming_the_flag() {
+        let err =
+            Cli::try_parse_from(["kafkaesk", "read", "orders", "--from", "yesterday"]).unwrap_err();
+        let line = one_line(&err);
+        assert!(
+            line.contains("--from") && line.contains("`yesterday` is not a position"),
+            "{line}"
+        );
+    }
+
+    #[test]
+    fn worker_flags_before_a_command_are_refused_not_ignored() {
+        let err = Cli::try_parse_from(["kafkaesk", "--topic-prefix", "p.", "read", "orders"])
+            .map(|cli| format!("{cli:?}"))
+            .unwrap_err();
+        assert_eq!(err.exit_code(), 2, "{}", one_line(&err));
+        // Without a stream after it, clap takes `read` for the target.
+        let cli = parse(&["--topic-prefix", "p.", "read"]);
+        assert!(cli.command.is_none());
+        let message = implicit_target(&cli.run).unwrap_err();
+        assert!(message.contains("kafkaesk run read"), "{message}");
+        assert!(implicit_target(&parse(&["--topic-prefix", "p.", "./read"]).run).is_ok());
+        assert!(implicit_target(&parse(&["read::app"]).run).is_ok());
     }
 
     #[test]

@@ -20,11 +20,20 @@
 //! # Ok(()) }
 //! ```
 //!
+//! [`stream_configs`](Application::stream_configs) reads the streams'
+//! retention and cleanup policy; [`consumer_groups`](Application::consumer_groups)
+//! lists the broker's groups and [`group_streams`](Application::group_streams)
+//! where a group is in every stream it committed offsets on (what
+//! `kafkaesk groups` prints).
+//!
 //! librdkafka's metadata does not say which broker is the controller, so
 //! [`BrokerInfo`] leaves it out.
 
+use std::collections::HashMap;
 use std::time::Duration;
 
+use rdkafka::admin::{AdminClient, AdminOptions, ResourceSpecifier};
+use rdkafka::client::DefaultClientContext;
 use rdkafka::consumer::{BaseConsumer, Consumer};
 use rdkafka::{Offset, TopicPartitionList};
 
@@ -94,6 +103,54 @@ pub struct PartitionLag {
     pub high: i64,
     /// Records between the commit (or the partition's start) and the end.
     pub lag: i64,
+}
+
+/// A stream's retention and cleanup, as its topic's configuration says
+/// (the topic's own value or the broker's default). `None`: the broker did
+/// not report it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StreamConfig {
+    /// The stream's name: the topic without the prefix.
+    pub stream: String,
+    /// The full topic name.
+    pub topic: String,
+    /// `retention.ms`: how long records are kept; -1 is forever.
+    pub retention_ms: Option<i64>,
+    /// `retention.bytes`: how many bytes a partition keeps; -1 is no limit.
+    pub retention_bytes: Option<i64>,
+    /// `cleanup.policy`: `delete`, `compact` or `compact,delete`.
+    pub cleanup_policy: Option<String>,
+}
+
+/// A consumer group the broker knows.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ConsumerGroup {
+    /// The group id.
+    pub name: String,
+    /// What the broker says of it, e.g. `Stable`, `Empty` (may be empty).
+    pub state: String,
+    /// `consumer` for Kafka consumers; empty for groups that only commit.
+    pub protocol_type: String,
+    /// How many members it has now.
+    pub members: usize,
+}
+
+/// Where a consumer group is in one stream.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StreamLag {
+    /// The stream's name: the topic without the prefix.
+    pub stream: String,
+    /// The full topic name.
+    pub topic: String,
+    /// Every partition of the stream, in order, committed to or not.
+    pub partitions: Vec<PartitionLag>,
+}
+
+impl StreamLag {
+    /// Records between the group's commits and the ends, over all partitions.
+    pub fn total_lag(&self) -> i64 {
+        self.partitions.iter().map(|p| p.lag).sum()
+    }
 }
 
 impl Application {
@@ -195,6 +252,172 @@ impl Application {
             }
             lags.sort_by_key(|lag| lag.partition);
             Ok(lags)
+        })
+        .await
+        .map_err(|_| Error::Stopped)?
+    }
+
+    /// The retention and cleanup policy of each stream, in the order given.
+    /// A stream that does not exist, or whose configuration the broker
+    /// refuses to give, is an [`Error::Topic`].
+    pub async fn stream_configs<S: AsRef<str>>(
+        &self,
+        streams: impl IntoIterator<Item = S>,
+    ) -> Result<Vec<StreamConfig>> {
+        let settings = self.settings();
+        let topics: Vec<(String, String)> = streams
+            .into_iter()
+            .map(|s| (s.as_ref().to_owned(), settings.topic(s.as_ref())))
+            .collect();
+        if topics.is_empty() {
+            return Ok(Vec::new());
+        }
+        // Some brokers (tansu) describe a topic that does not exist as one
+        // without configuration, so existence is checked first.
+        let metadata = self.connection().metadata(None, REQUEST_TIMEOUT).await?;
+        if let Some((_, topic)) = topics.iter().find(|(_, topic)| {
+            !metadata
+                .topics()
+                .iter()
+                .any(|t| t.name() == topic && t.error().is_none())
+        }) {
+            return Err(Error::Topic {
+                topic: topic.clone(),
+                reason: "the stream does not exist".to_owned(),
+            });
+        }
+        let admin: AdminClient<DefaultClientContext> = settings.admin_config()?.create()?;
+        let specifiers: Vec<ResourceSpecifier<'_>> = topics
+            .iter()
+            .map(|(_, topic)| ResourceSpecifier::Topic(topic))
+            .collect();
+        let options = AdminOptions::new().request_timeout(Some(REQUEST_TIMEOUT));
+        let results = admin
+            .describe_configs(&specifiers, &options)
+            .await
+            .map_err(|err| Error::Topic {
+                topic: topics
+                    .iter()
+                    .map(|(_, t)| t.as_str())
+                    .collect::<Vec<_>>()
+                    .join(","),
+                reason: format!("cannot describe its configuration: {err}"),
+            })?;
+        // librdkafka answers each resource in the order asked.
+        topics
+            .into_iter()
+            .zip(results)
+            .map(|((stream, topic), result)| {
+                let resource = result.map_err(|code| Error::Topic {
+                    topic: topic.clone(),
+                    reason: format!("cannot describe its configuration ({code})"),
+                })?;
+                let entries: HashMap<&str, Option<&str>> = resource
+                    .entries
+                    .iter()
+                    .map(|e| (e.name.as_str(), e.value.as_deref()))
+                    .collect();
+                let number = |key: &str| {
+                    entries
+                        .get(key)
+                        .copied()
+                        .flatten()
+                        .and_then(|v| v.trim().parse().ok())
+                };
+                Ok(StreamConfig {
+                    retention_ms: number("retention.ms"),
+                    retention_bytes: number("retention.bytes"),
+                    cleanup_policy: entries
+                        .get("cleanup.policy")
+                        .copied()
+                        .flatten()
+                        .map(str::to_owned),
+                    stream,
+                    topic,
+                })
+            })
+            .collect()
+    }
+
+    /// Every consumer group the broker knows, by name.
+    pub async fn consumer_groups(&self) -> Result<Vec<ConsumerGroup>> {
+        let consumer = self.offsets_consumer("kafkaesk-groups")?;
+        tokio::task::spawn_blocking(move || {
+            let list = consumer.fetch_group_list(None, REQUEST_TIMEOUT)?;
+            let mut groups: Vec<ConsumerGroup> = list
+                .groups()
+                .iter()
+                .map(|g| ConsumerGroup {
+                    name: g.name().to_owned(),
+                    state: g.state().to_owned(),
+                    protocol_type: g.protocol_type().to_owned(),
+                    members: g.members().len(),
+                })
+                .collect();
+            groups.sort_by(|a, b| a.name.cmp(&b.name));
+            Ok(groups)
+        })
+        .await
+        .map_err(|_| Error::Stopped)?
+    }
+
+    /// Where consumer `group` is in every stream under the prefix that it
+    /// committed an offset on (in any partition), by stream name. Streams it
+    /// never committed on are left out.
+    pub async fn group_streams(&self, group: &str) -> Result<Vec<StreamLag>> {
+        let metadata = self.connection().metadata(None, REQUEST_TIMEOUT).await?;
+        let prefix = self.settings().topic_prefix.clone();
+        let mut asked = TopicPartitionList::new();
+        for topic in metadata.topics() {
+            if topic.error().is_some() || !topic.name().starts_with(&prefix) {
+                continue;
+            }
+            for partition in topic.partitions() {
+                asked.add_partition(topic.name(), partition.id());
+            }
+        }
+        if asked.count() == 0 {
+            return Ok(Vec::new());
+        }
+        let consumer = self.offsets_consumer(group)?;
+        tokio::task::spawn_blocking(move || {
+            let committed = consumer.committed_offsets(asked, REQUEST_TIMEOUT)?;
+            let mut by_topic: HashMap<String, Vec<(i32, Option<i64>)>> = HashMap::new();
+            for elem in committed.elements() {
+                let offset = match elem.offset() {
+                    Offset::Offset(offset) => Some(offset),
+                    _ => None,
+                };
+                by_topic
+                    .entry(elem.topic().to_owned())
+                    .or_default()
+                    .push((elem.partition(), offset));
+            }
+            let mut streams = Vec::new();
+            for (topic, partitions) in by_topic {
+                if partitions.iter().all(|(_, offset)| offset.is_none()) {
+                    continue;
+                }
+                let mut lags = Vec::with_capacity(partitions.len());
+                for (partition, committed) in partitions {
+                    let (low, high) =
+                        consumer.fetch_watermarks(&topic, partition, REQUEST_TIMEOUT)?;
+                    lags.push(PartitionLag {
+                        partition,
+                        committed,
+                        high,
+                        lag: (high - committed.unwrap_or(low)).max(0),
+                    });
+                }
+                lags.sort_by_key(|lag| lag.partition);
+                streams.push(StreamLag {
+                    stream: topic[prefix.len()..].to_owned(),
+                    topic,
+                    partitions: lags,
+                });
+            }
+            streams.sort_by(|a, b| a.topic.cmp(&b.topic));
+            Ok(streams)
         })
         .await
         .map_err(|_| Error::Stopped)?

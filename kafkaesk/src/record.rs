@@ -209,6 +209,12 @@ impl Record {
         self.0.value.as_deref().unwrap_or_default()
     }
 
+    /// Message value as stored: `None` for a null (tombstone) value, which
+    /// [`value`](Self::value) cannot tell from an empty one.
+    pub fn payload(&self) -> Option<&[u8]> {
+        self.0.value.as_deref()
+    }
+
     /// Message headers.
     pub fn headers(&self) -> &Headers {
         &self.0.headers

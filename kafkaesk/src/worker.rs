@@ -142,10 +142,11 @@ pub fn parse_kafka_settings(text: &str) -> std::result::Result<KafkaSettings, St
     Ok(KafkaSettings(settings))
 }
 
-/// Parses `--kafka-settings` without echoing the value in errors, as clap's
+/// Parses `--kafka-settings` (a clap value parser, for commands that take the
+/// flag too) without echoing the value in errors, as clap's
 /// own errors do: it may hold passwords.
 #[derive(Debug, Clone, Copy)]
-struct KafkaSettingsParser;
+pub struct KafkaSettingsParser;
 
 impl clap::builder::TypedValueParser for KafkaSettingsParser {
     type Value = KafkaSettings;
