@@ -4,6 +4,7 @@
 //! is named for the behaviour it proves and uses its own topic prefix.
 
 mod application_lifecycle;
+mod broker_lists_offsets_inside_batches;
 mod broker_supports_transactions;
 mod consume_one_then_many;
 mod data_binding_with_injected_parameters;
@@ -28,6 +29,7 @@ mod malformed_payloads_skipped_as_unhandled;
 mod metrics_and_health_served_over_http;
 mod no_record_starts_after_a_stop;
 mod non_matching_topic_not_delivered;
+mod pause_and_resume_keep_partitions_and_order;
 mod queued_messages_fail_loudly_when_the_producer_closes;
 mod quickstart_macros_and_registry;
 mod reader_reads_streams_back;
@@ -41,6 +43,8 @@ mod slow_messages_cancelled_by_timeout;
 mod stop_during_startup_ends_the_run;
 mod stream_admin_and_metadata;
 mod subscribe_before_topic_exists;
+mod subscription_start_positions;
+mod subscriptions_without_a_group_see_every_message;
 mod tls_end_to_end;
 mod transactions_publish_all_or_nothing;
 mod two_groups_two_schema_versions;

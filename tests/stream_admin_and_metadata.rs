@@ -102,7 +102,10 @@ async fn streams_are_created_with_options_listed_lagged_and_deleted() {
     assert_eq!(lags.iter().map(|l| l.lag).sum::<i64>(), 2, "{lags:?}");
     assert!(lags.iter().any(|l| l.committed.is_some()), "{lags:?}");
     // The same, found from the group alone: every stream it committed on.
-    let group = app.router().subscriptions()[0].get_group().to_owned();
+    let group = app.router().subscriptions()[0]
+        .get_group()
+        .unwrap()
+        .to_owned();
     let groups = app.consumer_groups().await.unwrap();
     assert!(groups.iter().any(|g| g.name == group), "{groups:?}");
     let streams = app.group_streams(&group).await.unwrap();

@@ -344,3 +344,65 @@ async fn chosen_partitions_are_the_only_ones_consumed_and_committed() {
         .collect();
     assert_eq!(committed, chosen, "{health:?}");
 }
+
+/// Records produced with timestamps of our choosing, on tansu's SQLite
+/// engine, which looks times up by the records' timestamps as Apache Kafka
+/// does (its in-memory engine uses when batches were stored).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_time_ago_counts_from_the_records_timestamps() {
+    use kafkaesk_tests::{create_topic, PersistentBroker};
+    use rdkafka::producer::{FutureProducer, FutureRecord};
+
+    let broker = PersistentBroker::start("start-since");
+    let servers = broker.address();
+    let prefix = unique_prefix("start-since");
+    let topic = format!("{prefix}items");
+    create_topic(&servers, &topic).await;
+    let producer: FutureProducer = rdkafka::ClientConfig::new()
+        .set("bootstrap.servers", &servers)
+        .create()
+        .unwrap();
+    let now = SystemTime::now();
+    let stamp = |ago: u64| {
+        (now - Duration::from_secs(ago))
+            .duration_since(SystemTime::UNIX_EPOCH)
+            .unwrap()
+            .as_millis() as i64
+    };
+    for (n, ago) in [(1, 3 * 3600), (2, 2 * 3600), (3, 600)] {
+        let value = serde_json::json!({"schema": "Item:1", "data": {"n": n}}).to_string();
+        producer
+            .send(
+                FutureRecord::<(), _>::to(&topic)
+                    .payload(&value)
+                    .timestamp(stamp(ago)),
+                Duration::from_secs(5),
+            )
+            .await
+            .unwrap();
+    }
+    let seen = Seen::default();
+    for (group, ago, expected) in [
+        ("last-hour", 3600, vec![3]),
+        ("last-150-min", 150 * 60, vec![2, 3]),
+        ("last-day", 24 * 3600, vec![1, 2, 3]),
+    ] {
+        let app = kafkaesk::Application::builder()
+            .kafka_servers([servers.as_str()])
+            .topic_prefix(&prefix)
+            .subscribe(recording(&seen, group).start_at(Position::Since(Duration::from_secs(ago))))
+            .build()
+            .unwrap();
+        let n = expected.len();
+        assert_eq!(
+            app.consume_for(n, Duration::from_secs(30)).await.unwrap(),
+            n
+        );
+        assert_eq!(
+            app.consume_for(1, Duration::from_secs(2)).await.unwrap(),
+            0,
+            "{group}"
+        );
+        assert_eq!(taken(&seen), expected, "{group}");
+    }
+}

@@ -81,7 +81,7 @@ impl BatchConsumer {
         retries: &Retries,
     ) {
         let state = paused.state.borrow_and_update().clone();
-        self.scope.app.control(&self.scope.name).pause_applied();
+        self.control.pause_applied();
         let prefix = &self.scope.app.settings().topic_prefix;
         let mut to_pause = TopicPartitionList::new();
         let mut to_resume = TopicPartitionList::new();
