@@ -38,6 +38,7 @@ mod reliability_rebalance;
 mod reliability_slow_handler;
 mod retention_set_on_created_topic;
 mod sasl_end_to_end;
+mod schema_contracts_on_the_bus;
 mod secrets_never_shown;
 mod slow_messages_cancelled_by_timeout;
 mod stop_during_startup_ends_the_run;

@@ -198,6 +198,12 @@ fn worker_args(options: &WorkerOptions) -> Vec<String> {
     if let Some(prefix) = &options.transactional_id {
         args.push(format!("--transactional-id={prefix}"));
     }
+    if let Some(name) = &options.service_name {
+        args.push(format!("--service-name={name}"));
+    }
+    if let Some(mode) = &options.schema_contracts {
+        args.push(format!("--schema-contracts={mode}"));
+    }
     if let Some(addr) = &options.metrics_addr {
         args.push(format!("--metrics-addr={addr}"));
     }
@@ -301,12 +307,16 @@ fn inspect(command: impl std::future::Future<Output = Result<(), Failure>>) -> E
     }
 }
 
-fn run_worker(run: RunArgs) -> Result<ExitCode, String> {
+fn run_worker(mut run: RunArgs) -> Result<ExitCode, String> {
     // clap requires the target unless a command was given.
     let spec = run
         .target
         .ok_or_else(|| "no TARGET: give a crate to run (see --help)".to_owned())?;
     let target = target::resolve(&spec)?;
+    // Schemas are registered under the crate's name, not the runner's.
+    run.worker
+        .service_name
+        .get_or_insert_with(|| target.package.clone());
     #[cfg(not(all(unix, feature = "embedded-broker")))]
     if !run.worker.has_servers() {
         return Err("no Kafka servers: pass --kafka-servers host:9092 or set \

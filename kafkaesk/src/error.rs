@@ -207,6 +207,15 @@ pub enum Error {
         reason: String,
     },
 
+    /// The schemas on the bus conflict with this application's: another
+    /// service registered one of its `Id:version`s with a different shape.
+    /// See [`contracts`](crate::app::contracts).
+    #[error("{}", findings.iter().map(ToString::to_string).collect::<Vec<_>>().join("\n"))]
+    SchemaContract {
+        /// Every conflict (and incompatible version) found.
+        findings: Vec<crate::schema::contract::Finding>,
+    },
+
     /// No subscription of the application has this name (pausing, resuming).
     #[error("the application has no subscription named `{name}`; it has: {known}")]
     UnknownSubscription {

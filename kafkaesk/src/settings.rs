@@ -13,6 +13,8 @@
 //! | `shutdown_timeout` | 5 s | how long in-flight handlers may run after a stop before they are cancelled |
 //! | `ack_policy` | [`AckPolicy::All`] | how many brokers store a message before its publish succeeds; `All` also makes the producer idempotent |
 //! | `transactional_id` | `kafkaesk-HOST-PID-TIME` | prefix of this instance's transactional ids (see [`transaction`](crate::transaction)); give each instance a stable one of its own |
+//! | `schema_contracts` | [`SchemaContracts::Enforce`] | register the schemas on the bus at `initialize`, and refuse to start on a conflict (`Warn`: only warn; `Off`: neither) |
+//! | `service_name` | the executable's name | the service the schemas are registered under |
 //!
 //! This module is the only place where producer, admin and consumer
 //! configurations are assembled: kafkaesk's defaults are applied where the
@@ -91,6 +93,43 @@ pub struct Settings {
     /// exactly-once subscriptions; see [`transaction`](crate::transaction).
     /// `None` makes one per process.
     pub transactional_id: Option<String>,
+    /// What [`initialize`](crate::Application::initialize) does about the
+    /// schema contracts on the bus (see [`contracts`](crate::app::contracts)).
+    pub schema_contracts: SchemaContracts,
+    /// The name this service registers its schemas under; `None` is the
+    /// executable's name.
+    pub service_name: Option<String>,
+}
+
+/// What an application does about schema contracts at
+/// [`initialize`](crate::Application::initialize): see
+/// [`contracts`](crate::app::contracts).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum SchemaContracts {
+    /// Register the schemas, and refuse to start on a conflict with another
+    /// service (the default). Incompatible versions are warned about.
+    #[default]
+    Enforce,
+    /// Register the schemas, and warn about conflicts and incompatible versions.
+    Warn,
+    /// Neither register nor compare.
+    Off,
+}
+
+impl std::str::FromStr for SchemaContracts {
+    type Err = Error;
+
+    fn from_str(text: &str) -> Result<Self> {
+        match text {
+            "enforce" => Ok(SchemaContracts::Enforce),
+            "warn" => Ok(SchemaContracts::Warn),
+            "off" => Ok(SchemaContracts::Off),
+            other => Err(Error::InvalidSetting {
+                name: "schema_contracts".to_owned(),
+                reason: format!("`{other}` is not one of enforce, warn, off"),
+            }),
+        }
+    }
 }
 
 /// How many brokers must store a message before its publish succeeds:
@@ -148,6 +187,8 @@ impl Default for Settings {
             shutdown_timeout: Duration::from_secs(5),
             ack_policy: AckPolicy::default(),
             transactional_id: None,
+            schema_contracts: SchemaContracts::default(),
+            service_name: None,
         }
     }
 }
@@ -166,11 +207,24 @@ impl std::fmt::Debug for Settings {
             .field("shutdown_timeout", &self.shutdown_timeout)
             .field("ack_policy", &self.ack_policy)
             .field("transactional_id", &self.transactional_id)
+            .field("schema_contracts", &self.schema_contracts)
+            .field("service_name", &self.service_name)
             .finish()
     }
 }
 
 impl Settings {
+    /// The name this service registers its schemas under: `service_name`,
+    /// or the executable's file name.
+    pub fn effective_service_name(&self) -> String {
+        self.service_name.clone().unwrap_or_else(|| {
+            std::env::current_exe()
+                .ok()
+                .and_then(|exe| exe.file_stem().map(|s| s.to_string_lossy().into_owned()))
+                .unwrap_or_else(|| "unknown".to_owned())
+        })
+    }
+
     /// The replication factor used for created topics.
     pub fn effective_replication_factor(&self) -> i32 {
         self.replication_factor

@@ -76,6 +76,17 @@ pub struct WorkerOptions {
     #[arg(long, env = "KAFKAESK_TRANSACTIONAL_ID", value_name = "PREFIX")]
     pub transactional_id: Option<String>,
 
+    /// The service this worker registers its schemas under on the `kafkaesk.schemas` stream
+    /// [default: the executable's name; the kafkaesk command passes the crate's name].
+    #[arg(long, env = "KAFKAESK_SERVICE_NAME", value_name = "NAME")]
+    pub service_name: Option<String>,
+
+    /// What to do about schema contracts at start: `enforce` (register the schemas, refuse to
+    /// start on a conflict with another service), `warn` (register, warn), `off` [default:
+    /// enforce].
+    #[arg(long, env = "KAFKAESK_SCHEMA_CONTRACTS", value_name = "MODE", value_parser = ["enforce", "warn", "off"])]
+    pub schema_contracts: Option<String>,
+
     /// Without --kafka-servers, an embedded broker runs inside the worker and listens here
     /// [default: 127.0.0.1:0, any free port]. It keeps data in memory only, for as long as the
     /// worker runs: for development, never for production.
@@ -197,6 +208,17 @@ impl WorkerOptions {
         }
         if let Some(prefix) = &self.transactional_id {
             settings.transactional_id = Some(prefix.clone());
+        }
+        if let Some(name) = &self.service_name {
+            settings.service_name = Some(name.clone());
+        }
+        // clap only lets the three names through.
+        if let Some(mode) = self
+            .schema_contracts
+            .as_deref()
+            .and_then(|m| m.parse().ok())
+        {
+            settings.schema_contracts = mode;
         }
     }
 }

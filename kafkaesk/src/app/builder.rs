@@ -70,6 +70,20 @@ impl ApplicationBuilder {
         self
     }
 
+    /// Sets what [`initialize`](crate::Application::initialize) does about
+    /// schema contracts on the bus (default [`SchemaContracts::Enforce`](crate::settings::SchemaContracts)).
+    pub fn schema_contracts(mut self, contracts: crate::settings::SchemaContracts) -> Self {
+        self.settings.schema_contracts = contracts;
+        self
+    }
+
+    /// Sets the name this service registers its schemas under (default:
+    /// the executable's name).
+    pub fn service_name(mut self, name: impl Into<String>) -> Self {
+        self.settings.service_name = Some(name.into());
+        self
+    }
+
     /// Sets the topic prefix.
     pub fn topic_prefix(mut self, prefix: impl Into<String>) -> Self {
         self.settings.topic_prefix = prefix.into();

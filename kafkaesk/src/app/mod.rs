@@ -22,6 +22,7 @@
 //! [`dead_letter`](crate::dead_letter).
 
 mod builder;
+pub mod contracts;
 pub mod control;
 mod monitor;
 mod run_state;
@@ -227,8 +228,9 @@ impl Application {
         self.inner().controls.get(subscription)
     }
 
-    /// Connects and creates every stream the schemas name, then runs the
-    /// `on_initialize` hooks. Called by [`run`](Self::run); call it yourself
+    /// Connects, creates every stream the schemas name, registers the
+    /// schemas on the bus (see [`contracts`]), then runs the `on_initialize`
+    /// hooks. Called by [`run`](Self::run); call it yourself
     /// before [`consume_for`](Self::consume_for) if you need the streams to exist.
     pub async fn initialize(&self) -> Result<()> {
         let inner = self.inner();
@@ -240,6 +242,7 @@ impl Application {
                 clients.topics.ensure(&topic, schema.retention()).await?;
             }
         }
+        self.register_schemas().await?;
         for hook in &inner.on_initialize {
             hook(self.clone()).await?;
         }

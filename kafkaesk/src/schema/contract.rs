@@ -1,0 +1,533 @@
+//! Schema contracts across services: what two registrations of a schema
+//! must agree on, and what a new version must keep.
+//!
+//! Python kafkaesk checks schema conflicts inside one process only. Across
+//! services, two teams can publish different shapes under the same
+//! `Id:version`, and nobody notices until a consumer fails. Each kafkaesk
+//! application therefore registers its schemas on a compacted stream, and
+//! compares (the bus side is in [`app::contracts`](crate::app::contracts)).
+//! This module holds the comparison, which needs no broker.
+//!
+//! # What is compared
+//!
+//! Schemas are compared by the shape of the data on the wire. Before
+//! comparing, references into `$defs` are inlined, and what does not change
+//! which JSON is valid is dropped: `title`, `description`, `examples`,
+//! `default`, `$schema`, `$comment`. Two services that name their types
+//! differently, or document them differently, agree.
+//!
+//! - **Conflict:** two services register the same `Id:version` with shapes
+//!   that differ. Each difference is named by its path in the schema
+//!   (`/properties/quantity/type: "integer" vs "string"`).
+//! - **Incompatible version:** a version that breaks a reader of the
+//!   version before it, or that its own readers cannot read the version
+//!   before with. Versions of one schema share streams, and producers and
+//!   consumers are deployed in any order, so both directions count (what
+//!   the Confluent registry calls *full* compatibility). Checked for every
+//!   property, through nested objects and array items:
+//!   - a required property removed (old readers need it);
+//!   - a required property made optional (old readers need it);
+//!   - a property that is new and required, or was optional and is now
+//!     required (messages of the old version lack it);
+//!   - a property whose `type` changed, widened or narrowed (one side
+//!     cannot read what the other writes; `Option` adds `null`).
+//!
+//!   Adding or removing optional properties is compatible. Other keywords
+//!   (`enum`, formats, bounds) are not checked: a conflict still catches
+//!   them within one version.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::fmt;
+
+use serde::{Deserialize, Serialize};
+use serde_json::{Map, Value};
+
+/// The stream registrations are published to, under the topic prefix.
+pub const SCHEMAS_STREAM: &str = "kafkaesk.schemas";
+
+/// The schema id of a registration's envelope.
+pub const REGISTRATION_SCHEMA_ID: &str = "KafkaeskSchemaRegistration";
+
+/// How many differences a conflict names at most.
+const MAX_DIFFERENCES: usize = 10;
+
+/// One service's registration of one schema version, as published on the
+/// schemas stream.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Registration {
+    /// The schema id (`Order`).
+    pub id: String,
+    /// Its version.
+    pub version: u32,
+    /// The JSON Schema of the envelope's `data`.
+    pub schema: Value,
+    /// The service that registered it.
+    pub service: String,
+    /// The host it ran on when it registered.
+    pub host: String,
+}
+
+impl Registration {
+    /// `Id:version`, as in the envelope.
+    pub fn schema_key(&self) -> String {
+        format!("{}:{}", self.id, self.version)
+    }
+
+    /// The record key on the compacted stream: one record per schema
+    /// version and service, so each service's latest registration is kept.
+    pub fn record_key(&self) -> String {
+        format!("{}:{}@{}", self.id, self.version, self.service)
+    }
+}
+
+/// Something wrong between registrations.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Finding {
+    /// Two services register the same `Id:version` with different shapes.
+    Conflict {
+        /// `Id:version`.
+        schema: String,
+        /// The two services.
+        services: (String, String),
+        /// What differs, by path in the schema, at most ten.
+        differences: Vec<String>,
+    },
+    /// A version breaks compatibility with the version before it.
+    Incompatible {
+        /// The schema id.
+        id: String,
+        /// The version before.
+        from: u32,
+        /// The new version.
+        to: u32,
+        /// The service that registered the new version.
+        service: String,
+        /// What breaks.
+        problems: Vec<String>,
+    },
+}
+
+impl Finding {
+    /// Whether it is a conflict (an application refuses to start on one,
+    /// unless told to warn).
+    pub fn is_conflict(&self) -> bool {
+        matches!(self, Finding::Conflict { .. })
+    }
+}
+
+impl fmt::Display for Finding {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Finding::Conflict {
+                schema,
+                services,
+                differences,
+            } => write!(
+                f,
+                "schema {schema} differs between services `{}` and `{}`: {}; give one of them a new version",
+                services.0,
+                services.1,
+                differences.join("; ")
+            ),
+            Finding::Incompatible {
+                id,
+                from,
+                to,
+                service,
+                problems,
+            } => write!(
+                f,
+                "schema {id}:{to} (service `{service}`) is incompatible with {id}:{from}: {}",
+                problems.join("; ")
+            ),
+        }
+    }
+}
+
+/// Every finding among `registrations`: conflicts between services, and
+/// each version against the version before it.
+pub fn check(registrations: &[Registration]) -> Vec<Finding> {
+    findings(registrations, |_| true)
+}
+
+/// The findings that involve one of `ours`, against `others` (the
+/// registrations already on the bus; those of our own service are left
+/// out, since ours replace them).
+pub fn check_against(ours: &[Registration], others: &[Registration]) -> Vec<Finding> {
+    let services: BTreeSet<&str> = ours.iter().map(|r| r.service.as_str()).collect();
+    let mut all: Vec<Registration> = others
+        .iter()
+        .filter(|r| !services.contains(r.service.as_str()))
+        .cloned()
+        .collect();
+    all.extend(ours.iter().cloned());
+    findings(&all, |service| services.contains(service))
+}
+
+/// A registration with its normalized shape.
+type Shaped<'a> = (&'a Registration, Value);
+
+/// The findings among `registrations` that involve a service `involved` accepts.
+fn findings(registrations: &[Registration], involved: impl Fn(&str) -> bool) -> Vec<Finding> {
+    let mut by_id: BTreeMap<&str, BTreeMap<u32, Vec<Shaped<'_>>>> = BTreeMap::new();
+    for registration in registrations {
+        by_id
+            .entry(&registration.id)
+            .or_default()
+            .entry(registration.version)
+            .or_default()
+            .push((registration, normalize(&registration.schema)));
+    }
+    let mut found = Vec::new();
+    for (id, versions) in &by_id {
+        for registered in versions.values() {
+            for (i, (a, shape_a)) in registered.iter().enumerate() {
+                for (b, shape_b) in &registered[i + 1..] {
+                    if a.service == b.service || !(involved(&a.service) || involved(&b.service)) {
+                        continue;
+                    }
+                    let differences = differences(shape_a, shape_b);
+                    if !differences.is_empty() {
+                        found.push(Finding::Conflict {
+                            schema: a.schema_key(),
+                            services: (a.service.clone(), b.service.clone()),
+                            differences,
+                        });
+                    }
+                }
+            }
+        }
+        let ordered: Vec<_> = versions.iter().collect();
+        for pair in ordered.windows(2) {
+            let ((&from, before), (&to, after)) = (pair[0], pair[1]);
+            let before_involved = before.iter().any(|(r, _)| involved(&r.service));
+            for (registration, new) in after {
+                if !(before_involved || involved(&registration.service)) {
+                    continue;
+                }
+                // Against every shape of the version before (they agree
+                // unless there is a conflict, which is reported already).
+                let Some((_, old)) = before.first() else {
+                    continue;
+                };
+                let problems = incompatibilities(old, new);
+                if !problems.is_empty() {
+                    found.push(Finding::Incompatible {
+                        id: (*id).to_owned(),
+                        from,
+                        to,
+                        service: registration.service.clone(),
+                        problems,
+                    });
+                }
+            }
+        }
+    }
+    found
+}
+
+/// Keywords that do not change which JSON a schema accepts.
+const ANNOTATIONS: [&str; 6] = [
+    "title",
+    "description",
+    "examples",
+    "default",
+    "$schema",
+    "$comment",
+];
+
+/// The schema's shape: `$ref`s into `$defs` inlined, annotations dropped.
+pub fn normalize(schema: &Value) -> Value {
+    let defs = schema
+        .get("$defs")
+        .or_else(|| schema.get("definitions"))
+        .cloned()
+        .unwrap_or(Value::Null);
+    inline(schema, &defs, 0)
+}
+
+fn inline(value: &Value, defs: &Value, depth: usize) -> Value {
+    match value {
+        Value::Object(map) => {
+            if let Some(Value::String(reference)) = map.get("$ref") {
+                let name = reference
+                    .strip_prefix("#/$defs/")
+                    .or_else(|| reference.strip_prefix("#/definitions/"));
+                // A recursive type stops being inlined after a few levels.
+                if let (Some(target), true) = (name.and_then(|n| defs.get(n)), depth < 8) {
+                    return inline(target, defs, depth + 1);
+                }
+            }
+            let mut out = Map::new();
+            for (key, value) in map {
+                if ANNOTATIONS.contains(&key.as_str()) || key == "$defs" || key == "definitions" {
+                    continue;
+                }
+                out.insert(key.clone(), inline(value, defs, depth));
+            }
+            Value::Object(out)
+        }
+        Value::Array(items) => Value::Array(items.iter().map(|v| inline(v, defs, depth)).collect()),
+        other => other.clone(),
+    }
+}
+
+/// Where two normalized schemas differ, by path, at most ten.
+pub fn differences(a: &Value, b: &Value) -> Vec<String> {
+    let mut found = Vec::new();
+    diff(a, b, String::new(), &mut found);
+    found
+}
+
+fn diff(a: &Value, b: &Value, path: String, found: &mut Vec<String>) {
+    if found.len() >= MAX_DIFFERENCES || a == b {
+        return;
+    }
+    match (a, b) {
+        (Value::Object(a), Value::Object(b)) => {
+            let keys: BTreeSet<&String> = a.keys().chain(b.keys()).collect();
+            for key in keys {
+                let here = format!("{path}/{key}");
+                match (a.get(key), b.get(key)) {
+                    (Some(x), Some(y)) => diff(x, y, here, found),
+                    (Some(_), None) => found.push(format!("{here} only in the first")),
+                    (None, Some(_)) => found.push(format!("{here} only in the second")),
+                    (None, None) => {}
+                }
+                if found.len() >= MAX_DIFFERENCES {
+                    return;
+                }
+            }
+        }
+        _ => found.push(format!(
+            "{}: {a} vs {b}",
+            if path.is_empty() { "/" } else { &path }
+        )),
+    }
+}
+
+/// What breaks between an old and a new normalized schema (see the module docs).
+pub fn incompatibilities(old: &Value, new: &Value) -> Vec<String> {
+    let mut problems = Vec::new();
+    compare(old, new, "", &mut problems);
+    problems
+}
+
+fn compare(old: &Value, new: &Value, path: &str, problems: &mut Vec<String>) {
+    let (old_types, new_types) = (types(old), types(new));
+    if old_types != new_types && !old_types.is_empty() && !new_types.is_empty() {
+        problems.push(format!(
+            "`{}` changed type from {} to {}",
+            if path.is_empty() { "data" } else { path },
+            show(&old_types),
+            show(&new_types)
+        ));
+        return;
+    }
+    if let (Some(old_items), Some(new_items)) = (old.get("items"), new.get("items")) {
+        compare(old_items, new_items, &format!("{path}[]"), problems);
+    }
+    let (Some(old_props), Some(new_props)) = (properties(old), properties(new)) else {
+        return;
+    };
+    let (old_required, new_required) = (required(old), required(new));
+    let field = |name: &str| {
+        if path.is_empty() {
+            name.to_owned()
+        } else {
+            format!("{path}.{name}")
+        }
+    };
+    for (name, old_prop) in old_props {
+        let was_required = old_required.contains(name.as_str());
+        match new_props.get(name) {
+            None if was_required => problems.push(format!(
+                "required `{}` was removed (readers of the old version need it)",
+                field(name)
+            )),
+            None => {}
+            Some(new_prop) => {
+                let is_required = new_required.contains(name.as_str());
+                if was_required && !is_required {
+                    problems.push(format!(
+                        "`{}` is no longer required (readers of the old version need it)",
+                        field(name)
+                    ));
+                } else if !was_required && is_required {
+                    problems.push(format!(
+                        "`{}` is now required (messages of the old version may lack it)",
+                        field(name)
+                    ));
+                }
+                compare(old_prop, new_prop, &field(name), problems);
+            }
+        }
+    }
+    for name in new_required {
+        if !old_props.contains_key(name) {
+            problems.push(format!(
+                "`{}` is new and required (messages of the old version lack it)",
+                field(name)
+            ));
+        }
+    }
+}
+
+fn types(schema: &Value) -> BTreeSet<String> {
+    match schema.get("type") {
+        Some(Value::String(t)) => BTreeSet::from([t.clone()]),
+        Some(Value::Array(ts)) => ts
+            .iter()
+            .filter_map(|t| t.as_str().map(str::to_owned))
+            .collect(),
+        _ => BTreeSet::new(),
+    }
+}
+
+fn show(types: &BTreeSet<String>) -> String {
+    types.iter().cloned().collect::<Vec<_>>().join(" or ")
+}
+
+fn properties(schema: &Value) -> Option<&Map<String, Value>> {
+    schema.get("properties").and_then(Value::as_object)
+}
+
+fn required(schema: &Value) -> BTreeSet<&str> {
+    schema
+        .get("required")
+        .and_then(Value::as_array)
+        .map(|names| names.iter().filter_map(Value::as_str).collect())
+        .unwrap_or_default()
+}
+
+#[cfg(test)]
+mod tests {
+    use serde_json::json;
+
+    use super::*;
+
+    fn registration(id: &str, version: u32, service: &str, schema: Value) -> Registration {
+        Registration {
+            id: id.into(),
+            version,
+            schema,
+            service: service.into(),
+            host: "h".into(),
+        }
+    }
+
+    fn order(quantity_type: &str) -> Value {
+        json!({
+            "$schema": "https://json-schema.org/draft/2020-12/schema",
+            "title": "Order",
+            "type": "object",
+            "properties": {
+                "id": {"type": "integer", "description": "Order number."},
+                "quantity": {"type": quantity_type},
+                "address": {"$ref": "#/$defs/Address"}
+            },
+            "required": ["id", "quantity", "address"],
+            "$defs": {"Address": {"type": "object", "properties": {"city": {"type": "string"}}, "required": ["city"]}}
+        })
+    }
+
+    #[test]
+    fn names_and_docs_do_not_make_a_conflict() {
+        let mut other = order("integer");
+        other["title"] = json!("PlacedOrder");
+        other["properties"]["address"] = json!({"$ref": "#/$defs/Place"});
+        other["$defs"] = json!({"Place": {"type": "object", "title": "Place", "properties": {"city": {"type": "string"}}, "required": ["city"]}});
+        let found = check(&[
+            registration("Order", 1, "shop", order("integer")),
+            registration("Order", 1, "billing", other),
+        ]);
+        assert!(found.is_empty(), "{found:?}");
+    }
+
+    #[test]
+    fn a_different_shape_under_one_version_is_a_conflict_naming_both_services_and_fields() {
+        let found = check(&[
+            registration("Order", 1, "shop", order("integer")),
+            registration("Order", 1, "billing", order("string")),
+        ]);
+        assert_eq!(found.len(), 1, "{found:?}");
+        let text = found[0].to_string();
+        assert!(text.contains("Order:1"), "{text}");
+        assert!(
+            text.contains("`shop`") && text.contains("`billing`"),
+            "{text}"
+        );
+        assert!(
+            text.contains(r#"/properties/quantity/type: "integer" vs "string""#),
+            "{text}"
+        );
+    }
+
+    #[test]
+    fn one_service_replaces_its_own_registration() {
+        let ours = [registration("Order", 1, "shop", order("string"))];
+        let bus = [registration("Order", 1, "shop", order("integer"))];
+        assert!(check_against(&ours, &bus).is_empty());
+    }
+
+    #[test]
+    fn breaking_changes_between_versions_are_named() {
+        let v1 = normalize(&order("integer"));
+        let mut v2 = order("number");
+        v2["properties"].as_object_mut().unwrap().remove("id");
+        v2["properties"]["coupon"] = json!({"type": "string"});
+        v2["required"] = json!(["quantity", "address", "coupon"]);
+        v2["$defs"]["Address"]["required"] = json!([]);
+        let problems = incompatibilities(&v1, &normalize(&v2));
+        let text = problems.join("\n");
+        assert!(text.contains("required `id` was removed"), "{text}");
+        assert!(
+            text.contains("`quantity` changed type from integer to number"),
+            "{text}"
+        );
+        assert!(text.contains("`coupon` is new and required"), "{text}");
+        assert!(
+            text.contains("`address.city` is no longer required"),
+            "{text}"
+        );
+        assert_eq!(problems.len(), 4, "{text}");
+    }
+
+    #[test]
+    fn optional_fields_come_and_go_compatibly() {
+        let v1 = order("integer");
+        let mut v2 = order("integer");
+        v2["properties"]["note"] = json!({"type": ["string", "null"]});
+        assert!(incompatibilities(&normalize(&v1), &normalize(&v2)).is_empty());
+        assert!(incompatibilities(&normalize(&v2), &normalize(&v1)).is_empty());
+        let found = check(&[
+            registration("Order", 1, "shop", v1),
+            registration("Order", 2, "shop", v2),
+        ]);
+        assert!(found.is_empty(), "{found:?}");
+    }
+
+    #[test]
+    fn an_incompatible_version_is_a_finding_of_its_service() {
+        let mut v2 = order("integer");
+        v2["required"] = json!(["id", "quantity", "address", "coupon"]);
+        v2["properties"]["coupon"] = json!({"type": "string"});
+        let found = check(&[
+            registration("Order", 1, "shop", order("integer")),
+            registration("Order", 2, "checkout", v2),
+        ]);
+        assert_eq!(
+            found,
+            vec![Finding::Incompatible {
+                id: "Order".into(),
+                from: 1,
+                to: 2,
+                service: "checkout".into(),
+                problems: vec![
+                    "`coupon` is new and required (messages of the old version lack it)".into()
+                ],
+            }]
+        );
+        assert!(!found[0].is_conflict());
+    }
+}
