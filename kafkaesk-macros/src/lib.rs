@@ -438,6 +438,21 @@ fn expand_subscribe(attr: TokenStream2, item: TokenStream2) -> syn::Result<Token
         let partitions = int_array(&partitions, "partitions")?;
         options.extend(quote!(.partitions([#(#partitions),*])));
     }
+    if let Some(order) = args.take("order") {
+        let text = lit_str(&order, "order")?;
+        let variant = match text.value().as_str() {
+            "unordered" => quote!(Unordered),
+            "key" => quote!(Key),
+            "partition" => quote!(Partition),
+            _ => {
+                return Err(syn::Error::new(
+                    text.span(),
+                    "order must be \"unordered\", \"key\" or \"partition\"",
+                ))
+            }
+        };
+        options.extend(quote!(.order(::kafkaesk::ordering::RecordOrder::#variant)));
+    }
     if let Some(without_group) = args.take("without_group") {
         if lit_bool(&without_group, "without_group")? {
             options.extend(quote!(.without_group()));
@@ -445,8 +460,8 @@ fn expand_subscribe(attr: TokenStream2, item: TokenStream2) -> syn::Result<Token
     }
     args.reject_unknown(
         "`name`, `group`, `concurrency`, `timeout`, `streams`, `retry`, `backoff`, `on_error`, \
-         `dead_letter`, `exactly_once`, `start_at`, `replay_from`, `replay_id`, `partitions` or \
-         `without_group`",
+         `dead_letter`, `exactly_once`, `start_at`, `replay_from`, `replay_id`, `partitions`, \
+         `order` or `without_group`",
     )?;
 
     let mut checks = Vec::new();

@@ -91,6 +91,7 @@ mod host;
 pub mod invoke;
 pub mod logging;
 pub mod metrics;
+pub mod ordering;
 pub mod policy;
 pub mod position;
 mod producer;

@@ -36,6 +36,7 @@ use std::time::Duration;
 
 use crate::error::{Error, Result};
 use crate::handler::{BoxedHandler, Handler};
+use crate::ordering::RecordOrder;
 use crate::policy::ErrorPolicy;
 use crate::position::Position;
 use crate::schema::{Schema, SchemaInfo};
@@ -132,6 +133,7 @@ pub struct Subscription {
     streams: Streams,
     group: Option<String>,
     concurrency: usize,
+    order: RecordOrder,
     timeout: Option<Duration>,
     on_error: ErrorPolicy,
     exactly_once: bool,
@@ -196,6 +198,7 @@ impl Subscription {
             streams,
             group: None,
             concurrency: DEFAULT_CONCURRENCY,
+            order: RecordOrder::Unordered,
             timeout: None,
             on_error: ErrorPolicy::default(),
             exactly_once: false,
@@ -225,6 +228,20 @@ impl Subscription {
     pub fn concurrency(mut self, concurrency: usize) -> Self {
         self.concurrency = concurrency;
         self
+    }
+
+    /// Which records run one after another when several run at once: none
+    /// (the default), those with the same key, or those of the same
+    /// partition; see [`ordering`](crate::ordering). `#[subscribe(...,
+    /// order = "key")]` in the macro.
+    pub fn order(mut self, order: RecordOrder) -> Self {
+        self.order = order;
+        self
+    }
+
+    /// Which records run one after another.
+    pub fn get_order(&self) -> RecordOrder {
+        self.order
     }
 
     /// Cancels a handler that runs longer than this. No timeout by default.

@@ -16,6 +16,7 @@
 //! (see [`invoke`](crate::invoke)), and the loop keeps committing while it
 //! waits for them.
 
+use std::collections::HashSet;
 use std::sync::atomic::Ordering;
 use std::task::Poll;
 use std::time::Duration;
@@ -71,10 +72,13 @@ impl BatchConsumer {
         next_commit: &mut Instant,
     ) -> Option<BatchOutcome> {
         let concurrency = self.subscription.get_concurrency();
+        let order = self.subscription.get_order();
         let run_stop = &control.run_stop;
         let work = async {
             let mut outcomes: Vec<Outcome> = Vec::with_capacity(batch.len());
             let mut running = FuturesUnordered::new();
+            // The lanes of the handlers running (see `ordering`).
+            let mut busy_lanes: HashSet<u64> = HashSet::new();
             let mut in_flight = 0;
             let mut waited = false;
             let mut failed = false;
@@ -112,6 +116,12 @@ impl BatchConsumer {
                                 }
                             }
                         }
+                        // A record waits for the one of its lane that runs,
+                        // and the records behind it for it: they start in order.
+                        let lane = order.lane(record.source());
+                        if lane.is_some_and(|lane| busy_lanes.contains(&lane)) {
+                            break;
+                        }
                         let timed = placement == Placement::Inline
                             && (started_here == 0 || self.looks_heavy());
                         if timed && started_here > 0 {
@@ -134,7 +144,8 @@ impl BatchConsumer {
                                 in_flight += 1;
                                 // A placeholder, replaced once the handler is done.
                                 outcomes.push(Outcome::Handled);
-                                running.push(async move { (index, handler.outcome().await) });
+                                busy_lanes.extend(lane);
+                                running.push(async move { (index, lane, handler.outcome().await) });
                             }
                         }
                         // The first record of a poll, and each one after a
@@ -157,10 +168,13 @@ impl BatchConsumer {
                     Poll::Ready(())
                 })
                 .await;
-                let Some((index, outcome)) = running.next().await else {
+                let Some((index, lane, outcome)) = running.next().await else {
                     break;
                 };
                 in_flight -= 1;
+                if let Some(lane) = lane {
+                    busy_lanes.remove(&lane);
+                }
                 failed |= outcome.is_failure();
                 outcomes[index] = outcome;
             }
