@@ -278,3 +278,93 @@ fn schemas_without_a_target_or_out_dir_is_a_usage_error() {
         "{stderr}"
     );
 }
+
+#[derive(serde::Serialize, serde::Deserialize, schemars::JsonSchema)]
+struct Money {
+    cents: i64,
+    currency: String,
+}
+
+/// A payment, with a nested type, a tuple, an enum and a recursive type.
+#[derive(serde::Serialize, serde::Deserialize, schemars::JsonSchema)]
+struct Payment {
+    amount: Money,
+    pair: (String, u8),
+    method: Method,
+    note: Option<String>,
+    parts: Vec<Part>,
+}
+
+#[derive(serde::Serialize, serde::Deserialize, schemars::JsonSchema)]
+enum Method {
+    Card { last4: String },
+    Cash,
+}
+
+#[derive(serde::Serialize, serde::Deserialize, schemars::JsonSchema)]
+struct Part {
+    amount: Money,
+    parts: Vec<Part>,
+}
+
+impl kafkaesk::Schema for Payment {
+    const ID: &'static str = "Payment";
+    const VERSION: u32 = 3;
+    const STREAMS: &'static [&'static str] = &["payments.card", "payments.cash"];
+    const RETENTION: Option<Duration> = Some(Duration::from_secs(7 * 86400));
+}
+
+#[derive(serde::Serialize, serde::Deserialize, schemars::JsonSchema)]
+struct Refund {
+    amount: Money,
+}
+
+impl kafkaesk::Schema for Refund {
+    const ID: &'static str = "Refund";
+    const STREAMS: &'static [&'static str] = &["payments.refunded"];
+}
+
+async fn settle(_: Payment) {}
+async fn audit(_: Vec<u8>) {}
+async fn cache(_: Vec<u8>) {}
+
+/// What examples/service lacks, through the library call the command uses:
+/// several servers over TLS, a pattern with a character class, a list of
+/// streams, a subscription without a group, shared and recursive nested types.
+#[test]
+fn patterns_lists_groupless_subscriptions_and_nested_types_pass_the_parser() {
+    let mut router = kafkaesk::Router::new();
+    router.schema::<Payment>().unwrap();
+    router.schema::<Refund>().unwrap();
+    router.subscribe(kafkaesk::Subscription::new("payments.[!r]*", settle).group("settler"));
+    router.subscribe(kafkaesk::Subscription::for_streams(
+        ["payments.refunded", "audit.*"],
+        audit,
+    ));
+    router.subscribe(kafkaesk::Subscription::new("payments.cash", cache).without_group());
+    let app = kafkaesk::Application::builder()
+        .kafka_servers(["k1:9093", "k2:9093"])
+        .kafka_setting("security.protocol", "sasl_ssl")
+        .topic_prefix("shop.")
+        .mount(router)
+        .build()
+        .unwrap();
+    let out = PathBuf::from(env!("CARGO_TARGET_TMPDIR"))
+        .join(unique_prefix("schemas-library").trim_end_matches('.'));
+    app.write_schemas(&out, "payments", "0.3.0").unwrap();
+    let file = out.join("asyncapi.json");
+    assert_valid_asyncapi(&file);
+    let doc = read_json(&file);
+    assert_eq!(doc["servers"]["kafka-2"]["protocol"], "kafka-secure");
+    assert_eq!(
+        doc["channels"]["payments.__r__"]["address"],
+        "shop.payments.[!r]*"
+    );
+    assert_eq!(
+        doc["channels"]["payments.card"]["bindings"]["kafka"]["topicConfiguration"]["retention.ms"],
+        7 * 86_400_000
+    );
+    assert!(doc["components"]["schemas"]["Money"].is_object(), "{doc}");
+    assert_eq!(doc["operations"]["receive.cache"].get("bindings"), None);
+    std::fs::remove_dir_all(&out).unwrap();
+}
