@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
-# The test command of the README: installs what the build needs, makes sure a
-# broker runs on $KAFKA (default 127.0.0.1:9092), and runs every test.
+# The test command of the README: installs what the build and the tests need,
+# makes sure a broker runs on $KAFKA (default 127.0.0.1:9092), and runs every test.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -19,4 +19,11 @@ if ((${#missing[@]})); then
 fi
 
 scripts/broker.sh
+
+# kafkaesk-cli's schemas_export_validates checks asyncapi.json with the
+# official AsyncAPI parser: node, npm (from apt) and @asyncapi/parser (from
+# npm, cached in ~/.cache/kafkaesk-ci/node; 15 to 20 s the first time).
+KAFKAESK_NODE_DIR="$(scripts/asyncapi-parser.sh)"
+export KAFKAESK_NODE_DIR
+
 cargo test --workspace "$@"

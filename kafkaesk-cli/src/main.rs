@@ -6,16 +6,20 @@
 //! kafkaesk read orders --kafka-servers 127.0.0.1:9092 --backward --limit 5 | jq .message.data
 //! kafkaesk streams --kafka-servers 127.0.0.1:9092
 //! kafkaesk groups --kafka-servers 127.0.0.1:9092 --verbose
+//! kafkaesk schemas examples/service --out schemas/
 //! ```
 //!
 //! For a worker, the target crate is built together with a small generated
 //! runner (see `runner.rs`), which then runs every subscription the crate
 //! registered, or the application returned by the named function.
 //!
+//! `schemas` (`schemas.rs`) builds the crate's runner the same way and has it
+//! write the crate's JSON Schemas and AsyncAPI document instead of running.
+//!
 //! `read` (`read.rs`), `streams` and `groups` (`listing.rs`) need no crate:
-//! they talk to the broker at `--kafka-servers` directly. Their names are
-//! taken as commands; a target crate with one of these names (or `run`)
-//! runs with `kafkaesk run TARGET` or by its path, `kafkaesk ./read`.
+//! they talk to the broker at `--kafka-servers` directly. These names are
+//! taken as commands; a target crate with one of them (or `run`, or
+//! `schemas`) runs with `kafkaesk run TARGET` or by its path, `kafkaesk ./read`.
 
 mod connection;
 #[cfg(all(unix, feature = "embedded-broker"))]
@@ -23,6 +27,7 @@ mod embedded;
 mod listing;
 mod read;
 mod runner;
+mod schemas;
 mod target;
 
 use std::process::ExitCode;
@@ -37,7 +42,8 @@ kafkaesk TARGET [OPTIONS]
        kafkaesk run TARGET [OPTIONS]
        kafkaesk read STREAM [OPTIONS]
        kafkaesk streams [PATTERN] [OPTIONS]
-       kafkaesk groups [PATTERN] [OPTIONS]";
+       kafkaesk groups [PATTERN] [OPTIONS]
+       kafkaesk schemas TARGET --out DIR [OPTIONS]";
 
 const AFTER_HELP: &str = "\
 TARGET is a directory with a Cargo.toml, or a package of the workspace you are in, such as
@@ -46,9 +52,9 @@ the crate registered. `my-service::api::app` runs the Application returned by th
 function `api::app` (sync or async, returning Application or Result<Application, E>) instead;
 flags override its settings.
 
-`read`, `streams`, `groups` and `run` are commands, not targets: a crate with one of these names
-runs with `kafkaesk run read [OPTIONS]`, or by its path, `kafkaesk ./read [OPTIONS]`. Options go
-after the command (`kafkaesk read --help` lists its own).
+`read`, `streams`, `groups`, `schemas` and `run` are commands, not targets: a crate with one of
+these names runs with `kafkaesk run read [OPTIONS]`, or by its path, `kafkaesk ./read [OPTIONS]`.
+Options go after the command (`kafkaesk read --help` lists its own).
 
 The target is built in debug mode (or --release) into its own workspace's target directory; a
 second run with nothing changed starts in about a second.
@@ -92,6 +98,21 @@ Lists the consumer groups the broker knows that have committed offsets on stream
 topic prefix, with their lag on each such stream: the records between the group's committed
 offset (or the partition's start, where it has none) and the end. Groups without committed
 offsets there are not shown.";
+
+const SCHEMAS_HELP: &str = "\
+Writes into DIR, for every schema TARGET registered (every #[schema], or those of the Application
+returned by `TARGET::path::to::app`), its JSON Schema as `<Id>-<version>.json` (draft 2020-12,
+describing the envelope's `data`; `$id` is the file name, `title` the `Id:version` key), and the
+service's AsyncAPI 3.0.0 document as `asyncapi.json`: a channel for each stream (the topic prefix
+applied; a subscribed pattern such as `orders.*` is one channel whose address is the pattern),
+`send` operations for the streams the schemas declare, `receive` operations for the
+subscriptions (with their consumer group), and messages whose payload is the envelope
+{\"schema\": \"Id:version\", \"data\": {...}}. The crate's name and version are the document's
+title and version.
+
+TARGET is built as for a worker; nothing connects to a broker. Other files in DIR are left alone.
+A library serves the same documents with Application::json_schemas() and
+Application::asyncapi(title, version).";
 
 /// Runs a kafkaesk worker for a crate, or reads a broker's streams and groups.
 #[derive(Debug, Parser)]
@@ -141,6 +162,9 @@ enum Command {
     /// Lists the consumer groups with their lag on each stream they consume.
     #[command(after_help = GROUPS_HELP)]
     Groups(listing::GroupsArgs),
+    /// Writes the JSON Schema of every schema of TARGET, and its AsyncAPI document, into DIR.
+    #[command(after_help = SCHEMAS_HELP)]
+    Schemas(schemas::SchemasArgs),
 }
 
 /// The first paragraph of a clap error on one line, without its `error: `
@@ -241,6 +265,12 @@ fn main() -> ExitCode {
         Some(Command::Read(args)) => return inspect(read_command(args)),
         Some(Command::Streams(args)) => return inspect(listing::streams(args)),
         Some(Command::Groups(args)) => return inspect(listing::groups(args)),
+        Some(Command::Schemas(args)) => {
+            return schemas::run(args).unwrap_or_else(|message| {
+                eprintln!("error: {message}");
+                ExitCode::from(2)
+            })
+        }
     };
     match run_worker(run) {
         Ok(code) => code,
@@ -252,7 +282,7 @@ fn main() -> ExitCode {
 }
 
 /// The names `kafkaesk TARGET` does not take as a target.
-const COMMANDS: [&str; 4] = ["run", "read", "streams", "groups"];
+const COMMANDS: [&str; 5] = ["run", "read", "streams", "groups", "schemas"];
 
 /// Refuses a command's name as a target: clap takes it for one only when
 /// flags come first (`kafkaesk --topic-prefix p. read`), which must not run
@@ -455,6 +485,41 @@ mod tests {
         }
         let err = Cli::try_parse_from(["kafkaesk", "run"]).unwrap_err();
         assert!(one_line(&err).contains("TARGET"), "{}", one_line(&err));
+    }
+
+    #[test]
+    fn schemas_is_a_command_and_a_crate_named_schemas_runs_with_run_or_its_path() {
+        let cli = parse(&[
+            "schemas",
+            "examples/service",
+            "--out",
+            "out",
+            "--topic-prefix",
+            "p.",
+        ]);
+        let Some(Command::Schemas(args)) = cli.command else {
+            panic!("not schemas: {cli:?}")
+        };
+        assert_eq!(args.target.as_deref(), Some("examples/service"));
+        assert_eq!(args.out.as_deref(), Some(std::path::Path::new("out")));
+        assert_eq!(args.topic_prefix.as_deref(), Some("p."));
+        // No TARGET parses (room for commands that need none); running refuses it.
+        let cli = parse(&["schemas"]);
+        let Some(Command::Schemas(args)) = cli.command else {
+            panic!("not schemas: {cli:?}")
+        };
+        assert!(args.check().unwrap_err().contains("no TARGET"));
+
+        let cli = parse(&["run", "schemas", "--kafka-servers", "a:1"]);
+        let Some(Command::Run(run)) = cli.command else {
+            panic!("not run: {cli:?}")
+        };
+        assert_eq!(run.target.as_deref(), Some("schemas"));
+        let cli = parse(&["./schemas"]);
+        assert_eq!(cli.run.target.as_deref(), Some("./schemas"));
+        let cli = parse(&["--topic-prefix", "p.", "schemas"]);
+        let message = implicit_target(&cli.run).unwrap_err();
+        assert!(message.contains("kafkaesk run schemas"), "{message}");
     }
 
     #[test]

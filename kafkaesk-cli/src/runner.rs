@@ -163,6 +163,7 @@ mod tests {
     fn target(app_path: Option<&str>) -> Target {
         Target {
             package: "my-svc".into(),
+            version: "1.0.0".into(),
             manifest_dir: "/src/my svc".into(),
             app_path: app_path.map(str::to_owned),
             workspace_root: "/nonexistent".into(),

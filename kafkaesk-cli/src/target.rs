@@ -19,6 +19,8 @@ pub enum KafkaeskSource {
 pub struct Target {
     /// Package name, as in its Cargo.toml.
     pub package: String,
+    /// Package version, as in its Cargo.toml.
+    pub version: String,
     /// Directory of its Cargo.toml.
     pub manifest_dir: PathBuf,
     /// `path::to::app` after the crate, if given.
@@ -173,6 +175,7 @@ pub fn resolve(spec: &str) -> Result<Target, String> {
     );
     Ok(Target {
         package: name,
+        version: str_field(package, "version").unwrap_or("0.0.0").to_owned(),
         manifest_dir: manifest.parent().map(Path::to_path_buf).unwrap_or_default(),
         app_path: app_path.map(str::to_owned),
         workspace_root,

@@ -352,6 +352,16 @@ pub enum Error {
     /// The application is shutting down or was stopped.
     #[error("application stopped")]
     Stopped,
+
+    /// A schema document could not be written (see
+    /// [`Application::write_schemas`](crate::Application::write_schemas)).
+    #[error("cannot write `{}`: {source}", .path.display())]
+    Export {
+        /// The file or directory.
+        path: std::path::PathBuf,
+        /// What the file system said.
+        source: std::io::Error,
+    },
 }
 
 impl From<rdkafka::error::KafkaError> for Error {

@@ -29,11 +29,16 @@
 //! [`KafkaLayer`](crate::logging::KafkaLayer) made from it ships logs with
 //! the flags' servers and prefix too.
 //!
+//! `--export-schemas DIR` writes the application's schema documents instead
+//! of running it (see [`schema::export`](crate::schema::export)); `kafkaesk
+//! schemas TARGET --out DIR` runs the target's runner so.
+//!
 //! This module needs the `worker` feature (on by default); a library that
 //! only publishes and consumes can turn it off and does not compile `clap`.
 
 use std::collections::BTreeMap;
 use std::future::Future;
+use std::path::Path;
 use std::process::ExitCode;
 
 use crate::app::Application;
@@ -231,6 +236,53 @@ impl WorkerOptions {
 struct WorkerCommand {
     #[command(flatten)]
     options: WorkerOptions,
+
+    #[command(flatten)]
+    export: ExportOptions,
+}
+
+/// The flags of the export mode, apart from the worker's: the CLI's
+/// `kafkaesk schemas` passes them to the runner it builds.
+#[derive(Debug, Clone, Default, clap::Args)]
+struct ExportOptions {
+    /// Instead of running the worker, write the JSON Schema of every schema
+    /// (`<Id>-<version>.json`) and the AsyncAPI document (`asyncapi.json`) into DIR, and exit.
+    #[arg(long, value_name = "DIR")]
+    export_schemas: Option<std::path::PathBuf>,
+
+    /// The title of the AsyncAPI document [default: this program's name].
+    #[arg(long, value_name = "TITLE", requires = "export_schemas")]
+    export_title: Option<String>,
+
+    /// The version of the AsyncAPI document [default: 0.0.0].
+    #[arg(long, value_name = "VERSION", requires = "export_schemas")]
+    export_version: Option<String>,
+}
+
+impl ExportOptions {
+    /// Applies the worker flags to `app` (servers, prefix and replication
+    /// appear in the AsyncAPI document) and writes its schemas into `dir`.
+    fn write(&self, app: &Application, options: &WorkerOptions, dir: &Path) -> Result<()> {
+        app.reconfigure(|settings| options.apply(settings))?;
+        let title = self.export_title.clone().unwrap_or_else(program_name);
+        let version = self.export_version.as_deref().unwrap_or("0.0.0");
+        let written = app.write_schemas(dir, &title, version)?;
+        println!(
+            "kafkaesk: wrote {} schema(s) and {} into {}",
+            written.len().saturating_sub(1),
+            crate::schema::export::ASYNCAPI_FILE_NAME,
+            dir.display()
+        );
+        Ok(())
+    }
+}
+
+/// This executable's file name without extension, or `kafkaesk`.
+fn program_name() -> String {
+    std::env::current_exe()
+        .ok()
+        .and_then(|path| path.file_stem().map(|s| s.to_string_lossy().into_owned()))
+        .unwrap_or_else(|| "kafkaesk".to_owned())
 }
 
 /// Parses the worker flags from the command line and runs every schema and
@@ -267,7 +319,10 @@ where
     };
     let result = runtime.block_on(async move {
         let app = make_app().await.into_application()?;
-        run(app, &command.options).await
+        match &command.export.export_schemas {
+            Some(dir) => command.export.write(&app, &command.options, dir),
+            None => run(app, &command.options).await,
+        }
     });
     match result {
         Ok(()) => ExitCode::SUCCESS,
@@ -426,6 +481,45 @@ mod tests {
         assert!(err.contains("JSON object"), "{err}");
         let err = parse_kafka_settings(r#"{"a":{"b":1}}"#).unwrap_err();
         assert!(err.contains("`a`"), "{err}");
+    }
+
+    #[test]
+    fn export_mode_writes_the_documents_with_the_flags_applied() {
+        use clap::Parser;
+        let dir =
+            std::env::temp_dir().join(format!("kafkaesk-worker-export-{}", std::process::id()));
+        let dir_arg = format!("--export-schemas={}", dir.display());
+        let command = WorkerCommand::try_parse_from([
+            "runner",
+            dir_arg.as_str(),
+            "--export-title=svc",
+            "--export-version=1.2.3",
+            "--kafka-servers=k:9092",
+            "--topic-prefix=p.",
+        ])
+        .unwrap();
+        let app = Application::builder().topic_prefix("app.").build().unwrap();
+        command
+            .export
+            .write(
+                &app,
+                &command.options,
+                command.export.export_schemas.as_deref().unwrap(),
+            )
+            .unwrap();
+        let text = std::fs::read_to_string(dir.join("asyncapi.json")).unwrap();
+        let doc: serde_json::Value = serde_json::from_str(&text).unwrap();
+        assert_eq!(doc["info"]["title"], "svc");
+        assert_eq!(doc["info"]["version"], "1.2.3");
+        assert_eq!(doc["servers"]["kafka"]["host"], "k:9092");
+        assert!(doc["info"]["description"]
+            .as_str()
+            .unwrap()
+            .contains("`p.`"));
+        std::fs::remove_dir_all(&dir).unwrap();
+
+        let err = WorkerCommand::try_parse_from(["runner", "--export-title=svc"]).unwrap_err();
+        assert!(err.to_string().contains("--export-schemas"), "{err}");
     }
 
     #[test]

@@ -37,8 +37,18 @@
 //! the data is serialized, in one pass; the others, and any data that does
 //! not pass that check, go through the `jsonschema` crate, which also writes
 //! the error report. Both accept exactly the same data.
+//!
+//! # Export
+//!
+//! [`export`] gives every registered schema as a standalone JSON Schema
+//! document (`Content-1.json`), and [`asyncapi`] the service's AsyncAPI 3.0.0
+//! document (its streams, what it sends and receives, the envelope); the
+//! `kafkaesk schemas` command writes both into a directory.
 
+pub mod asyncapi;
 mod checked;
+mod draft07;
+pub mod export;
 
 use std::any::TypeId;
 use std::borrow::Cow;
@@ -55,6 +65,7 @@ use checked::Plan;
 mod catalog;
 pub mod contract;
 pub(crate) use catalog::SchemaCatalog;
+pub use export::JsonSchemaFile;
 
 /// A message type with an id and a version.
 ///

@@ -1,0 +1,138 @@
+//! `kafkaesk schemas TARGET --out DIR`: writes the JSON Schema of every
+//! schema a crate registered (`<Id>-<version>.json`) and its AsyncAPI
+//! document (`asyncapi.json`) into a directory.
+//!
+//! The crate is built with the generated runner, as for a worker, and the
+//! runner writes the files (its `--export-schemas DIR` mode, in
+//! `kafkaesk::worker`): the documents are those of the application the
+//! worker would run, with the same flags applied, and what
+//! `Application::write_schemas` gives a service itself.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use crate::{runner, target};
+
+/// The flags of `kafkaesk schemas`.
+#[derive(Debug, Clone, clap::Args)]
+pub struct SchemasArgs {
+    /// The crate whose schemas to write, optionally followed by `::path::to::app`.
+    #[arg(value_name = "TARGET")]
+    pub target: Option<String>,
+
+    /// The directory to write into, created if needed (required with a TARGET).
+    #[arg(long, value_name = "DIR")]
+    pub out: Option<PathBuf>,
+
+    /// Kafka bootstrap servers, comma separated: the document's `servers`.
+    #[arg(long, env = "KAFKAESK_KAFKA_SERVERS", value_delimiter = ',')]
+    pub kafka_servers: Vec<String>,
+
+    /// Prefix prepended to every stream name to form the topic: the channels' addresses.
+    #[arg(long, env = "KAFKAESK_TOPIC_PREFIX")]
+    pub topic_prefix: Option<String>,
+
+    /// Replication factor of topics kafkaesk creates: the channels' `replicas`
+    /// [default: min(number of servers, 3)].
+    #[arg(long, env = "KAFKAESK_REPLICATION_FACTOR", value_parser = clap::value_parser!(i32).range(1..))]
+    pub replication_factor: Option<i32>,
+
+    /// Build the target with the release profile.
+    #[arg(long, env = "KAFKAESK_RELEASE")]
+    pub release: bool,
+}
+
+impl SchemasArgs {
+    /// Checks the flags before anything is built; the message is a usage error.
+    pub fn check(&self) -> Result<(&str, &PathBuf), String> {
+        match (&self.target, &self.out) {
+            (Some(target), Some(out)) => Ok((target, out)),
+            (Some(_), None) => Err("--out DIR is required with a TARGET: \
+                                    `kafkaesk schemas TARGET --out DIR`"
+                .to_owned()),
+            (None, _) => Err("no TARGET: `kafkaesk schemas TARGET --out DIR` writes the \
+                              schemas a crate registered (see `kafkaesk schemas --help`)"
+                .to_owned()),
+        }
+    }
+
+    /// The runner's flags: its export mode, with the crate's name and
+    /// version as the document's title and version.
+    fn runner_args(&self, out: &std::path::Path, target: &target::Target) -> Vec<String> {
+        let mut args = vec![
+            format!("--export-schemas={}", out.display()),
+            format!("--export-title={}", target.package),
+            format!("--export-version={}", target.version),
+        ];
+        if !self.kafka_servers.is_empty() {
+            args.push(format!("--kafka-servers={}", self.kafka_servers.join(",")));
+        }
+        if let Some(prefix) = &self.topic_prefix {
+            args.push(format!("--topic-prefix={prefix}"));
+        }
+        if let Some(factor) = self.replication_factor {
+            args.push(format!("--replication-factor={factor}"));
+        }
+        args
+    }
+}
+
+/// Builds the target's runner and replaces this process with it in export
+/// mode. Errors before that are usage errors (exit code 2).
+pub fn run(args: SchemasArgs) -> Result<ExitCode, String> {
+    let (spec, out) = args.check()?;
+    let target = target::resolve(spec)?;
+    let runner = runner::build(&target, args.release)?;
+    let mut command = std::process::Command::new(runner);
+    command.args(args.runner_args(out, &target));
+    crate::exec(command)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn args(target: Option<&str>, out: Option<&str>) -> SchemasArgs {
+        SchemasArgs {
+            target: target.map(str::to_owned),
+            out: out.map(PathBuf::from),
+            kafka_servers: vec!["a:1".into(), "b:2".into()],
+            topic_prefix: Some("p.".into()),
+            replication_factor: None,
+            release: false,
+        }
+    }
+
+    #[test]
+    fn a_target_needs_an_out_dir() {
+        assert!(args(Some("svc"), Some("d")).check().is_ok());
+        let err = args(Some("svc"), None).check().unwrap_err();
+        assert!(err.contains("--out DIR is required"), "{err}");
+        let err = args(None, Some("d")).check().unwrap_err();
+        assert!(err.contains("no TARGET"), "{err}");
+    }
+
+    #[test]
+    fn the_runner_exports_under_the_crate_name_and_version_with_the_flags() {
+        let target = target::Target {
+            package: "svc".into(),
+            version: "1.2.3".into(),
+            manifest_dir: "/s".into(),
+            app_path: None,
+            workspace_root: "/s".into(),
+            target_dir: "/s/target".into(),
+            kafkaesk: target::KafkaeskSource::Registry("0.1.0".into()),
+        };
+        let args = args(Some("svc"), Some("out"));
+        assert_eq!(
+            args.runner_args(std::path::Path::new("out"), &target),
+            [
+                "--export-schemas=out",
+                "--export-title=svc",
+                "--export-version=1.2.3",
+                "--kafka-servers=a:1,b:2",
+                "--topic-prefix=p.",
+            ]
+        );
+    }
+}
