@@ -83,6 +83,9 @@ impl BatchConsumer {
         // the recorder holds the metrics' lock, which must not be held
         // across the dead-letter writes.
         let mut labels = Vec::with_capacity(batch.len());
+        // Journaled once the counters are: whoever waits on the journal
+        // reads them next.
+        let mut journaled = Vec::new();
         for (record, (outcome, runs)) in batch.iter().zip(outcomes) {
             labels.push(outcome.metric_label());
             let (stops, settled) = match outcome {
@@ -98,10 +101,10 @@ impl BatchConsumer {
                     (None, settled) => (false, settled),
                 },
             };
-            if let Some(journal) = &self.monitor.journal {
+            if self.monitor.journal.is_some() {
                 let prefix = &self.scope.app.settings().topic_prefix;
                 let topic: &str = record.topic();
-                journal.settled(Settled {
+                journaled.push(Settled {
                     subscription: self.scope.name.to_string(),
                     stream: topic
                         .strip_prefix(prefix.as_str())
@@ -136,6 +139,12 @@ impl BatchConsumer {
         let mut book = lock(&self.book);
         for (topic, partition, offset) in next.into_offsets() {
             book.advance((topic.clone(), partition), offset);
+        }
+        drop(book);
+        if let Some(journal) = &self.monitor.journal {
+            for settled in journaled {
+                journal.settled(settled);
+            }
         }
         failure
     }

@@ -575,3 +575,132 @@ impl Published {
             .map(|s| &s.outcome)
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::{ErrorPolicy, Subscriber, Subscription};
+
+    #[crate::schema("HarnessNote", streams = ["notes"])]
+    #[derive(Debug, Clone, serde::Serialize, serde::Deserialize, schemars::JsonSchema)]
+    struct Note {
+        text: String,
+    }
+
+    fn note(text: &str) -> Note {
+        Note {
+            text: text.to_owned(),
+        }
+    }
+
+    fn router(subscriptions: impl IntoIterator<Item = Subscription>) -> Router {
+        let mut router = Router::new();
+        router.schema::<Note>().unwrap();
+        for subscription in subscriptions {
+            router.subscribe(subscription);
+        }
+        router
+    }
+
+    async fn relay(note: Note, subscriber: Subscriber) -> Result<()> {
+        subscriber.publish("relayed", &note).await?;
+        Ok(())
+    }
+
+    async fn refuse(note: Note) -> std::result::Result<(), std::io::Error> {
+        Err(std::io::Error::other(format!("refused {}", note.text)))
+    }
+
+    #[tokio::test]
+    async fn a_publish_waits_for_what_its_handlers_published_in_turn() {
+        let harness = TestHarness::builder()
+            .mount(router([
+                Subscription::new("notes", relay).name("relay"),
+                Subscription::new("relayed", refuse)
+                    .name("refuse")
+                    .on_error(ErrorPolicy::skip()),
+            ]))
+            .start()
+            .await
+            .unwrap();
+        let published = harness.publish("notes", &note("hi")).await.unwrap();
+        assert_eq!(
+            published.outcome("relay"),
+            Some(&RecordOutcome::Handled { attempts: 1 })
+        );
+        // Settled by the second handler before the publish returned.
+        let downstream = harness.outcomes("refuse").unwrap();
+        assert_eq!(downstream.len(), 1, "{downstream:?}");
+        assert_eq!(downstream[0].stream, "relayed");
+        assert_eq!(
+            downstream[0].outcome,
+            RecordOutcome::Skipped {
+                error: "refused hi".into(),
+                attempts: 1
+            }
+        );
+        assert!(harness.outcomes("nobody").is_err());
+    }
+
+    #[tokio::test]
+    async fn a_record_no_subscription_consumes_settles_at_once() {
+        let harness = TestHarness::builder()
+            .mount(router(
+                [Subscription::new("relayed", refuse).name("refuse")],
+            ))
+            .start()
+            .await
+            .unwrap();
+        let published = harness.publish("notes", &note("hi")).await.unwrap();
+        assert!(published.outcomes.is_empty());
+        assert_eq!(published.delivery.offset, 0);
+    }
+
+    #[tokio::test]
+    async fn what_does_not_settle_in_time_is_named() {
+        let harness = TestHarness::builder()
+            .mount(router([Subscription::new("notes", relay).name("relay")]))
+            .settle_timeout(Duration::from_millis(300))
+            .start()
+            .await
+            .unwrap();
+        harness.app().pause("relay").unwrap();
+        let err = harness.publish("notes", &note("hi")).await.unwrap_err();
+        match &err {
+            Error::NotSettled { why, pending } => {
+                assert_eq!(why, "within 300ms");
+                assert_eq!(pending, &["relay has not settled notes[0]@0"]);
+            }
+            other => panic!("{other}"),
+        }
+        assert!(err.to_string().contains("relay has not settled notes[0]@0"));
+        harness.app().resume("relay").unwrap();
+        harness.settle().await.unwrap();
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_failure_that_stops_the_consumer_is_an_outcome_and_ends_the_run() {
+        let harness = TestHarness::builder()
+            .mount(router([Subscription::new("notes", refuse).name("refuse")]))
+            .dedicated_broker()
+            .start()
+            .await
+            .unwrap();
+        let published = harness.publish("notes", &note("a")).await.unwrap();
+        assert_eq!(
+            published.outcome("refuse"),
+            Some(&RecordOutcome::Stopped {
+                error: "refused a".into(),
+                attempts: 1
+            })
+        );
+        // Nothing consumes any more: a later record never settles.
+        let err = harness.publish("notes", &note("b")).await.unwrap_err();
+        assert!(
+            matches!(&err, Error::NotSettled { why, .. } if why.contains("refused a")),
+            "{err}"
+        );
+        let ended = harness.stop().await.unwrap_err();
+        assert!(matches!(ended, Error::Handler { .. }), "{ended}");
+    }
+}
