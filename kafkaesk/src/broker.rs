@@ -147,7 +147,7 @@ impl EmbeddedBroker {
 /// 50 --once` (start the broker, publish 50, handle them, stop) took 1.0 s
 /// with 10 ms against 1.5 s with librdkafka's 500 ms; an idle consumer asks
 /// once per 10 ms instead.
-const CLIENT_SETTINGS: &[(&str, &str)] = &[("fetch.wait.max.ms", "10")];
+pub(crate) const CLIENT_SETTINGS: &[(&str, &str)] = &[("fetch.wait.max.ms", "10")];
 
 impl Drop for EmbeddedBroker {
     fn drop(&mut self) {

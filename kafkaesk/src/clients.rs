@@ -23,6 +23,7 @@ use rdkafka::config::ClientConfig;
 use rdkafka::metadata::Metadata;
 use tokio::sync::OnceCell;
 
+use crate::app::journal::MaybeJournal;
 use crate::error::{Error, Result};
 use crate::metrics::Metrics;
 use crate::producer::Producer;
@@ -40,6 +41,7 @@ pub(crate) struct Clients {
     others: Mutex<HashMap<AckPolicy, Producer>>,
     settings: Settings,
     metrics: Metrics,
+    journal: MaybeJournal,
     /// Transactional producers between transactions, for the next ones.
     idle_transactional: Mutex<Vec<Producer>>,
     /// How many transactional ids this instance made: the next id's number.
@@ -98,7 +100,7 @@ impl Clients {
     /// it left open is aborted.
     pub(crate) async fn transactional_producer_with_id(&self, id: &str) -> Result<Producer> {
         let config = self.settings.transactional_config(id)?;
-        let producer = Producer::create(&config, self.metrics.deliveries())?;
+        let producer = Producer::create(&config, self.metrics.deliveries(), self.journal.clone())?;
         let registering = producer.clone();
         tokio::task::spawn_blocking(move || {
             registering.init_transactions(INIT_TRANSACTIONS_TIMEOUT)
@@ -121,7 +123,8 @@ impl Clients {
                     return Ok(Cow::Owned(producer.clone()));
                 }
                 let config = self.settings.producer_config(acks)?;
-                let producer = Producer::create(&config, self.metrics.deliveries())?;
+                let producer =
+                    Producer::create(&config, self.metrics.deliveries(), self.journal.clone())?;
                 others.insert(acks, producer.clone());
                 Ok(Cow::Owned(producer))
             }
@@ -162,14 +165,17 @@ fn instance_prefix() -> &'static str {
 pub(crate) struct Connection {
     settings: Settings,
     metrics: Metrics,
+    /// Told of every message the producers queue and store.
+    journal: MaybeJournal,
     clients: OnceCell<Clients>,
 }
 
 impl Connection {
-    pub(crate) fn new(settings: Settings, metrics: Metrics) -> Self {
+    pub(crate) fn new(settings: Settings, metrics: Metrics, journal: MaybeJournal) -> Self {
         Connection {
             settings,
             metrics,
+            journal,
             clients: OnceCell::new(),
         }
     }
@@ -197,6 +203,7 @@ impl Connection {
                     let producer = Producer::create(
                         &settings.producer_config(settings.ack_policy)?,
                         self.metrics.deliveries(),
+                        self.journal.clone(),
                     )?;
                     let admin: AdminClient<DefaultClientContext> =
                         settings.admin_config()?.create()?;
@@ -211,6 +218,7 @@ impl Connection {
                         others: Mutex::new(HashMap::new()),
                         settings: settings.clone(),
                         metrics: self.metrics.clone(),
+                        journal: self.journal.clone(),
                         idle_transactional: Mutex::new(Vec::new()),
                         transactional_ids: AtomicU64::new(0),
                         partition_writers: Mutex::new(HashMap::new()),

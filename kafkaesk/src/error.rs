@@ -345,6 +345,18 @@ pub enum Error {
     #[error("timed out after {0:?}")]
     Timeout(Duration),
 
+    /// What the [test harness](crate::testing) waited for did not settle:
+    /// the records each subscription had yet to settle, or messages the
+    /// broker had yet to acknowledge, when the wait ended.
+    #[error("not settled {why}: {}", .pending.join("; "))]
+    NotSettled {
+        /// Why the wait ended: its timeout, or the application stopping.
+        why: String,
+        /// What was still pending, one entry each, such as
+        /// ``handle_order has not settled orders.created[0]@3``.
+        pending: Vec<String>,
+    },
+
     /// The embedded development broker could not start.
     #[error("embedded broker: {0}")]
     EmbeddedBroker(String),

@@ -64,6 +64,7 @@
 //! | [`propagation`] | handler spans, and traces through headers (feature `opentelemetry`) |
 //! | [`worker`] | the `kafkaesk` command's entry point (feature `worker`, on by default) |
 //! | `broker` | an embedded development broker (feature `embedded-broker`) |
+//! | `testing` | a harness for testing handlers against an embedded broker (feature `testing`) |
 //! | [`error`] | the one error type |
 //!
 //! Private plumbing: `clients` (the lazily created producer and admin
@@ -106,6 +107,8 @@ pub mod settings;
 pub mod subscriber;
 mod sync;
 mod tail;
+#[cfg(feature = "testing")]
+pub mod testing;
 pub mod topics;
 pub mod transaction;
 #[cfg(feature = "worker")]

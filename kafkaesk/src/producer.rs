@@ -30,6 +30,7 @@ use rdkafka::producer::{
 };
 use rdkafka::{ClientConfig, ClientContext, Message, TopicPartitionList};
 
+use crate::app::journal::MaybeJournal;
 use crate::metrics::{kafka_error_label, DeliveryMetrics};
 
 /// Slots allocated at once when the pool runs dry.
@@ -64,11 +65,16 @@ pub(crate) struct Outbound<'a> {
 
 impl Producer {
     /// Creates the producer and its polling thread; delivery reports are
-    /// recorded into `metrics`.
-    pub(crate) fn create(config: &ClientConfig, metrics: DeliveryMetrics) -> KafkaResult<Self> {
+    /// recorded into `metrics`, and into `journal` if there is one.
+    pub(crate) fn create(
+        config: &ClientConfig,
+        metrics: DeliveryMetrics,
+        journal: MaybeJournal,
+    ) -> KafkaResult<Self> {
         let reports = Reports {
             slots: Arc::new(Slots::default()),
             metrics,
+            journal,
         };
         Ok(Producer {
             inner: Arc::new(ThreadedProducer::from_config_and_context(config, reports)?),
@@ -91,6 +97,10 @@ impl Producer {
         if let Some(headers) = message.headers {
             record = record.headers(headers);
         }
+        let journal = &self.inner.context().journal;
+        if let Some(journal) = journal {
+            journal.sending();
+        }
         match self.inner.send(record) {
             Ok(()) => Ok(Delivering {
                 slots: slots.clone(),
@@ -100,6 +110,9 @@ impl Producer {
             Err((err, _record)) => {
                 // librdkafka did not take the message, so no report will come.
                 slots.release(slot);
+                if let Some(journal) = journal {
+                    journal.not_sent();
+                }
                 Err(err)
             }
         }
@@ -151,6 +164,7 @@ impl Producer {
 pub(crate) struct Reports {
     slots: Arc<Slots>,
     metrics: DeliveryMetrics,
+    journal: MaybeJournal,
 }
 
 /// How long librdkafka held `message`, from the send to its report.
@@ -178,11 +192,17 @@ impl ProducerContext for Reports {
                     delivered.offset,
                     latency(message),
                 );
+                if let Some(journal) = &self.journal {
+                    journal.stored(message.topic(), delivered.partition, delivered.offset);
+                }
                 Ok(delivered)
             }
             Err((err, message)) => {
                 self.metrics
                     .failed(message.topic(), &kafka_error_label(err));
+                if let Some(journal) = &self.journal {
+                    journal.not_sent();
+                }
                 Err(err.clone())
             }
         };

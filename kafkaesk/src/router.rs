@@ -601,6 +601,17 @@ impl Router {
         &self.subscriptions
     }
 
+    /// Puts `prefix` before every subscription's consumer group, so that
+    /// applications of one router sharing a broker never share a group.
+    #[cfg_attr(not(feature = "testing"), allow(dead_code))]
+    pub(crate) fn prefix_groups(&mut self, prefix: &str) {
+        for subscription in &mut self.subscriptions {
+            if let Some(group) = subscription.get_group() {
+                subscription.group = Some(format!("{prefix}{group}"));
+            }
+        }
+    }
+
     pub(crate) fn schema_infos(&self) -> impl Iterator<Item = &Arc<SchemaInfo>> {
         self.schemas.iter()
     }

@@ -45,6 +45,7 @@ pub struct ApplicationBuilder {
     on_initialize: Vec<Hook>,
     on_finalize: Vec<Hook>,
     metrics: Option<Metrics>,
+    journal: super::journal::MaybeJournal,
 }
 
 impl ApplicationBuilder {
@@ -205,6 +206,21 @@ impl ApplicationBuilder {
         self
     }
 
+    /// Keeps a journal of settled records and stored messages in `journal`.
+    #[cfg_attr(not(feature = "testing"), allow(dead_code))]
+    pub(crate) fn journal(mut self, journal: Arc<super::journal::Journal>) -> Self {
+        self.journal = Some(journal);
+        self
+    }
+
+    /// Adds hooks taken from another application.
+    #[cfg_attr(not(feature = "testing"), allow(dead_code))]
+    pub(crate) fn hooks(mut self, on_initialize: Vec<Hook>, on_finalize: Vec<Hook>) -> Self {
+        self.on_initialize.extend(on_initialize);
+        self.on_finalize.extend(on_finalize);
+        self
+    }
+
     /// Checks the settings and subscriptions, and builds the application.
     /// Nothing connects yet.
     ///
@@ -223,6 +239,7 @@ impl ApplicationBuilder {
             self.on_initialize,
             self.on_finalize,
             self.metrics.unwrap_or_default(),
+            self.journal,
         ))
     }
 }

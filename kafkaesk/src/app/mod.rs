@@ -24,6 +24,7 @@
 mod builder;
 pub mod contracts;
 pub mod control;
+pub(crate) mod journal;
 mod monitor;
 mod run_state;
 
@@ -35,6 +36,7 @@ use std::time::Duration;
 use serde::Serialize;
 
 pub use builder::ApplicationBuilder;
+pub use journal::{RecordOutcome, Settled};
 pub use monitor::{ConsumerHealth, Health, SubscriptionStats};
 
 pub(crate) use builder::Hook;
@@ -69,6 +71,8 @@ struct Inner {
     on_finalize: Mutex<Vec<Hook>>,
     runs: RunState,
     monitor: Monitor,
+    /// Every record settled and every message stored, for the test harness.
+    journal: journal::MaybeJournal,
     controls: control::Controls,
     /// The application this one became when it was reconfigured: every
     /// handle, including those made before, acts on it from then on.
@@ -95,12 +99,14 @@ impl Application {
         on_initialize: Vec<Hook>,
         on_finalize: Vec<Hook>,
         metrics: Metrics,
+        journal: journal::MaybeJournal,
     ) -> Self {
         Application {
             inner: Arc::new(Inner {
-                monitor: Monitor::new(metrics.clone()),
+                monitor: Monitor::new(metrics.clone(), journal.clone()),
                 controls: control::Controls::default(),
-                connection: Connection::new(settings, metrics),
+                connection: Connection::new(settings, metrics, journal.clone()),
+                journal,
                 schemas: SchemaCatalog::new(router.schema_infos()),
                 router: RwLock::new(router),
                 on_initialize,
@@ -154,6 +160,7 @@ impl Application {
             inner.on_initialize.clone(),
             lock(&inner.on_finalize).clone(),
             inner.connection.metrics().clone(),
+            inner.journal.clone(),
         );
         inner
             .successor
@@ -210,6 +217,23 @@ impl Application {
     /// A reconfigured application keeps recording into the same ones.
     pub fn metrics(&self) -> &Metrics {
         self.inner().connection.metrics()
+    }
+
+    /// The journal of settled records and stored messages, if kept.
+    #[cfg_attr(not(feature = "testing"), allow(dead_code))]
+    pub(crate) fn journal(&self) -> Option<&Arc<journal::Journal>> {
+        self.inner().journal.as_ref()
+    }
+
+    /// The hooks run when it initializes and when it finalizes, for an
+    /// application built from this one.
+    #[cfg_attr(not(feature = "testing"), allow(dead_code))]
+    pub(crate) fn hooks(&self) -> (Vec<Hook>, Vec<Hook>) {
+        let inner = self.inner();
+        (
+            inner.on_initialize.clone(),
+            lock(&inner.on_finalize).clone(),
+        )
     }
 
     /// The runs in progress and their stop.

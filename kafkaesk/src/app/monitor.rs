@@ -10,6 +10,7 @@ use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 
+use super::journal::MaybeJournal;
 use crate::metrics::{ConsumerMetrics, Metrics};
 use crate::sync::lock;
 
@@ -99,14 +100,16 @@ pub(crate) struct Monitor {
     counters: Mutex<HashMap<String, Arc<SubscriptionCounters>>>,
     consumers: Arc<Mutex<HashMap<String, ConsumerHealth>>>,
     metrics: Metrics,
+    journal: MaybeJournal,
 }
 
 impl Monitor {
-    pub(crate) fn new(metrics: Metrics) -> Self {
+    pub(crate) fn new(metrics: Metrics, journal: MaybeJournal) -> Self {
         Monitor {
             counters: Mutex::default(),
             consumers: Arc::default(),
             metrics,
+            journal,
         }
     }
 
@@ -134,6 +137,7 @@ impl Monitor {
             counters,
             consumers: self.consumers.clone(),
             metrics,
+            journal: self.journal.clone(),
         }
     }
 
@@ -161,6 +165,8 @@ pub(crate) struct SubscriptionMonitor {
     pub(crate) counters: Arc<SubscriptionCounters>,
     consumers: Arc<Mutex<HashMap<String, ConsumerHealth>>>,
     pub(crate) metrics: ConsumerMetrics,
+    /// Where each settled record is written, when the application keeps a journal.
+    pub(crate) journal: MaybeJournal,
 }
 
 impl SubscriptionMonitor {

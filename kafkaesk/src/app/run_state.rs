@@ -40,6 +40,24 @@ impl RunState {
         RunGuard { state: self }
     }
 
+    /// Marks a run as in progress until [`leave`](Self::leave), for a run
+    /// whose end is not a scope: a stop asked from then on reaches it, even
+    /// before its consumers start.
+    #[cfg_attr(not(feature = "testing"), allow(dead_code))]
+    pub(crate) fn enter(&self) {
+        *lock(&self.active) += 1;
+    }
+
+    /// Ends a run; the last one to end clears the stop.
+    pub(crate) fn leave(&self) {
+        let mut active = lock(&self.active);
+        *active -= 1;
+        if *active == 0 {
+            self.stopping.store(false, Ordering::Relaxed);
+            self.stop.send_replace(false);
+        }
+    }
+
     /// Asks the runs in progress to stop.
     pub(crate) fn stop(&self) {
         let active = lock(&self.active);
@@ -77,12 +95,7 @@ pub(crate) struct RunGuard<'a> {
 
 impl Drop for RunGuard<'_> {
     fn drop(&mut self) {
-        let mut active = lock(&self.state.active);
-        *active -= 1;
-        if *active == 0 {
-            self.state.stopping.store(false, Ordering::Relaxed);
-            self.state.stop.send_replace(false);
-        }
+        self.state.leave();
     }
 }
 

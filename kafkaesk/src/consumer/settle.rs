@@ -12,6 +12,7 @@ use std::sync::Arc;
 use rdkafka::consumer::{CommitMode, Consumer};
 
 use super::BatchConsumer;
+use crate::app::journal::{FailedAs, RecordOutcome, Settled};
 use crate::dead_letter::{self, Failure};
 use crate::error::Error;
 use crate::invoke::Outcome;
@@ -82,21 +83,38 @@ impl BatchConsumer {
         // the recorder holds the metrics' lock, which must not be held
         // across the dead-letter writes.
         let mut labels = Vec::with_capacity(batch.len());
+        // Journaled once the counters are: whoever waits on the journal
+        // reads them next.
+        let mut journaled = Vec::new();
         for (record, (outcome, runs)) in batch.iter().zip(outcomes) {
             labels.push(outcome.metric_label());
-            let stops = match outcome {
+            let (stops, settled) = match outcome {
                 Outcome::Handled => {
                     handled += 1;
-                    false
+                    (false, RecordOutcome::Handled { attempts: runs })
                 }
                 outcome => match self.settle_failure(record, outcome, runs).await {
-                    Some(error) => {
+                    (Some(error), settled) => {
                         failure.get_or_insert(error);
-                        true
+                        (true, settled)
                     }
-                    None => false,
+                    (None, settled) => (false, settled),
                 },
             };
+            if self.monitor.journal.is_some() {
+                let prefix = &self.scope.app.settings().topic_prefix;
+                let topic: &str = record.topic();
+                journaled.push(Settled {
+                    subscription: self.scope.name.to_string(),
+                    stream: topic
+                        .strip_prefix(prefix.as_str())
+                        .unwrap_or(topic)
+                        .to_owned(),
+                    partition: record.partition(),
+                    offset: record.offset(),
+                    outcome: settled,
+                });
+            }
             next.settled(record.topic(), record.partition(), record.offset(), stops);
         }
         let mut recorder = self.monitor.metrics.batch();
@@ -122,21 +140,29 @@ impl BatchConsumer {
         for (topic, partition, offset) in next.into_offsets() {
             book.advance((topic.clone(), partition), offset);
         }
+        drop(book);
+        if let Some(journal) = &self.monitor.journal {
+            for settled in journaled {
+                journal.settled(settled);
+            }
+        }
         failure
     }
 
     /// Counts one unhandled or failed record and applies the error policy to a
-    /// failure. Returns the error if the record stops the consumer.
+    /// failure. Returns the error if the record stops the consumer, and how
+    /// the record was settled.
     async fn settle_failure(
         &self,
         record: &PendingRecord<'_>,
         outcome: Outcome,
         runs: u32,
-    ) -> Option<Error> {
+    ) -> (Option<Error>, RecordOutcome) {
         let counters = &self.monitor.counters;
         let error = match outcome.into_error(&self.scope.name, || record.position()) {
-            None => return None,
+            None => return (None, RecordOutcome::Handled { attempts: runs }),
             Some(err @ Error::Unhandled { .. }) => {
+                let settled = RecordOutcome::failed(&err, runs, FailedAs::Unhandled);
                 counters.unhandled.fetch_add(1, Ordering::Relaxed);
                 self.monitor.metrics.skipped("unhandled");
                 tracing::warn!(
@@ -146,7 +172,7 @@ impl BatchConsumer {
                     offset = record.offset(),
                     "{err}; skipped"
                 );
-                return None;
+                return (None, settled);
             }
             Some(err) => err,
         };
@@ -161,7 +187,7 @@ impl BatchConsumer {
                     attempts = runs,
                     "handler failed; record skipped by the error policy"
                 );
-                None
+                (None, RecordOutcome::failed(&error, runs, FailedAs::Skipped))
             }
             FinalAction::DeadLetter(stream) => {
                 let failure = Failure {
@@ -182,7 +208,9 @@ impl BatchConsumer {
                             dead_letter = %stream,
                             "handler failed; record dead-lettered"
                         );
-                        None
+                        let settled =
+                            RecordOutcome::failed(&error, runs, FailedAs::DeadLettered(stream));
+                        (None, settled)
                     }
                     Err(dlq_error) => {
                         tracing::error!(
@@ -192,13 +220,15 @@ impl BatchConsumer {
                             dead_letter_error = %dlq_error,
                             "handler failed and the dead-letter write failed; stopping consumer"
                         );
-                        Some(error)
+                        let settled = RecordOutcome::failed(&error, runs, FailedAs::Stopped);
+                        (Some(error), settled)
                     }
                 }
             }
             FinalAction::Stop => {
                 tracing::error!(subscription = %self.scope.name, error = %error, "handler failed; stopping consumer");
-                Some(error)
+                let settled = RecordOutcome::failed(&error, runs, FailedAs::Stopped);
+                (Some(error), settled)
             }
         }
     }
