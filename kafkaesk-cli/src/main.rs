@@ -265,6 +265,7 @@ fn main() -> ExitCode {
         Some(Command::Read(args)) => return inspect(read_command(args)),
         Some(Command::Streams(args)) => return inspect(listing::streams(args)),
         Some(Command::Groups(args)) => return inspect(listing::groups(args)),
+        Some(Command::Schemas(args)) if args.check => return inspect(schemas::check(args)),
         Some(Command::Schemas(args)) => {
             return schemas::run(args).unwrap_or_else(|message| {
                 eprintln!("error: {message}");

@@ -2,6 +2,11 @@
 //! schema a crate registered (`<Id>-<version>.json`) and its AsyncAPI
 //! document (`asyncapi.json`) into a directory.
 //!
+//! `kafkaesk schemas --check` reads the schema registrations on a broker's
+//! `kafkaesk.schemas` stream instead (see `kafkaesk::app::contracts`),
+//! prints every conflict and incompatible version, and exits with 1 when
+//! there is any: a check for CI pipelines.
+//!
 //! The crate is built with the generated runner, as for a worker, and the
 //! runner writes the files (its `--export-schemas DIR` mode, in
 //! `kafkaesk::worker`): the documents are those of the application the
@@ -11,6 +16,9 @@
 use std::path::PathBuf;
 use std::process::ExitCode;
 
+use kafkaesk::worker::{KafkaSettings, KafkaSettingsParser};
+
+use crate::connection::{ConnectionOptions, Failure};
 use crate::{runner, target};
 
 /// The flags of `kafkaesk schemas`.
@@ -37,9 +45,24 @@ pub struct SchemasArgs {
     #[arg(long, env = "KAFKAESK_REPLICATION_FACTOR", value_parser = clap::value_parser!(i32).range(1..))]
     pub replication_factor: Option<i32>,
 
+    /// librdkafka properties as a JSON object (with --check), e.g. '{"security.protocol":"ssl"}'.
+    #[arg(
+        long,
+        env = "KAFKAESK_KAFKA_SETTINGS",
+        hide_env_values = true,
+        value_parser = KafkaSettingsParser
+    )]
+    pub kafka_settings: Option<KafkaSettings>,
+
     /// Build the target with the release profile.
     #[arg(long, env = "KAFKAESK_RELEASE")]
     pub release: bool,
+
+    /// Instead of writing a crate's schemas, check those every service registered on the
+    /// broker's `kafkaesk.schemas` stream: list conflicts and incompatible versions, and exit
+    /// with 1 when there is any. Needs --kafka-servers, takes no TARGET.
+    #[arg(long, conflicts_with_all = ["target", "out", "release"])]
+    pub check: bool,
 }
 
 impl SchemasArgs {
@@ -77,6 +100,43 @@ impl SchemasArgs {
     }
 }
 
+/// `kafkaesk schemas --check`: every finding among the registrations on
+/// the broker, on stdout; exit code 1 when there is any.
+pub async fn check(args: SchemasArgs) -> Result<(), Failure> {
+    let connection = ConnectionOptions {
+        kafka_servers: args.kafka_servers,
+        kafka_settings: args.kafka_settings,
+        topic_prefix: args.topic_prefix,
+        api_version: None,
+    };
+    let app = connection.connect().await?;
+    let registrations = app.schema_registrations().await?;
+    let findings = kafkaesk::schema::contract::check(&registrations);
+    let services: std::collections::BTreeSet<&str> =
+        registrations.iter().map(|r| r.service.as_str()).collect();
+    println!(
+        "{} schema registrations by {} services on {}",
+        registrations.len(),
+        services.len(),
+        app.settings()
+            .topic(kafkaesk::schema::contract::SCHEMAS_STREAM)
+    );
+    for finding in &findings {
+        let kind = if finding.is_conflict() {
+            "conflict"
+        } else {
+            "incompatible"
+        };
+        println!("{kind}: {finding}");
+    }
+    if findings.is_empty() {
+        println!("no conflicts, no incompatible versions");
+        Ok(())
+    } else {
+        Err(Failure::Reported)
+    }
+}
+
 /// Builds the target's runner and replaces this process with it in export
 /// mode. Errors before that are usage errors (exit code 2).
 pub fn run(args: SchemasArgs) -> Result<ExitCode, String> {
@@ -99,7 +159,9 @@ mod tests {
             kafka_servers: vec!["a:1".into(), "b:2".into()],
             topic_prefix: Some("p.".into()),
             replication_factor: None,
+            kafka_settings: None,
             release: false,
+            check: false,
         }
     }
 

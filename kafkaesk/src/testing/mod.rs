@@ -65,6 +65,8 @@
 //! [`partitions`](TestHarnessBuilder::partitions) says otherwise, and the
 //! embedded broker's fast client settings apply
 //! ([`EmbeddedBroker::configure`](crate::broker::EmbeddedBroker::configure)).
+//! Schemas are not registered on the bus
+//! ([`contracts`](crate::app::contracts)): each harness is a bus of its own.
 //!
 //! # Limits
 //!
@@ -260,6 +262,9 @@ impl TestHarnessBuilder {
         settings.topic_prefix = format!("{prefix}{}", settings.topic_prefix);
         settings.partitions = self.partitions;
         settings.replication_factor = Some(1);
+        // Each harness is a bus of its own (its prefix), with no other
+        // service to compare schemas with; registering would only cost time.
+        settings.schema_contracts = crate::settings::SchemaContracts::Off;
         settings
             .kafka_settings
             .entry("topic.metadata.refresh.interval.ms".to_owned())
