@@ -63,6 +63,12 @@ async fn streams_are_created_with_options_listed_lagged_and_deleted() {
     }
     let cluster = app.cluster_metadata().await.unwrap();
     assert!(!cluster.brokers.is_empty());
+    // The controller is one of the brokers (DescribeCluster).
+    let controller = cluster.controller.expect("the broker names its controller");
+    assert!(
+        cluster.brokers.iter().any(|b| b.id == controller),
+        "{cluster:?}"
+    );
     let stream = cluster
         .streams
         .iter()

@@ -26,8 +26,10 @@
 //! where a group is in every stream it committed offsets on (what
 //! `kafkaesk groups` prints).
 //!
-//! librdkafka's metadata does not say which broker is the controller, so
-//! [`BrokerInfo`] leaves it out.
+//! The controller comes from the DescribeCluster request (Kafka 2.8 and
+//! later, and tansu): librdkafka's metadata does not name it.
+
+mod controller;
 
 use std::collections::HashMap;
 use std::time::Duration;
@@ -88,6 +90,9 @@ pub struct StreamInfo {
 pub struct ClusterMetadata {
     /// Every broker.
     pub brokers: Vec<BrokerInfo>,
+    /// The node id of the broker that is the cluster's controller, when the
+    /// broker answers DescribeCluster and names one.
+    pub controller: Option<i32>,
     /// Every topic under the prefix, by name.
     pub streams: Vec<StreamInfo>,
 }
@@ -205,7 +210,16 @@ impl Application {
             })
             .collect();
         let consumer = self.offsets_consumer("kafkaesk-metadata")?;
-        let streams = tokio::task::spawn_blocking(move || -> Result<Vec<StreamInfo>> {
+        let (controller, streams) = tokio::task::spawn_blocking(move || -> Result<_> {
+            // Brokers older than Kafka 2.8 do not know the request: the rest
+            // of the metadata still stands.
+            let controller = match controller::controller(&consumer, REQUEST_TIMEOUT) {
+                Ok(controller) => controller,
+                Err(err) => {
+                    tracing::debug!(error = %err, "no controller: DescribeCluster failed");
+                    None
+                }
+            };
             for stream in &mut streams {
                 stream.partitions.sort_by_key(|p| p.id);
                 for partition in &mut stream.partitions {
@@ -216,11 +230,15 @@ impl Application {
                 }
             }
             streams.sort_by(|a, b| a.topic.cmp(&b.topic));
-            Ok(streams)
+            Ok((controller, streams))
         })
         .await
         .map_err(|_| Error::Stopped)??;
-        Ok(ClusterMetadata { brokers, streams })
+        Ok(ClusterMetadata {
+            brokers,
+            controller,
+            streams,
+        })
     }
 
     /// Where consumer `group` is in each partition of `stream`, and how far
