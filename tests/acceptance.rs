@@ -30,6 +30,7 @@ mod malformed_payloads_skipped_as_unhandled;
 mod metrics_and_health_served_over_http;
 mod no_record_starts_after_a_stop;
 mod non_matching_topic_not_delivered;
+mod parallel_handlers_use_every_worker_thread;
 mod pause_and_resume_keep_partitions_and_order;
 mod queued_messages_fail_loudly_when_the_producer_closes;
 mod quickstart_macros_and_registry;

@@ -453,6 +453,11 @@ fn expand_subscribe(attr: TokenStream2, item: TokenStream2) -> syn::Result<Token
         };
         options.extend(quote!(.order(::kafkaesk::ordering::RecordOrder::#variant)));
     }
+    if let Some(parallel) = args.take("parallel") {
+        if lit_bool(&parallel, "parallel")? {
+            options.extend(quote!(.parallel()));
+        }
+    }
     if let Some(without_group) = args.take("without_group") {
         if lit_bool(&without_group, "without_group")? {
             options.extend(quote!(.without_group()));
@@ -461,7 +466,7 @@ fn expand_subscribe(attr: TokenStream2, item: TokenStream2) -> syn::Result<Token
     args.reject_unknown(
         "`name`, `group`, `concurrency`, `timeout`, `streams`, `retry`, `backoff`, `on_error`, \
          `dead_letter`, `exactly_once`, `start_at`, `replay_from`, `replay_id`, `partitions`, \
-         `order` or `without_group`",
+         `order`, `parallel` or `without_group`",
     )?;
 
     let mut checks = Vec::new();

@@ -113,6 +113,10 @@ pub(crate) enum Placement {
     /// Run at once on a blocking thread of the runtime: for handlers that
     /// compute for long before their first `.await`.
     Blocking,
+    /// Run at once as a task of its own on the runtime's worker threads: for
+    /// a [`parallel`](crate::Subscription::parallel) subscription, whose
+    /// handlers compute briefly and should use every core.
+    Spawned,
 }
 
 /// When a run times out.
@@ -147,10 +151,11 @@ pub(crate) struct Running {
 
 enum Work {
     Inline(HandlerFuture),
-    /// On a blocking thread. Computing code cannot be interrupted: a run given
-    /// up (timeout, shutdown) goes on there until the handler returns, and its
-    /// result is dropped.
-    Blocking(JoinHandle<std::result::Result<(), BoxError>>),
+    /// On a thread of its own: a blocking thread, or a worker thread as a
+    /// task. Computing code cannot be interrupted: a run given up (timeout,
+    /// shutdown) goes on there until the handler returns, and its result is
+    /// dropped.
+    Task(JoinHandle<std::result::Result<(), BoxError>>),
 }
 
 impl Running {
@@ -163,7 +168,7 @@ impl Running {
                     |payload| Outcome::Panicked(panic_message(&*payload)),
                     Outcome::of,
                 ),
-                Work::Blocking(task) => match task.await {
+                Work::Task(task) => match task.await {
                     Ok(result) => Outcome::of(result),
                     Err(err) if err.is_panic() => {
                         Outcome::Panicked(panic_message(&*err.into_panic()))
@@ -214,9 +219,13 @@ pub(crate) fn start(
                 drop(entered);
                 let runtime = tokio::runtime::Handle::current();
                 let future = future.instrument(span.clone());
-                Work::Blocking(tokio::task::spawn_blocking(move || {
+                Work::Task(tokio::task::spawn_blocking(move || {
                     runtime.block_on(future)
                 }))
+            }
+            Placement::Spawned => {
+                drop(entered);
+                Work::Task(tokio::spawn(future.instrument(span.clone())))
             }
             Placement::Inline => match future.as_mut().poll(cx) {
                 Poll::Ready(result) => return Started::Finished(Outcome::of(result)),

@@ -134,6 +134,7 @@ pub struct Subscription {
     group: Option<String>,
     concurrency: usize,
     order: RecordOrder,
+    parallel: bool,
     timeout: Option<Duration>,
     on_error: ErrorPolicy,
     exactly_once: bool,
@@ -199,6 +200,7 @@ impl Subscription {
             group: None,
             concurrency: DEFAULT_CONCURRENCY,
             order: RecordOrder::Unordered,
+            parallel: false,
             timeout: None,
             on_error: ErrorPolicy::default(),
             exactly_once: false,
@@ -242,6 +244,37 @@ impl Subscription {
     /// Which records run one after another.
     pub fn get_order(&self) -> RecordOrder {
         self.order
+    }
+
+    /// Runs each handler as a task of its own on the runtime's worker
+    /// threads, so handlers that compute (parse, transform, hash: tens of
+    /// microseconds to a millisecond per record) use every core, up to
+    /// `concurrency` at once. By default handlers run on the consumer's own
+    /// task, which is cheapest for handlers that mostly wait or finish at
+    /// once, and uses one core. `#[subscribe(..., parallel = true)]` in the
+    /// macro.
+    ///
+    /// Give the subscription a `concurrency` of at least the number of cores
+    /// (a multi-threaded runtime, as `#[tokio::main]` gives). For work of
+    /// many milliseconds, call `tokio::task::spawn_blocking` inside the
+    /// handler instead: it keeps the worker threads free for the consumer
+    /// loop and other tasks. `bench/ANALYSIS.md` measures both.
+    ///
+    /// ```
+    /// async fn fingerprint(raw: Vec<u8>) {}
+    /// let sub = kafkaesk::Subscription::new("documents", fingerprint)
+    ///     .concurrency(8)
+    ///     .parallel();
+    /// assert!(sub.get_parallel());
+    /// ```
+    pub fn parallel(mut self) -> Self {
+        self.parallel = true;
+        self
+    }
+
+    /// Whether handlers run as tasks of their own.
+    pub fn get_parallel(&self) -> bool {
+        self.parallel
     }
 
     /// Cancels a handler that runs longer than this. No timeout by default.

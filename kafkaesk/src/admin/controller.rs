@@ -52,7 +52,9 @@ pub(crate) fn controller(consumer: &BaseConsumer, timeout: Duration) -> Result<O
             errstr.len(),
         );
         if set != rd::rd_kafka_resp_err_t::RD_KAFKA_RESP_ERR_NO_ERROR {
-            let reason = CStr::from_ptr(errstr.as_ptr()).to_string_lossy().into_owned();
+            let reason = CStr::from_ptr(errstr.as_ptr())
+                .to_string_lossy()
+                .into_owned();
             return Err(failed(reason));
         }
         let queue = Owned(rd::rd_kafka_queue_new(rk), rd::rd_kafka_queue_destroy);
@@ -65,7 +67,8 @@ pub(crate) fn controller(consumer: &BaseConsumer, timeout: Duration) -> Result<O
         if event.0.is_null() {
             return Err(failed(format!("no answer within {timeout:?}")));
         }
-        if rd::rd_kafka_event_error(event.0) != rd::rd_kafka_resp_err_t::RD_KAFKA_RESP_ERR_NO_ERROR {
+        if rd::rd_kafka_event_error(event.0) != rd::rd_kafka_resp_err_t::RD_KAFKA_RESP_ERR_NO_ERROR
+        {
             let text = rd::rd_kafka_event_error_string(event.0);
             let reason = if text.is_null() {
                 "unknown error".to_owned()
@@ -76,7 +79,9 @@ pub(crate) fn controller(consumer: &BaseConsumer, timeout: Duration) -> Result<O
         }
         let result = rd::rd_kafka_event_DescribeCluster_result(event.0);
         if result.is_null() {
-            return Err(failed("the answer is not a DescribeCluster result".to_owned()));
+            return Err(failed(
+                "the answer is not a DescribeCluster result".to_owned(),
+            ));
         }
         let node = rd::rd_kafka_DescribeCluster_result_controller(result);
         Ok((!node.is_null()).then(|| rd::rd_kafka_Node_id(node)))

@@ -217,7 +217,9 @@ impl BatchConsumer {
 
     /// Where this subscription's handlers run.
     fn placement(&self) -> Placement {
-        if self.monitor.counters.spawn_handlers.load(Ordering::Relaxed) {
+        if self.subscription.get_parallel() {
+            Placement::Spawned
+        } else if self.monitor.counters.spawn_handlers.load(Ordering::Relaxed) {
             Placement::Blocking
         } else {
             Placement::Inline

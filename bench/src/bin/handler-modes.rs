@@ -1,0 +1,186 @@
+//! `handler-modes`: how kafkaesk's handler modes scale, on the broker at
+//! `KAFKA` (default 127.0.0.1:9092), every side with `fetch.wait.max.ms=5`.
+//!
+//! - **CPU-bound handlers**: each record costs about 50 µs of CPU. Handlers
+//!   on the consumer's task (the default) against `parallel` subscriptions,
+//!   whose handlers are tasks of their own on the runtime's worker threads.
+//! - **Per-key ordering**: each record waits 10 ms (I/O), 1,000 distinct keys
+//!   on 7 partitions. Unordered concurrency against `order = key` and
+//!   `order = partition`, at the same concurrency.
+//!
+//! ```text
+//! cargo run -p kafkaesk-bench --release --bin handler-modes -- [RECORDS] [ROUNDS]
+//! ```
+//!
+//! Each round publishes the records once per scenario to a fresh topic and
+//! times consuming them all; the table gives medians over the rounds.
+
+use std::time::{Duration, Instant};
+
+use kafkaesk::ordering::RecordOrder;
+use kafkaesk::{Application, Subscription};
+use kafkaesk_bench::measure::median;
+
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize, schemars::JsonSchema)]
+struct Task {
+    n: u32,
+}
+
+impl kafkaesk::Schema for Task {
+    const ID: &'static str = "HandlerModesTask";
+}
+
+/// How a scenario's handler behaves.
+#[derive(Clone, Copy)]
+enum Load {
+    /// Computes for this long.
+    Cpu(Duration),
+    /// Waits this long.
+    Io(Duration),
+}
+
+struct Scenario {
+    name: &'static str,
+    load: Load,
+    concurrency: usize,
+    parallel: bool,
+    order: RecordOrder,
+}
+
+fn servers() -> String {
+    std::env::var("KAFKA").unwrap_or_else(|_| "127.0.0.1:9092".to_owned())
+}
+
+fn app(prefix: &str, subscription: Option<Subscription>) -> anyhow::Result<Application> {
+    let mut builder = Application::builder()
+        .kafka_servers([servers()])
+        .topic_prefix(prefix)
+        .kafka_setting("fetch.wait.max.ms", "5");
+    if let Some(subscription) = subscription {
+        builder = builder.subscribe(subscription);
+    }
+    Ok(builder.build()?)
+}
+
+/// Publishes `records` with 1,000 distinct keys, then times consuming them
+/// all under `scenario`; returns records per second.
+async fn round(scenario: &Scenario, records: u32, round: usize) -> anyhow::Result<f64> {
+    let prefix = format!(
+        "bench-modes-{}-{}-r{round}.",
+        std::process::id(),
+        scenario.name
+    );
+    let publisher = app(&prefix, None)?;
+    for n in 0..records {
+        let key = format!("key-{}", n % 1000);
+        publisher
+            .publish("tasks", &Task { n })
+            .key(key.as_str())
+            .await?;
+    }
+    publisher.flush().await?;
+
+    let load = scenario.load;
+    let mut subscription = Subscription::new("tasks", move |_: Task| async move {
+        match load {
+            Load::Cpu(cost) => {
+                let until = Instant::now() + cost;
+                while Instant::now() < until {
+                    std::hint::spin_loop();
+                }
+            }
+            Load::Io(wait) => tokio::time::sleep(wait).await,
+        }
+    })
+    .name("tasks")
+    .group(format!("{prefix}tasks"))
+    .concurrency(scenario.concurrency)
+    .order(scenario.order);
+    if scenario.parallel {
+        subscription = subscription.parallel();
+    }
+    let consumer = app(&prefix, Some(subscription))?;
+    let started = Instant::now();
+    let consumed = consumer
+        .consume_for(records as usize, Duration::from_secs(600))
+        .await?;
+    let seconds = started.elapsed().as_secs_f64();
+    anyhow::ensure!(
+        consumed == records as usize,
+        "{}: consumed {consumed} of {records}",
+        scenario.name
+    );
+    Ok(f64::from(records) / seconds)
+}
+
+#[tokio::main(flavor = "multi_thread")]
+async fn main() -> anyhow::Result<()> {
+    let mut args = std::env::args().skip(1);
+    let records: u32 = args.next().map_or(Ok(20_000), |a| a.parse())?;
+    let rounds: usize = args.next().map_or(Ok(3), |a| a.parse())?;
+    let cpu = Load::Cpu(Duration::from_micros(50));
+    let io = Load::Io(Duration::from_millis(10));
+    let scenarios = [
+        Scenario {
+            name: "cpu-inline-c1",
+            load: cpu,
+            concurrency: 1,
+            parallel: false,
+            order: RecordOrder::Unordered,
+        },
+        Scenario {
+            name: "cpu-inline-c8",
+            load: cpu,
+            concurrency: 8,
+            parallel: false,
+            order: RecordOrder::Unordered,
+        },
+        Scenario {
+            name: "cpu-parallel-c8",
+            load: cpu,
+            concurrency: 8,
+            parallel: true,
+            order: RecordOrder::Unordered,
+        },
+        Scenario {
+            name: "io-unordered-c64",
+            load: io,
+            concurrency: 64,
+            parallel: false,
+            order: RecordOrder::Unordered,
+        },
+        Scenario {
+            name: "io-key-c64",
+            load: io,
+            concurrency: 64,
+            parallel: false,
+            order: RecordOrder::Key,
+        },
+        Scenario {
+            name: "io-partition-c64",
+            load: io,
+            concurrency: 64,
+            parallel: false,
+            order: RecordOrder::Partition,
+        },
+    ];
+    println!(
+        "{} cores; {records} records per run, {rounds} rounds, medians",
+        std::thread::available_parallelism().map_or(1, |n| n.get())
+    );
+    println!("| scenario | records/s |");
+    println!("|---|---:|");
+    for scenario in &scenarios {
+        // The I/O scenarios wait 10 ms a record: fewer records keep them short.
+        let count = match scenario.load {
+            Load::Cpu(_) => records,
+            Load::Io(_) => records / 4,
+        };
+        let mut rates = Vec::with_capacity(rounds);
+        for r in 0..rounds {
+            rates.push(round(scenario, count, r).await?);
+        }
+        println!("| {} | {:.0} |", scenario.name, median(&rates));
+    }
+    Ok(())
+}
