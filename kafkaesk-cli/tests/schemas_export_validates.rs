@@ -158,7 +158,7 @@ async fn exported_asyncapi_passes_the_parser_and_json_schemas_check_real_records
     let (code, stdout, stderr) = run(command);
     assert_eq!(code, 0, "kafkaesk schemas failed:\n{stdout}\n{stderr}");
     assert!(
-        stdout.contains("wrote 2 schema(s) and asyncapi.json"),
+        stdout.contains("wrote 3 schema(s) and asyncapi.json"),
         "{stdout}"
     );
     let mut files: Vec<String> = std::fs::read_dir(&out)
@@ -168,7 +168,12 @@ async fn exported_asyncapi_passes_the_parser_and_json_schemas_check_real_records
     files.sort();
     assert_eq!(
         files,
-        ["Order-1.json", "PydanticLogModel-1.json", "asyncapi.json"]
+        [
+            "Order-1.json",
+            "PydanticLogModel-1.json",
+            "Shipment-1.json",
+            "asyncapi.json"
+        ]
     );
 
     let asyncapi_file = out.join("asyncapi.json");
@@ -188,10 +193,14 @@ async fn exported_asyncapi_passes_the_parser_and_json_schemas_check_real_records
         asyncapi["operations"]["receive.handle_order"]["bindings"]["kafka"]["groupId"],
         json!({"type": "string", "enum": ["order-service"]})
     );
+    assert_eq!(
+        asyncapi["operations"]["receive.ship_order"]["bindings"]["kafka"]["groupId"],
+        json!({"type": "string", "enum": ["shipping"]})
+    );
 
     // Each JSON Schema, by the key in its title.
     let mut schemas = BTreeMap::new();
-    for name in ["Order-1.json", "PydanticLogModel-1.json"] {
+    for name in ["Order-1.json", "PydanticLogModel-1.json", "Shipment-1.json"] {
         let document = read_json(&out.join(name));
         assert_eq!(document["$id"], name);
         let key = document["title"].as_str().unwrap().to_owned();

@@ -8,12 +8,14 @@
 //! | [`Key`](RecordOrder::Key) | those with the same key (keyless ones: of the same partition) | what happens to one entity must happen in order |
 //! | [`Partition`](RecordOrder::Partition) | those of the same partition | a whole partition is one sequence |
 //!
-//! Whatever the order, records start in offset order, commits never pass a
-//! record that has not settled, and no record starts after one failed.
-//! Under [`Key`](RecordOrder::Key), a record whose key is still running
-//! waits for it, and the records behind it wait too (they start in order):
-//! with many keys that is rare, and the records of every other key keep
-//! running meanwhile. A retried record holds its whole partition (see
+//! Whatever the order, each partition's records start in offset order,
+//! commits never pass a record that has not settled, and no record starts
+//! after one failed. Under [`Key`](RecordOrder::Key), a record whose key is
+//! still running waits for it, and the records behind it wait too (they
+//! start in order): with many keys that is rare, and the records of every
+//! other key keep running meanwhile; a few hot keys hold the rest back more
+//! often. Under [`Partition`](RecordOrder::Partition), the partitions of a
+//! batch take turns, so each partition has a record running. A retried record holds its whole partition (see
 //! [`policy`](crate::policy)), so retries keep every key in order.
 //!
 //! ```

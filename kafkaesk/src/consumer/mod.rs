@@ -71,6 +71,7 @@ use tokio::sync::watch;
 use tokio::time::Instant;
 
 use crate::app::{Application, SubscriptionControl, SubscriptionMonitor};
+use crate::ordering::RecordOrder;
 use crate::error::{Error, Result};
 use crate::producer::Producer;
 use crate::record::{PendingRecord, TopicNames};
@@ -409,6 +410,9 @@ impl BatchConsumer {
             if batch.is_empty() {
                 continue;
             }
+            if self.subscription.get_order() == RecordOrder::Partition {
+                interleave_partitions(&mut batch);
+            }
 
             let started = Instant::now();
             let handled = self
@@ -520,6 +524,32 @@ impl BatchConsumer {
         if closed.is_err() {
             tracing::warn!(subscription = %name, "consumer did not close cleanly");
         }
+    }
+}
+
+/// Reorders `batch` so its partitions take turns, each keeping its own
+/// order. Records arrive in runs of one partition; under partition
+/// ordering, the second record of a run would wait for the first and hold
+/// the records behind it, so partitions would run one at a time.
+fn interleave_partitions(batch: &mut Vec<PendingRecord<'_>>) {
+    let mut runs: Vec<VecDeque<PendingRecord<'_>>> = Vec::new();
+    for record in batch.drain(..) {
+        match runs.iter_mut().find(|run| {
+            run.front()
+                .is_some_and(|r| r.partition() == record.partition() && r.topic() == record.topic())
+        }) {
+            Some(run) => run.push_back(record),
+            None => runs.push(VecDeque::from([record])),
+        }
+    }
+    while !runs.is_empty() {
+        runs.retain_mut(|run| match run.pop_front() {
+            Some(record) => {
+                batch.push(record);
+                true
+            }
+            None => false,
+        });
     }
 }
 
