@@ -9,10 +9,16 @@
 //! Prints a table and writes `BENCHMARKS.md` (and the SVG plot it shows). Every
 //! scenario runs the baseline and kafkaesk alternately, `--rounds` times, in
 //! fresh topics (`bench-<pid>-r<round>.*`), and reports medians.
+//!
+//! Built with `--features ruststream`, every Rust scenario also runs RustStream
+//! 0.7 (`ruststream` + `ruststream-rdkafka`), the Rust peer of issue 19, as a
+//! third side in the same rotation.
 
 mod kafka;
 mod python;
 mod report;
+#[cfg(feature = "ruststream")]
+mod ruststream;
 mod scenarios;
 
 use std::collections::BTreeMap;
@@ -282,6 +288,46 @@ pub struct Results {
     pub memory: Vec<DrainReport>,
     /// Broker-free per-message costs.
     pub micro: Option<MicroResult>,
+    /// RustStream consume runs by workers (1: its default, one delivery at a time).
+    pub consume_ruststream: BTreeMap<usize, Vec<RunResult>>,
+    /// RustStream publish runs.
+    pub publish_ruststream: Vec<RunResult>,
+    /// RustStream latency runs.
+    pub latency_ruststream: Vec<LatencyResult>,
+    /// RustStream's versions, when it ran.
+    pub ruststream_versions: Option<String>,
+}
+
+/// One side of a broker scenario, in the order a round runs them.
+#[derive(Debug, Clone, Copy)]
+enum Runner {
+    Baseline,
+    /// kafkaesk, with the consume concurrency (1 for publish and latency).
+    Kafkaesk(usize),
+    /// RustStream, with the consume workers (1 for publish and latency).
+    #[cfg(feature = "ruststream")]
+    Ruststream(usize),
+}
+
+/// The sides of one scenario in round `round`: the baseline, kafkaesk (one run per
+/// entry of `concurrency`) and, with the feature, RustStream, as groups rotated
+/// by the round so that no side always runs first on a warmer broker.
+fn rotation(round: usize, concurrency: &[usize]) -> Vec<Runner> {
+    let mut groups: Vec<Vec<Runner>> = vec![
+        vec![Runner::Baseline],
+        concurrency.iter().copied().map(Runner::Kafkaesk).collect(),
+    ];
+    #[cfg(feature = "ruststream")]
+    groups.push(
+        concurrency
+            .iter()
+            .copied()
+            .map(Runner::Ruststream)
+            .collect(),
+    );
+    let len = groups.len();
+    groups.rotate_left(round % len);
+    groups.concat()
 }
 
 fn main() -> Result<()> {
@@ -318,6 +364,8 @@ async fn drain(args: DrainArgs) -> Result<()> {
     let result = match args.side {
         Side::Baseline => consume::baseline(&spec).await?,
         Side::Kafkaesk => consume::kafkaesk(&spec, args.concurrency).await?,
+        #[cfg(feature = "ruststream")]
+        Side::Ruststream => ruststream::consume(&spec, args.concurrency).await?,
     };
     let report = DrainReport {
         side: args.side,
@@ -355,8 +403,6 @@ async fn run(options: Options) -> Result<()> {
     for round in 0..options.rounds {
         let prefix = format!("bench-{pid}-r{round}.");
         let mut topics = Vec::new();
-        // Odd rounds run kafkaesk first, so neither side always gets a warmer broker.
-        let kafkaesk_first = round % 2 == 1;
         eprintln!("== round {} of {} ({prefix})", round + 1, options.rounds);
 
         // Scenario 1: consume. Python's consume runs read the same topic.
@@ -378,25 +424,21 @@ async fn run(options: Options) -> Result<()> {
             messages,
             timeout,
         };
-        let mut order: Vec<Option<usize>> = std::iter::once(None)
-            .chain(options.concurrency.iter().copied().map(Some))
-            .collect();
-        if kafkaesk_first {
-            order.rotate_left(1);
-        }
-        if !consume_runs {
-            order.clear();
-        }
+        let order = if consume_runs {
+            rotation(round, &options.concurrency)
+        } else {
+            Vec::new()
+        };
         for side in order {
             match side {
-                None => {
+                Runner::Baseline => {
                     let run = consume::baseline(&spec(format!("{prefix}base"), options.messages))
                         .await
                         .context("consume baseline")?;
                     report::progress("consume", "rdkafka baseline", &run);
                     results.consume_baseline.push(run);
                 }
-                Some(c) => {
+                Runner::Kafkaesk(c) => {
                     let run = consume::kafkaesk(
                         &spec(format!("{prefix}kafkaesk-c{c}"), options.messages),
                         c,
@@ -406,6 +448,17 @@ async fn run(options: Options) -> Result<()> {
                     report::progress("consume", &format!("kafkaesk c={c}"), &run);
                     results.consume_kafkaesk.entry(c).or_default().push(run);
                 }
+                #[cfg(feature = "ruststream")]
+                Runner::Ruststream(c) => {
+                    let run = ruststream::consume(
+                        &spec(format!("{prefix}ruststream-w{c}"), options.messages),
+                        c,
+                    )
+                    .await
+                    .with_context(|| format!("consume RustStream workers {c}"))?;
+                    report::progress("consume", &format!("RustStream workers={c}"), &run);
+                    results.consume_ruststream.entry(c).or_default().push(run);
+                }
             }
         }
 
@@ -413,52 +466,72 @@ async fn run(options: Options) -> Result<()> {
         let base_topic = format!("{prefix}publish-base");
         let kafkaesk_stream = "publish-kafkaesk";
         let publish_runs = options.runs(Scenario::Publish);
+        #[cfg(feature = "ruststream")]
+        let ruststream_topic = format!("{prefix}publish-ruststream");
         if publish_runs {
-            for t in [base_topic.clone(), format!("{prefix}{kafkaesk_stream}")] {
+            #[allow(unused_mut)]
+            let mut names = vec![base_topic.clone(), format!("{prefix}{kafkaesk_stream}")];
+            #[cfg(feature = "ruststream")]
+            names.push(ruststream_topic.clone());
+            for t in names {
                 admin.create(&t).await?;
                 topics.push(t);
             }
         }
-        for first in [!kafkaesk_first, kafkaesk_first] {
-            if !publish_runs {
-                break;
-            }
-            if first {
-                let run = publish::baseline(&options.kafka, &base_topic, options.messages)
-                    .await
-                    .context("publish baseline")?;
-                report::progress("publish", "rdkafka baseline", &run);
-                results.publish_baseline.push(run);
-            } else {
-                let mut modes = vec![
-                    (publish::Mode::Idempotent, "kafkaesk"),
-                    (publish::Mode::Plain, "kafkaesk, not idempotent"),
-                ];
-                if options.transactions > 0 {
-                    modes.push((
-                        publish::Mode::Transactions(options.transactions),
-                        "kafkaesk, transactions",
-                    ));
-                    results.transaction_size = options.transactions;
+        let order = if publish_runs {
+            rotation(round, &[1])
+        } else {
+            Vec::new()
+        };
+        for side in order {
+            match side {
+                Runner::Baseline => {
+                    let run = publish::baseline(&options.kafka, &base_topic, options.messages)
+                        .await
+                        .context("publish baseline")?;
+                    report::progress("publish", "rdkafka baseline", &run);
+                    results.publish_baseline.push(run);
                 }
-                for (mode, side) in modes {
-                    let run = publish::kafkaesk(
-                        &options.kafka,
-                        &prefix,
-                        kafkaesk_stream,
-                        options.messages,
-                        mode,
-                    )
-                    .await
-                    .with_context(|| format!("publish {side}"))?;
-                    report::progress("publish", side, &run);
-                    match mode {
-                        publish::Mode::Idempotent => results.publish_kafkaesk.push(run),
-                        publish::Mode::Plain => results.publish_kafkaesk_plain.push(run),
-                        publish::Mode::Transactions(_) => {
-                            results.publish_kafkaesk_transactional.push(run)
+                Runner::Kafkaesk(_) => {
+                    let mut modes = vec![
+                        (publish::Mode::Idempotent, "kafkaesk"),
+                        (publish::Mode::Plain, "kafkaesk, not idempotent"),
+                    ];
+                    if options.transactions > 0 {
+                        modes.push((
+                            publish::Mode::Transactions(options.transactions),
+                            "kafkaesk, transactions",
+                        ));
+                        results.transaction_size = options.transactions;
+                    }
+                    for (mode, side) in modes {
+                        let run = publish::kafkaesk(
+                            &options.kafka,
+                            &prefix,
+                            kafkaesk_stream,
+                            options.messages,
+                            mode,
+                        )
+                        .await
+                        .with_context(|| format!("publish {side}"))?;
+                        report::progress("publish", side, &run);
+                        match mode {
+                            publish::Mode::Idempotent => results.publish_kafkaesk.push(run),
+                            publish::Mode::Plain => results.publish_kafkaesk_plain.push(run),
+                            publish::Mode::Transactions(_) => {
+                                results.publish_kafkaesk_transactional.push(run)
+                            }
                         }
                     }
+                }
+                #[cfg(feature = "ruststream")]
+                Runner::Ruststream(_) => {
+                    let run =
+                        ruststream::publish(&options.kafka, &ruststream_topic, options.messages)
+                            .await
+                            .context("publish RustStream")?;
+                    report::progress("publish", "RustStream", &run);
+                    results.publish_ruststream.push(run);
                 }
             }
         }
@@ -489,28 +562,44 @@ async fn run(options: Options) -> Result<()> {
         };
         let latency_runs = options.runs(Scenario::Latency);
         if latency_runs {
-            for side in ["base", "kafkaesk"] {
+            for side in ["base", "kafkaesk", "ruststream"] {
+                if side == "ruststream" && !cfg!(feature = "ruststream") {
+                    continue;
+                }
                 let t = format!("{prefix}latency-{side}");
                 admin.create(&t).await?;
                 topics.push(t);
             }
         }
-        for first in [!kafkaesk_first, kafkaesk_first] {
-            if !latency_runs {
-                break;
-            }
-            if first {
-                let run = latency::baseline(&latency_spec("base"))
-                    .await
-                    .context("latency baseline")?;
-                report::latency_progress("rdkafka baseline", &run);
-                results.latency_baseline.push(run);
-            } else {
-                let run = latency::kafkaesk(&latency_spec("kafkaesk"))
-                    .await
-                    .context("latency kafkaesk")?;
-                report::latency_progress("kafkaesk", &run);
-                results.latency_kafkaesk.push(run);
+        let order = if latency_runs {
+            rotation(round, &[1])
+        } else {
+            Vec::new()
+        };
+        for side in order {
+            match side {
+                Runner::Baseline => {
+                    let run = latency::baseline(&latency_spec("base"))
+                        .await
+                        .context("latency baseline")?;
+                    report::latency_progress("rdkafka baseline", &run);
+                    results.latency_baseline.push(run);
+                }
+                Runner::Kafkaesk(_) => {
+                    let run = latency::kafkaesk(&latency_spec("kafkaesk"))
+                        .await
+                        .context("latency kafkaesk")?;
+                    report::latency_progress("kafkaesk", &run);
+                    results.latency_kafkaesk.push(run);
+                }
+                #[cfg(feature = "ruststream")]
+                Runner::Ruststream(_) => {
+                    let run = ruststream::latency(&latency_spec("ruststream"))
+                        .await
+                        .context("latency RustStream")?;
+                    report::latency_progress("RustStream", &run);
+                    results.latency_ruststream.push(run);
+                }
             }
         }
 
@@ -532,6 +621,10 @@ async fn run(options: Options) -> Result<()> {
     }
 
     results.python_versions = python.and_then(|p| p.versions);
+    #[cfg(feature = "ruststream")]
+    {
+        results.ruststream_versions = Some(ruststream::versions());
+    }
     let summary = options_summary(&options);
     let context = report::Context::gather(&options.broker_name);
     println!("{}", report::terminal_table(&results, &summary));
@@ -555,7 +648,14 @@ async fn memory_scenario(
     eprintln!("pre-filling {topic} with {} messages", options.backlog);
     kafka::prefill(&options.kafka, &topic, options.backlog).await?;
     let best = report::best_concurrency(results).unwrap_or(1);
-    for (side, concurrency) in [(Side::Baseline, 1), (Side::Kafkaesk, best)] {
+    #[allow(unused_mut)]
+    let mut sides = vec![(Side::Baseline, 1), (Side::Kafkaesk, best)];
+    #[cfg(feature = "ruststream")]
+    sides.push((
+        Side::Ruststream,
+        report::best_ruststream_workers(results).unwrap_or(1),
+    ));
+    for (side, concurrency) in sides {
         let spec = ConsumeSpec {
             servers: options.kafka.clone(),
             prefix: prefix.clone(),

@@ -46,6 +46,8 @@ fn side_label(report: &DrainReport) -> String {
     match report.side {
         Side::Baseline => "rdkafka baseline".to_owned(),
         Side::Kafkaesk => format!("kafkaesk c={}", report.concurrency),
+        #[cfg(feature = "ruststream")]
+        Side::Ruststream => format!("RustStream workers={}", report.concurrency),
     }
 }
 
@@ -81,6 +83,23 @@ pub fn best_concurrency(results: &Results) -> Option<usize> {
         .filter_map(|(c, runs)| med(runs).map(|m| (*c, m.rate)))
         .max_by(|a, b| a.1.total_cmp(&b.1))
         .map(|(c, _)| c)
+}
+
+/// The RustStream consume workers with the highest median throughput.
+pub fn best_ruststream_workers(results: &Results) -> Option<usize> {
+    results
+        .consume_ruststream
+        .iter()
+        .filter_map(|(w, runs)| med(runs).map(|m| (*w, m.rate)))
+        .max_by(|a, b| a.1.total_cmp(&b.1))
+        .map(|(w, _)| w)
+}
+
+/// Whether RustStream ran (`--features ruststream`).
+fn ruststream_ran(results: &Results) -> bool {
+    !results.consume_ruststream.is_empty()
+        || !results.publish_ruststream.is_empty()
+        || !results.latency_ruststream.is_empty()
 }
 
 fn best_python_consume(results: &Results) -> Option<(String, Med)> {
@@ -227,7 +246,7 @@ fn fmt_rate(rate: f64) -> String {
 
 /// One line of the targets table.
 struct Target {
-    name: &'static str,
+    name: String,
     goal: String,
     measured: String,
     status: &'static str,
@@ -251,7 +270,7 @@ fn targets(results: &Results) -> Vec<Target> {
 
     let r = both(best_c, base_c).map(|(k, b)| ratio(k.rate, b.rate));
     out.push(Target {
-        name: "consume throughput",
+        name: "consume throughput".into(),
         goal: "≥ 0.90 × baseline".into(),
         measured: r.map_or("n/a".into(), |r| {
             format!("{r:.2} × (kafkaesk c={})", best.unwrap_or(1))
@@ -261,7 +280,7 @@ fn targets(results: &Results) -> Vec<Target> {
     let r = both(best_c, base_c).map(|(k, b)| ratio(k.cpu_us, b.cpu_us));
     let r1 = both(c1, base_c).map(|(k, b)| ratio(k.cpu_us, b.cpu_us));
     out.push(Target {
-        name: "consume CPU per message",
+        name: "consume CPU per message".into(),
         goal: "≤ 1.15 × baseline".into(),
         measured: match (r, r1) {
             (Some(r), Some(r1)) => format!("{r:.2} × at c={}, {r1:.2} × at c=1", best.unwrap_or(1)),
@@ -274,7 +293,7 @@ fn targets(results: &Results) -> Vec<Target> {
     let pk = med(&results.publish_kafkaesk);
     let r = both(pk, pb).map(|(k, b)| ratio(k.rate, b.rate));
     out.push(Target {
-        name: "publish throughput (validated)",
+        name: "publish throughput (validated)".into(),
         goal: "≥ 0.85 × baseline".into(),
         measured: r.map_or("n/a".into(), |r| format!("{r:.2} ×")),
         status: status(r.map(|r| r >= 0.85)),
@@ -283,7 +302,7 @@ fn targets(results: &Results) -> Vec<Target> {
         .micro
         .map_or(f64::NAN, |m| ratio(m.dispatch_ns, m.plain_decode_ns));
     out.push(Target {
-        name: "decode + validate + dispatch",
+        name: "decode + validate + dispatch".into(),
         goal: "≤ 1.5 × serde_json".into(),
         measured: if r.is_finite() {
             format!("{r:.2} ×")
@@ -302,7 +321,7 @@ fn targets(results: &Results) -> Vec<Target> {
     });
     let lat = latency_med(&results.latency_kafkaesk);
     out.push(Target {
-        name: "p99 publish-to-handler latency",
+        name: "p99 publish-to-handler latency".into(),
         goal: "≤ 20 ms at 1,000 msg/s".into(),
         measured: lat.map_or("n/a".into(), |l| format!("{:.2} ms", l.p99_ms)),
         status: status(lat.map(|l| l.p99_ms <= 20.0)),
@@ -313,7 +332,7 @@ fn targets(results: &Results) -> Vec<Target> {
         .find(|r| r.side == Side::Kafkaesk)
         .map(|r| mb(r.peak_rss_kib));
     out.push(Target {
-        name: "peak RSS draining the backlog",
+        name: "peak RSS draining the backlog".into(),
         goal: "≤ 100 MB".into(),
         measured: peak.map_or("n/a".into(), |p| format!("{p:.1} MB")),
         status: status(peak.map(|p| p <= 100.0)),
@@ -326,7 +345,7 @@ fn targets(results: &Results) -> Vec<Target> {
     ] {
         let r = both(k, py).map(|(k, p)| ratio(k.rate, p.rate));
         out.push(Target {
-            name,
+            name: name.into(),
             goal: "≥ 4 × Python kafkaesk".into(),
             measured: r.map_or("n/a".into(), |r| format!("{r:.1} ×")),
             status: status(r.map(|r| r >= 4.0)),
@@ -338,13 +357,281 @@ fn targets(results: &Results) -> Vec<Target> {
     ] {
         let r = both(k, py).map(|(k, p)| ratio(p.cpu_us, k.cpu_us));
         out.push(Target {
-            name,
+            name: name.into(),
             goal: "≥ 10 × less than Python".into(),
             measured: r.map_or("n/a".into(), |r| format!("{r:.1} × less")),
             status: status(r.map(|r| r >= 10.0)),
         });
     }
     out
+}
+
+/// The medians issue 19 compares: baseline, kafkaesk and RustStream, consume at
+/// concurrency 1 and at each side's best setting, publish, latency and peak RSS.
+struct Peer {
+    base_c: Option<Med>,
+    k1: Option<Med>,
+    k_best: Option<(usize, Med)>,
+    r1: Option<Med>,
+    r_best: Option<(usize, Med)>,
+    base_p: Option<Med>,
+    kp: Option<Med>,
+    rp: Option<Med>,
+    base_lat: Option<LatencyResult>,
+    k_lat: Option<LatencyResult>,
+    r_lat: Option<LatencyResult>,
+}
+
+impl Peer {
+    fn of(results: &Results) -> Self {
+        let best = |runs: &std::collections::BTreeMap<usize, Vec<RunResult>>, c: Option<usize>| {
+            c.and_then(|c| runs.get(&c).and_then(|r| med(r)).map(|m| (c, m)))
+        };
+        Peer {
+            base_c: med(&results.consume_baseline),
+            k1: results.consume_kafkaesk.get(&1).and_then(|r| med(r)),
+            k_best: best(&results.consume_kafkaesk, best_concurrency(results)),
+            r1: results.consume_ruststream.get(&1).and_then(|r| med(r)),
+            r_best: best(
+                &results.consume_ruststream,
+                best_ruststream_workers(results),
+            ),
+            base_p: med(&results.publish_baseline),
+            kp: med(&results.publish_kafkaesk),
+            rp: med(&results.publish_ruststream),
+            base_lat: latency_med(&results.latency_baseline),
+            k_lat: latency_med(&results.latency_kafkaesk),
+            r_lat: latency_med(&results.latency_ruststream),
+        }
+    }
+}
+
+fn drain(results: &Results, side: Side) -> Option<&DrainReport> {
+    results.memory.iter().find(|r| r.side == side)
+}
+
+/// Throughput and CPU per message of one drain.
+#[cfg_attr(not(feature = "ruststream"), allow(dead_code))]
+fn drain_med(r: &DrainReport) -> Med {
+    Med {
+        rate: r.messages as f64 / r.seconds.max(1e-9),
+        cpu_us: r.cpu_seconds * 1e6 / r.messages.max(1) as f64,
+    }
+}
+
+/// Issue 19's targets, from the medians of this run.
+fn peer_targets(results: &Results) -> Vec<Target> {
+    let p = Peer::of(results);
+    let mut out = Vec::new();
+    let both = |a: Option<Med>, b: Option<Med>| a.zip(b);
+    let k_best_c = p.k_best.map(|(c, _)| c).unwrap_or(1);
+    for (label, k) in [
+        ("c=1".to_owned(), p.k1),
+        (format!("best, c={k_best_c}"), p.k_best.map(|(_, m)| m)),
+    ] {
+        let rate = both(k, p.base_c).map(|(k, b)| ratio(k.rate, b.rate));
+        let cpu = both(k, p.base_c).map(|(k, b)| ratio(k.cpu_us, b.cpu_us));
+        out.push(Target {
+            name: format!("consume throughput × baseline, {label}"),
+            goal: "≥ 0.95".into(),
+            measured: rate.map_or("n/a".into(), |r| format!("{r:.2} ×")),
+            status: status(rate.map(|r| r >= 0.95)),
+        });
+        out.push(Target {
+            name: format!("consume CPU/msg × baseline, {label}"),
+            goal: "≤ 1.05".into(),
+            measured: cpu.map_or("n/a".into(), |r| format!("{r:.2} ×")),
+            status: status(cpu.map(|r| r <= 1.05)),
+        });
+    }
+    let rate = both(p.kp, p.base_p).map(|(k, b)| ratio(k.rate, b.rate));
+    out.push(Target {
+        name: "publish throughput × baseline (validated)".into(),
+        goal: "≥ 0.95".into(),
+        measured: rate.map_or("n/a".into(), |r| format!("{r:.2} ×")),
+        status: status(rate.map(|r| r >= 0.95)),
+    });
+    let r_best_w = p.r_best.map(|(w, _)| w).unwrap_or(1);
+    #[allow(unused_mut)]
+    let mut figures: Vec<(String, Option<Med>, Option<Med>)> = vec![
+        ("consume, c=1 vs workers=1".to_owned(), p.k1, p.r1),
+        (
+            format!("consume best, c={k_best_c} vs workers={r_best_w}"),
+            p.k_best.map(|(_, m)| m),
+            p.r_best.map(|(_, m)| m),
+        ),
+        ("publish".to_owned(), p.kp, p.rp),
+    ];
+    #[cfg(feature = "ruststream")]
+    figures.push((
+        "drain of the backlog (one run each)".to_owned(),
+        drain(results, Side::Kafkaesk).map(drain_med),
+        drain(results, Side::Ruststream).map(drain_med),
+    ));
+    for (label, k, r) in figures {
+        let pair = k.zip(r);
+        out.push(Target {
+            name: format!("ahead of RustStream: {label}"),
+            goal: "throughput > and CPU/msg <".into(),
+            measured: pair.map_or("n/a".into(), |(k, r)| {
+                format!(
+                    "{:.2} × its msg/s, {:.2} × its CPU/msg",
+                    ratio(k.rate, r.rate),
+                    ratio(k.cpu_us, r.cpu_us)
+                )
+            }),
+            status: status(pair.map(|(k, r)| k.rate > r.rate && k.cpu_us < r.cpu_us)),
+        });
+    }
+    out.push(Target {
+        name: "p99 latency at the latency rate".into(),
+        goal: "≤ 20 ms".into(),
+        measured: p
+            .k_lat
+            .map_or("n/a".into(), |l| format!("{:.2} ms", l.p99_ms)),
+        status: status(p.k_lat.map(|l| l.p99_ms <= 20.0)),
+    });
+    let gap = p
+        .k_lat
+        .zip(p.base_lat)
+        .map(|(k, b)| (k.p50_ms - b.p50_ms, k.p99_ms - b.p99_ms));
+    out.push(Target {
+        name: "p50/p99 latency − baseline".into(),
+        goal: "within 1 ms".into(),
+        measured: gap.map_or("n/a".into(), |(d50, d99)| {
+            format!("p50 {d50:+.2} ms, p99 {d99:+.2} ms")
+        }),
+        status: status(gap.map(|(d50, d99)| d50.abs() <= 1.0 && d99.abs() <= 1.0)),
+    });
+    out
+}
+
+/// `BENCHMARKS.md`'s side-by-side section when RustStream ran.
+fn peer_section(o: &mut String, results: &Results) {
+    let p = Peer::of(results);
+    let _ = writeln!(o, "## Against RustStream (issue 19)\n");
+    let _ = writeln!(
+        o,
+        "Medians of this run; RustStream is `ruststream` + `ruststream-rdkafka` in their \
+         recommended setup (JSON codec, `Commit::Tracked`, librdkafka's defaults plus the \
+         run's `--setting`s). Ratios are kafkaesk's figure over the other side's: above 1 is \
+         better for msg/s, below 1 for CPU, latency and RSS. RustStream's consume runs at its \
+         default (one delivery at a time) and with `workers(10)` and `workers(100)`; the best is \
+         the highest median msg/s. Its publish awaits every `publish()` future (each resolves on \
+         the delivery report) together.\n"
+    );
+    let _ = writeln!(
+        o,
+        "| figure | rdkafka baseline | kafkaesk | RustStream | kafkaesk × baseline | kafkaesk × RustStream |\n\
+         |---|---:|---:|---:|---:|---:|"
+    );
+    let cell = |v: Option<f64>, f: &dyn Fn(f64) -> String| v.map_or("n/a".to_owned(), f);
+    let rate = |v: f64| fmt_rate(v);
+    let cpu = |v: f64| format!("{v:.2}");
+    let ms = |v: f64| format!("{v:.2}");
+    let x = |a: Option<f64>, b: Option<f64>| {
+        a.zip(b)
+            .map_or("n/a".to_owned(), |(a, b)| format!("{:.2}", ratio(a, b)))
+    };
+    let mut row = |name: String,
+                   b: Option<f64>,
+                   k: Option<f64>,
+                   r: Option<f64>,
+                   f: &dyn Fn(f64) -> String| {
+        let _ = writeln!(
+            o,
+            "| {name} | {} | {} | {} | {} | {} |",
+            cell(b, f),
+            cell(k, f),
+            cell(r, f),
+            x(k, b),
+            x(k, r)
+        );
+    };
+    let k_best_c = p.k_best.map(|(c, _)| c).unwrap_or(1);
+    let r_best_w = p.r_best.map(|(w, _)| w).unwrap_or(1);
+    let kb = p.k_best.map(|(_, m)| m);
+    let rb = p.r_best.map(|(_, m)| m);
+    row(
+        "consume msg/s, one at a time (kafkaesk c=1, RustStream default)".into(),
+        p.base_c.map(|m| m.rate),
+        p.k1.map(|m| m.rate),
+        p.r1.map(|m| m.rate),
+        &rate,
+    );
+    row(
+        "consume CPU µs/msg, one at a time".into(),
+        p.base_c.map(|m| m.cpu_us),
+        p.k1.map(|m| m.cpu_us),
+        p.r1.map(|m| m.cpu_us),
+        &cpu,
+    );
+    row(
+        format!("consume msg/s, best (kafkaesk c={k_best_c}, RustStream workers={r_best_w})"),
+        p.base_c.map(|m| m.rate),
+        kb.map(|m| m.rate),
+        rb.map(|m| m.rate),
+        &rate,
+    );
+    row(
+        "consume CPU µs/msg, best".into(),
+        p.base_c.map(|m| m.cpu_us),
+        kb.map(|m| m.cpu_us),
+        rb.map(|m| m.cpu_us),
+        &cpu,
+    );
+    row(
+        "publish msg/s, every delivery awaited".into(),
+        p.base_p.map(|m| m.rate),
+        p.kp.map(|m| m.rate),
+        p.rp.map(|m| m.rate),
+        &rate,
+    );
+    row(
+        "publish CPU µs/msg".into(),
+        p.base_p.map(|m| m.cpu_us),
+        p.kp.map(|m| m.cpu_us),
+        p.rp.map(|m| m.cpu_us),
+        &cpu,
+    );
+    row(
+        "latency p50 ms".into(),
+        p.base_lat.map(|l| l.p50_ms),
+        p.k_lat.map(|l| l.p50_ms),
+        p.r_lat.map(|l| l.p50_ms),
+        &ms,
+    );
+    row(
+        "latency p99 ms".into(),
+        p.base_lat.map(|l| l.p99_ms),
+        p.k_lat.map(|l| l.p99_ms),
+        p.r_lat.map(|l| l.p99_ms),
+        &ms,
+    );
+    let peak = |side: Side| drain(results, side).map(|r| mb(r.peak_rss_kib));
+    #[cfg(feature = "ruststream")]
+    let ruststream_peak = peak(Side::Ruststream);
+    #[cfg(not(feature = "ruststream"))]
+    let ruststream_peak = None;
+    row(
+        "peak RSS MB draining the backlog".into(),
+        peak(Side::Baseline),
+        peak(Side::Kafkaesk),
+        ruststream_peak,
+        &ms,
+    );
+    let _ = writeln!(
+        o,
+        "\n| issue 19 target | goal | measured | status |\n|---|---|---|---|"
+    );
+    for t in peer_targets(results) {
+        let _ = writeln!(
+            o,
+            "| {} | {} | {} | {} |",
+            t.name, t.goal, t.measured, t.status
+        );
+    }
+    let _ = writeln!(o);
 }
 
 /// Rows of the throughput table: label, median, ratio to the scenario's baseline.
@@ -357,6 +644,16 @@ fn throughput_rows(results: &Results) -> Vec<(String, String, Med, Option<Med>)>
     for (c, runs) in &results.consume_kafkaesk {
         if let Some(m) = med(runs) {
             rows.push(("consume".into(), format!("kafkaesk c={c}"), m, base_c));
+        }
+    }
+    for (w, runs) in &results.consume_ruststream {
+        if let Some(m) = med(runs) {
+            rows.push((
+                "consume".into(),
+                format!("RustStream workers={w}"),
+                m,
+                base_c,
+            ));
         }
     }
     for (label, runs) in &results.python_consume {
@@ -395,6 +692,9 @@ fn throughput_rows(results: &Results) -> Vec<(String, String, Med, Option<Med>)>
             base_p,
         ));
     }
+    if let Some(m) = med(&results.publish_ruststream) {
+        rows.push(("publish".into(), "RustStream".into(), m, base_p));
+    }
     if let Some(m) = med(&results.python_publish) {
         rows.push(("publish".into(), "Python kafkaesk".into(), m, base_p));
     }
@@ -432,6 +732,7 @@ pub fn terminal_table(results: &Results, summary: &Summary) -> String {
     for (side, runs) in [
         ("rdkafka baseline", &results.latency_baseline),
         ("kafkaesk", &results.latency_kafkaesk),
+        ("RustStream", &results.latency_ruststream),
     ] {
         if let Some(l) = latency_med(runs) {
             let _ = writeln!(
@@ -464,6 +765,19 @@ pub fn terminal_table(results: &Results, summary: &Summary) -> String {
     }
     if let Some(err) = &results.python_error {
         let _ = writeln!(out, "python   {}", err.lines().next().unwrap_or_default());
+    }
+    if ruststream_ran(results) {
+        let _ = writeln!(out, "\nissue 19 (against the Rust peer):");
+        for t in peer_targets(results) {
+            let _ = writeln!(
+                out,
+                "  {:<44} {:<30} {:<52} {}",
+                t.name,
+                t.goal,
+                t.measured,
+                t.status.replace("**", "")
+            );
+        }
     }
     let _ = writeln!(out, "\ntargets:");
     for t in targets(results) {
@@ -536,6 +850,9 @@ fn markdown(results: &Results, ctx: &Context, s: &Summary) -> String {
                 .map(|e| format!("did not run: {}", e.lines().next().unwrap_or_default())))
             .unwrap_or_else(|| "did not run".into())
     );
+    if let Some(versions) = &results.ruststream_versions {
+        let _ = writeln!(o, "| RustStream | {versions} |");
+    }
     let _ = writeln!(
         o,
         "| counts | {} messages per consume/publish run, {} rounds; Python {} messages; \
@@ -566,6 +883,10 @@ fn markdown(results: &Results, ctx: &Context, s: &Summary) -> String {
             "| {} | {} | {} | {} |",
             t.name, t.goal, t.measured, t.status
         );
+    }
+
+    if ruststream_ran(results) {
+        peer_section(&mut o, results);
     }
 
     let _ = writeln!(o, "\n## Throughput\n");
@@ -616,6 +937,7 @@ fn markdown(results: &Results, ctx: &Context, s: &Summary) -> String {
     for (side, runs) in [
         ("rdkafka baseline", &results.latency_baseline),
         ("kafkaesk", &results.latency_kafkaesk),
+        ("RustStream", &results.latency_ruststream),
     ] {
         if let Some(l) = latency_med(runs) {
             let _ = writeln!(
@@ -704,6 +1026,9 @@ fn markdown(results: &Results, ctx: &Context, s: &Summary) -> String {
     for (c, r) in &results.consume_kafkaesk {
         runs.push(("consume", format!("kafkaesk c={c}"), r));
     }
+    for (w, r) in &results.consume_ruststream {
+        runs.push(("consume", format!("RustStream workers={w}"), r));
+    }
     for (label, r) in &results.python_consume {
         runs.push(("consume", format!("Python kafkaesk c={label}"), r));
     }
@@ -723,6 +1048,7 @@ fn markdown(results: &Results, ctx: &Context, s: &Summary) -> String {
         format!("kafkaesk, transactions of {}", results.transaction_size),
         &results.publish_kafkaesk_transactional,
     ));
+    runs.push(("publish", "RustStream".into(), &results.publish_ruststream));
     runs.push(("publish", "Python kafkaesk".into(), &results.python_publish));
     for (scenario, side, list) in runs {
         for (i, r) in list.iter().enumerate() {
@@ -738,6 +1064,7 @@ fn markdown(results: &Results, ctx: &Context, s: &Summary) -> String {
     for (side, list) in [
         ("rdkafka baseline", &results.latency_baseline),
         ("kafkaesk", &results.latency_kafkaesk),
+        ("RustStream", &results.latency_ruststream),
     ] {
         for (i, l) in list.iter().enumerate() {
             let _ = writeln!(

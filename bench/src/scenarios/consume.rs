@@ -38,14 +38,14 @@ pub struct ConsumeSpec {
 }
 
 impl ConsumeSpec {
-    fn topic(&self) -> String {
+    pub(crate) fn topic(&self) -> String {
         format!("{}{}", self.prefix, self.stream)
     }
 }
 
 /// First and last handled message, shared by the handlers of one run.
 #[derive(Default)]
-struct Track {
+pub(crate) struct Track {
     count: AtomicUsize,
     sum: AtomicU64,
     first: OnceLock<Instant>,
@@ -53,7 +53,7 @@ struct Track {
 }
 
 impl Track {
-    fn handle(&self, data: &Bench, target: usize) {
+    pub(crate) fn handle(&self, data: &Bench, target: usize) {
         self.first.get_or_init(Instant::now);
         self.sum.fetch_add(data.id as u64, Ordering::Relaxed);
         if self.count.fetch_add(1, Ordering::Relaxed) + 1 == target {
@@ -61,7 +61,13 @@ impl Track {
         }
     }
 
-    fn result(&self, spec: &ConsumeSpec, probe: &Probe) -> Result<RunResult> {
+    /// Messages handled so far.
+    #[cfg_attr(not(feature = "ruststream"), allow(dead_code))]
+    pub(crate) fn count(&self) -> usize {
+        self.count.load(Ordering::Relaxed)
+    }
+
+    pub(crate) fn result(&self, spec: &ConsumeSpec, probe: &Probe) -> Result<RunResult> {
         let count = self.count.load(Ordering::Relaxed);
         let last = *self.last.lock().unwrap_or_else(|e| e.into_inner());
         let (Some(first), Some(last)) = (self.first.get(), last) else {

@@ -24,7 +24,7 @@ use kafkaesk_bench::{decode_envelope, envelope_bytes, Bench};
 
 use crate::kafka::{client_config, delivered, send_with_backoff};
 
-const SENT_HEADER: &str = "bench-sent-ns";
+pub(crate) const SENT_HEADER: &str = "bench-sent-ns";
 
 /// What to run.
 #[derive(Debug, Clone)]
@@ -44,11 +44,11 @@ pub struct LatencySpec {
 }
 
 impl LatencySpec {
-    fn topic(&self) -> String {
+    pub(crate) fn topic(&self) -> String {
         format!("{}{}", self.prefix, self.stream)
     }
 
-    fn messages(&self) -> usize {
+    pub(crate) fn messages(&self) -> usize {
         (self.duration.as_secs_f64() * f64::from(self.rate)).round() as usize
     }
 }
@@ -66,7 +66,7 @@ pub struct LatencyResult {
     pub max_ms: f64,
 }
 
-fn now_ns() -> u128 {
+pub(crate) fn now_ns() -> u128 {
     SystemTime::now()
         .duration_since(UNIX_EPOCH)
         .map(|d| d.as_nanos())
@@ -75,14 +75,14 @@ fn now_ns() -> u128 {
 
 /// Latencies seen by the handler of one run.
 #[derive(Default)]
-struct Recorder {
+pub(crate) struct Recorder {
     warmed_up: AtomicBool,
     received: AtomicUsize,
     latencies_ms: Mutex<Vec<f64>>,
 }
 
 impl Recorder {
-    fn record(&self, id: i64, sent: Option<&[u8]>) {
+    pub(crate) fn record(&self, id: i64, sent: Option<&[u8]>) {
         if id < 0 {
             self.warmed_up.store(true, Ordering::Release);
             return;
@@ -101,7 +101,7 @@ impl Recorder {
         self.received.fetch_add(1, Ordering::Release);
     }
 
-    fn result(&self, expected: usize) -> Result<LatencyResult> {
+    pub(crate) fn result(&self, expected: usize) -> Result<LatencyResult> {
         let mut all = self
             .latencies_ms
             .lock()
@@ -122,7 +122,10 @@ impl Recorder {
         })
     }
 
-    async fn wait_warm(&self, mut send_warm_up: impl AsyncFnMut() -> Result<()>) -> Result<()> {
+    pub(crate) async fn wait_warm(
+        &self,
+        mut send_warm_up: impl AsyncFnMut() -> Result<()>,
+    ) -> Result<()> {
         let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
         while !self.warmed_up.load(Ordering::Acquire) {
             if tokio::time::Instant::now() > deadline {
@@ -134,7 +137,7 @@ impl Recorder {
         Ok(())
     }
 
-    async fn wait_all(&self, expected: usize) {
+    pub(crate) async fn wait_all(&self, expected: usize) {
         let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
         while self.received.load(Ordering::Acquire) < expected
             && tokio::time::Instant::now() < deadline
@@ -146,7 +149,7 @@ impl Recorder {
 
 /// Sends `count` messages at `rate` per second through `send`, which gets the
 /// message index and the send timestamp.
-async fn paced(
+pub(crate) async fn paced(
     rate: u32,
     count: usize,
     mut send: impl AsyncFnMut(i64, String) -> Result<()>,

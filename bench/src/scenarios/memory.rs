@@ -20,6 +20,9 @@ pub enum Side {
     Baseline,
     /// kafkaesk.
     Kafkaesk,
+    /// RustStream (`--features ruststream`).
+    #[cfg(feature = "ruststream")]
+    Ruststream,
 }
 
 /// What a drain child reports on its last stdout line.
@@ -27,7 +30,7 @@ pub enum Side {
 pub struct DrainReport {
     /// Which consumer drained.
     pub side: Side,
-    /// kafkaesk's concurrency (1 for the baseline).
+    /// kafkaesk's concurrency, or RustStream's workers (1 for the baseline).
     pub concurrency: usize,
     /// Messages consumed.
     pub messages: usize,
@@ -55,6 +58,8 @@ pub fn run_child(
         .arg(match side {
             Side::Baseline => "baseline",
             Side::Kafkaesk => "kafkaesk",
+            #[cfg(feature = "ruststream")]
+            Side::Ruststream => "ruststream",
         })
         .args(["--kafka", &spec.servers])
         .args(["--prefix", &spec.prefix])
