@@ -15,7 +15,11 @@
 //! start in order): with many keys that is rare, and the records of every
 //! other key keep running meanwhile; a few hot keys hold the rest back more
 //! often. Under [`Partition`](RecordOrder::Partition), the partitions of a
-//! batch take turns, so each partition has a record running. A retried record holds its whole partition (see
+//! batch take turns; but librdkafka hands records over in long runs of one
+//! partition, so a batch often holds one partition only, and then its
+//! records run one at a time (measured in `bench/ANALYSIS.md`: no faster
+//! than `concurrency = 1` with 7 partitions). Use
+//! [`Key`](RecordOrder::Key) where the order that matters is per entity. A retried record holds its whole partition (see
 //! [`policy`](crate::policy)), so retries keep every key in order.
 //!
 //! ```

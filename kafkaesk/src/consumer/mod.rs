@@ -71,8 +71,8 @@ use tokio::sync::watch;
 use tokio::time::Instant;
 
 use crate::app::{Application, SubscriptionControl, SubscriptionMonitor};
-use crate::ordering::RecordOrder;
 use crate::error::{Error, Result};
+use crate::ordering::RecordOrder;
 use crate::producer::Producer;
 use crate::record::{PendingRecord, TopicNames};
 use crate::router::Subscription;
