@@ -4,7 +4,7 @@
 //! second service (or warns, where it chooses), a new version is checked
 //! against the one before, and one service replaces its own registration.
 
-use kafkaesk::schema::contract::Finding;
+use kafkaesk::contract::Finding;
 use kafkaesk::settings::SchemaContracts;
 use kafkaesk::{Application, Error, Router};
 use kafkaesk_tests::{app_builder, topic_config, unique_prefix};

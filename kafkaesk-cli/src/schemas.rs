@@ -111,15 +111,14 @@ pub async fn check(args: SchemasArgs) -> Result<(), Failure> {
     };
     let app = connection.connect().await?;
     let registrations = app.schema_registrations().await?;
-    let findings = kafkaesk::schema::contract::check(&registrations);
+    let findings = kafkaesk::contract::check(&registrations);
     let services: std::collections::BTreeSet<&str> =
         registrations.iter().map(|r| r.service.as_str()).collect();
     println!(
         "{} schema registrations by {} services on {}",
         registrations.len(),
         services.len(),
-        app.settings()
-            .topic(kafkaesk::schema::contract::SCHEMAS_STREAM)
+        app.settings().topic(kafkaesk::contract::SCHEMAS_STREAM)
     );
     for finding in &findings {
         let kind = if finding.is_conflict() {

@@ -23,8 +23,8 @@ use rdkafka::config::ClientConfig;
 use rdkafka::metadata::Metadata;
 use tokio::sync::OnceCell;
 
-use crate::app::journal::MaybeJournal;
 use crate::error::{Error, Result};
+use crate::journal::MaybeJournal;
 use crate::metrics::Metrics;
 use crate::producer::Producer;
 use crate::settings::{AckPolicy, Settings};

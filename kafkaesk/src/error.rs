@@ -213,7 +213,7 @@ pub enum Error {
     #[error("{}", findings.iter().map(ToString::to_string).collect::<Vec<_>>().join("\n"))]
     SchemaContract {
         /// Every conflict (and incompatible version) found.
-        findings: Vec<crate::schema::contract::Finding>,
+        findings: Vec<crate::contract::Finding>,
     },
 
     /// No subscription of the application has this name (pausing, resuming).

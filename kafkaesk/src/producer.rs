@@ -30,7 +30,7 @@ use rdkafka::producer::{
 };
 use rdkafka::{ClientConfig, ClientContext, Message, TopicPartitionList};
 
-use crate::app::journal::MaybeJournal;
+use crate::journal::MaybeJournal;
 use crate::metrics::{kafka_error_label, DeliveryMetrics};
 
 /// Slots allocated at once when the pool runs dry.

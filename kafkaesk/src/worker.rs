@@ -30,7 +30,7 @@
 //! the flags' servers and prefix too.
 //!
 //! `--export-schemas DIR` writes the application's schema documents instead
-//! of running it (see [`schema::export`](crate::schema::export)); `kafkaesk
+//! of running it (see [`export`](crate::export)); `kafkaesk
 //! schemas TARGET --out DIR` runs the target's runner so.
 //!
 //! This module needs the `worker` feature (on by default); a library that
@@ -270,7 +270,7 @@ impl ExportOptions {
         println!(
             "kafkaesk: wrote {} schema(s) and {} into {}",
             written.len().saturating_sub(1),
-            crate::schema::export::ASYNCAPI_FILE_NAME,
+            crate::export::ASYNCAPI_FILE_NAME,
             dir.display()
         );
         Ok(())

@@ -45,7 +45,7 @@ pub struct ApplicationBuilder {
     on_initialize: Vec<Hook>,
     on_finalize: Vec<Hook>,
     metrics: Option<Metrics>,
-    journal: super::journal::MaybeJournal,
+    journal: crate::journal::MaybeJournal,
 }
 
 impl ApplicationBuilder {
@@ -208,7 +208,7 @@ impl ApplicationBuilder {
 
     /// Keeps a journal of settled records and stored messages in `journal`.
     #[cfg_attr(not(feature = "testing"), allow(dead_code))]
-    pub(crate) fn journal(mut self, journal: Arc<super::journal::Journal>) -> Self {
+    pub(crate) fn journal(mut self, journal: Arc<crate::journal::Journal>) -> Self {
         self.journal = Some(journal);
         self
     }

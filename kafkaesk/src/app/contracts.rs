@@ -2,7 +2,7 @@
 //! an application registers each of its schemas (id, version, JSON Schema,
 //! service, host) on the compacted stream `kafkaesk.schemas` (under the
 //! topic prefix), after reading what other services registered there and
-//! comparing; [`schema::contract`](crate::schema::contract) says how.
+//! comparing; [`contract`](crate::contract) says how.
 //!
 //! - A **conflict** (another service registered one of our `Id:version`s
 //!   with a different shape) stops `initialize` with
@@ -51,10 +51,8 @@ use rdkafka::{Message, Offset, TopicPartitionList};
 use serde_json::{json, Value};
 
 use super::Application;
+use crate::contract::{self, Finding, Registration, REGISTRATION_SCHEMA_ID, SCHEMAS_STREAM};
 use crate::error::{Error, Result};
-use crate::schema::contract::{
-    self, Finding, Registration, REGISTRATION_SCHEMA_ID, SCHEMAS_STREAM,
-};
 use crate::settings::SchemaContracts;
 use crate::topics::StreamOptions;
 

@@ -24,7 +24,6 @@
 mod builder;
 pub mod contracts;
 pub mod control;
-pub(crate) mod journal;
 mod monitor;
 mod run_state;
 
@@ -35,8 +34,10 @@ use std::time::Duration;
 
 use serde::Serialize;
 
+pub use crate::journal::{RecordOutcome, Settled};
 pub use builder::ApplicationBuilder;
-pub use journal::{RecordOutcome, Settled};
+
+use crate::journal;
 pub use monitor::{ConsumerHealth, Health, SubscriptionStats};
 
 pub(crate) use builder::Hook;

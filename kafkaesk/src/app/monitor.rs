@@ -10,7 +10,7 @@ use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 
-use super::journal::MaybeJournal;
+use crate::journal::MaybeJournal;
 use crate::metrics::{ConsumerMetrics, Metrics};
 use crate::sync::lock;
 

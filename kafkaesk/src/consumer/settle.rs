@@ -12,10 +12,10 @@ use std::sync::Arc;
 use rdkafka::consumer::{CommitMode, Consumer};
 
 use super::BatchConsumer;
-use crate::app::journal::{FailedAs, RecordOutcome, Settled};
 use crate::dead_letter::{self, Failure};
 use crate::error::Error;
 use crate::invoke::Outcome;
+use crate::journal::{FailedAs, RecordOutcome, Settled};
 use crate::policy::FinalAction;
 use crate::record::PendingRecord;
 use crate::sync::lock;

@@ -40,15 +40,13 @@
 //!
 //! # Export
 //!
-//! [`export`] gives every registered schema as a standalone JSON Schema
-//! document (`Content-1.json`), and [`asyncapi`] the service's AsyncAPI 3.0.0
+//! [`export`](crate::export) gives every registered schema as a standalone
+//! JSON Schema document (`Content-1.json`), and
+//! [`asyncapi`](crate::export::asyncapi) the service's AsyncAPI 3.0.0
 //! document (its streams, what it sends and receives, the envelope); the
 //! `kafkaesk schemas` command writes both into a directory.
 
-pub mod asyncapi;
 mod checked;
-mod draft07;
-pub mod export;
 
 use std::any::TypeId;
 use std::borrow::Cow;
@@ -63,9 +61,7 @@ use crate::error::{Error, Result, ValidationIssue};
 use checked::Plan;
 
 mod catalog;
-pub mod contract;
 pub(crate) use catalog::SchemaCatalog;
-pub use export::JsonSchemaFile;
 
 /// A message type with an id and a version.
 ///

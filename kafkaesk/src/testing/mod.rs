@@ -99,10 +99,10 @@ use serde::Serialize;
 use tokio::task::JoinHandle;
 
 use crate::admin::PartitionLag;
-use crate::app::journal::Journal;
 pub use crate::app::{RecordOutcome, Settled};
 use crate::error::{Error, Result};
 use crate::extract::FromMessage;
+use crate::journal::Journal;
 use crate::publish::{Delivery, Publish};
 use crate::reader::Item;
 use crate::record::Headers;

@@ -1,6 +1,6 @@
 //! Waiting until everything published has settled.
 //!
-//! The application's [journal](crate::app::journal) hears of every message
+//! The application's [journal](crate::journal) hears of every message
 //! its producers queue (the harness's publishes, what handlers publish,
 //! dead letters) and of every record its consumers settle. Everything has
 //! settled when no message waits for the broker's acknowledgement and every
@@ -18,8 +18,8 @@ use std::time::Duration;
 
 use tokio::time::Instant;
 
-use crate::app::journal::{Journal, JournalState};
 use crate::error::{Error, Result};
+use crate::journal::{Journal, JournalState};
 use crate::router::{Router, Streams};
 
 /// What each subscription consumes.

@@ -49,7 +49,7 @@
 //!   several) for every subscription, with the Kafka binding's `groupId`
 //!   when it has a consumer group.
 //! - `components.messages`: one per schema, keyed `<Id>-<version>` as its
-//!   file (see [`export`](super::export)), content type `application/json`,
+//!   file (see [`export`](crate::export)), content type `application/json`,
 //!   with the kafkaesk envelope as payload: `{"schema": "Id:version", "data":
 //!   ...}`, `schema` a constant, so the payload describes the bytes of a
 //!   record's value. The Kafka binding's `key` is a string: keys are
@@ -64,10 +64,10 @@ use std::collections::{BTreeMap, BTreeSet};
 use serde_json::{json, Map, Value};
 
 use super::draft07;
-use super::export::{safe_name, stems};
-use super::SchemaInfo;
+use super::{safe_name, stems};
 use crate::app::Application;
 use crate::router::{Router, Streams};
+use crate::schema::SchemaInfo;
 use crate::settings::Settings;
 use crate::topics::{fnmatch, is_pattern};
 
@@ -79,7 +79,7 @@ pub const KAFKA_BINDING_VERSION: &str = "0.5.0";
 
 impl Application {
     /// The application's AsyncAPI 3.0.0 document, for a service named
-    /// `title` at `version`; see [`schema::asyncapi`](self).
+    /// `title` at `version`; see [`export::asyncapi`](self).
     pub fn asyncapi(&self, title: &str, version: &str) -> Value {
         document(&self.router(), self.settings(), title, version)
     }

@@ -37,10 +37,13 @@ use std::path::{Path, PathBuf};
 
 use serde_json::Value;
 
-use super::SchemaInfo;
+pub mod asyncapi;
+mod draft07;
+
 use crate::app::Application;
 use crate::error::{Error, Result};
 use crate::router::Router;
+use crate::schema::SchemaInfo;
 
 /// One schema's JSON Schema document and the file name it is written under.
 #[derive(Debug, Clone, PartialEq)]
@@ -53,7 +56,7 @@ pub struct JsonSchemaFile {
     pub document: Value,
 }
 
-/// The file name of [`asyncapi`](super::asyncapi) documents beside the schemas.
+/// The file name of [`asyncapi`](crate::export::asyncapi) documents beside the schemas.
 pub const ASYNCAPI_FILE_NAME: &str = "asyncapi.json";
 
 /// `Content-1` for `Content:1`: the name of a schema's file (without
@@ -123,7 +126,7 @@ impl Router {
 
 impl Application {
     /// The JSON Schema document of every schema the application registered;
-    /// see [`schema::export`](self).
+    /// see [`export`](self).
     pub fn json_schemas(&self) -> Vec<JsonSchemaFile> {
         self.router().json_schemas()
     }
