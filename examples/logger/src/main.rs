@@ -44,6 +44,9 @@ async fn run() -> Result<(), Box<dyn std::error::Error>> {
         .topic_prefix(std::env::var("KAFKAESK_TOPIC_PREFIX").unwrap_or_default())
         .with_registry()?
         .build()?;
+    // Set up (streams, schema registrations) before the layer is installed,
+    // so kafkaesk's own DEBUG events of it are not shipped ahead of ours.
+    app.initialize().await?;
 
     let kafka = KafkaLayer::new(&app, "logging.test").with_max_level(tracing::Level::DEBUG);
     let logs = kafka.flush_guard();
@@ -57,7 +60,6 @@ async fn run() -> Result<(), Box<dyn std::error::Error>> {
         .with(kafka)
         .init();
 
-    app.initialize().await?;
     tracing::debug!(user = "kafkaesk", "Log Message");
     if !logs.flush_async(Duration::from_secs(30)).await {
         return Err(format!("the log record was not delivered: {:?}", logs.stats()).into());
