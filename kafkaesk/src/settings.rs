@@ -32,6 +32,11 @@ use rdkafka::config::ClientConfig;
 
 use crate::error::{Error, Result};
 
+/// The stream of `topic` under `prefix`: see [`Settings::stream`].
+pub(crate) fn stream_of<'t>(prefix: &str, topic: &'t str) -> &'t str {
+    topic.strip_prefix(prefix).unwrap_or(topic)
+}
+
 /// librdkafka properties that kafkaesk sets itself and users may not.
 const MANAGED: [&str; 3] = ["group.id", "enable.auto.commit", "enable.auto.offset.store"];
 
@@ -234,6 +239,12 @@ impl Settings {
     /// The topic for a stream: `topic_prefix + stream`.
     pub fn topic(&self, stream: &str) -> String {
         format!("{}{}", self.topic_prefix, stream)
+    }
+
+    /// The stream of a topic: the topic without `topic_prefix` (the topic
+    /// itself when it lacks the prefix). The inverse of [`topic`](Self::topic).
+    pub fn stream<'t>(&self, topic: &'t str) -> &'t str {
+        stream_of(&self.topic_prefix, topic)
     }
 
     /// Checks every value; the error names the setting and what to fix.

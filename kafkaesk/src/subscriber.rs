@@ -91,10 +91,7 @@ impl Subscriber {
 
     /// The stream the record came from: its topic without the application's prefix.
     pub fn stream(&self) -> &str {
-        let topic = self.record.topic();
-        topic
-            .strip_prefix(self.app().settings().topic_prefix.as_str())
-            .unwrap_or(topic)
+        self.app().settings().stream(self.record.topic())
     }
 
     /// The subscription's name.
@@ -176,11 +173,8 @@ impl Subscriber {
     /// wait until [`Application::resume_partitions`] (or
     /// [`Application::resume`]) resumes it; the other partitions go on.
     pub fn pause_partition(&self) -> Result<()> {
-        let prefix = &self.scope.app.settings().topic_prefix;
-        let topic = self.record.topic();
-        let stream = topic.strip_prefix(prefix.as_str()).unwrap_or(topic);
         self.scope
             .app
-            .pause_partitions(&self.scope.name, [(stream, self.record.partition())])
+            .pause_partitions(&self.scope.name, [(self.stream(), self.record.partition())])
     }
 }

@@ -22,6 +22,7 @@ use tokio::sync::watch;
 
 use super::start::StartPlan;
 use crate::app::{PauseState, SubscriptionMonitor};
+use crate::settings::stream_of;
 use crate::sync::lock;
 
 /// A topic (shared name) and a partition.
@@ -167,7 +168,7 @@ impl RebalanceContext {
         let mut tpl = TopicPartitionList::new();
         let mut paused = Vec::new();
         for tp in partitions {
-            let stream = tp.0.strip_prefix(&self.topic_prefix).unwrap_or(&tp.0);
+            let stream = stream_of(&self.topic_prefix, &tp.0);
             if state.is_paused(stream, tp.1) {
                 tpl.add_partition(&tp.0, tp.1);
                 paused.push(tp.clone());

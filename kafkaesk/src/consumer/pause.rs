@@ -82,7 +82,7 @@ impl BatchConsumer {
     ) {
         let state = paused.state.borrow_and_update().clone();
         self.control.pause_applied();
-        let prefix = &self.scope.app.settings().topic_prefix;
+        let settings = self.scope.app.settings();
         let mut to_pause = TopicPartitionList::new();
         let mut to_resume = TopicPartitionList::new();
         let mut resumed = Vec::new();
@@ -90,7 +90,7 @@ impl BatchConsumer {
             let mut book = lock(&self.book);
             let assigned: Vec<TopicPartition> = book.assigned.iter().cloned().collect();
             for tp in assigned {
-                let stream = tp.0.strip_prefix(prefix.as_str()).unwrap_or(&tp.0);
+                let stream = settings.stream(&tp.0);
                 let wanted = state.is_paused(stream, tp.1);
                 if wanted && book.paused.insert(tp.clone()) {
                     to_pause.add_partition(&tp.0, tp.1);

@@ -102,14 +102,9 @@ impl BatchConsumer {
                 },
             };
             if self.monitor.journal.is_some() {
-                let prefix = &self.scope.app.settings().topic_prefix;
-                let topic: &str = record.topic();
                 journaled.push(Settled {
                     subscription: self.scope.name.to_string(),
-                    stream: topic
-                        .strip_prefix(prefix.as_str())
-                        .unwrap_or(topic)
-                        .to_owned(),
+                    stream: self.scope.app.settings().stream(record.topic()).to_owned(),
                     partition: record.partition(),
                     offset: record.offset(),
                     outcome: settled,
