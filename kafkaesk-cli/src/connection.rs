@@ -1,4 +1,4 @@
-//! The connection flags of `read`, `streams` and `groups`, and the
+//! The connection flags of `read`, `streams`, `groups` and `schemas`, and the
 //! application they make: the worker's flags that say where the broker is,
 //! read from the same environment variables.
 
@@ -13,8 +13,8 @@ const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
 /// Where the broker is, and how to talk to it.
 #[derive(Debug, Clone, Default, clap::Args)]
 pub struct ConnectionOptions {
-    /// Kafka bootstrap servers, comma separated (e.g. `a:9092,b:9092`). Required: these
-    /// commands never start an embedded broker.
+    /// Kafka bootstrap servers, comma separated (e.g. `a:9092,b:9092`). Required by `read`,
+    /// `streams`, `groups` and `schemas --check`, which never start an embedded broker.
     #[arg(long, env = "KAFKAESK_KAFKA_SERVERS", value_delimiter = ',')]
     pub kafka_servers: Vec<String>,
 

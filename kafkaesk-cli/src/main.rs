@@ -503,7 +503,7 @@ mod tests {
         };
         assert_eq!(args.target.as_deref(), Some("examples/service"));
         assert_eq!(args.out.as_deref(), Some(std::path::Path::new("out")));
-        assert_eq!(args.topic_prefix.as_deref(), Some("p."));
+        assert_eq!(args.connection.topic_prefix.as_deref(), Some("p."));
         // No TARGET parses (room for commands that need none); running refuses it.
         let cli = parse(&["schemas"]);
         let Some(Command::Schemas(args)) = cli.command else {

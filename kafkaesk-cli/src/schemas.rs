@@ -16,8 +16,6 @@
 use std::path::PathBuf;
 use std::process::ExitCode;
 
-use kafkaesk::worker::{KafkaSettings, KafkaSettingsParser};
-
 use crate::connection::{ConnectionOptions, Failure};
 use crate::{runner, target};
 
@@ -32,27 +30,15 @@ pub struct SchemasArgs {
     #[arg(long, value_name = "DIR")]
     pub out: Option<PathBuf>,
 
-    /// Kafka bootstrap servers, comma separated: the document's `servers`.
-    #[arg(long, env = "KAFKAESK_KAFKA_SERVERS", value_delimiter = ',')]
-    pub kafka_servers: Vec<String>,
-
-    /// Prefix prepended to every stream name to form the topic: the channels' addresses.
-    #[arg(long, env = "KAFKAESK_TOPIC_PREFIX")]
-    pub topic_prefix: Option<String>,
+    /// The broker (with --check), or the document's `servers` and the channels'
+    /// addresses (with a TARGET).
+    #[command(flatten)]
+    pub connection: ConnectionOptions,
 
     /// Replication factor of topics kafkaesk creates: the channels' `replicas`
     /// [default: min(number of servers, 3)].
     #[arg(long, env = "KAFKAESK_REPLICATION_FACTOR", value_parser = clap::value_parser!(i32).range(1..))]
     pub replication_factor: Option<i32>,
-
-    /// librdkafka properties as a JSON object (with --check), e.g. '{"security.protocol":"ssl"}'.
-    #[arg(
-        long,
-        env = "KAFKAESK_KAFKA_SETTINGS",
-        hide_env_values = true,
-        value_parser = KafkaSettingsParser
-    )]
-    pub kafka_settings: Option<KafkaSettings>,
 
     /// Build the target with the release profile.
     #[arg(long, env = "KAFKAESK_RELEASE")]
@@ -87,10 +73,14 @@ impl SchemasArgs {
             format!("--export-title={}", target.package),
             format!("--export-version={}", target.version),
         ];
-        if !self.kafka_servers.is_empty() {
-            args.push(format!("--kafka-servers={}", self.kafka_servers.join(",")));
+        let connection = &self.connection;
+        if !connection.kafka_servers.is_empty() {
+            args.push(format!(
+                "--kafka-servers={}",
+                connection.kafka_servers.join(",")
+            ));
         }
-        if let Some(prefix) = &self.topic_prefix {
+        if let Some(prefix) = &connection.topic_prefix {
             args.push(format!("--topic-prefix={prefix}"));
         }
         if let Some(factor) = self.replication_factor {
@@ -103,13 +93,7 @@ impl SchemasArgs {
 /// `kafkaesk schemas --check`: every finding among the registrations on
 /// the broker, on stdout; exit code 1 when there is any.
 pub async fn check(args: SchemasArgs) -> Result<(), Failure> {
-    let connection = ConnectionOptions {
-        kafka_servers: args.kafka_servers,
-        kafka_settings: args.kafka_settings,
-        topic_prefix: args.topic_prefix,
-        api_version: None,
-    };
-    let app = connection.connect().await?;
+    let app = args.connection.connect().await?;
     let registrations = app.schema_registrations().await?;
     let findings = kafkaesk::contract::check(&registrations);
     let services: std::collections::BTreeSet<&str> =
@@ -155,10 +139,12 @@ mod tests {
         SchemasArgs {
             target: target.map(str::to_owned),
             out: out.map(PathBuf::from),
-            kafka_servers: vec!["a:1".into(), "b:2".into()],
-            topic_prefix: Some("p.".into()),
+            connection: ConnectionOptions {
+                kafka_servers: vec!["a:1".into(), "b:2".into()],
+                topic_prefix: Some("p.".into()),
+                ..ConnectionOptions::default()
+            },
             replication_factor: None,
-            kafka_settings: None,
             release: false,
             check: false,
         }
