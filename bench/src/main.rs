@@ -6,15 +6,17 @@
 //! cargo run -p kafkaesk-bench --release -- --quick      # tiny counts, for CI
 //! ```
 //!
-//! Prints a table and writes `BENCHMARKS.md` (and the SVG plot it shows). Every
-//! scenario runs the baseline and kafkaesk alternately, `--rounds` times, in
-//! fresh topics (`bench-<pid>-r<round>.*`), and reports medians.
+//! Prints a table and writes `BENCHMARKS.md` and the SVG plots it shows, one per
+//! scenario, under `bench/plots/` beside it. Every scenario runs the baseline and
+//! kafkaesk alternately, `--rounds` times, in fresh topics
+//! (`bench-<pid>-r<round>.*`), and reports medians.
 //!
 //! Built with `--features ruststream`, every Rust scenario also runs RustStream
 //! 0.7 (`ruststream` + `ruststream-rdkafka`), the Rust peer of issue 19, as a
 //! third side in the same rotation.
 
 mod kafka;
+mod plot;
 mod python;
 mod report;
 #[cfg(feature = "ruststream")]

@@ -1,4 +1,5 @@
-//! The table, `BENCHMARKS.md` and its SVG plot, all from the measured numbers.
+//! The table and `BENCHMARKS.md`, from the measured numbers; the plots it
+//! shows are drawn by `crate::plot`.
 
 use std::fmt::Write as _;
 use std::path::{Path, PathBuf};
@@ -8,6 +9,7 @@ use anyhow::{Context as _, Result};
 
 use kafkaesk_bench::measure::median;
 
+use crate::plot::{self, Plot};
 use crate::scenarios::latency::LatencyResult;
 use crate::scenarios::memory::{DrainReport, Side};
 use crate::{Results, RunResult, Summary};
@@ -52,18 +54,21 @@ fn side_label(report: &DrainReport) -> String {
 }
 
 /// KiB to MB (10^6 bytes).
-fn mb(kib: u64) -> f64 {
+pub(crate) fn mb(kib: u64) -> f64 {
     kib as f64 * 1024.0 / 1e6
 }
 
 /// Median throughput and CPU per message of a set of runs.
 #[derive(Debug, Clone, Copy)]
-struct Med {
-    rate: f64,
-    cpu_us: f64,
+pub(crate) struct Med {
+    /// Messages per second.
+    pub(crate) rate: f64,
+    /// CPU microseconds per message.
+    pub(crate) cpu_us: f64,
 }
 
-fn med(runs: &[RunResult]) -> Option<Med> {
+/// The medians of `runs`, or `None` when the side did not run.
+pub(crate) fn med(runs: &[RunResult]) -> Option<Med> {
     if runs.is_empty() {
         return None;
     }
@@ -111,7 +116,7 @@ fn best_python_consume(results: &Results) -> Option<(String, Med)> {
 }
 
 /// Medians of the latency runs.
-fn latency_med(runs: &[LatencyResult]) -> Option<LatencyResult> {
+pub(crate) fn latency_med(runs: &[LatencyResult]) -> Option<LatencyResult> {
     if runs.is_empty() {
         return None;
     }
@@ -226,7 +231,8 @@ fn ratio(a: f64, b: f64) -> f64 {
     a / b
 }
 
-fn fmt_rate(rate: f64) -> String {
+/// A rate (or any whole number) with thousands separators.
+pub(crate) fn fmt_rate(rate: f64) -> String {
     if rate.is_nan() {
         "n/a".to_owned()
     } else {
@@ -634,6 +640,30 @@ fn peer_section(o: &mut String, results: &Results) {
     let _ = writeln!(o);
 }
 
+/// The throughput table of one scenario's rows, with each side's ratios to
+/// the baseline.
+fn throughput_table(o: &mut String, rows: &[&(String, String, Med, Option<Med>)]) {
+    let _ = writeln!(
+        o,
+        "| side | msg/s | CPU µs/msg | throughput × baseline | CPU × baseline |\n|---|---:|---:|---:|---:|"
+    );
+    for (_, side, m, base) in rows {
+        let (rr, rc) = match base {
+            Some(b) => (
+                format!("{:.2}", m.rate / b.rate),
+                format!("{:.2}", m.cpu_us / b.cpu_us),
+            ),
+            None => ("1.00".into(), "1.00".into()),
+        };
+        let _ = writeln!(
+            o,
+            "| {side} | {} | {:.2} | {rr} | {rc} |",
+            fmt_rate(m.rate),
+            m.cpu_us
+        );
+    }
+}
+
 /// Rows of the throughput table: label, median, ratio to the scenario's baseline.
 fn throughput_rows(results: &Results) -> Vec<(String, String, Med, Option<Med>)> {
     let mut rows = Vec::new();
@@ -793,19 +823,23 @@ pub fn terminal_table(results: &Results, summary: &Summary) -> String {
     out
 }
 
-/// Writes `BENCHMARKS.md` at `path` and the plot at `bench/throughput.svg` beside it.
+/// Writes `BENCHMARKS.md` at `path` and its plots under `bench/plots/` beside it.
 pub fn write(path: &Path, results: &Results, context: &Context, summary: &Summary) -> Result<()> {
     let dir = path
         .parent()
         .map(Path::to_path_buf)
         .unwrap_or_else(|| PathBuf::from("."));
-    let svg_path = dir.join("bench").join("throughput.svg");
-    std::fs::create_dir_all(svg_path.parent().unwrap_or(&dir))
-        .with_context(|| format!("creating {}", dir.display()))?;
-    std::fs::write(&svg_path, svg(results))
-        .with_context(|| format!("writing {}", svg_path.display()))?;
+    plot::write_all(&dir, results)?;
     std::fs::write(path, markdown(results, context, summary))
         .with_context(|| format!("writing {}", path.display()))
+}
+
+/// The plot's image line and a blank line, or nothing when it has no data
+/// (and so no file).
+fn embed(o: &mut String, results: &Results, plot: Plot) {
+    if plot.chart(results).is_some() {
+        let _ = writeln!(o, "{}\n", plot.embed());
+    }
 }
 
 fn markdown(results: &Results, ctx: &Context, s: &Summary) -> String {
@@ -889,30 +923,7 @@ fn markdown(results: &Results, ctx: &Context, s: &Summary) -> String {
         peer_section(&mut o, results);
     }
 
-    let _ = writeln!(o, "\n## Throughput\n");
-    let _ = writeln!(
-        o,
-        "![Throughput: rdkafka baseline, kafkaesk and Python kafkaesk](bench/throughput.svg)\n"
-    );
-    let _ = writeln!(
-        o,
-        "| scenario | side | msg/s | CPU µs/msg | throughput × baseline | CPU × baseline |\n|---|---|---:|---:|---:|---:|"
-    );
-    for (scenario, side, m, base) in throughput_rows(results) {
-        let (rr, rc) = match base {
-            Some(b) => (
-                format!("{:.2}", m.rate / b.rate),
-                format!("{:.2}", m.cpu_us / b.cpu_us),
-            ),
-            None => ("1.00".into(), "1.00".into()),
-        };
-        let _ = writeln!(
-            o,
-            "| {scenario} | {side} | {} | {:.2} | {rr} | {rc} |",
-            fmt_rate(m.rate),
-            m.cpu_us
-        );
-    }
+    let _ = writeln!(o, "\n## Throughput");
     if let Some(err) = &results.python_error {
         let _ = writeln!(
             o,
@@ -923,13 +934,35 @@ fn markdown(results: &Results, ctx: &Context, s: &Summary) -> String {
             let _ = writeln!(o, "```\n{err}\n```");
         }
     }
-
+    let rows = throughput_rows(results);
+    for (scenario, heading, plot) in [
+        ("consume", "Consume", Plot::Consume),
+        ("publish", "Publish", Plot::Publish),
+    ] {
+        let rows: Vec<_> = rows.iter().filter(|row| row.0 == scenario).collect();
+        if rows.is_empty() {
+            continue;
+        }
+        let _ = writeln!(o, "\n### {heading}\n");
+        embed(&mut o, results, plot);
+        throughput_table(&mut o, &rows);
+    }
+    if Plot::Cpu.chart(results).is_some() {
+        let _ = writeln!(o, "\n### CPU per message\n");
+        let _ = writeln!(
+            o,
+            "The same runs' CPU time (user + system of the process) per message; the tables \
+             above give the same figures and their ratios to the baseline.\n"
+        );
+        embed(&mut o, results, Plot::Cpu);
+    }
     let _ = writeln!(o, "\n## Latency\n");
     let _ = writeln!(
         o,
         "{} msg/s for {} s, publish-to-handler, medians over rounds.\n",
         s.latency_rate, s.latency_seconds
     );
+    embed(&mut o, results, Plot::Latency);
     let _ = writeln!(
         o,
         "| side | p50 ms | p99 ms | max ms |\n|---|---:|---:|---:|"
@@ -954,6 +987,7 @@ fn markdown(results: &Results, ctx: &Context, s: &Summary) -> String {
         "Draining a backlog of {} messages, each drain in its own child process.\n",
         s.backlog
     );
+    embed(&mut o, results, Plot::Memory);
     let _ = writeln!(
         o,
         "| side | peak RSS (VmHWM) MB | RSS at start MB | msg/s | CPU µs/msg |\n|---|---:|---:|---:|---:|"
@@ -1114,126 +1148,162 @@ concurrency (1) and with 500.
 defaults: `linger.ms=5` for producers; `queued.max.messages.kbytes=16384`, `fetch.queue.backoff.ms=10`, \
 `auto.offset.reset=earliest`, manual offset store and commits every 5 s for consumers.";
 
-/// One bar of the plot: label, value, colour.
-type Bar = (String, f64, &'static str);
+#[cfg(test)]
+pub(crate) mod tests {
+    use std::time::Duration;
 
-/// A grouped bar chart of median throughput, written by hand: no plotting crate.
-pub fn svg(results: &Results) -> String {
-    let best = best_concurrency(results);
-    let mut groups: Vec<(&str, Vec<Bar>)> = Vec::new();
-    let mut consume = Vec::new();
-    if let Some(m) = med(&results.consume_baseline) {
-        consume.push(("rdkafka".to_owned(), m.rate, "#555555"));
-    }
-    if let Some(m) = results.consume_kafkaesk.get(&1).and_then(|r| med(r)) {
-        consume.push(("kafkaesk c=1".to_owned(), m.rate, "#8fb8de"));
-    }
-    if let Some(c) = best.filter(|c| *c != 1) {
-        if let Some(m) = med(&results.consume_kafkaesk[&c]) {
-            consume.push((format!("kafkaesk c={c}"), m.rate, "#1f6fb5"));
+    use super::*;
+
+    /// A run of 200,000 messages at `rate` msg/s costing `cpu_us` µs each.
+    fn run(rate: f64, cpu_us: f64) -> RunResult {
+        let messages = 200_000;
+        RunResult {
+            messages,
+            seconds: messages as f64 / rate,
+            cpu: Duration::from_secs_f64(cpu_us * messages as f64 / 1e6),
         }
     }
-    for (label, runs) in &results.python_consume {
-        if let Some(m) = med(runs) {
-            consume.push((format!("Python c={label}"), m.rate, "#e0a030"));
+
+    fn latency(p50_ms: f64, p99_ms: f64) -> LatencyResult {
+        LatencyResult {
+            samples: 10_000,
+            p50_ms,
+            p99_ms,
+            max_ms: p99_ms + 2.0,
         }
     }
-    groups.push(("consume", consume));
-    let mut publish = Vec::new();
-    if let Some(m) = med(&results.publish_baseline) {
-        publish.push(("rdkafka".to_owned(), m.rate, "#555555"));
-    }
-    if let Some(m) = med(&results.publish_kafkaesk) {
-        publish.push(("kafkaesk".to_owned(), m.rate, "#1f6fb5"));
-    }
-    if let Some(m) = med(&results.python_publish) {
-        publish.push(("Python".to_owned(), m.rate, "#e0a030"));
-    }
-    groups.push(("publish", publish));
 
-    let max = groups
-        .iter()
-        .flat_map(|(_, bars)| bars.iter().map(|b| b.1))
-        .fold(1.0f64, f64::max);
-    let (bar_w, gap, group_gap, left, top, plot_h) = (56.0, 10.0, 50.0, 80.0, 50.0, 260.0);
-    let width_of = |n: usize| n as f64 * (bar_w + gap);
-    let total_w = left
-        + groups
-            .iter()
-            .map(|(_, b)| width_of(b.len()) + group_gap)
-            .sum::<f64>()
-        + 20.0;
-    let height = top + plot_h + 90.0;
-    let mut s = String::new();
-    let _ = writeln!(
-        s,
-        r#"<svg xmlns="http://www.w3.org/2000/svg" width="{total_w:.0}" height="{height:.0}" viewBox="0 0 {total_w:.0} {height:.0}" font-family="sans-serif" font-size="12">"#
-    );
-    let _ = writeln!(s, r#"<rect width="100%" height="100%" fill="white"/>"#);
-    let _ = writeln!(
-        s,
-        r#"<text x="{left}" y="24" font-size="15" font-weight="bold">Median throughput, messages per second (higher is better)</text>"#
-    );
-    for i in 0..=4 {
-        let v = max * f64::from(i) / 4.0;
-        let y = top + plot_h - plot_h * f64::from(i) / 4.0;
-        let _ = writeln!(
-            s,
-            r##"<line x1="{left}" y1="{y:.1}" x2="{:.0}" y2="{y:.1}" stroke="#dddddd"/><text x="{:.0}" y="{:.1}" text-anchor="end">{}</text>"##,
-            total_w - 20.0,
-            left - 6.0,
-            y + 4.0,
-            fmt_rate(v)
+    fn drain(side: Side, concurrency: usize, peak_mb: f64) -> DrainReport {
+        DrainReport {
+            side,
+            concurrency,
+            messages: 1_000_000,
+            seconds: 2.0,
+            cpu_seconds: 1.8,
+            start_rss_kib: 8_400,
+            peak_rss_kib: (peak_mb * 1e6 / 1024.0) as u64,
+        }
+    }
+
+    /// Every side of every scenario, with figures shaped like a real run's
+    /// (Python at a thirtieth of the Rust rates); RustStream with the feature.
+    pub(crate) fn sample_results() -> Results {
+        let mut results = Results {
+            consume_baseline: vec![run(1_297_172.0, 1.00), run(1_250_000.0, 1.10)],
+            publish_baseline: vec![run(472_845.0, 2.86)],
+            publish_kafkaesk: vec![run(411_693.0, 3.05)],
+            publish_kafkaesk_plain: vec![run(437_979.0, 3.00)],
+            python_publish: vec![run(14_607.0, 67.63)],
+            python_versions: Some("kafkaesk 0.8.5 on Python 3.11.7".into()),
+            latency_baseline: vec![latency(12.25, 17.48)],
+            latency_kafkaesk: vec![latency(12.00, 17.33)],
+            memory: vec![
+                drain(Side::Baseline, 1, 38.7),
+                drain(Side::Kafkaesk, 100, 32.3),
+            ],
+            ..Results::default()
+        };
+        results
+            .consume_kafkaesk
+            .insert(1, vec![run(684_183.0, 1.75)]);
+        results
+            .consume_kafkaesk
+            .insert(100, vec![run(843_459.0, 1.51)]);
+        results
+            .python_consume
+            .insert("default".into(), vec![run(7_632.0, 130.77)]);
+        results
+            .python_consume
+            .insert("500".into(), vec![run(24_342.0, 41.24)]);
+        #[cfg(feature = "ruststream")]
+        {
+            results
+                .consume_ruststream
+                .insert(1, vec![run(215_000.0, 2.40)]);
+            results
+                .consume_ruststream
+                .insert(100, vec![run(420_000.0, 2.10)]);
+            results.publish_ruststream = vec![run(205_000.0, 4.10)];
+            results.latency_ruststream = vec![latency(13.10, 19.20)];
+            results.ruststream_versions = Some("ruststream 0.7.7".into());
+            results.memory.push(drain(Side::Ruststream, 100, 41.0));
+        }
+        results
+    }
+
+    pub(crate) fn sample_summary() -> Summary {
+        Summary {
+            command: "cargo run -p kafkaesk-bench --release --".into(),
+            messages: 200_000,
+            rounds: 1,
+            python_messages: 200_000,
+            python_concurrency: 500,
+            latency_rate: 1000,
+            latency_seconds: 10.0,
+            backlog: 1_000_000,
+            micro_messages: 100_000,
+            quick: false,
+        }
+    }
+
+    /// The text of the section that starts with the line `heading`, up to the
+    /// next heading of any level.
+    fn section<'a>(markdown: &'a str, heading: &str) -> &'a str {
+        let start = markdown
+            .find(&format!("\n{heading}\n"))
+            .unwrap_or_else(|| panic!("no section {heading:?}"))
+            + 1;
+        let body = &markdown[start + heading.len()..];
+        let end = body.find("\n#").unwrap_or(body.len());
+        &body[..end]
+    }
+
+    #[test]
+    fn markdown_embeds_every_plot_in_its_section() {
+        let md = markdown(&sample_results(), &Context::default(), &sample_summary());
+        for (heading, plot) in [
+            ("### Consume", Plot::Consume),
+            ("### Publish", Plot::Publish),
+            ("### CPU per message", Plot::Cpu),
+            ("## Latency", Plot::Latency),
+            ("## Memory", Plot::Memory),
+        ] {
+            let link = format!("]({})", plot.path());
+            assert!(
+                section(&md, heading).contains(&link),
+                "{heading} does not embed {}",
+                plot.path()
+            );
+            assert_eq!(
+                md.matches(&link).count(),
+                1,
+                "{} embedded twice",
+                plot.path()
+            );
+        }
+        assert!(!md.contains("throughput.svg"));
+    }
+
+    #[test]
+    fn markdown_embeds_no_plot_of_a_scenario_that_did_not_run() {
+        let md = markdown(&Results::default(), &Context::default(), &sample_summary());
+        assert!(!md.contains("bench/plots/"), "{md}");
+    }
+
+    #[test]
+    fn throughput_tables_split_by_scenario() {
+        let md = markdown(&sample_results(), &Context::default(), &sample_summary());
+        let consume = section(&md, "### Consume");
+        let publish = section(&md, "### Publish");
+        assert!(
+            consume.contains("| kafkaesk c=100 | 843,459 |"),
+            "{consume}"
         );
-    }
-    let mut x = left + 10.0;
-    for (name, bars) in &groups {
-        let start = x;
-        for (label, value, color) in bars {
-            let h = plot_h * value / max;
-            let y = top + plot_h - h;
-            let _ = writeln!(
-                s,
-                r#"<rect x="{x:.1}" y="{y:.1}" width="{bar_w}" height="{h:.1}" fill="{color}"><title>{label}: {} msg/s</title></rect>"#,
-                fmt_rate(*value)
-            );
-            let _ = writeln!(
-                s,
-                r#"<text x="{:.1}" y="{:.1}" text-anchor="middle" font-size="10">{}</text>"#,
-                x + bar_w / 2.0,
-                y - 4.0,
-                fmt_rate(*value)
-            );
-            let _ = writeln!(
-                s,
-                r#"<text transform="translate({:.1},{:.1}) rotate(35)" font-size="11">{}</text>"#,
-                x + bar_w / 2.0 - 8.0,
-                top + plot_h + 14.0,
-                xml_escape(label)
-            );
-            x += bar_w + gap;
-        }
-        let _ = writeln!(
-            s,
-            r#"<text x="{:.1}" y="{:.1}" text-anchor="middle" font-weight="bold">{name}</text>"#,
-            (start + x - gap) / 2.0,
-            top + plot_h + 80.0
+        assert!(!consume.contains("validated"));
+        assert!(
+            publish.contains("| kafkaesk (validated) | 411,693 |"),
+            "{publish}"
         );
-        x += group_gap;
+        assert!(!publish.contains("c=100"));
     }
-    let _ = writeln!(
-        s,
-        r##"<line x1="{left}" y1="{:.1}" x2="{:.0}" y2="{:.1}" stroke="#333333"/>"##,
-        top + plot_h,
-        total_w - 20.0,
-        top + plot_h
-    );
-    s.push_str("</svg>\n");
-    s
-}
-
-fn xml_escape(text: &str) -> String {
-    text.replace('&', "&amp;")
-        .replace('<', "&lt;")
-        .replace('>', "&gt;")
 }
