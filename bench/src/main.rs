@@ -114,11 +114,15 @@ struct SettingArgs {
 }
 
 impl SettingArgs {
-    fn install(&self) {
-        kafka::set_extra_settings(kafka::ExtraSettings {
+    fn extra(&self) -> kafka::ExtraSettings {
+        kafka::ExtraSettings {
             both: self.both.clone(),
             kafkaesk: self.kafkaesk.clone(),
-        });
+        }
+    }
+
+    fn install(&self) {
+        kafka::set_extra_settings(self.extra());
     }
 
     /// The same options again, for a child process.
@@ -746,6 +750,8 @@ pub struct Summary {
     pub micro_messages: usize,
     /// Whether this was a --quick run.
     pub quick: bool,
+    /// The `--setting`s and `--kafkaesk-setting`s of the run.
+    pub settings: kafka::ExtraSettings,
 }
 
 fn options_summary(options: &Options) -> Summary {
@@ -766,5 +772,6 @@ fn options_summary(options: &Options) -> Summary {
         backlog: options.backlog,
         micro_messages: options.micro_messages,
         quick: options.quick,
+        settings: options.settings.extra(),
     }
 }

@@ -28,13 +28,21 @@ const AIOKAFKA_NAMES: [(&str, &str); 6] = [
     ("max.poll.interval.ms", "max_poll_interval_ms"),
 ];
 
+/// aiokafka's name for the librdkafka property `key`, if it has one.
+pub(crate) fn aiokafka_name(key: &str) -> Option<&'static str> {
+    AIOKAFKA_NAMES
+        .iter()
+        .find(|(rd, _)| *rd == key)
+        .map(|(_, name)| *name)
+}
+
 /// The aiokafka form of `--setting`s, as a JSON object of integers. A setting
 /// aiokafka has no equivalent for is an error: the comparison would no
 /// longer be like for like.
 fn aiokafka_settings(settings: &[(String, String)]) -> Result<serde_json::Value> {
     let mut out = serde_json::Map::new();
     for (key, value) in settings {
-        let Some((_, name)) = AIOKAFKA_NAMES.iter().find(|(rd, _)| rd == key) else {
+        let Some(name) = aiokafka_name(key) else {
             bail!(
                 "--setting {key} has no aiokafka equivalent for Python kafkaesk; \
                  leave Python out with --only, or use one of: {}",
@@ -44,7 +52,7 @@ fn aiokafka_settings(settings: &[(String, String)]) -> Result<serde_json::Value>
         let number: u64 = value
             .parse()
             .with_context(|| format!("--setting {key}={value}: expected a whole number"))?;
-        out.insert((*name).to_owned(), number.into());
+        out.insert(name.to_owned(), number.into());
     }
     Ok(serde_json::Value::Object(out))
 }

@@ -9,6 +9,7 @@ use anyhow::{Context as _, Result};
 
 use kafkaesk_bench::measure::median;
 
+use crate::kafka::ExtraSettings;
 use crate::plot::{self, Plot};
 use crate::scenarios::latency::LatencyResult;
 use crate::scenarios::memory::{DrainReport, Side};
@@ -834,6 +835,81 @@ pub fn write(path: &Path, results: &Results, context: &Context, summary: &Summar
         .with_context(|| format!("writing {}", path.display()))
 }
 
+/// What each side that ran got on top of its defaults (`--setting` for every
+/// client, `--kafkaesk-setting` for kafkaesk's alone), so that a reader can
+/// tell a run on the broker's terms from one on librdkafka's defaults.
+fn client_settings(results: &Results, settings: &ExtraSettings) -> String {
+    let pairs = |list: &[(String, String)]| -> Vec<String> {
+        list.iter().map(|(k, v)| format!("{k}={v}")).collect()
+    };
+    let every_client = pairs(&settings.both);
+    let mut sides = vec![format!(
+        "rdkafka baseline: {}",
+        code_list(&every_client, "librdkafka defaults")
+    )];
+    let kafkaesk = [every_client.clone(), pairs(&settings.kafkaesk)].concat();
+    sides.push(if kafkaesk.is_empty() {
+        "kafkaesk: its defaults (see *librdkafka settings* below)".to_owned()
+    } else {
+        format!("kafkaesk: {} over its defaults", code_list(&kafkaesk, ""))
+    });
+    if ruststream_ran(results) {
+        sides.push(format!(
+            "RustStream: {}",
+            code_list(&every_client, "librdkafka defaults")
+        ));
+    }
+    if !results.python_consume.is_empty() || !results.python_publish.is_empty() {
+        // Python kafkaesk runs on aiokafka, which gets the same settings
+        // under its own names (bench/src/python.rs refuses the others).
+        let aiokafka: Vec<String> = settings
+            .both
+            .iter()
+            .map(|(k, v)| format!("{}={v}", crate::python::aiokafka_name(k).unwrap_or(k)))
+            .collect();
+        sides.push(format!(
+            "Python kafkaesk: {}",
+            code_list(&aiokafka, "aiokafka defaults")
+        ));
+    }
+    sides.join("; ")
+}
+
+/// `items` as inline code, comma-separated, or `none` when there are none.
+fn code_list(items: &[String], none: &str) -> String {
+    if items.is_empty() {
+        none.to_owned()
+    } else {
+        items
+            .iter()
+            .map(|item| format!("`{item}`"))
+            .collect::<Vec<_>>()
+            .join(", ")
+    }
+}
+
+/// Whether every side's `fetch.wait.max.ms` is under librdkafka's default of
+/// 500 ms; the last `--setting` of a key is the one librdkafka keeps.
+fn fetch_wait_lowered(settings: &ExtraSettings) -> bool {
+    settings
+        .both
+        .iter()
+        .rev()
+        .find(|(key, _)| key == "fetch.wait.max.ms")
+        .and_then(|(_, value)| value.parse::<u64>().ok())
+        .is_some_and(|ms| ms < 500)
+}
+
+/// Under the tables when the fetch wait kept its default on a tansu broker:
+/// the facts of "The broker sets consume throughput and latency in the
+/// default runs" in `bench/ANALYSIS.md`.
+const BROKER_CAP: &str = "The consume and latency figures of this run are capped by the \
+broker's fetch wait, not by the clients: no `--setting` lowered `fetch.wait.max.ms` below \
+librdkafka's default of 500 ms, and tansu 0.6.0 holds every fetch for at least half of it, \
+so every Rust side consumes at about the same rate and sees about the same latency whatever \
+its cost; a run with `--setting fetch.wait.max.ms=5` lifts the cap (see \"The broker sets \
+consume throughput and latency in the default runs\" in the analysis below).";
+
 /// The plot's image line and a blank line, or nothing when it has no data
 /// (and so no file).
 fn embed(o: &mut String, results: &Results, plot: Plot) {
@@ -889,6 +965,11 @@ fn markdown(results: &Results, ctx: &Context, s: &Summary) -> String {
     }
     let _ = writeln!(
         o,
+        "| client settings | {} |",
+        client_settings(results, &s.settings)
+    );
+    let _ = writeln!(
+        o,
         "| counts | {} messages per consume/publish run, {} rounds; Python {} messages; \
          latency {} msg/s for {} s; backlog {} messages; micro {} messages per round |",
         s.messages,
@@ -905,6 +986,9 @@ fn markdown(results: &Results, ctx: &Context, s: &Summary) -> String {
          runs are noisy; every ratio compares medians of runs interleaved in the same \
          process against the same broker.\n"
     );
+    if !fetch_wait_lowered(&s.settings) && ctx.broker.to_lowercase().contains("tansu") {
+        let _ = writeln!(o, "{BROKER_CAP}\n");
+    }
 
     let _ = writeln!(o, "## Targets\n");
     let _ = writeln!(
@@ -1144,8 +1228,9 @@ concurrency of the run.
 `bench/python/setup.sh` from the pins in `bench/python/requirements.txt`; the same topic, \
 message, timing rules and CPU accounting (its own process), with kafkaesk's default \
 concurrency (1) and with 500.
-- **librdkafka settings.** The baselines use librdkafka's defaults. kafkaesk uses its own \
-defaults: `linger.ms=5` for producers; `queued.max.messages.kbytes=16384`, `fetch.queue.backoff.ms=10`, \
+- **librdkafka settings.** The baselines use librdkafka's defaults, plus the run's `--setting`s \
+(the client settings row above). kafkaesk uses its own defaults, which the run's `--setting`s and \
+`--kafkaesk-setting`s override: `linger.ms=5` for producers; `queued.max.messages.kbytes=16384`, `fetch.queue.backoff.ms=10`, \
 `auto.offset.reset=earliest`, manual offset store and commits every 5 s for consumers.";
 
 #[cfg(test)]
@@ -1243,6 +1328,7 @@ pub(crate) mod tests {
             backlog: 1_000_000,
             micro_messages: 100_000,
             quick: false,
+            settings: ExtraSettings::default(),
         }
     }
 
@@ -1288,6 +1374,111 @@ pub(crate) mod tests {
     fn markdown_embeds_no_plot_of_a_scenario_that_did_not_run() {
         let md = markdown(&Results::default(), &Context::default(), &sample_summary());
         assert!(!md.contains("bench/plots/"), "{md}");
+    }
+
+    fn tansu() -> Context {
+        Context {
+            broker: "tansu 0.6.0, in-memory storage (scripts/broker.sh)".into(),
+            ..Context::default()
+        }
+    }
+
+    fn summary_with(both: &[(&str, &str)], kafkaesk: &[(&str, &str)]) -> Summary {
+        let owned = |list: &[(&str, &str)]| {
+            list.iter()
+                .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
+                .collect()
+        };
+        Summary {
+            settings: ExtraSettings {
+                both: owned(both),
+                kafkaesk: owned(kafkaesk),
+            },
+            ..sample_summary()
+        }
+    }
+
+    /// The cell of the "Where the numbers come from" row named `name`.
+    fn context_row<'a>(md: &'a str, name: &str) -> &'a str {
+        md.lines()
+            .find_map(|l| l.strip_prefix(&format!("| {name} | ")))
+            .unwrap_or_else(|| panic!("no {name} row"))
+    }
+
+    #[test]
+    fn defaults_are_named_and_the_broker_cap_is_said() {
+        let md = markdown(&sample_results(), &tansu(), &summary_with(&[], &[]));
+        let row = context_row(&md, "client settings");
+        assert!(
+            row.contains("rdkafka baseline: librdkafka defaults"),
+            "{row}"
+        );
+        assert!(row.contains("kafkaesk: its defaults"), "{row}");
+        assert!(row.contains("Python kafkaesk: aiokafka defaults"), "{row}");
+        #[cfg(feature = "ruststream")]
+        assert!(row.contains("RustStream: librdkafka defaults"), "{row}");
+        assert!(md.contains(BROKER_CAP));
+    }
+
+    #[test]
+    fn every_sides_settings_are_listed_and_a_lowered_wait_lifts_the_cap() {
+        let summary = summary_with(
+            &[("fetch.wait.max.ms", "5")],
+            &[("fetch.queue.backoff.ms", "1")],
+        );
+        let md = markdown(&sample_results(), &tansu(), &summary);
+        let row = context_row(&md, "client settings");
+        assert!(
+            row.contains("rdkafka baseline: `fetch.wait.max.ms=5`;"),
+            "{row}"
+        );
+        assert!(
+            row.contains("kafkaesk: `fetch.wait.max.ms=5`, `fetch.queue.backoff.ms=1` over"),
+            "{row}"
+        );
+        assert!(
+            row.contains("Python kafkaesk: `fetch_max_wait_ms=5`"),
+            "{row}"
+        );
+        #[cfg(feature = "ruststream")]
+        assert!(row.contains("RustStream: `fetch.wait.max.ms=5`"), "{row}");
+        assert!(!md.contains(BROKER_CAP));
+    }
+
+    #[test]
+    fn the_cap_is_said_only_where_it_holds() {
+        // Lowered for kafkaesk alone: the baseline is still capped.
+        let kafkaesk_only = summary_with(&[], &[("fetch.wait.max.ms", "5")]);
+        let md = markdown(&sample_results(), &tansu(), &kafkaesk_only);
+        assert!(md.contains(BROKER_CAP));
+        // Apache Kafka answers a fetch as soon as there is data.
+        let kafka = Context {
+            broker: "Apache Kafka 3.7".into(),
+            ..Context::default()
+        };
+        let md = markdown(&sample_results(), &kafka, &summary_with(&[], &[]));
+        assert!(!md.contains(BROKER_CAP));
+        // Python and RustStream are not listed when they did not run.
+        let md = markdown(&Results::default(), &tansu(), &summary_with(&[], &[]));
+        let row = context_row(&md, "client settings");
+        assert!(
+            !row.contains("Python") && !row.contains("RustStream"),
+            "{row}"
+        );
+    }
+
+    #[test]
+    fn the_last_fetch_wait_setting_counts() {
+        let lowered = |values: &[&str]| {
+            let pairs: Vec<(&str, &str)> =
+                values.iter().map(|v| ("fetch.wait.max.ms", *v)).collect();
+            fetch_wait_lowered(&summary_with(&pairs, &[]).settings)
+        };
+        assert!(lowered(&["5"]));
+        assert!(lowered(&["500", "5"]));
+        assert!(!lowered(&["5", "500"]));
+        assert!(!lowered(&["1000"]));
+        assert!(!lowered(&[]));
     }
 
     #[test]
