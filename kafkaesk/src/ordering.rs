@@ -14,13 +14,15 @@
 //! still running waits for it, and the records behind it wait too (they
 //! start in order): with many keys that is rare, and the records of every
 //! other key keep running meanwhile; a few hot keys hold the rest back more
-//! often. Under [`Partition`](RecordOrder::Partition), the partitions of a
-//! batch take turns; but librdkafka hands records over in long runs of one
-//! partition, so a batch often holds one partition only, and then its
-//! records run one at a time (measured in `bench/ANALYSIS.md`: no faster
-//! than `concurrency = 1` with 7 partitions). Use
-//! [`Key`](RecordOrder::Key) where the order that matters is per entity. A retried record holds its whole partition (see
-//! [`policy`](crate::policy)), so retries keep every key in order.
+//! often. Under [`Partition`](RecordOrder::Partition), each partition's
+//! records are read from a queue of the partition's own, and the partitions
+//! take turns in every batch, so up to one record per assigned partition
+//! runs at once: a consumer of 7 partitions runs 7 records at a time, whatever
+//! its `concurrency` above that. A retried record holds its whole partition
+//! (see [`policy`](crate::policy)), so retries keep every key in order; and
+//! when partitions move to another member, it starts after the last record
+//! the previous owner settled, so no record of a key runs before an earlier
+//! one has (`tests/key_order_holds_across_rebalances.rs`).
 //!
 //! ```
 //! use kafkaesk::ordering::RecordOrder;

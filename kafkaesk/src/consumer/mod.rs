@@ -53,6 +53,7 @@ mod assign;
 mod batch;
 pub mod exactly_once;
 mod offsets;
+mod partition_queues;
 mod pause;
 mod retry;
 mod settle;
@@ -66,6 +67,7 @@ use std::time::Duration;
 
 use futures::FutureExt;
 use rdkafka::consumer::{CommitMode, Consumer, StreamConsumer};
+use rdkafka::error::KafkaResult;
 use rdkafka::TopicPartitionList;
 use tokio::sync::watch;
 use tokio::time::Instant;
@@ -81,6 +83,7 @@ use crate::sync::lock;
 use assign::SelfAssignment;
 use batch::MAX_HANDLED_IN_TURN;
 use offsets::{OffsetBook, RebalanceContext};
+use partition_queues::PartitionQueues;
 use pause::Paused;
 use retry::{retries_first_run, Retries};
 use start::StartPlan;
@@ -232,6 +235,7 @@ impl BatchConsumer {
             start,
             pauses: control.pauses(),
             topic_prefix: settings.topic_prefix.clone(),
+            partition_queues: subscription.get_order() == RecordOrder::Partition,
         };
         let consumer: KafkaConsumer = config.create_with_context(context)?;
         if subscription.assigns_itself() {
@@ -306,6 +310,11 @@ impl BatchConsumer {
             .assigns_itself()
             .then(|| SelfAssignment::new(self.metadata_refresh_interval()));
         let mut topic_names = TopicNames::default();
+        let mut partition_queues = self
+            .consumer
+            .context()
+            .partition_queues
+            .then(PartitionQueues::default);
         let mut retries = Retries::default();
         // Records held back while their partition was retrying, or left
         // unstarted by the last batch, handled next.
@@ -348,11 +357,14 @@ impl BatchConsumer {
             let wake_at = self_assignment
                 .as_ref()
                 .map_or(next_commit, |a| a.next_look.min(next_commit));
+            if let Some(queues) = partition_queues.as_mut() {
+                queues.follow(&self.consumer, &lock(&self.book));
+            }
             if ready.is_empty() {
                 // While records are waiting, take one without setting up the
                 // wait below: stop and commits are checked above.
-                let message = match self.consumer.recv().now_or_never() {
-                    Some(message) => message,
+                let taken = match self.take_waiting(&mut partition_queues, &mut topic_names) {
+                    Some(taken) => taken,
                     None => tokio::select! {
                         biased;
                         _ = control.stop.changed() => continue,
@@ -366,11 +378,14 @@ impl BatchConsumer {
                             ended_while_waiting = Some(ended);
                             continue;
                         }
-                        message = self.consumer.recv() => message,
+                        message = self.consumer.recv() => message.map(|m| topic_names.pending(m)),
+                        taken = next_in_queues(&mut partition_queues, &mut topic_names) => {
+                            taken.map(PendingRecord::Owned)
+                        }
                     },
                 };
-                match message {
-                    Ok(message) => batch.push(topic_names.pending(message)),
+                match taken {
+                    Ok(record) => batch.push(record),
                     Err(err) => {
                         tracing::warn!(subscription = %self.scope.name, error = %err, "consumer error");
                         tokio::time::sleep(Duration::from_millis(100)).await;
@@ -388,8 +403,8 @@ impl BatchConsumer {
                     batch.push(record);
                     continue;
                 }
-                match self.consumer.recv().now_or_never() {
-                    Some(Ok(message)) => batch.push(topic_names.pending(message)),
+                match self.take_waiting(&mut partition_queues, &mut topic_names) {
+                    Some(Ok(record)) => batch.push(record),
                     Some(Err(err)) => {
                         tracing::warn!(subscription = %self.scope.name, error = %err, "consumer error");
                         break;
@@ -474,6 +489,21 @@ impl BatchConsumer {
         result
     }
 
+    /// A record already waiting, if any: from the consumer's queue first
+    /// (which also serves its events), then from the partitions' queues in
+    /// turn.
+    fn take_waiting<'c>(
+        &'c self,
+        queues: &mut Option<PartitionQueues>,
+        names: &mut TopicNames,
+    ) -> Option<KafkaResult<PendingRecord<'c>>> {
+        if let Some(message) = self.consumer.recv().now_or_never() {
+            return Some(message.map(|m| names.pending(m)));
+        }
+        let taken = queues.as_mut()?.try_next(names)?;
+        Some(taken.map(PendingRecord::Owned))
+    }
+
     /// Removes records of partitions revoked since the last look: their new
     /// owner consumes them from the last commit, so handling them here would
     /// only handle them twice. Records held back for a revoked partition's
@@ -524,6 +554,18 @@ impl BatchConsumer {
         if closed.is_err() {
             tracing::warn!(subscription = %name, "consumer did not close cleanly");
         }
+    }
+}
+
+/// The next record of a partition-ordered subscription's partition queues;
+/// never, for other subscriptions.
+async fn next_in_queues(
+    queues: &mut Option<PartitionQueues>,
+    names: &mut TopicNames,
+) -> KafkaResult<crate::Record> {
+    match queues {
+        Some(queues) => queues.next(names).await,
+        None => std::future::pending().await,
     }
 }
 

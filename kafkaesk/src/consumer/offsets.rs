@@ -154,6 +154,9 @@ pub(crate) struct RebalanceContext {
     pub(crate) pauses: watch::Receiver<PauseState>,
     /// The topic prefix, stripped to name the streams pauses are kept by.
     pub(crate) topic_prefix: String,
+    /// Whether assigned partitions keep their records in their own queues
+    /// (see [`partition_queues`](super::partition_queues)).
+    pub(crate) partition_queues: bool,
 }
 
 impl RebalanceContext {
@@ -227,6 +230,9 @@ impl ConsumerContext for RebalanceContext {
         if assigning {
             if let Some(start) = &self.start {
                 start.place(consumer, tpl);
+            }
+            if self.partition_queues {
+                super::partition_queues::keep_apart(consumer, tpl);
             }
         }
         let rebalance = match err {
