@@ -228,7 +228,11 @@ impl BatchConsumer {
         if ours {
             if let Some(held) = retries.held.remove(tp) {
                 if owned {
-                    ready.extend(held.records.into_iter().map(PendingRecord::Owned));
+                    // Ahead of the partition's records still in `ready`:
+                    // those were fetched after every record held.
+                    for record in held.records.into_iter().rev() {
+                        ready.push_front(PendingRecord::Owned(record));
+                    }
                 }
             }
         }
