@@ -18,6 +18,7 @@ mod handler_takes_record_or_raw_bytes;
 mod handler_timeout_covers_the_whole_handler;
 mod hostile_input;
 mod idempotent_producer_recovers_from_a_timed_out_send;
+mod key_order_holds_across_rebalances;
 mod key_order_holds_under_concurrency_and_retries;
 mod keys_land_where_java_and_python_put_them;
 mod logging_does_not_ship_its_own_events;
