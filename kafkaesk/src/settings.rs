@@ -308,8 +308,9 @@ impl Settings {
     }
 
     /// What producers, consumers and admin clients share: servers, API
-    /// version and the user's properties.
-    fn client_config(&self) -> Result<ClientConfig> {
+    /// version and the user's properties, less those librdkafka reads only
+    /// in the other kind of client (it warns of each it ignores).
+    fn client_config(&self, kind: ClientKind) -> Result<ClientConfig> {
         if self.kafka_servers.is_empty() {
             return Err(Error::AppNotConfigured(
                 "no Kafka servers; set `kafka_servers` (or --kafka-servers / KAFKAESK_KAFKA_SERVERS)"
@@ -323,7 +324,9 @@ impl Settings {
             config.set("broker.version.fallback", &self.api_version);
         }
         for (key, value) in &self.kafka_settings {
-            config.set(key, value);
+            if kind.reads(key) {
+                config.set(key, value);
+            }
         }
         Ok(config)
     }
@@ -337,7 +340,7 @@ impl Settings {
 
     /// The configuration of the producer for `acks`.
     pub(crate) fn producer_config(&self, acks: AckPolicy) -> Result<ClientConfig> {
-        let mut config = self.client_config()?;
+        let mut config = self.client_config(ClientKind::Producer)?;
         // Small batches, sent soon: good for throughput and latency alike.
         self.default_to(&mut config, "linger.ms", "5");
         // Keys where the Java client and aiokafka put them (see
@@ -370,7 +373,8 @@ impl Settings {
     /// The admin client's configuration: topics are created by kafkaesk, never
     /// by the broker on first use.
     pub(crate) fn admin_config(&self) -> Result<ClientConfig> {
-        let mut config = self.client_config()?;
+        // librdkafka's admin clients are producers.
+        let mut config = self.client_config(ClientKind::Producer)?;
         config.set("allow.auto.create.topics", "false");
         config.set("statistics.interval.ms", "0");
         Ok(config)
@@ -378,13 +382,13 @@ impl Settings {
 
     /// A configuration for throw-away diagnostic clients.
     pub(crate) fn diagnostic_config(&self) -> Result<ClientConfig> {
-        self.client_config()
+        self.client_config(ClientKind::Producer)
     }
 
     /// A subscription's consumer in `group`: offsets are stored and committed
     /// by kafkaesk only, once records are handled.
     pub(crate) fn consumer_config(&self, group: &str) -> Result<ClientConfig> {
-        let mut config = self.client_config()?;
+        let mut config = self.client_config(ClientKind::Consumer)?;
         config.set("group.id", group);
         config.set("enable.auto.commit", "false");
         config.set("enable.auto.offset.store", "false");
@@ -416,7 +420,7 @@ impl Settings {
     /// A consumer that reads a topic to its end once, in `group`, reporting
     /// the end of each partition.
     pub(crate) fn reader_config(&self, group: &str) -> Result<ClientConfig> {
-        let mut config = self.client_config()?;
+        let mut config = self.client_config(ClientKind::Consumer)?;
         config.set("group.id", group);
         config.set("enable.auto.commit", "false");
         config.set("enable.auto.offset.store", "false");
@@ -426,6 +430,89 @@ impl Settings {
         Ok(config)
     }
 }
+
+/// Which kind of librdkafka client a configuration is for.
+#[derive(Clone, Copy)]
+enum ClientKind {
+    Producer,
+    Consumer,
+}
+
+impl ClientKind {
+    /// Whether this kind of client reads `property`: false for those
+    /// librdkafka's CONFIGURATION.md marks as the other kind's only.
+    fn reads(self, property: &str) -> bool {
+        match self {
+            ClientKind::Producer => !CONSUMER_ONLY.contains(&property),
+            ClientKind::Consumer => !PRODUCER_ONLY.contains(&property),
+        }
+    }
+}
+
+/// Properties only consumers read (`C` in librdkafka 2.12's CONFIGURATION.md).
+const CONSUMER_ONLY: &[&str] = &[
+    "group.id",
+    "group.instance.id",
+    "partition.assignment.strategy",
+    "session.timeout.ms",
+    "heartbeat.interval.ms",
+    "group.protocol.type",
+    "group.protocol",
+    "group.remote.assignor",
+    "coordinator.query.interval.ms",
+    "max.poll.interval.ms",
+    "enable.auto.commit",
+    "auto.commit.enable",
+    "auto.commit.interval.ms",
+    "enable.auto.offset.store",
+    "queued.min.messages",
+    "queued.max.messages.kbytes",
+    "fetch.wait.max.ms",
+    "fetch.queue.backoff.ms",
+    "fetch.message.max.bytes",
+    "max.partition.fetch.bytes",
+    "fetch.max.bytes",
+    "fetch.min.bytes",
+    "fetch.error.backoff.ms",
+    "offset.store.method",
+    "offset.store.path",
+    "offset.store.sync.interval.ms",
+    "isolation.level",
+    "enable.partition.eof",
+    "check.crcs",
+    "auto.offset.reset",
+    "consume.callback.max.messages",
+];
+
+/// Properties only producers read (`P` in librdkafka 2.12's CONFIGURATION.md).
+const PRODUCER_ONLY: &[&str] = &[
+    "transactional.id",
+    "transaction.timeout.ms",
+    "enable.idempotence",
+    "enable.gapless.guarantee",
+    "queue.buffering.max.messages",
+    "queue.buffering.max.kbytes",
+    "queue.buffering.max.ms",
+    "linger.ms",
+    "message.send.max.retries",
+    "retries",
+    "queue.buffering.backpressure.threshold",
+    "compression.codec",
+    "compression.type",
+    "compression.level",
+    "batch.num.messages",
+    "batch.size",
+    "delivery.report.only.error",
+    "sticky.partitioning.linger.ms",
+    "request.required.acks",
+    "acks",
+    "request.timeout.ms",
+    "message.timeout.ms",
+    "delivery.timeout.ms",
+    "queuing.strategy",
+    "produce.offset.report",
+    "partitioner",
+];
 
 #[cfg(test)]
 mod tests {
@@ -454,6 +541,26 @@ mod tests {
             "{text}"
         );
         assert!(text.contains("alice"), "{text}");
+    }
+
+    #[test]
+    fn each_kind_of_client_gets_only_the_properties_it_reads() {
+        let mut settings = with("fetch.wait.max.ms", "5");
+        settings.kafka_settings.insert("linger.ms".into(), "20".into());
+        settings
+            .kafka_settings
+            .insert("socket.timeout.ms".into(), "7000".into());
+        let consumer = settings.consumer_config("g").unwrap();
+        let producer = settings.producer_config(AckPolicy::All).unwrap();
+        let admin = settings.admin_config().unwrap();
+        assert_eq!(consumer.get("fetch.wait.max.ms"), Some("5"));
+        assert_eq!(consumer.get("linger.ms"), None);
+        assert_eq!(producer.get("fetch.wait.max.ms"), None);
+        assert_eq!(producer.get("linger.ms"), Some("20"));
+        assert_eq!(admin.get("fetch.wait.max.ms"), None);
+        for config in [&consumer, &producer, &admin] {
+            assert_eq!(config.get("socket.timeout.ms"), Some("7000"));
+        }
     }
 
     #[test]
