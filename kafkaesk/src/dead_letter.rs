@@ -48,6 +48,7 @@ use rdkafka::{Offset, TopicPartitionList};
 
 use crate::app::Application;
 use crate::error::{Error, Result};
+use crate::partition_end::ReadToEnd;
 use crate::publish::Publisher;
 use crate::record::{Header, Headers, Record, TopicNames};
 use crate::router::Router;
@@ -236,7 +237,7 @@ impl Application {
             .connection()
             .partition_count(&topic, "dead-letter stream")
             .await?;
-        let consumer: StreamConsumer = config.create()?;
+        let consumer: StreamConsumer<ReadToEnd> = config.create_with_context(ReadToEnd)?;
         consumer.subscribe(&[&topic])?;
         let router = self.router();
 

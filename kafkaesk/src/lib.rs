@@ -96,6 +96,7 @@ pub(crate) mod journal;
 pub mod logging;
 pub mod metrics;
 pub mod ordering;
+mod partition_end;
 pub mod policy;
 pub mod position;
 mod producer;

@@ -61,13 +61,14 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use futures::stream::{BoxStream, StreamExt};
-use rdkafka::consumer::{BaseConsumer, Consumer};
+use rdkafka::consumer::Consumer;
 use rdkafka::error::KafkaError;
 use rdkafka::{Offset, TopicPartitionList};
 
 use crate::app::Application;
 use crate::error::{Error, Result};
 use crate::extract::{FromMessage, MessageContext};
+use crate::partition_end::{self, EndReader};
 use crate::record::{Record, RecordSource, TopicNames};
 use crate::router::Streams;
 use crate::subscriber::HandlerScope;
@@ -314,7 +315,7 @@ impl ReadOptions {
             Position::Earliest
         });
         tokio::task::spawn_blocking(move || {
-            let consumer: BaseConsumer = config.create()?;
+            let consumer = partition_end::reader(&config)?;
             let metadata = consumer.fetch_metadata(None, LOOKUP_TIMEOUT)?;
             let mut ranges = Vec::new();
             for topic in metadata.topics() {
@@ -391,7 +392,7 @@ struct Range {
 
 /// The partitions to read, and the consumer to read them with.
 struct Plan {
-    consumer: BaseConsumer,
+    consumer: EndReader,
     ranges: Vec<Range>,
 }
 
@@ -517,7 +518,7 @@ impl Merge {
     }
 
     /// Marks done the lanes of `partition` whose position reached their end.
-    fn reached_end(&mut self, partition: i32, consumer: &BaseConsumer) {
+    fn reached_end(&mut self, partition: i32, consumer: &EndReader) {
         let positions = consumer.position().ok();
         for lane in self.lanes.iter_mut().filter(|l| l.partition == partition) {
             let position = positions

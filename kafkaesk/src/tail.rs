@@ -10,11 +10,12 @@
 
 use std::time::{Duration, Instant};
 
-use rdkafka::consumer::{BaseConsumer, Consumer};
+use rdkafka::consumer::Consumer;
 use rdkafka::error::KafkaError;
 use rdkafka::{Offset, TopicPartitionList};
 
 use crate::error::{Error, Result};
+use crate::partition_end::EndReader;
 use crate::record::{Record, TopicNames};
 
 /// Offsets read first; each later window is four times the one before.
@@ -27,7 +28,7 @@ const STALL_TIMEOUT: Duration = Duration::from_secs(30);
 /// `below` and at or above `low`, newest first; with `key`, only records
 /// with that key. `consumer` is reassigned along the way.
 pub(crate) fn newest_below(
-    consumer: &BaseConsumer,
+    consumer: &EndReader,
     topic: &str,
     partition: i32,
     (low, below): (i64, i64),
@@ -55,7 +56,7 @@ pub(crate) fn newest_below(
 
 /// The records of one partition from `from` up to `below` (exclusive).
 fn read_between(
-    consumer: &BaseConsumer,
+    consumer: &EndReader,
     names: &mut TopicNames,
     topic: &str,
     partition: i32,

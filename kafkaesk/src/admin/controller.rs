@@ -6,7 +6,7 @@ use std::ffi::CStr;
 use std::time::Duration;
 
 use rdkafka::bindings as rd;
-use rdkafka::consumer::{BaseConsumer, Consumer};
+use rdkafka::consumer::{BaseConsumer, Consumer, ConsumerContext};
 
 use crate::error::{Error, Result};
 
@@ -25,7 +25,10 @@ impl<T> Drop for Owned<T> {
 
 /// The controller's node id, or `None` when the broker names none.
 /// Blocks for up to `timeout`.
-pub(crate) fn controller(consumer: &BaseConsumer, timeout: Duration) -> Result<Option<i32>> {
+pub(crate) fn controller<C: ConsumerContext>(
+    consumer: &BaseConsumer<C>,
+    timeout: Duration,
+) -> Result<Option<i32>> {
     let millis = i32::try_from(timeout.as_millis()).unwrap_or(i32::MAX);
     let rk = consumer.client().native_ptr();
     let failed = |reason: String| Error::Topic {

@@ -36,11 +36,12 @@ use std::time::Duration;
 
 use rdkafka::admin::{AdminClient, AdminOptions, ResourceSpecifier};
 use rdkafka::client::DefaultClientContext;
-use rdkafka::consumer::{BaseConsumer, Consumer};
+use rdkafka::consumer::Consumer;
 use rdkafka::{Offset, TopicPartitionList};
 
 use crate::app::Application;
 use crate::error::{Error, Result};
+use crate::partition_end::{self, EndReader};
 use crate::topics::StreamOptions;
 
 /// How long a metadata or offsets request may take.
@@ -443,7 +444,7 @@ impl Application {
 
     /// A consumer in `group` that only asks for offsets: it never joins the
     /// group nor commits.
-    fn offsets_consumer(&self, group: &str) -> Result<BaseConsumer> {
-        Ok(self.settings().reader_config(group)?.create()?)
+    fn offsets_consumer(&self, group: &str) -> Result<EndReader> {
+        Ok(partition_end::reader(&self.settings().reader_config(group)?)?)
     }
 }

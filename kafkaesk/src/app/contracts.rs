@@ -45,7 +45,7 @@
 use std::collections::{BTreeMap, HashSet};
 use std::time::{Duration, Instant};
 
-use rdkafka::consumer::{BaseConsumer, Consumer};
+use rdkafka::consumer::Consumer;
 use rdkafka::error::KafkaError;
 use rdkafka::{Message, Offset, TopicPartitionList};
 use serde_json::{json, Value};
@@ -53,6 +53,7 @@ use serde_json::{json, Value};
 use super::Application;
 use crate::contract::{self, Finding, Registration, REGISTRATION_SCHEMA_ID, SCHEMAS_STREAM};
 use crate::error::{Error, Result};
+use crate::partition_end::{self, EndReader};
 use crate::settings::SchemaContracts;
 use crate::topics::StreamOptions;
 
@@ -135,7 +136,7 @@ impl Application {
         // A one-off read to the end: no reason to let the broker hold fetches.
         config.set("fetch.wait.max.ms", "10");
         tokio::task::spawn_blocking(move || {
-            let consumer: BaseConsumer = config.create()?;
+            let consumer = partition_end::reader(&config)?;
             read_registrations(&consumer, &topic)
         })
         .await
@@ -149,7 +150,7 @@ impl Application {
     }
 }
 
-fn read_registrations(consumer: &BaseConsumer, topic: &str) -> Result<Vec<Registration>> {
+fn read_registrations(consumer: &EndReader, topic: &str) -> Result<Vec<Registration>> {
     let metadata = consumer.fetch_metadata(Some(topic), READ_TIMEOUT)?;
     let partitions: Vec<i32> = metadata
         .topics()

@@ -55,7 +55,7 @@
 
 use std::time::{Duration, Instant};
 
-use rdkafka::consumer::{BaseConsumer, Consumer};
+use rdkafka::consumer::Consumer;
 use rdkafka::error::KafkaError;
 use rdkafka::types::RDKafkaErrorCode;
 
@@ -63,6 +63,7 @@ use super::{enqueue, Enqueued, Outgoing, PublishHandle};
 use crate::clients::Clients;
 use crate::error::{Error, Result};
 use crate::metrics::PublishSeries;
+use crate::partition_end;
 use crate::producer::Producer;
 use crate::record::Record;
 use crate::settings::Settings;
@@ -274,7 +275,7 @@ async fn last_committed_before(
     let config = settings.committed_reader_config("kafkaesk-expected-offset")?;
     let topic = topic.to_owned();
     tokio::task::spawn_blocking(move || {
-        let consumer: BaseConsumer = config.create()?;
+        let consumer = partition_end::reader(&config)?;
         let (low, _) = consumer.fetch_watermarks(&topic, partition, CALL_TIMEOUT)?;
         let newest = tail::newest_below(&consumer, &topic, partition, (low, before), 1, None)?;
         Ok(newest.first().map_or(-1, Record::offset))
