@@ -2,8 +2,8 @@
 //! sections of Python kafkaesk's README, in Rust.
 //!
 //! ```text
-//! cargo run -p simple                                 # publish 5, then run the worker until Ctrl-C
-//! cargo run -p simple -- --count 100 --once           # publish 100, handle them, exit
+//! cargo run -p simple                                 # start the worker, publish 5, run until Ctrl-C
+//! cargo run -p simple -- --count 100 --once           # start the worker, publish 100, handle them, exit
 //! KAFKA=127.0.0.1:9092 cargo run -p simple            # against a broker of yours
 //! ```
 //!
@@ -16,7 +16,9 @@ use std::time::Duration;
 
 use kafkaesk::{Application, Record};
 
-#[kafkaesk::schema("Content", version = 1, retention = 86400)]
+// `streams`: created at `initialize`, so the worker subscribes to a stream
+// that exists and its group forms before the first message.
+#[kafkaesk::schema("Content", version = 1, retention = 86400, streams = ["content.edited.Resource"])]
 #[derive(Debug, Clone, serde::Serialize, serde::Deserialize, schemars::JsonSchema)]
 pub struct ContentMessage {
     pub foo: String,
@@ -24,13 +26,24 @@ pub struct ContentMessage {
 
 #[kafkaesk::subscribe("content.*", group = "example-content-group")]
 async fn get_messages(data: ContentMessage, record: Record) {
+    // The producer stamps each record when it is published.
+    let after = record
+        .timestamp()
+        .map(|published| format!(", {} ms after it was published", now_ms() - published))
+        .unwrap_or_default();
     println!(
-        "handled {:?} from {}[{}]@{}",
+        "handled {:?} from {}[{}]@{}{after}",
         data.foo,
         record.topic(),
         record.partition(),
         record.offset()
     );
+}
+
+fn now_ms() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |elapsed| elapsed.as_millis() as i64)
 }
 
 struct Options {
@@ -123,6 +136,18 @@ async fn run() -> Result<(), Box<dyn std::error::Error>> {
         .build()?;
     app.initialize().await?;
 
+    // The worker first, as a service runs: each message is handled moments
+    // after it is published (the first waits for the group to form).
+    let worker = tokio::spawn({
+        let app = app.clone();
+        let once = options.once.then_some(options.count);
+        async move {
+            match once {
+                Some(count) => app.consume_for(count, Duration::from_secs(60)).await,
+                None => app.run().await.map(|()| 0),
+            }
+        }
+    });
     for i in 0..options.count {
         let data = ContentMessage {
             foo: format!("bar {i}"),
@@ -134,21 +159,20 @@ async fn run() -> Result<(), Box<dyn std::error::Error>> {
             "published {:?} to {}[{}]@{}",
             data.foo, delivery.topic, delivery.partition, delivery.offset
         );
+        if options.count <= 10 {
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
     }
-
+    if !options.once {
+        println!("worker running; press Ctrl-C to stop");
+    }
+    let handled = worker.await??;
     if options.once {
-        let handled = app
-            .consume_for(options.count, Duration::from_secs(60))
-            .await?;
         app.finalize().await?;
         println!("done: handled {handled} of {}", options.count);
         if handled < options.count {
             return Err(format!("only {handled} of {} messages arrived", options.count).into());
         }
-        Ok(())
-    } else {
-        println!("worker running; press Ctrl-C to stop");
-        app.run().await?;
-        Ok(())
     }
+    Ok(())
 }
