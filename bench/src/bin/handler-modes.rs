@@ -9,12 +9,18 @@
 //!   `order = partition`, at the same concurrency.
 //!
 //! ```text
-//! cargo run -p kafkaesk-bench --release --bin handler-modes -- [RECORDS] [ROUNDS]
+//! cargo run -p kafkaesk-bench --release --bin handler-modes -- [RECORDS] [ROUNDS] [ONLY]
 //! ```
 //!
+//! `ONLY` runs the scenarios whose names contain it.
+//!
 //! Each round publishes the records once per scenario to a fresh topic and
-//! times consuming them all; the table gives medians over the rounds.
+//! times consuming them all, from the first record handled to the last (so
+//! joining the group is not counted); the table gives medians over the
+//! rounds.
 
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use kafkaesk::ordering::RecordOrder;
@@ -29,6 +35,9 @@ struct Task {
 impl kafkaesk::Schema for Task {
     const ID: &'static str = "HandlerModesTask";
 }
+
+/// What a record costs a CPU-bound handler.
+const CPU_COST: Duration = Duration::from_micros(50);
 
 /// How a scenario's handler behaves.
 #[derive(Clone, Copy)]
@@ -62,8 +71,33 @@ fn app(prefix: &str, subscription: Option<Subscription>) -> anyhow::Result<Appli
     Ok(builder.build()?)
 }
 
+/// When the first and the last record were handled, in ns after a start.
+#[derive(Default)]
+struct Span {
+    first: AtomicU64,
+    last: AtomicU64,
+}
+
+impl Span {
+    fn handled(&self, since: Instant) {
+        // Never 0, so 0 can mean "none yet".
+        let at = since.elapsed().as_nanos() as u64 + 1;
+        let _ = self
+            .first
+            .compare_exchange(0, at, Ordering::Relaxed, Ordering::Relaxed);
+        self.last.fetch_max(at, Ordering::Relaxed);
+    }
+
+    fn seconds(&self) -> f64 {
+        let first = self.first.load(Ordering::Relaxed);
+        let last = self.last.load(Ordering::Relaxed);
+        last.saturating_sub(first) as f64 / 1e9
+    }
+}
+
 /// Publishes `records` with 1,000 distinct keys, then times consuming them
-/// all under `scenario`; returns records per second.
+/// all under `scenario`; returns records per second between the first and
+/// the last record handled.
 async fn round(scenario: &Scenario, records: u32, round: usize) -> anyhow::Result<f64> {
     let prefix = format!(
         "bench-modes-{}-{}-r{round}.",
@@ -81,15 +115,22 @@ async fn round(scenario: &Scenario, records: u32, round: usize) -> anyhow::Resul
     publisher.flush().await?;
 
     let load = scenario.load;
-    let mut subscription = Subscription::new("tasks", move |_: Task| async move {
-        match load {
-            Load::Cpu(cost) => {
-                let until = Instant::now() + cost;
-                while Instant::now() < until {
-                    std::hint::spin_loop();
+    let span = Arc::new(Span::default());
+    let since = Instant::now();
+    let handled = span.clone();
+    let mut subscription = Subscription::new("tasks", move |_: Task| {
+        let handled = handled.clone();
+        async move {
+            match load {
+                Load::Cpu(cost) => {
+                    let until = Instant::now() + cost;
+                    while Instant::now() < until {
+                        std::hint::spin_loop();
+                    }
                 }
+                Load::Io(wait) => tokio::time::sleep(wait).await,
             }
-            Load::Io(wait) => tokio::time::sleep(wait).await,
+            handled.handled(since);
         }
     })
     .name("tasks")
@@ -100,17 +141,37 @@ async fn round(scenario: &Scenario, records: u32, round: usize) -> anyhow::Resul
         subscription = subscription.parallel();
     }
     let consumer = app(&prefix, Some(subscription))?;
-    let started = Instant::now();
     let consumed = consumer
         .consume_for(records as usize, Duration::from_secs(600))
         .await?;
-    let seconds = started.elapsed().as_secs_f64();
+    // The first record's own time is not in the span: count the others.
+    let seconds = span.seconds();
     anyhow::ensure!(
         consumed == records as usize,
         "{}: consumed {consumed} of {records}",
         scenario.name
     );
-    Ok(f64::from(records) / seconds)
+    Ok(f64::from(records - 1) / seconds)
+}
+
+/// The machine's ceiling for the CPU-bound scenarios: `records` spins of
+/// `cost` on every core, with no Kafka and no framework; records per second.
+fn cpu_ceiling(records: u32, cost: Duration) -> f64 {
+    let threads = std::thread::available_parallelism().map_or(1, |n| n.get()) as u32;
+    let started = Instant::now();
+    std::thread::scope(|scope| {
+        for _ in 0..threads {
+            scope.spawn(|| {
+                for _ in 0..records / threads {
+                    let until = Instant::now() + cost;
+                    while Instant::now() < until {
+                        std::hint::spin_loop();
+                    }
+                }
+            });
+        }
+    });
+    f64::from(records / threads * threads) / started.elapsed().as_secs_f64()
 }
 
 #[tokio::main(flavor = "multi_thread")]
@@ -118,7 +179,8 @@ async fn main() -> anyhow::Result<()> {
     let mut args = std::env::args().skip(1);
     let records: u32 = args.next().map_or(Ok(20_000), |a| a.parse())?;
     let rounds: usize = args.next().map_or(Ok(3), |a| a.parse())?;
-    let cpu = Load::Cpu(Duration::from_micros(50));
+    let only = args.next().unwrap_or_default();
+    let cpu = Load::Cpu(CPU_COST);
     let io = Load::Io(Duration::from_millis(10));
     let scenarios = [
         Scenario {
@@ -139,6 +201,13 @@ async fn main() -> anyhow::Result<()> {
             name: "cpu-parallel-c8",
             load: cpu,
             concurrency: 8,
+            parallel: true,
+            order: RecordOrder::Unordered,
+        },
+        Scenario {
+            name: "cpu-parallel-c64",
+            load: cpu,
+            concurrency: 64,
             parallel: true,
             order: RecordOrder::Unordered,
         },
@@ -170,7 +239,11 @@ async fn main() -> anyhow::Result<()> {
     );
     println!("| scenario | records/s |");
     println!("|---|---:|");
-    for scenario in &scenarios {
+    let ceilings: Vec<f64> = (0..rounds)
+        .map(|_| cpu_ceiling(records, CPU_COST))
+        .collect();
+    println!("| cpu-ceiling-no-kafka | {:.0} |", median(&ceilings));
+    for scenario in scenarios.iter().filter(|s| s.name.contains(only.as_str())) {
         // The I/O scenarios wait 10 ms a record: fewer records keep them short.
         let count = match scenario.load {
             Load::Cpu(_) => records,
