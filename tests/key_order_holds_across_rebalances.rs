@@ -46,9 +46,8 @@ fn member(
     id: usize,
     ledger: Arc<Mutex<Ledger>>,
 ) -> Application {
-    let subscription = Subscription::new(
-        "steps",
-        move |step: KeyedStep, subscriber: Subscriber| {
+    let subscription =
+        Subscription::new("steps", move |step: KeyedStep, subscriber: Subscriber| {
             let ledger = ledger.clone();
             async move {
                 let lane = match order {
@@ -79,13 +78,12 @@ fn member(
                 ledger.finished.push((step.key, step.seq, id));
                 Ok(())
             }
-        },
-    )
-    .name("steps")
-    .group(group)
-    .concurrency(8)
-    .order(order)
-    .on_error(ErrorPolicy::retry(3, Duration::from_millis(20)));
+        })
+        .name("steps")
+        .group(group)
+        .concurrency(8)
+        .order(order)
+        .on_error(ErrorPolicy::retry(3, Duration::from_millis(20)));
     app_builder(prefix).subscribe(subscription).build().unwrap()
 }
 
@@ -130,7 +128,10 @@ async fn run_across_rebalances(order: RecordOrder) {
     let publisher = app_builder(&prefix).build().unwrap();
     // The stream exists (7 partitions) before anyone joins.
     publisher
-        .create_stream("steps", kafkaesk::topics::StreamOptions::new().partitions(7))
+        .create_stream(
+            "steps",
+            kafkaesk::topics::StreamOptions::new().partitions(7),
+        )
         .await
         .unwrap();
     let first = member(&prefix, &group, order, 0, ledger.clone());
@@ -157,7 +158,10 @@ async fn run_across_rebalances(order: RecordOrder) {
     let second_run = start(&second);
     until(total / 2, Duration::from_secs(60)).await;
     first.stop();
-    first_run.await.unwrap().expect("the first member ends cleanly");
+    first_run
+        .await
+        .unwrap()
+        .expect("the first member ends cleanly");
     publishing.await.unwrap();
     until(total, Duration::from_secs(90)).await;
     second.stop();
@@ -167,7 +171,11 @@ async fn run_across_rebalances(order: RecordOrder) {
         .expect("the second member ends cleanly");
 
     let ledger = ledger.lock().unwrap();
-    assert!(ledger.overlaps.is_empty(), "lanes overlapped: {:?}", ledger.overlaps);
+    assert!(
+        ledger.overlaps.is_empty(),
+        "lanes overlapped: {:?}",
+        ledger.overlaps
+    );
     // Every record finishes only after every earlier record of its key.
     let mut done: HashMap<&str, u32> = HashMap::new();
     let mut redelivered = 0;

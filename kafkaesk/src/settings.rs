@@ -546,7 +546,9 @@ mod tests {
     #[test]
     fn each_kind_of_client_gets_only_the_properties_it_reads() {
         let mut settings = with("fetch.wait.max.ms", "5");
-        settings.kafka_settings.insert("linger.ms".into(), "20".into());
+        settings
+            .kafka_settings
+            .insert("linger.ms".into(), "20".into());
         settings
             .kafka_settings
             .insert("socket.timeout.ms".into(), "7000".into());

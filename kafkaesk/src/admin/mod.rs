@@ -445,6 +445,8 @@ impl Application {
     /// A consumer in `group` that only asks for offsets: it never joins the
     /// group nor commits.
     fn offsets_consumer(&self, group: &str) -> Result<EndReader> {
-        Ok(partition_end::reader(&self.settings().reader_config(group)?)?)
+        Ok(partition_end::reader(
+            &self.settings().reader_config(group)?,
+        )?)
     }
 }

@@ -50,7 +50,8 @@ pub(super) fn keep_apart<C: ConsumerContext>(
         // reference to the partition's queue, released by destroying it;
         // the forwarding set on the queue outlives the handle.
         unsafe {
-            let queue = rd::rd_kafka_queue_get_partition(client, topic.as_ptr(), element.partition());
+            let queue =
+                rd::rd_kafka_queue_get_partition(client, topic.as_ptr(), element.partition());
             if queue.is_null() {
                 continue;
             }
