@@ -5,7 +5,9 @@
 //! Handlers that finish at their first poll run back to back, up to
 //! [`MAX_HANDLED_IN_TURN`] records or [`HANDLED_IN_TURN_FOR`] between polls
 //! of the consumer, so the bookkeeping of a batch is paid once for many
-//! records; waiting handlers go `concurrency` at a time. No record starts
+//! records; waiting handlers go `concurrency` at a time, except a
+//! [`parallel`](crate::Subscription::parallel) subscription's, which go on
+//! through the batch as slots free. No record starts
 //! after one fails, so a failure never has records of its partition run
 //! ahead of it, and none starts once the run is stopping.
 //!
@@ -105,7 +107,11 @@ impl BatchConsumer {
                             break;
                         }
                         if index >= concurrency {
-                            if waited {
+                            // Waiting handlers go `concurrency` at a time, but
+                            // a parallel subscription's run on other threads:
+                            // starting the next record as a slot frees keeps
+                            // those busy, where a drain would idle them.
+                            if waited && placement != Placement::Spawned {
                                 break;
                             }
                             if (index - concurrency) % RECORDS_PER_CLOCK_READING == 0 {

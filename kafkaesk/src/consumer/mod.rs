@@ -299,8 +299,9 @@ impl BatchConsumer {
         let concurrency = self.subscription.get_concurrency();
         let batch_limit = concurrency.max(MAX_HANDLED_IN_TURN);
         // Records the next batch takes: the full limit while handlers finish
-        // at once, `concurrency` after a batch that could not start them all,
-        // so waiting handlers do not cycle records through `ready`.
+        // at once (or run in parallel, starting as slots free), `concurrency`
+        // after a batch that could not start them all, so waiting handlers do
+        // not cycle records through `ready`.
         let mut batch_size = batch_limit;
         let mut batch: Vec<PendingRecord<'_>> = Vec::with_capacity(batch_limit);
         let mut seen_revocations = 0;
@@ -445,7 +446,8 @@ impl BatchConsumer {
                 break Ok(());
             };
             let outcomes = handled.outcomes;
-            batch_size = if handled.waited || outcomes.len() < batch.len() {
+            let waits_per_batch = handled.waited && !self.subscription.get_parallel();
+            batch_size = if waits_per_batch || outcomes.len() < batch.len() {
                 concurrency
             } else {
                 batch_limit
