@@ -382,7 +382,8 @@ impl Settings {
 
     /// A configuration for throw-away diagnostic clients.
     pub(crate) fn diagnostic_config(&self) -> Result<ClientConfig> {
-        self.client_config(ClientKind::Producer)
+        // The diagnostic client is a consumer (see `clients`).
+        self.client_config(ClientKind::Consumer)
     }
 
     /// A subscription's consumer in `group`: offsets are stored and committed
