@@ -170,15 +170,20 @@ struct Entry {
     med: Med,
 }
 
+impl Entry {
+    /// Adds the entry to `out` when the setting ran (`m` is its median).
+    fn push(out: &mut Vec<Entry>, hue: Hue, setting: String, m: Option<Med>) {
+        if let Some(med) = m {
+            out.push(Entry { hue, setting, med });
+        }
+    }
+}
+
 /// The consume sides: the baseline, kafkaesk and RustStream at one at a time
 /// and at their best, and every Python run.
 fn consume_entries(results: &Results) -> Vec<Entry> {
     let mut out = Vec::new();
-    let mut push = |hue, setting: String, m: Option<Med>| {
-        if let Some(med) = m {
-            out.push(Entry { hue, setting, med });
-        }
-    };
+    let mut push = |hue, setting: String, m: Option<Med>| Entry::push(&mut out, hue, setting, m);
     push(Hue::Baseline, String::new(), med(&results.consume_baseline));
     for (hue, runs, best, name) in [
         (
@@ -218,11 +223,7 @@ fn consume_entries(results: &Results) -> Vec<Entry> {
 /// RustStream and Python.
 fn publish_entries(results: &Results) -> Vec<Entry> {
     let mut out = Vec::new();
-    let mut push = |hue, setting: String, m: Option<Med>| {
-        if let Some(med) = m {
-            out.push(Entry { hue, setting, med });
-        }
-    };
+    let mut push = |hue, setting: String, m: Option<Med>| Entry::push(&mut out, hue, setting, m);
     push(Hue::Baseline, String::new(), med(&results.publish_baseline));
     push(
         Hue::Kafkaesk,

@@ -641,6 +641,18 @@ fn peer_section(o: &mut String, results: &Results) {
     let _ = writeln!(o);
 }
 
+/// A row's throughput and CPU against the baseline's, as table cells; the
+/// baseline's own row (no baseline to compare with) is 1.00 on both.
+fn ratio_cells(m: &Med, base: Option<&Med>) -> (String, String) {
+    match base {
+        Some(b) => (
+            format!("{:.2}", m.rate / b.rate),
+            format!("{:.2}", m.cpu_us / b.cpu_us),
+        ),
+        None => ("1.00".into(), "1.00".into()),
+    }
+}
+
 /// The throughput table of one scenario's rows, with each side's ratios to
 /// the baseline.
 fn throughput_table(o: &mut String, rows: &[&(String, String, Med, Option<Med>)]) {
@@ -649,13 +661,7 @@ fn throughput_table(o: &mut String, rows: &[&(String, String, Med, Option<Med>)]
         "| side | msg/s | CPU µs/msg | throughput × baseline | CPU × baseline |\n|---|---:|---:|---:|---:|"
     );
     for (_, side, m, base) in rows {
-        let (rr, rc) = match base {
-            Some(b) => (
-                format!("{:.2}", m.rate / b.rate),
-                format!("{:.2}", m.cpu_us / b.cpu_us),
-            ),
-            None => ("1.00".into(), "1.00".into()),
-        };
+        let (rr, rc) = ratio_cells(m, base.as_ref());
         let _ = writeln!(
             o,
             "| {side} | {} | {:.2} | {rr} | {rc} |",
@@ -746,13 +752,7 @@ pub fn terminal_table(results: &Results, summary: &Summary) -> String {
         "scenario", "side", "msg/s", "CPU µs/msg", "× rate", "× CPU"
     );
     for (scenario, side, m, base) in throughput_rows(results) {
-        let (rr, rc) = match base {
-            Some(b) => (
-                format!("{:.2}", m.rate / b.rate),
-                format!("{:.2}", m.cpu_us / b.cpu_us),
-            ),
-            None => ("1.00".into(), "1.00".into()),
-        };
+        let (rr, rc) = ratio_cells(&m, base.as_ref());
         let _ = writeln!(
             out,
             "{scenario:<8} {side:<26} {:>12} {:>12.2} {rr:>10} {rc:>10}",
