@@ -159,6 +159,8 @@ async fn run() -> Result<(), Box<dyn std::error::Error>> {
             "published {:?} to {}[{}]@{}",
             data.foo, delivery.topic, delivery.partition, delivery.offset
         );
+        // A few messages a moment apart, so each one's latency shows on its
+        // own; many go out as fast as they are acknowledged.
         if options.count <= 10 {
             tokio::time::sleep(Duration::from_millis(200)).await;
         }
