@@ -1,7 +1,8 @@
 //! Ordering modes: with `order = key`, records of one key run one after
 //! another in offset order, while other keys run concurrently, through
 //! handler failures and background retries; `order = partition` does the same
-//! per partition; unordered concurrency does neither.
+//! per partition; unordered concurrency does neither. A key whose record is
+//! still running holds only its own later records, not the other keys'.
 
 use std::collections::{HashMap, HashSet};
 use std::sync::{Arc, Mutex};
@@ -161,4 +162,74 @@ async fn unordered_concurrency_lets_one_key_overtake_itself() {
         observed.overlaps > 0,
         "unordered never ran a key twice at once"
     );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_busy_key_holds_only_its_own_records() {
+    let prefix = unique_prefix("busy-key");
+    // Per record, when its handler finished, in order of finishing.
+    let finished = Arc::new(Mutex::new(Vec::<(String, u32)>::new()));
+    let seen = finished.clone();
+    let subscription = Subscription::new("steps", move |step: Step| {
+        let seen = seen.clone();
+        async move {
+            let wait = if step.key == "busy" { 400 } else { 5 };
+            tokio::time::sleep(Duration::from_millis(wait)).await;
+            seen.lock().unwrap().push((step.key, step.seq));
+        }
+    })
+    .name("steps")
+    .group(format!("{prefix}steps"))
+    .concurrency(8)
+    .order(RecordOrder::Key);
+    let app = app_builder(&prefix)
+        .subscribe(subscription)
+        .build()
+        .unwrap();
+    // One partition, so every record waits behind the busy key's second one
+    // unless the other keys go around it.
+    let mut steps = vec![("busy".to_owned(), 0), ("busy".to_owned(), 1)];
+    steps.extend((0..24).map(|n| (format!("other-{}", n % 12), n / 12)));
+    for (key, seq) in &steps {
+        app.publish(
+            "steps",
+            &Step {
+                key: key.clone(),
+                seq: *seq,
+            },
+        )
+        .key(key.as_str())
+        .partition(0)
+        .wait()
+        .await
+        .unwrap();
+    }
+    let total = steps.len();
+    assert_eq!(
+        app.consume_for(total, Duration::from_secs(60))
+            .await
+            .unwrap(),
+        total
+    );
+    let finished = std::mem::take(&mut *finished.lock().unwrap());
+    let at = |key: &str, seq: u32| {
+        finished
+            .iter()
+            .position(|(k, s)| k == key && *s == seq)
+            .unwrap()
+    };
+    assert!(at("busy", 0) < at("busy", 1), "{finished:?}");
+    let others_done = (0..12)
+        .flat_map(|k| (0..2).map(move |seq| (format!("other-{k}"), seq)))
+        .map(|(key, seq)| at(&key, seq))
+        .max()
+        .unwrap();
+    assert!(
+        others_done < at("busy", 0),
+        "the other keys waited behind the busy key's second record: {finished:?}"
+    );
+    for k in 0..12 {
+        let key = format!("other-{k}");
+        assert!(at(&key, 0) < at(&key, 1), "{finished:?}");
+    }
 }

@@ -8,21 +8,29 @@
 //! | [`Key`](RecordOrder::Key) | those with the same key (keyless ones: of the same partition) | what happens to one entity must happen in order |
 //! | [`Partition`](RecordOrder::Partition) | those of the same partition | a whole partition is one sequence |
 //!
-//! Whatever the order, each partition's records start in offset order,
-//! commits never pass a record that has not settled, and no record starts
-//! after one failed. Under [`Key`](RecordOrder::Key), a record whose key is
-//! still running waits for it, and the records behind it wait too (they
-//! start in order): with many keys that is rare, and the records of every
-//! other key keep running meanwhile; a few hot keys hold the rest back more
-//! often. Under [`Partition`](RecordOrder::Partition), each partition's
-//! records are read from a queue of the partition's own, and the partitions
-//! take turns in every batch, so up to one record per assigned partition
-//! runs at once: a consumer of 7 partitions runs 7 records at a time, whatever
-//! its `concurrency` above that. A retried record holds its whole partition
-//! (see [`policy`](crate::policy)), so retries keep every key in order; and
-//! when partitions move to another member, it starts after the last record
-//! the previous owner settled, so no record of a key runs before an earlier
-//! one has (`tests/key_order_holds_across_rebalances.rs`).
+//! Whatever the order, commits never pass a record that has not settled, and
+//! no record starts after one failed. Records of one lane (a key, or a
+//! partition) start in offset order, each once the one before it finished;
+//! the records of other lanes go around a busy one, so a hot key holds only
+//! its own records. An ordered subscription reads each partition from a queue
+//! of the partition's own (librdkafka hands them over a fetch's worth of one
+//! partition at a time), so its batches mix partitions, and with them keys;
+//! and while handlers wait, a batch takes a few times `concurrency` records
+//! and starts each as a slot and its lane free. Under
+//! [`Partition`](RecordOrder::Partition) up to one record per assigned
+//! partition runs at once: a consumer of 7 partitions runs 7 records at a
+//! time, whatever its `concurrency` above that, and goes as fast as its
+//! busiest partition allows.
+//!
+//! A record of another key handled ahead of a waiting one does not move
+//! its partition's commit past the waiting one: if the batch ends before the
+//! waiting record starts (a stop, a pause, a failure), the commit stays
+//! before it, and a restart may handle the later record again. A retried
+//! record holds its whole partition (see [`policy`](crate::policy)), so
+//! retries keep every key in order; and when partitions move to another
+//! member, it starts after the last record the previous owner settled, so no
+//! record of a key runs before an earlier one has
+//! (`tests/key_order_holds_across_rebalances.rs`).
 //!
 //! ```
 //! use kafkaesk::ordering::RecordOrder;

@@ -6,7 +6,9 @@
 //!   whose handlers are tasks of their own on the runtime's worker threads.
 //! - **Per-key ordering**: each record waits 10 ms (I/O), 1,000 distinct keys
 //!   on 7 partitions. Unordered concurrency against `order = key` and
-//!   `order = partition`, at the same concurrency.
+//!   `order = partition`, at the same concurrency; and `order = key` with
+//!   one hot key that carries every 100th record, whose records must run one
+//!   after another while the other keys' records go around them.
 //!
 //! ```text
 //! cargo run -p kafkaesk-bench --release --bin handler-modes -- [RECORDS] [ROUNDS] [ONLY]
@@ -54,6 +56,17 @@ struct Scenario {
     concurrency: usize,
     parallel: bool,
     order: RecordOrder,
+    /// Every this many records share one key; the others cycle through
+    /// 1,000 keys.
+    hot_every: Option<u32>,
+}
+
+/// The key of the `n`th record published for `scenario`.
+fn key(scenario: &Scenario, n: u32) -> String {
+    match scenario.hot_every {
+        Some(every) if n % every == 0 => "hot".to_owned(),
+        _ => format!("key-{}", n % 1000),
+    }
 }
 
 fn servers() -> String {
@@ -106,7 +119,7 @@ async fn round(scenario: &Scenario, records: u32, round: usize) -> anyhow::Resul
     );
     let publisher = app(&prefix, None)?;
     for n in 0..records {
-        let key = format!("key-{}", n % 1000);
+        let key = key(scenario, n);
         publisher
             .publish("tasks", &Task { n })
             .key(key.as_str())
@@ -189,6 +202,7 @@ async fn main() -> anyhow::Result<()> {
             concurrency: 1,
             parallel: false,
             order: RecordOrder::Unordered,
+            hot_every: None,
         },
         Scenario {
             name: "cpu-inline-c8",
@@ -196,6 +210,7 @@ async fn main() -> anyhow::Result<()> {
             concurrency: 8,
             parallel: false,
             order: RecordOrder::Unordered,
+            hot_every: None,
         },
         Scenario {
             name: "cpu-parallel-c8",
@@ -203,6 +218,7 @@ async fn main() -> anyhow::Result<()> {
             concurrency: 8,
             parallel: true,
             order: RecordOrder::Unordered,
+            hot_every: None,
         },
         Scenario {
             name: "cpu-parallel-c64",
@@ -210,6 +226,7 @@ async fn main() -> anyhow::Result<()> {
             concurrency: 64,
             parallel: true,
             order: RecordOrder::Unordered,
+            hot_every: None,
         },
         Scenario {
             name: "io-unordered-c64",
@@ -217,6 +234,7 @@ async fn main() -> anyhow::Result<()> {
             concurrency: 64,
             parallel: false,
             order: RecordOrder::Unordered,
+            hot_every: None,
         },
         Scenario {
             name: "io-key-c64",
@@ -224,6 +242,15 @@ async fn main() -> anyhow::Result<()> {
             concurrency: 64,
             parallel: false,
             order: RecordOrder::Key,
+            hot_every: None,
+        },
+        Scenario {
+            name: "io-key-hot-c64",
+            load: io,
+            concurrency: 64,
+            parallel: false,
+            order: RecordOrder::Key,
+            hot_every: Some(100),
         },
         Scenario {
             name: "io-partition-c64",
@@ -231,6 +258,7 @@ async fn main() -> anyhow::Result<()> {
             concurrency: 64,
             parallel: false,
             order: RecordOrder::Partition,
+            hot_every: None,
         },
     ];
     println!(

@@ -74,6 +74,7 @@ use tokio::time::Instant;
 
 use crate::app::{Application, SubscriptionControl, SubscriptionMonitor};
 use crate::error::{Error, Result};
+use crate::invoke::Outcome;
 use crate::ordering::RecordOrder;
 use crate::producer::Producer;
 use crate::record::{PendingRecord, TopicNames};
@@ -81,11 +82,12 @@ use crate::router::Subscription;
 use crate::subscriber::{CommitOffsets, HandlerScope};
 use crate::sync::lock;
 use assign::SelfAssignment;
-use batch::MAX_HANDLED_IN_TURN;
+use batch::{MAX_HANDLED_IN_TURN, MAX_PARALLEL_BATCH, WAITING_LOOKAHEAD};
 use offsets::{OffsetBook, RebalanceContext};
 use partition_queues::PartitionQueues;
 use pause::Paused;
 use retry::{retries_first_run, Retries};
+use settle::Holds;
 use start::StartPlan;
 
 type KafkaConsumer = StreamConsumer<RebalanceContext>;
@@ -235,7 +237,7 @@ impl BatchConsumer {
             start,
             pauses: control.pauses(),
             topic_prefix: settings.topic_prefix.clone(),
-            partition_queues: subscription.get_order() == RecordOrder::Partition,
+            partition_queues: subscription.get_order() != RecordOrder::Unordered,
         };
         let consumer: KafkaConsumer = config.create_with_context(context)?;
         if subscription.assigns_itself() {
@@ -297,11 +299,16 @@ impl BatchConsumer {
         let interval = self.scope.app.settings().auto_commit_interval;
         let mut next_commit = Instant::now() + interval;
         let concurrency = self.subscription.get_concurrency();
-        let batch_limit = concurrency.max(MAX_HANDLED_IN_TURN);
+        let batch_limit = concurrency.max(if self.subscription.get_parallel() {
+            MAX_PARALLEL_BATCH
+        } else {
+            MAX_HANDLED_IN_TURN
+        });
         // Records the next batch takes: the full limit while handlers finish
-        // at once (or run in parallel, starting as slots free), `concurrency`
-        // after a batch that could not start them all, so waiting handlers do
-        // not cycle records through `ready`.
+        // at once (or run in parallel), a few times `concurrency` while they
+        // wait (they start as slots free, lanes too), and `concurrency` after
+        // a batch that could not start them all, so records do not cycle
+        // through `ready`.
         let mut batch_size = batch_limit;
         let mut batch: Vec<PendingRecord<'_>> = Vec::with_capacity(batch_limit);
         let mut seen_revocations = 0;
@@ -445,27 +452,32 @@ impl BatchConsumer {
                 batch.clear();
                 break Ok(());
             };
-            let outcomes = handled.outcomes;
             let waits_per_batch = handled.waited && !self.subscription.get_parallel();
-            batch_size = if waits_per_batch || outcomes.len() < batch.len() {
+            // Records the batch did not start run next, in order.
+            let mut holds = Holds::default();
+            let outcomes =
+                set_aside_unstarted(&mut batch, handled.outcomes, &mut ready, &mut holds);
+            batch_size = if waits_per_batch {
+                WAITING_LOOKAHEAD * concurrency
+            } else if !holds.is_empty() {
                 concurrency
             } else {
                 batch_limit
             };
-            // Records the batch did not start run next, in order.
-            for record in batch.drain(outcomes.len()..).rev() {
-                ready.push_front(record);
-            }
             let outcomes = if outcomes
                 .iter()
                 .any(|outcome| retries_first_run(&self.subscription, outcome))
             {
-                self.start_retries(&mut batch, outcomes, &mut retries)
+                self.start_retries(&mut batch, outcomes, &mut retries, &holds)
             } else {
                 outcomes
             };
             let failure = self
-                .settle(&batch, outcomes.into_iter().map(|outcome| (outcome, 1)))
+                .settle(
+                    &batch,
+                    outcomes.into_iter().map(|outcome| (outcome, 1)),
+                    &holds,
+                )
                 .await;
             let settled = batch.len();
             batch.clear();
@@ -571,10 +583,48 @@ async fn next_in_queues(
     }
 }
 
+/// Moves the records of `batch` that did not start to the front of `ready`,
+/// in order, and holds each of their partitions' offsets before the first of
+/// them: records of other keys after it may have been handled, but the
+/// partition's commits must not pass it. Returns the outcomes of the records
+/// left in `batch`.
+fn set_aside_unstarted<'c>(
+    batch: &mut Vec<PendingRecord<'c>>,
+    outcomes: Vec<Option<Outcome>>,
+    ready: &mut VecDeque<PendingRecord<'c>>,
+    holds: &mut Holds,
+) -> Vec<Outcome> {
+    if outcomes.len() == batch.len() && outcomes.iter().all(Option::is_some) {
+        return outcomes.into_iter().flatten().collect();
+    }
+    let mut started = Vec::with_capacity(batch.len());
+    let mut started_outcomes = Vec::with_capacity(outcomes.len());
+    let mut unstarted = Vec::new();
+    let mut outcomes = outcomes.into_iter();
+    for record in batch.drain(..) {
+        match outcomes.next().flatten() {
+            Some(outcome) => {
+                started.push(record);
+                started_outcomes.push(outcome);
+            }
+            None => {
+                holds.hold(record.topic(), record.partition(), record.offset());
+                unstarted.push(record);
+            }
+        }
+    }
+    *batch = started;
+    for record in unstarted.into_iter().rev() {
+        ready.push_front(record);
+    }
+    started_outcomes
+}
+
 /// Reorders `batch` so its partitions take turns, each keeping its own
-/// order. Records arrive in runs of one partition; under partition
-/// ordering, the second record of a run would wait for the first and hold
-/// the records behind it, so partitions would run one at a time.
+/// order. Records held back, or left by the last batch, come in runs of one
+/// partition; under partition ordering each record of a run after the first
+/// would wait for its turn while the batch looked past it for another
+/// partition's.
 fn interleave_partitions(batch: &mut Vec<PendingRecord<'_>>) {
     let mut runs: Vec<VecDeque<PendingRecord<'_>>> = Vec::new();
     for record in batch.drain(..) {
@@ -605,5 +655,65 @@ impl RunControl {
         if self.limit.is_some_and(|limit| total >= limit) {
             self.run_stop.stop();
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::record::Headers;
+
+    fn record(partition: i32, offset: i64) -> PendingRecord<'static> {
+        let record = crate::Record::new("t", partition, offset, None, None, Headers::new(), None);
+        PendingRecord::Owned(record)
+    }
+
+    fn positions<'a>(
+        records: impl IntoIterator<Item = &'a PendingRecord<'static>>,
+    ) -> Vec<(i32, i64)> {
+        records
+            .into_iter()
+            .map(|r| (r.partition(), r.offset()))
+            .collect()
+    }
+
+    #[test]
+    fn unstarted_records_run_next_in_order_and_hold_their_partitions() {
+        let mut batch = vec![
+            record(0, 1),
+            record(0, 2),
+            record(1, 5),
+            record(0, 3),
+            record(1, 6),
+        ];
+        // 2 waited for its key; 6 lies past where the batch stopped starting.
+        let outcomes = vec![
+            Some(Outcome::Handled),
+            None,
+            Some(Outcome::Handled),
+            Some(Outcome::Handled),
+        ];
+        let mut ready = VecDeque::from([record(0, 4)]);
+        let mut holds = Holds::default();
+        let left = set_aside_unstarted(&mut batch, outcomes, &mut ready, &mut holds);
+        assert_eq!(left.len(), 3);
+        assert_eq!(positions(&batch), [(0, 1), (1, 5), (0, 3)]);
+        assert_eq!(positions(&ready), [(0, 2), (1, 6), (0, 4)]);
+        let topic: Arc<str> = "t".into();
+        assert_eq!(holds.of(&topic, 0), Some(2));
+        assert_eq!(holds.of(&topic, 1), Some(6));
+        assert!(holds.passes(&topic, 0, 3), "3 ran, but 2 did not");
+    }
+
+    #[test]
+    fn a_batch_that_started_every_record_holds_nothing() {
+        let mut batch = vec![record(0, 1), record(1, 5)];
+        let outcomes = vec![Some(Outcome::Handled), Some(Outcome::Handled)];
+        let mut ready = VecDeque::new();
+        let mut holds = Holds::default();
+        let left = set_aside_unstarted(&mut batch, outcomes, &mut ready, &mut holds);
+        assert_eq!(left.len(), 2);
+        assert_eq!(batch.len(), 2);
+        assert!(ready.is_empty() && holds.is_empty());
     }
 }

@@ -154,7 +154,8 @@ pub(crate) struct RebalanceContext {
     pub(crate) pauses: watch::Receiver<PauseState>,
     /// The topic prefix, stripped to name the streams pauses are kept by.
     pub(crate) topic_prefix: String,
-    /// Whether assigned partitions keep their records in their own queues
+    /// Whether assigned partitions keep their records in their own queues,
+    /// as an ordered subscription's do
     /// (see [`partition_queues`](super::partition_queues)).
     pub(crate) partition_queues: bool,
 }

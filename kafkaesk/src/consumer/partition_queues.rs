@@ -1,5 +1,5 @@
-//! Partition queues: a partition-ordered subscription reads each partition
-//! from its own queue.
+//! Partition queues: an ordered subscription reads each partition from its
+//! own queue.
 //!
 //! librdkafka forwards every assigned partition's records into the
 //! consumer's one queue, a fetch response's worth of one partition at a
@@ -7,9 +7,12 @@
 //! Under [`RecordOrder::Partition`](crate::ordering::RecordOrder::Partition)
 //! a partition's records run one at a time, so a subscription that took
 //! records from that one queue would run one record at a time while the
-//! other partitions' records waited behind the run. Such a subscription
-//! instead keeps each partition's records in the partition's own queue, and
-//! takes from every partition in turn.
+//! other partitions' records waited behind the run; under
+//! [`RecordOrder::Key`](crate::ordering::RecordOrder::Key) a batch of one
+//! partition holds all of that partition's hot keys, and waits for the
+//! slowest of them. An ordered subscription instead keeps each partition's
+//! records in the partition's own queue, and takes from every partition in
+//! turn.
 //!
 //! A partition is split off before it is assigned (in the rebalance
 //! callback, or before a self-assignment), so none of its records reaches the
@@ -19,6 +22,8 @@
 //!
 //! Records taken from a partition queue are owned copies: the queues come
 //! and go with rebalances, and a borrowed record cannot outlive its queue.
+//! Unordered subscriptions, whose quick handlers would pay for the copy,
+//! read the consumer's queue.
 
 use std::ffi::CString;
 use std::sync::Arc;

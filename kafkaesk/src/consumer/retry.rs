@@ -17,6 +17,7 @@ use rdkafka::consumer::Consumer;
 use tokio::task::JoinSet;
 
 use super::offsets::{partition_list, OffsetBook, TopicPartition};
+use super::settle::Holds;
 use super::BatchConsumer;
 use crate::app::SubscriptionMonitor;
 use crate::error::{Error, RecordPosition, Result};
@@ -69,6 +70,9 @@ impl Retries {
 pub(super) struct Retried {
     tp: TopicPartition,
     generation: u64,
+    /// Where the partition's offset is held: the batch left a record of it
+    /// unstarted, held back with the partition's later ones.
+    hold: Option<i64>,
     records: Vec<Record>,
     /// The outcomes, or what panicked while retrying.
     outcomes: std::result::Result<Vec<(Outcome, u32)>, String>,
@@ -82,6 +86,7 @@ struct RetryRun {
     monitor: SubscriptionMonitor,
     tp: TopicPartition,
     generation: u64,
+    hold: Option<i64>,
 }
 
 impl RetryRun {
@@ -102,6 +107,7 @@ impl RetryRun {
         Retried {
             tp: self.tp.clone(),
             generation: self.generation,
+            hold: self.hold,
             records,
             outcomes,
         }
@@ -151,6 +157,7 @@ impl BatchConsumer {
         batch: &mut Vec<PendingRecord<'_>>,
         outcomes: Vec<Outcome>,
         retries: &mut Retries,
+        holds: &Holds,
     ) -> Vec<Outcome> {
         let retrying: HashSet<TopicPartition> = batch
             .iter()
@@ -199,6 +206,7 @@ impl BatchConsumer {
                     subscription: self.subscription.clone(),
                     book: self.book.clone(),
                     monitor: self.monitor.clone(),
+                    hold: holds.of(&tp.0, tp.1),
                     tp,
                     generation,
                 }
@@ -273,7 +281,11 @@ impl BatchConsumer {
             .into_iter()
             .map(PendingRecord::Owned)
             .collect();
-        match self.settle(&records, outcomes.into_iter()).await {
+        let mut holds = Holds::default();
+        if let Some(offset) = retried.hold {
+            holds.hold(&tp.0, tp.1, offset);
+        }
+        match self.settle(&records, outcomes.into_iter(), &holds).await {
             Some(error) => Err(error),
             None => Ok(records.len()),
         }

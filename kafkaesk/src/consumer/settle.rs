@@ -5,6 +5,9 @@
 //! (handled, skipped because it cannot be decoded, or skipped or
 //! dead-lettered by the error policy), and never past a record that stops
 //! the consumer: what follows such a record in its partition comes back.
+//! Under key order a batch may end with a record unstarted (waiting for its
+//! key) while later records of other keys were handled: the batch's
+//! [`Holds`] keep its partition's offset before it until it settles.
 
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
@@ -20,17 +23,58 @@ use crate::policy::FinalAction;
 use crate::record::PendingRecord;
 use crate::sync::lock;
 
+/// Per partition, the offset of its first record a batch left unstarted:
+/// the partition's offset must not move past it when the batch's other
+/// records settle (under key order, records of other keys behind it may have
+/// run). Usually empty.
+#[derive(Default)]
+pub(crate) struct Holds(Vec<(Arc<str>, i32, i64)>);
+
+impl Holds {
+    /// Holds `partition` of `topic` at `offset`, unless it is held earlier.
+    pub(crate) fn hold(&mut self, topic: &Arc<str>, partition: i32, offset: i64) {
+        match self
+            .0
+            .iter_mut()
+            .find(|(t, p, _)| *p == partition && t == topic)
+        {
+            Some((_, _, held)) => *held = (*held).min(offset),
+            None => self.0.push((topic.clone(), partition, offset)),
+        }
+    }
+
+    /// Whether the record at `offset` of `partition` is past its
+    /// partition's hold, so must not move the partition's offset.
+    pub(crate) fn passes(&self, topic: &Arc<str>, partition: i32, offset: i64) -> bool {
+        self.of(topic, partition).is_some_and(|held| offset > held)
+    }
+
+    /// Where `partition` of `topic` is held, if it is.
+    pub(crate) fn of(&self, topic: &Arc<str>, partition: i32) -> Option<i64> {
+        self.0
+            .iter()
+            .find(|(t, p, _)| *p == partition && t == topic)
+            .map(|&(_, _, offset)| offset)
+    }
+
+    pub(crate) fn is_empty(&self) -> bool {
+        self.0.is_empty()
+    }
+}
+
 /// The next offset to commit for each partition of a run of settled
 /// records, in the order they were settled: one past the partition's last
-/// record before its first record that stops the consumer.
+/// record before its first record that stops the consumer or is held.
 #[derive(Default)]
 pub(crate) struct NextOffsets<'a> {
-    /// Per partition: the next offset, and whether a stopping record was met.
+    /// Per partition: the next offset, and whether a stopping or held record
+    /// was met.
     partitions: Vec<(&'a Arc<str>, i32, Option<i64>, bool)>,
 }
 
 impl<'a> NextOffsets<'a> {
-    /// Adds a settled record; `stops` when it stops the consumer.
+    /// Adds a settled record; `stops` when it stops the consumer, or comes
+    /// after a record that did not settle.
     pub(crate) fn settled(
         &mut self,
         topic: &'a Arc<str>,
@@ -69,11 +113,12 @@ impl<'a> NextOffsets<'a> {
 impl BatchConsumer {
     /// Applies the error policy to failed records, then records the offsets
     /// of the batch's records, each partition up to its first record that
-    /// stops the consumer. Returns the first such failure.
+    /// stops the consumer or its hold. Returns the first such failure.
     pub(super) async fn settle(
         &self,
         batch: &[PendingRecord<'_>],
         outcomes: impl Iterator<Item = (Outcome, u32)>,
+        holds: &Holds,
     ) -> Option<Error> {
         let mut failure = None;
         let mut next = NextOffsets::default();
@@ -110,7 +155,13 @@ impl BatchConsumer {
                     outcome: settled,
                 });
             }
-            next.settled(record.topic(), record.partition(), record.offset(), stops);
+            let held = holds.passes(record.topic(), record.partition(), record.offset());
+            next.settled(
+                record.topic(),
+                record.partition(),
+                record.offset(),
+                stops || held,
+            );
         }
         let mut recorder = self.monitor.metrics.batch();
         for (record, label) in batch.iter().zip(labels) {
@@ -292,5 +343,21 @@ mod tests {
             first_stops.is_empty(),
             "nothing of partition 0 is committed"
         );
+    }
+
+    #[test]
+    fn a_hold_keeps_the_earliest_unstarted_record_of_each_partition() {
+        let (a, b): (Arc<str>, Arc<str>) = ("a".into(), "b".into());
+        let mut holds = Holds::default();
+        assert!(holds.is_empty());
+        holds.hold(&a, 0, 11);
+        holds.hold(&a, 0, 9);
+        holds.hold(&a, 0, 14);
+        assert_eq!(holds.of(&a, 0), Some(9));
+        assert_eq!(holds.of(&a, 1), None);
+        assert_eq!(holds.of(&b, 0), None);
+        assert!(!holds.passes(&a, 0, 8), "before the hold");
+        assert!(holds.passes(&a, 0, 10), "handled past the unstarted record");
+        assert!(!holds.passes(&a, 1, 10), "another partition");
     }
 }
