@@ -758,7 +758,12 @@ fn options_summary(options: &Options) -> Summary {
     let args: Vec<String> = std::env::args().skip(1).collect();
     Summary {
         command: format!(
-            "cargo run -p kafkaesk-bench --release -- {}",
+            "cargo run -p kafkaesk-bench --release{} -- {}",
+            if cfg!(feature = "ruststream") {
+                " --features ruststream"
+            } else {
+                ""
+            },
             args.join(" ")
         )
         .trim_end()

@@ -28,6 +28,11 @@ const AIOKAFKA_NAMES: [(&str, &str); 6] = [
     ("max.poll.interval.ms", "max_poll_interval_ms"),
 ];
 
+/// librdkafka properties for a behaviour aiokafka does not have, left out of
+/// Python kafkaesk's settings: aiokafka fetches again as soon as a
+/// partition's buffered records are taken, with no back-off to shorten.
+const LIBRDKAFKA_ONLY: [&str; 1] = ["fetch.queue.backoff.ms"];
+
 /// aiokafka's name for the librdkafka property `key`, if it has one.
 pub(crate) fn aiokafka_name(key: &str) -> Option<&'static str> {
     AIOKAFKA_NAMES
@@ -42,6 +47,9 @@ pub(crate) fn aiokafka_name(key: &str) -> Option<&'static str> {
 fn aiokafka_settings(settings: &[(String, String)]) -> Result<serde_json::Value> {
     let mut out = serde_json::Map::new();
     for (key, value) in settings {
+        if LIBRDKAFKA_ONLY.contains(&key.as_str()) {
+            continue;
+        }
         let Some(name) = aiokafka_name(key) else {
             bail!(
                 "--setting {key} has no aiokafka equivalent for Python kafkaesk; \
@@ -139,7 +147,10 @@ mod tests {
 
     #[test]
     fn settings_map_to_aiokafka_names_or_fail() {
-        let settings = [("fetch.wait.max.ms".to_owned(), "5".to_owned())];
+        let settings = [
+            ("fetch.wait.max.ms".to_owned(), "5".to_owned()),
+            ("fetch.queue.backoff.ms".to_owned(), "10".to_owned()),
+        ];
         let json = aiokafka_settings(&settings).unwrap();
         assert_eq!(json, serde_json::json!({"fetch_max_wait_ms": 5}));
         let unknown = [("queued.max.messages.kbytes".to_owned(), "1".to_owned())];
