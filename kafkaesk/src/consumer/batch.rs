@@ -102,8 +102,8 @@ impl BatchConsumer {
         let order = self.subscription.get_order();
         let run_stop = &control.run_stop;
         let work = async {
-            // Per record started, in batch order, its outcome; `None` while
-            // it has not started (or run, for a running one's placeholder).
+            // Per record looked at, in batch order: its outcome (a placeholder
+            // while it runs), or `None` while it has not started.
             let mut outcomes: Vec<Option<Outcome>> = Vec::with_capacity(batch.len());
             let mut running = FuturesUnordered::new();
             // The lanes of the handlers running (see `ordering`).
