@@ -77,6 +77,21 @@ enum Command {
     /// Drains a topic in this process and prints a JSON report (used by scenario 5).
     #[command(hide = true)]
     Drain(DrainArgs),
+    /// Creates a topic and fills it with bench messages, for drains run by
+    /// hand (`bench/callgrind.sh` counts each side's instructions that way).
+    #[command(hide = true)]
+    Fill(FillArgs),
+}
+
+#[derive(Args, Debug)]
+struct FillArgs {
+    #[arg(long)]
+    kafka: String,
+    /// Full topic name.
+    #[arg(long)]
+    topic: String,
+    #[arg(long)]
+    messages: usize,
 }
 
 #[derive(Args, Debug)]
@@ -347,6 +362,10 @@ fn main() -> Result<()> {
             args.settings.install();
             runtime.block_on(drain(args))
         }
+        Some(Command::Fill(args)) => runtime.block_on(async {
+            kafka::Admin::new(&args.kafka)?.create(&args.topic).await?;
+            kafka::prefill(&args.kafka, &args.topic, args.messages).await
+        }),
         None => {
             let mut options = cli.options;
             options.settings.install();

@@ -3,8 +3,10 @@
 //!
 //! The consumer starts a handler by polling it once, in place: most
 //! handlers finish there, and running them without a task of their own is
-//! what makes quick handlers cheap. A handler still running after that first
-//! poll is awaited as a future ([`Started::Running`]). A subscription whose
+//! what makes quick handlers cheap. That first poll happens in memory kept
+//! from one record to the next ([`FutureSlot`]), so a handler that finishes
+//! at once costs no allocation either. A handler still running after it is
+//! awaited as a future ([`Started::Running`]). A subscription whose
 //! handlers were seen to compute for long before their first `.await` has
 //! them run on tokio's blocking threads instead ([`Placement::Blocking`]),
 //! each driven there by the runtime's handle: they compute without holding
@@ -29,7 +31,7 @@ use tracing::Instrument;
 use crate::app::Application;
 use crate::error::{BoxError, Error, RecordPosition, Result};
 use crate::extract::{MessageContext, Rejection};
-use crate::handler::HandlerFuture;
+use crate::handler::{FirstPoll, FutureSlot, HandlerFuture};
 use crate::propagation;
 use crate::record::{Record, RecordSource};
 use crate::router::Subscription;
@@ -96,6 +98,7 @@ impl Outcome {
     }
 
     /// Whether the handler failed: an error, a panic or a timeout.
+    #[inline]
     pub(crate) fn is_failure(&self) -> bool {
         matches!(
             self,
@@ -197,42 +200,47 @@ impl Started {
 }
 
 /// Decodes the record for the subscription's handler and starts it: polls it
-/// once in place, or spawns it, with panics caught.
+/// once in place (in `slot`'s memory, see [`FutureSlot`]), or spawns it,
+/// with panics caught.
 pub(crate) fn start(
     scope: &HandlerScope,
     subscription: &Subscription,
     record: RecordSource<'_>,
     placement: Placement,
     cx: &mut Context<'_>,
+    slot: &mut FutureSlot,
 ) -> Started {
     let deadline = Deadline::of(subscription);
     let handler = subscription.handler();
     let span = propagation::consume_span(&scope.name, record);
     std::panic::catch_unwind(AssertUnwindSafe(|| {
         let entered = span.enter();
-        let mut future = match handler.call(MessageContext::new(record, scope)) {
-            Err(rejection) => return Started::Finished(Outcome::Unhandled(rejection)),
-            Ok(future) => future,
-        };
+        let ctx = MessageContext::new(record, scope);
         let work = match placement {
-            Placement::Blocking => {
-                drop(entered);
-                let runtime = tokio::runtime::Handle::current();
-                let future = future.instrument(span.clone());
-                Work::Task(tokio::task::spawn_blocking(move || {
-                    runtime.block_on(future)
-                }))
-            }
-            Placement::Spawned => {
-                drop(entered);
-                Work::Task(tokio::spawn(future.instrument(span.clone())))
-            }
-            Placement::Inline => match future.as_mut().poll(cx) {
-                Poll::Ready(result) => return Started::Finished(Outcome::of(result)),
-                Poll::Pending if span.is_disabled() => Work::Inline(future),
+            Placement::Inline => match handler.poll_once(ctx, cx, slot) {
+                Err(rejection) => return Started::Finished(Outcome::Unhandled(rejection)),
+                Ok(FirstPoll::Ready(result)) => return Started::Finished(Outcome::of(result)),
+                Ok(FirstPoll::Pending(future)) if span.is_disabled() => Work::Inline(future),
                 // Later polls run in the span too.
-                Poll::Pending => Work::Inline(Box::pin(future.instrument(span.clone()))),
+                Ok(FirstPoll::Pending(future)) => {
+                    Work::Inline(Box::pin(future.instrument(span.clone())))
+                }
             },
+            Placement::Blocking | Placement::Spawned => {
+                let future = match handler.call(ctx) {
+                    Err(rejection) => return Started::Finished(Outcome::Unhandled(rejection)),
+                    Ok(future) => future.instrument(span.clone()),
+                };
+                drop(entered);
+                if placement == Placement::Blocking {
+                    let runtime = tokio::runtime::Handle::current();
+                    Work::Task(tokio::task::spawn_blocking(move || {
+                        runtime.block_on(future)
+                    }))
+                } else {
+                    Work::Task(tokio::spawn(future))
+                }
+            }
         };
         Started::Running(Running { work, deadline })
     }))
@@ -255,6 +263,7 @@ pub(crate) async fn run_once(
                 RecordSource::Owned(record),
                 Placement::Inline,
                 cx,
+                &mut FutureSlot::default(),
             ))
         } else {
             Poll::Pending

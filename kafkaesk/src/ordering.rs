@@ -63,17 +63,23 @@ pub enum RecordOrder {
 impl RecordOrder {
     /// The lane of a record: records of one lane run one after another.
     /// `None` when records run in any order.
+    #[inline]
     pub(crate) fn lane(self, record: RecordSource<'_>) -> Option<u64> {
+        // Checked where the consumer calls: unordered records pay no call.
         if self == RecordOrder::Unordered {
             return None;
         }
+        Some(self.ordered_lane(record))
+    }
+
+    fn ordered_lane(self, record: RecordSource<'_>) -> u64 {
         let mut hasher = DefaultHasher::new();
         record.shared_topic().hash(&mut hasher);
         record.partition().hash(&mut hasher);
         if self == RecordOrder::Key {
             record.key().hash(&mut hasher);
         }
-        Some(hasher.finish())
+        hasher.finish()
     }
 }
 

@@ -94,6 +94,7 @@ impl SubscriptionControl {
     }
 
     /// Whether a pause was asked for and not applied yet.
+    #[inline]
     pub(crate) fn pause_pending(&self) -> bool {
         self.pause_pending.load(Ordering::Relaxed)
     }

@@ -36,6 +36,7 @@ use rdkafka::consumer::CommitMode;
 use tokio::time::Instant;
 
 use super::{BatchConsumer, RunControl};
+use crate::handler::FutureSlot;
 use crate::invoke::{start, Outcome, Placement, Started};
 use crate::record::PendingRecord;
 
@@ -118,6 +119,8 @@ impl BatchConsumer {
             let mut waited = false;
             let mut failed = false;
             let mut in_turn_until = None;
+            // Handlers that finish at once reuse one future's memory.
+            let mut slot = FutureSlot::default();
             loop {
                 std::future::poll_fn(|cx| {
                     // Borrowed mutably so the wait needs `running` to be Send
@@ -199,6 +202,7 @@ impl BatchConsumer {
                             record.source(),
                             placement,
                             cx,
+                            &mut slot,
                         ) {
                             Started::Finished(outcome) => {
                                 failed |= outcome.is_failure();
@@ -276,6 +280,7 @@ impl BatchConsumer {
     }
 
     /// Whether the last handler run in place computed for long.
+    #[inline]
     fn looks_heavy(&self) -> bool {
         self.monitor.counters.heavy_runs.load(Ordering::Relaxed) > 0
     }

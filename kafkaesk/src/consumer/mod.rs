@@ -65,9 +65,9 @@ use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, Weak};
 use std::time::Duration;
 
-use futures::FutureExt;
-use rdkafka::consumer::{CommitMode, Consumer, StreamConsumer};
-use rdkafka::error::KafkaResult;
+use futures::{FutureExt, StreamExt};
+use rdkafka::consumer::{CommitMode, Consumer, MessageStream, StreamConsumer};
+use rdkafka::error::{KafkaError, KafkaResult};
 use rdkafka::TopicPartitionList;
 use tokio::sync::watch;
 use tokio::time::Instant;
@@ -142,6 +142,7 @@ impl RunStop {
     }
 
     /// Whether the run is stopping: read before each record starts.
+    #[inline]
     pub(crate) fn is_stopping(&self) -> bool {
         self.flag.load(Ordering::Relaxed) || self.app_flag.load(Ordering::Relaxed)
     }
@@ -318,6 +319,9 @@ impl BatchConsumer {
             .assigns_itself()
             .then(|| SelfAssignment::new(self.metadata_refresh_interval()));
         let mut topic_names = TopicNames::default();
+        // One stream for the run: `recv` makes one for each message, and
+        // registers and unregisters it with the consumer's wakers each time.
+        let mut messages = self.consumer.stream();
         let mut partition_queues = self
             .consumer
             .context()
@@ -371,7 +375,11 @@ impl BatchConsumer {
             if ready.is_empty() {
                 // While records are waiting, take one without setting up the
                 // wait below: stop and commits are checked above.
-                let taken = match self.take_waiting(&mut partition_queues, &mut topic_names) {
+                let taken = match take_waiting(
+                    &mut messages,
+                    &mut partition_queues,
+                    &mut topic_names,
+                ) {
                     Some(taken) => taken,
                     None => tokio::select! {
                         biased;
@@ -386,7 +394,11 @@ impl BatchConsumer {
                             ended_while_waiting = Some(ended);
                             continue;
                         }
-                        message = self.consumer.recv() => message.map(|m| topic_names.pending(m)),
+                        message = messages.next() => match message {
+                            Some(message) => message.map(|m| topic_names.pending(m)),
+                            // librdkafka's streams never end.
+                            None => Err(KafkaError::NoMessageReceived),
+                        },
                         taken = next_in_queues(&mut partition_queues, &mut topic_names) => {
                             taken.map(PendingRecord::Owned)
                         }
@@ -411,7 +423,7 @@ impl BatchConsumer {
                     batch.push(record);
                     continue;
                 }
-                match self.take_waiting(&mut partition_queues, &mut topic_names) {
+                match take_waiting(&mut messages, &mut partition_queues, &mut topic_names) {
                     Some(Ok(record)) => batch.push(record),
                     Some(Err(err)) => {
                         tracing::warn!(subscription = %self.scope.name, error = %err, "consumer error");
@@ -503,21 +515,6 @@ impl BatchConsumer {
         result
     }
 
-    /// A record already waiting, if any: from the consumer's queue first
-    /// (which also serves its events), then from the partitions' queues in
-    /// turn.
-    fn take_waiting<'c>(
-        &'c self,
-        queues: &mut Option<PartitionQueues>,
-        names: &mut TopicNames,
-    ) -> Option<KafkaResult<PendingRecord<'c>>> {
-        if let Some(message) = self.consumer.recv().now_or_never() {
-            return Some(message.map(|m| names.pending(m)));
-        }
-        let taken = queues.as_mut()?.try_next(names)?;
-        Some(taken.map(PendingRecord::Owned))
-    }
-
     /// Removes records of partitions revoked since the last look: their new
     /// owner consumes them from the last commit, so handling them here would
     /// only handle them twice. Records held back for a revoked partition's
@@ -569,6 +566,20 @@ impl BatchConsumer {
             tracing::warn!(subscription = %name, "consumer did not close cleanly");
         }
     }
+}
+
+/// A record already waiting, if any: from the consumer's queue first (which
+/// also serves its events), then from the partitions' queues in turn.
+fn take_waiting<'c>(
+    messages: &mut MessageStream<'c, RebalanceContext>,
+    queues: &mut Option<PartitionQueues>,
+    names: &mut TopicNames,
+) -> Option<KafkaResult<PendingRecord<'c>>> {
+    if let Some(Some(message)) = messages.next().now_or_never() {
+        return Some(message.map(|m| names.pending(m)));
+    }
+    let taken = queues.as_mut()?.try_next(names)?;
+    Some(taken.map(PendingRecord::Owned))
 }
 
 /// The next record of a partition-ordered subscription's partition queues;

@@ -29,6 +29,7 @@ use crate::sync::lock;
 
 /// Whether the error policy retries a record whose handler ended with
 /// `outcome` on its first run.
+#[inline]
 pub(super) fn retries_first_run(subscription: &Subscription, outcome: &Outcome) -> bool {
     outcome.is_failure() && subscription.get_error_policy().retry_after(1).is_some()
 }

@@ -3,6 +3,7 @@
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
+use prometheus::local::LocalHistogram;
 use prometheus::{Histogram, IntCounter, IntGauge};
 
 use super::{partition_label, Families, NO_ERROR};
@@ -31,13 +32,19 @@ struct PartitionSeries {
     partition: i32,
     handled: IntCounter,
     batch_size: Histogram,
-    lead_time: Histogram,
+    /// Lead times of the batch being recorded, added to the shared
+    /// histogram when it ends: one atomic update a batch, not four a record.
+    lead_time: LocalHistogram,
     offset: IntGauge,
     /// `kafkaesk_consumed_message_elapsed_time` of batches starting here,
     /// made by the first such batch.
     elapsed: Option<Histogram>,
     /// Records of the batch being recorded.
     in_batch: u64,
+    /// Of those, the ones handled.
+    handled_in_batch: u64,
+    /// The offset of the batch's last record here.
+    last_offset: i64,
 }
 
 impl ConsumerMetrics {
@@ -149,8 +156,9 @@ impl ConsumerMetrics {
     }
 }
 
-/// Records the records of one batch as they settle; batch sizes are
-/// recorded when it is dropped.
+/// Records the records of one batch as they settle. What every record adds
+/// to (counts, lead times, the offset) is gathered per partition and written
+/// to the shared series once, when the recorder is dropped.
 pub(crate) struct BatchRecorder<'a> {
     metrics: &'a ConsumerSeries,
     partitions: MutexGuard<'a, Vec<PartitionSeries>>,
@@ -174,14 +182,14 @@ impl BatchRecorder<'_> {
         let index = self.index(topic, partition);
         let series = &mut self.partitions[index];
         series.in_batch += 1;
-        series.offset.set(offset);
+        series.last_offset = offset;
         if let Some(timestamp) = timestamp {
             // Clocks of producers and consumers differ; never negative.
             let lead = ((self.now_ms - timestamp as f64) / 1000.0).max(0.0);
             series.lead_time.observe(lead);
         }
         if error == NO_ERROR {
-            series.handled.inc();
+            series.handled_in_batch += 1;
         } else {
             self.metrics
                 .families
@@ -197,6 +205,14 @@ impl BatchRecorder<'_> {
     }
 
     fn index(&mut self, topic: &Arc<str>, partition: i32) -> usize {
+        // Records come in runs of one partition, with the consumer's names.
+        if let Some(last) = self.last.filter(|&i| {
+            self.partitions
+                .get(i)
+                .is_some_and(|s| s.partition == partition && Arc::ptr_eq(&s.topic, topic))
+        }) {
+            return last;
+        }
         let index = series_index(
             &mut self.partitions,
             self.metrics,
@@ -218,7 +234,11 @@ fn series_index(
     partition: i32,
     last: Option<usize>,
 ) -> usize {
-    let matches = |s: &PartitionSeries| s.partition == partition && *s.topic == **topic;
+    // Records share their consumer's topic names, so the pointers match
+    // first; the text is compared only for a name made elsewhere.
+    let matches = |s: &PartitionSeries| {
+        s.partition == partition && (Arc::ptr_eq(&s.topic, topic) || *s.topic == **topic)
+    };
     if let Some(last) = last.filter(|&i| partitions.get(i).is_some_and(matches)) {
         return last;
     }
@@ -238,12 +258,17 @@ fn series_index(
         batch_size: families
             .consumed_messages_batch_size
             .with_label_values(&consumed),
-        lead_time: families.message_lead_time.with_label_values(&consumed),
+        lead_time: families
+            .message_lead_time
+            .with_label_values(&consumed)
+            .local(),
         offset: families
             .consumed_topic_offset
             .with_label_values(&[group, &label, &**topic]),
         elapsed: None,
         in_batch: 0,
+        handled_in_batch: 0,
+        last_offset: 0,
     });
     partitions.len() - 1
 }
@@ -252,7 +277,11 @@ impl Drop for BatchRecorder<'_> {
     fn drop(&mut self) {
         for series in self.partitions.iter_mut().filter(|s| s.in_batch > 0) {
             series.batch_size.observe(series.in_batch as f64);
+            series.handled.inc_by(series.handled_in_batch);
+            series.offset.set(series.last_offset);
+            series.lead_time.flush();
             series.in_batch = 0;
+            series.handled_in_batch = 0;
         }
     }
 }
