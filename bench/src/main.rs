@@ -207,8 +207,9 @@ struct Options {
     /// --backlog 5000 --skip-python, output under the target directory.
     #[arg(long)]
     quick: bool,
-    /// Where to write the report (default: BENCHMARKS.md at the repository root,
-    /// or target/bench-quick/ with --quick).
+    /// Where to write the report (default: BENCHMARKS.md at the repository root
+    /// for a full run; target/bench-quick/ with --quick, target/bench-partial/
+    /// with --only, so a partial run never overwrites the committed report).
     #[arg(long)]
     output: Option<PathBuf>,
     /// Name of the broker, for the report.
@@ -261,6 +262,9 @@ impl Options {
         match (&self.output, self.quick) {
             (Some(path), _) => path.clone(),
             (None, true) => Self::repo_root().join("target/bench-quick/BENCHMARKS.md"),
+            (None, false) if !self.only.is_empty() => {
+                Self::repo_root().join("target/bench-partial/BENCHMARKS.md")
+            }
             (None, false) => Self::repo_root().join("BENCHMARKS.md"),
         }
     }
