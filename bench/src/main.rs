@@ -81,6 +81,31 @@ enum Command {
     /// hand (`bench/callgrind.sh` counts each side's instructions that way).
     #[command(hide = true)]
     Fill(FillArgs),
+    /// Publishes bench messages to a new topic from this process, for
+    /// publishes run by hand (`bench/callgrind.sh publish` counts each side's
+    /// instructions that way).
+    #[command(hide = true)]
+    Publish(PublishArgs),
+}
+
+#[derive(Args, Debug)]
+struct PublishArgs {
+    /// `baseline`, `kafkaesk`, or `ruststream` when built with that feature.
+    #[arg(long, value_enum)]
+    side: Side,
+    /// kafkaesk without idempotence, as the baseline's producer.
+    #[arg(long)]
+    plain: bool,
+    #[arg(long)]
+    kafka: String,
+    #[arg(long)]
+    prefix: String,
+    #[arg(long)]
+    stream: String,
+    #[arg(long)]
+    messages: usize,
+    #[command(flatten)]
+    settings: SettingArgs,
 }
 
 #[derive(Args, Debug)]
@@ -370,6 +395,10 @@ fn main() -> Result<()> {
             kafka::Admin::new(&args.kafka)?.create(&args.topic).await?;
             kafka::prefill(&args.kafka, &args.topic, args.messages).await
         }),
+        Some(Command::Publish(args)) => {
+            args.settings.install();
+            runtime.block_on(publish_once(args))
+        }
         None => {
             let mut options = cli.options;
             options.settings.install();
@@ -406,6 +435,27 @@ async fn drain(args: DrainArgs) -> Result<()> {
         peak_rss_kib: peak_rss_kib().context("reading VmHWM from /proc/self/status")?,
     };
     println!("{}", serde_json::to_string(&report)?);
+    Ok(())
+}
+
+/// One side's publish of `--messages`, in this process; prints rate and CPU.
+async fn publish_once(args: PublishArgs) -> Result<()> {
+    let topic = format!("{}{}", args.prefix, args.stream);
+    kafka::Admin::new(&args.kafka)?.create(&topic).await?;
+    let mode = if args.plain {
+        publish::Mode::Plain
+    } else {
+        publish::Mode::Idempotent
+    };
+    let run = match args.side {
+        Side::Baseline => publish::baseline(&args.kafka, &topic, args.messages).await?,
+        Side::Kafkaesk => {
+            publish::kafkaesk(&args.kafka, &args.prefix, &args.stream, args.messages, mode).await?
+        }
+        #[cfg(feature = "ruststream")]
+        Side::Ruststream => ruststream::publish(&args.kafka, &topic, args.messages).await?,
+    };
+    report::progress("publish", &format!("{:?}", args.side), &run);
     Ok(())
 }
 

@@ -78,7 +78,10 @@ fn app(servers: &str, prefix: &str) -> kafkaesk::ApplicationBuilder {
         .kafka_setting("sasl.username", "alice-not-a-secret")
         // As verbose as librdkafka gets, configuration dump included.
         .kafka_setting("debug", "all")
-        .kafka_setting("message.timeout.ms", "3000")
+        // Long enough for a first send to a new topic on a loaded machine
+        // (3 s was not: debug=all slows every client thread), short enough
+        // that a broken broker fails the test instead of hanging it.
+        .kafka_setting("message.timeout.ms", "30000")
 }
 
 fn assert_no_secret(what: &str, text: &str) {
