@@ -198,7 +198,8 @@ pub(crate) struct TopicManager {
     /// Streams whose topic exists, with the full topic name and its publish
     /// metrics: what every publish after the first looks up, once, without
     /// locking `known` or allocating the name again.
-    ready_streams: RwLock<HashMap<String, Arc<PublishSeries>>>,
+    /// Stream names come from the application, so a fast hasher is safe.
+    ready_streams: RwLock<HashMap<String, Arc<PublishSeries>, foldhash::fast::RandomState>>,
     request_timeout: Duration,
     metrics: Metrics,
     /// Partition counts of topics that partitioners asked about.
@@ -317,7 +318,7 @@ impl TopicManager {
             partitions,
             replication_factor,
             known: Mutex::new(HashMap::new()),
-            ready_streams: RwLock::new(HashMap::new()),
+            ready_streams: RwLock::new(HashMap::default()),
             request_timeout: Duration::from_secs(30),
             metrics,
             partition_counts: RwLock::new(HashMap::new()),

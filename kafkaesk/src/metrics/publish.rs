@@ -68,7 +68,10 @@ impl SeriesByTopic {
 /// librdkafka's polling thread, one at a time, so the lock is uncontended.
 pub(crate) struct DeliveryMetrics {
     families: Arc<Families>,
-    topics: Mutex<HashMap<String, TopicDeliveries>>,
+    /// Looked up once per delivery, on librdkafka's polling thread; topic
+    /// names come from the application, not from peers, so a fast hasher is
+    /// safe here.
+    topics: Mutex<HashMap<String, TopicDeliveries, foldhash::fast::RandomState>>,
 }
 
 struct TopicDeliveries {
@@ -77,47 +80,29 @@ struct TopicDeliveries {
     partitions: Vec<Option<(IntCounter, IntGauge)>>,
 }
 
-impl DeliveryMetrics {
-    pub(super) fn new(families: Arc<Families>) -> Self {
-        DeliveryMetrics {
-            families,
-            topics: Mutex::new(HashMap::new()),
-        }
-    }
-
-    /// A message of `topic` was stored at `partition` and `offset`,
-    /// `latency` after it was queued.
-    pub(crate) fn delivered(&self, topic: &str, partition: i32, offset: i64, latency: Duration) {
+impl TopicDeliveries {
+    /// Counts a message of `topic` stored at `partition` and `offset`.
+    fn record(
+        &mut self,
+        families: &Families,
+        topic: &str,
+        partition: i32,
+        offset: i64,
+        latency: Duration,
+    ) {
         let Ok(index) = usize::try_from(partition) else {
             return;
         };
-        let mut topics = lock(&self.topics);
-        if !topics.contains_key(topic) {
-            let time = self
-                .families
-                .published_messages_time
-                .with_label_values(&[topic]);
-            topics.insert(
-                topic.to_owned(),
-                TopicDeliveries {
-                    time,
-                    partitions: Vec::new(),
-                },
-            );
+        if self.partitions.len() <= index {
+            self.partitions.resize(index + 1, None);
         }
-        let Some(deliveries) = topics.get_mut(topic) else {
-            return;
-        };
-        if deliveries.partitions.len() <= index {
-            deliveries.partitions.resize(index + 1, None);
-        }
-        let (delivered, last_offset) = deliveries.partitions[index].get_or_insert_with(|| {
+        let (delivered, last_offset) = self.partitions[index].get_or_insert_with(|| {
             let partition = partition_label(partition);
             (
-                self.families
+                families
                     .published_messages
                     .with_label_values(&[topic, &partition, NO_ERROR]),
-                self.families
+                families
                     .produced_topic_offset
                     .with_label_values(&[topic, &partition]),
             )
@@ -127,7 +112,40 @@ impl DeliveryMetrics {
         if offset >= 0 {
             last_offset.set(offset);
         }
-        deliveries.time.observe(latency.as_secs_f64());
+        self.time.observe(latency.as_secs_f64());
+    }
+}
+
+impl DeliveryMetrics {
+    pub(super) fn new(families: Arc<Families>) -> Self {
+        DeliveryMetrics {
+            families,
+            topics: Mutex::new(HashMap::default()),
+        }
+    }
+
+    /// A message of `topic` was stored at `partition` and `offset`,
+    /// `latency` after it was queued.
+    pub(crate) fn delivered(&self, topic: &str, partition: i32, offset: i64, latency: Duration) {
+        if partition < 0 {
+            return;
+        }
+        let mut topics = lock(&self.topics);
+        if let Some(deliveries) = topics.get_mut(topic) {
+            deliveries.record(&self.families, topic, partition, offset, latency);
+            return;
+        }
+        let time = self
+            .families
+            .published_messages_time
+            .with_label_values(&[topic]);
+        topics
+            .entry(topic.to_owned())
+            .or_insert(TopicDeliveries {
+                time,
+                partitions: Vec::new(),
+            })
+            .record(&self.families, topic, partition, offset, latency);
     }
 
     /// A message of `topic` failed; `error` names why. Python labels the

@@ -14,7 +14,9 @@ use crate::sync::{read_lock, write_lock};
 /// registered, compiled on their first publish.
 #[derive(Default)]
 pub(crate) struct SchemaCatalog {
-    by_type: RwLock<HashMap<TypeId, Arc<SchemaInfo>>>,
+    /// Looked up on every publish; a `TypeId` is not attacker-chosen, so a
+    /// fast hasher is safe.
+    by_type: RwLock<HashMap<TypeId, Arc<SchemaInfo>, foldhash::fast::RandomState>>,
 }
 
 impl SchemaCatalog {
