@@ -88,14 +88,13 @@ enum Command {
     Publish(PublishArgs),
 }
 
+/// What every child run by hand takes: which side, against which broker, on
+/// which stream, how many messages.
 #[derive(Args, Debug)]
-struct PublishArgs {
+struct ChildArgs {
     /// `baseline`, `kafkaesk`, or `ruststream` when built with that feature.
     #[arg(long, value_enum)]
     side: Side,
-    /// kafkaesk without idempotence, as the baseline's producer.
-    #[arg(long)]
-    plain: bool,
     #[arg(long)]
     kafka: String,
     #[arg(long)]
@@ -106,6 +105,15 @@ struct PublishArgs {
     messages: usize,
     #[command(flatten)]
     settings: SettingArgs,
+}
+
+#[derive(Args, Debug)]
+struct PublishArgs {
+    #[command(flatten)]
+    child: ChildArgs,
+    /// kafkaesk without idempotence, as the baseline's producer.
+    #[arg(long)]
+    plain: bool,
 }
 
 #[derive(Args, Debug)]
@@ -121,24 +129,14 @@ struct FillArgs {
 
 #[derive(Args, Debug)]
 struct DrainArgs {
-    #[arg(long, value_enum)]
-    side: Side,
-    #[arg(long)]
-    kafka: String,
-    #[arg(long)]
-    prefix: String,
-    #[arg(long)]
-    stream: String,
+    #[command(flatten)]
+    child: ChildArgs,
     #[arg(long)]
     group: String,
-    #[arg(long)]
-    messages: usize,
     #[arg(long, default_value_t = 1)]
     concurrency: usize,
     #[arg(long, default_value_t = 600)]
     timeout_seconds: u64,
-    #[command(flatten)]
-    settings: SettingArgs,
 }
 
 /// librdkafka properties for experiments; none by default.
@@ -388,7 +386,7 @@ fn main() -> Result<()> {
         .context("starting the tokio runtime")?;
     match cli.command {
         Some(Command::Drain(args)) => {
-            args.settings.install();
+            args.child.settings.install();
             runtime.block_on(drain(args))
         }
         Some(Command::Fill(args)) => runtime.block_on(async {
@@ -396,7 +394,7 @@ fn main() -> Result<()> {
             kafka::prefill(&args.kafka, &args.topic, args.messages).await
         }),
         Some(Command::Publish(args)) => {
-            args.settings.install();
+            args.child.settings.install();
             runtime.block_on(publish_once(args))
         }
         None => {
@@ -411,22 +409,22 @@ fn main() -> Result<()> {
 /// The child side of scenario 5.
 async fn drain(args: DrainArgs) -> Result<()> {
     let spec = ConsumeSpec {
-        servers: args.kafka,
-        prefix: args.prefix,
-        stream: args.stream,
+        servers: args.child.kafka,
+        prefix: args.child.prefix,
+        stream: args.child.stream,
         group: args.group,
-        messages: args.messages,
+        messages: args.child.messages,
         timeout: Duration::from_secs(args.timeout_seconds),
     };
     let start_rss_kib = rss_kib().unwrap_or_default();
-    let result = match args.side {
+    let result = match args.child.side {
         Side::Baseline => consume::baseline(&spec).await?,
         Side::Kafkaesk => consume::kafkaesk(&spec, args.concurrency).await?,
         #[cfg(feature = "ruststream")]
         Side::Ruststream => ruststream::consume(&spec, args.concurrency).await?,
     };
     let report = DrainReport {
-        side: args.side,
+        side: args.child.side,
         concurrency: args.concurrency,
         messages: result.messages,
         seconds: result.seconds,
@@ -440,22 +438,31 @@ async fn drain(args: DrainArgs) -> Result<()> {
 
 /// One side's publish of `--messages`, in this process; prints rate and CPU.
 async fn publish_once(args: PublishArgs) -> Result<()> {
-    let topic = format!("{}{}", args.prefix, args.stream);
-    kafka::Admin::new(&args.kafka)?.create(&topic).await?;
+    let topic = format!("{}{}", args.child.prefix, args.child.stream);
+    kafka::Admin::new(&args.child.kafka)?.create(&topic).await?;
     let mode = if args.plain {
         publish::Mode::Plain
     } else {
         publish::Mode::Idempotent
     };
-    let run = match args.side {
-        Side::Baseline => publish::baseline(&args.kafka, &topic, args.messages).await?,
+    let run = match args.child.side {
+        Side::Baseline => publish::baseline(&args.child.kafka, &topic, args.child.messages).await?,
         Side::Kafkaesk => {
-            publish::kafkaesk(&args.kafka, &args.prefix, &args.stream, args.messages, mode).await?
+            publish::kafkaesk(
+                &args.child.kafka,
+                &args.child.prefix,
+                &args.child.stream,
+                args.child.messages,
+                mode,
+            )
+            .await?
         }
         #[cfg(feature = "ruststream")]
-        Side::Ruststream => ruststream::publish(&args.kafka, &topic, args.messages).await?,
+        Side::Ruststream => {
+            ruststream::publish(&args.child.kafka, &topic, args.child.messages).await?
+        }
     };
-    report::progress("publish", &format!("{:?}", args.side), &run);
+    report::progress("publish", &format!("{:?}", args.child.side), &run);
     Ok(())
 }
 
