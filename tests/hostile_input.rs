@@ -275,3 +275,89 @@ async fn a_consumer_commits_past_ten_thousand_garbage_records_among_good_ones() 
         2.0 * EACH as f64 / consuming.as_secs_f64()
     );
 }
+
+/// A producer outside kafkaesk may write a header key that is not UTF-8 (the
+/// protocol carries keys as bytes). Such a record reaches the handler with its
+/// key decoded lossily, as Java clients decode it, and its value untouched;
+/// the records around it are handled and everything is committed.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_header_key_that_is_not_utf8_reaches_the_handler_decoded_lossily() {
+    use rdkafka::bindings as rdsys;
+    use rdkafka::message::{BorrowedHeaders, OwnedHeaders};
+    use rdkafka::producer::{FutureProducer, FutureRecord};
+
+    let prefix = unique_prefix("non-utf8-header");
+    let topic = format!("{prefix}hdr");
+    let seen = Arc::new(Mutex::new(Vec::<Record>::new()));
+    let sink = seen.clone();
+    let app = app_builder(&prefix)
+        .partitions(1)
+        .subscribe(
+            Subscription::new("hdr", move |record: Record| {
+                let sink = sink.clone();
+                async move { sink.lock().unwrap().push(record) }
+            })
+            .name("hdr")
+            .group("non-utf8-header"),
+        )
+        .build()
+        .unwrap();
+    let good = |n| Numbered {
+        n,
+        body: "good".into(),
+    };
+    app.publish_and_wait("hdr", &good(1)).await.unwrap();
+
+    // rdkafka's `Header` key is a `&str`, so the key goes in through librdkafka.
+    let key: &[u8] = &[b'k', 0xff, 0xfe, b'y'];
+    let value: &[u8] = &[0x00, 0xff];
+    let headers = OwnedHeaders::new();
+    // `BorrowedHeaders` is librdkafka's header list itself, behind a reference.
+    let native = headers.as_borrowed() as *const BorrowedHeaders as *mut rdsys::rd_kafka_headers_t;
+    // SAFETY: `native` is the live list owned by `headers`; librdkafka copies
+    // both byte strings.
+    let err = unsafe {
+        rdsys::rd_kafka_header_add(
+            native,
+            key.as_ptr().cast(),
+            key.len() as isize,
+            value.as_ptr().cast(),
+            value.len() as isize,
+        )
+    };
+    assert_eq!(err, rdsys::rd_kafka_resp_err_t::RD_KAFKA_RESP_ERR_NO_ERROR);
+    let producer: FutureProducer = rdkafka::ClientConfig::new()
+        .set("bootstrap.servers", kafkaesk_tests::kafka())
+        .create()
+        .unwrap();
+    producer
+        .send(
+            FutureRecord::<(), _>::to(&topic)
+                .payload(br#"{"schema":"Numbered:1","data":{"n":2,"body":"foreign"}}"#.as_slice())
+                .headers(headers),
+            Duration::from_secs(30),
+        )
+        .await
+        .map_err(|(err, _)| err)
+        .unwrap();
+    app.publish_and_wait("hdr", &good(3)).await.unwrap();
+
+    assert_eq!(
+        app.consume_for(3, Duration::from_secs(30)).await.unwrap(),
+        3
+    );
+    let seen = seen.lock().unwrap();
+    let offsets: Vec<i64> = seen.iter().map(Record::offset).collect();
+    assert_eq!(offsets, [0, 1, 2]);
+    let foreign: Vec<&Header> = seen[1].headers().iter().collect();
+    assert_eq!(
+        foreign,
+        [&Header {
+            key: "k\u{fffd}\u{fffd}y".into(),
+            value: Some(value.to_vec()),
+        }]
+    );
+    let stats = &app.stats()["hdr"];
+    assert_eq!((stats.handled, stats.failed), (3, 0), "{stats:?}");
+    assert_eq!(committed_total("non-utf8-header", &topic, 1), 3);
+}

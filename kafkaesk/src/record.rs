@@ -1,9 +1,12 @@
 //! Consumed Kafka records and message headers.
 
+use std::borrow::Cow;
 use std::collections::HashSet;
+use std::ffi::CStr;
 use std::sync::Arc;
 
-use rdkafka::message::{BorrowedMessage, Header as RdHeader, Headers as _, OwnedHeaders};
+use rdkafka::bindings as rdsys;
+use rdkafka::message::{BorrowedMessage, Header as RdHeader, OwnedHeaders};
 use rdkafka::Message as _;
 
 use crate::error::RecordPosition;
@@ -114,6 +117,50 @@ impl<K: Into<String>, V: AsRef<[u8]>> FromIterator<(K, V)> for Headers {
     }
 }
 
+/// The headers of a fetched message, in order: key and value (`None` for a
+/// null value).
+///
+/// Read from librdkafka here rather than through rdkafka's `Headers::iter`,
+/// which unwraps each key's UTF-8 and so would panic on a record whose
+/// producer wrote a key that is not UTF-8: one such record would stop the
+/// consumer for good. Keys are decoded lossily instead, as Java clients
+/// decode them.
+fn fetched_headers<'m>(
+    message: &'m BorrowedMessage<'_>,
+) -> impl Iterator<Item = (Cow<'m, str>, Option<&'m [u8]>)> + 'm {
+    let mut headers = std::ptr::null_mut();
+    // SAFETY: the message is live for 'm, and so are the headers librdkafka
+    // parsed into it; `headers` stays null when it has none.
+    let err = unsafe { rdsys::rd_kafka_message_headers(message.ptr(), &mut headers) };
+    let count =
+        if err == rdsys::rd_kafka_resp_err_t::RD_KAFKA_RESP_ERR_NO_ERROR && !headers.is_null() {
+            // SAFETY: `headers` is the message's own, non-null list.
+            unsafe { rdsys::rd_kafka_header_cnt(headers) }
+        } else {
+            0
+        };
+    (0..count).filter_map(move |index| {
+        let mut name = std::ptr::null();
+        let mut value = std::ptr::null();
+        let mut size = 0;
+        // SAFETY: `index` is below the count of this live list; librdkafka
+        // points `name` at a NUL-terminated copy of the key and `value` at
+        // `size` bytes, both owned by the message.
+        let err = unsafe {
+            rdsys::rd_kafka_header_get_all(headers, index, &mut name, &mut value, &mut size)
+        };
+        if err != rdsys::rd_kafka_resp_err_t::RD_KAFKA_RESP_ERR_NO_ERROR || name.is_null() {
+            return None;
+        }
+        // SAFETY: as above; the bytes live as long as the message.
+        let key = String::from_utf8_lossy(unsafe { CStr::from_ptr(name) }.to_bytes());
+        let value = (!value.is_null())
+            // SAFETY: librdkafka gives `size` readable bytes at a non-null `value`.
+            .then(|| unsafe { std::slice::from_raw_parts(value.cast::<u8>(), size) });
+        Some((key, value))
+    })
+}
+
 /// A consumed Kafka record: position, key, value, headers and timestamp.
 ///
 /// Cheap to clone. Take it as a handler's first parameter to skip decoding, or
@@ -157,17 +204,14 @@ impl Record {
     /// Copies a consumed message. `topic` is its topic name, shared between
     /// the records of a topic rather than copied for each.
     pub(crate) fn from_message(message: &BorrowedMessage<'_>, topic: Arc<str>) -> Self {
-        let headers = match message.headers() {
-            Some(raw) => Headers(
-                raw.iter()
-                    .map(|h| Header {
-                        key: h.key.to_owned(),
-                        value: h.value.map(<[u8]>::to_vec),
-                    })
-                    .collect(),
-            ),
-            None => Headers::new(),
-        };
+        let headers = Headers(
+            fetched_headers(message)
+                .map(|(key, value)| Header {
+                    key: key.into_owned(),
+                    value: value.map(<[u8]>::to_vec),
+                })
+                .collect(),
+        );
         Record::new(
             topic,
             message.partition(),
@@ -399,11 +443,9 @@ impl<'m> RecordSource<'m> {
     #[cfg_attr(not(feature = "opentelemetry"), allow(dead_code))]
     pub(crate) fn header(self, key: &str) -> Option<&'m [u8]> {
         match self {
-            RecordSource::Fetched { message, .. } => message
-                .headers()?
-                .iter()
-                .find(|h| h.key == key)
-                .and_then(|h| h.value),
+            RecordSource::Fetched { message, .. } => fetched_headers(message)
+                .find(|(name, _)| name == key)
+                .and_then(|(_, value)| value),
             RecordSource::Owned(record) => record.headers().get(key),
         }
     }
@@ -428,6 +470,8 @@ impl<'m> RecordSource<'m> {
 
 #[cfg(test)]
 mod tests {
+    use rdkafka::message::Headers as _;
+
     use super::*;
 
     #[test]
