@@ -295,9 +295,54 @@ pub(crate) fn short_type_name<T: ?Sized>() -> String {
 /// The schema key is borrowed from the message unless it holds escapes.
 #[derive(serde::Deserialize)]
 pub(crate) struct Envelope<'m, T> {
-    #[serde(borrow)]
+    #[serde(borrow, default, deserialize_with = "borrowed_key")]
     pub(crate) schema: Option<Cow<'m, str>>,
     pub(crate) data: T,
+}
+
+/// An optional string, borrowed from the input when it can be. serde
+/// borrows a field typed `Cow<str>` itself, but inside an `Option` the `Cow`
+/// is always owned: one allocation and copy a consumed message for nothing.
+fn borrowed_key<'de: 'm, 'm, D>(deserializer: D) -> Result<Option<Cow<'m, str>>, D::Error>
+where
+    D: serde::Deserializer<'de>,
+{
+    struct Key;
+
+    impl<'de> serde::de::Visitor<'de> for Key {
+        type Value = Option<Cow<'de, str>>;
+
+        fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+            f.write_str("a schema key (a string) or null")
+        }
+
+        fn visit_none<E: serde::de::Error>(self) -> Result<Self::Value, E> {
+            Ok(None)
+        }
+
+        fn visit_unit<E: serde::de::Error>(self) -> Result<Self::Value, E> {
+            Ok(None)
+        }
+
+        fn visit_some<D: serde::Deserializer<'de>>(self, d: D) -> Result<Self::Value, D::Error> {
+            d.deserialize_str(self)
+        }
+
+        fn visit_borrowed_str<E: serde::de::Error>(self, v: &'de str) -> Result<Self::Value, E> {
+            Ok(Some(Cow::Borrowed(v)))
+        }
+
+        // A key with escapes, unescaped into a buffer the input does not own.
+        fn visit_str<E: serde::de::Error>(self, v: &str) -> Result<Self::Value, E> {
+            Ok(Some(Cow::Owned(v.to_owned())))
+        }
+
+        fn visit_string<E: serde::de::Error>(self, v: String) -> Result<Self::Value, E> {
+            Ok(Some(Cow::Owned(v)))
+        }
+    }
+
+    deserializer.deserialize_option(Key)
 }
 
 /// Just the schema key of an envelope; skips `data` without building it.
@@ -309,6 +354,27 @@ pub(crate) struct EnvelopeSchema {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn envelope_borrows_its_schema_key_unless_it_holds_escapes() {
+        let plain = br#"{"schema":"Content:1","data":1}"#;
+        let envelope: Envelope<'_, u8> = serde_json::from_slice(plain).unwrap();
+        assert!(matches!(envelope.schema, Some(Cow::Borrowed("Content:1"))));
+
+        let escaped = br#"{"schema":"Con\u0074ent:1","data":1}"#;
+        let envelope: Envelope<'_, u8> = serde_json::from_slice(escaped).unwrap();
+        assert!(matches!(envelope.schema, Some(Cow::Owned(ref key)) if key == "Content:1"));
+
+        for no_key in [&br#"{"schema":null,"data":1}"#[..], br#"{"data":1}"#] {
+            let envelope: Envelope<'_, u8> = serde_json::from_slice(no_key).unwrap();
+            assert_eq!((envelope.schema, envelope.data), (None, 1));
+        }
+
+        let err = serde_json::from_slice::<Envelope<'_, u8>>(br#"{"schema":7,"data":1}"#)
+            .err()
+            .unwrap();
+        assert!(err.to_string().contains("a schema key"), "{err}");
+    }
 
     #[derive(serde::Serialize, serde::Deserialize, schemars::JsonSchema)]
     struct Content {
