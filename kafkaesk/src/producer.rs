@@ -24,14 +24,14 @@ use rdkafka::config::FromClientConfigAndContext;
 use rdkafka::consumer::ConsumerGroupMetadata;
 use rdkafka::error::{KafkaError, KafkaResult};
 use rdkafka::message::BorrowedMessage;
-use rdkafka::message::OwnedHeaders;
-use rdkafka::producer::{
-    BaseRecord, DeliveryResult, Producer as _, ProducerContext, ThreadedProducer,
-};
+use rdkafka::producer::{DeliveryResult, Producer as _, ProducerContext, ThreadedProducer};
 use rdkafka::{ClientConfig, ClientContext, Message, TopicPartitionList};
 
 use crate::journal::MaybeJournal;
 use crate::metrics::{kafka_error_label, DeliveryMetrics};
+use crate::record::Headers;
+
+mod native;
 
 /// Slots allocated at once when the pool runs dry.
 const SLOTS_PER_CHUNK: usize = 1024;
@@ -40,7 +40,13 @@ const SLOTS_PER_CHUNK: usize = 1024;
 /// Clones share the producer.
 #[derive(Clone)]
 pub(crate) struct Producer {
-    inner: Arc<ThreadedProducer<Reports>>,
+    inner: Arc<Shared>,
+}
+
+struct Shared {
+    /// Declared first, so the handles are destroyed before the producer.
+    topics: native::TopicHandles,
+    producer: ThreadedProducer<Reports>,
 }
 
 /// Where the broker stored a message: partition and offset.
@@ -55,12 +61,12 @@ pub(crate) type Report = Result<Delivered, KafkaError>;
 
 /// A message to queue.
 pub(crate) struct Outbound<'a> {
-    pub(crate) topic: &'a str,
+    pub(crate) topic: &'a Arc<str>,
     /// The partition, or the partitioner's choice when `None`.
     pub(crate) partition: Option<i32>,
     pub(crate) payload: &'a [u8],
     pub(crate) key: Option<&'a [u8]>,
-    pub(crate) headers: Option<OwnedHeaders>,
+    pub(crate) headers: &'a Headers,
 }
 
 impl Producer {
@@ -77,37 +83,42 @@ impl Producer {
             journal,
         };
         Ok(Producer {
-            inner: Arc::new(ThreadedProducer::from_config_and_context(config, reports)?),
+            inner: Arc::new(Shared {
+                topics: native::TopicHandles::default(),
+                producer: ThreadedProducer::from_config_and_context(config, reports)?,
+            }),
         })
     }
 
     /// Queues `message`; the returned [`Delivering`] resolves with its report.
     /// Fails at once when librdkafka refuses it, for instance with a full queue.
     pub(crate) fn send(&self, message: Outbound<'_>) -> Result<Delivering, KafkaError> {
-        let slots = &self.inner.context().slots;
+        let producer = &self.inner.producer;
+        let slots = &producer.context().slots;
         let slot = slots.acquire();
-        let mut record =
-            BaseRecord::with_opaque_to(message.topic, slot.to_opaque()).payload(message.payload);
-        if let Some(key) = message.key {
-            record = record.key(key);
-        }
-        if let Some(partition) = message.partition {
-            record = record.partition(partition);
-        }
-        if let Some(headers) = message.headers {
-            record = record.headers(headers);
-        }
-        let journal = &self.inner.context().journal;
+        let journal = &producer.context().journal;
         if let Some(journal) = journal {
             journal.sending();
         }
-        match self.inner.send(record) {
+        let queued = native::produce(
+            producer.client().native_ptr(),
+            &self.inner.topics,
+            native::Message {
+                topic: message.topic,
+                partition: message.partition,
+                payload: message.payload,
+                key: message.key,
+                headers: message.headers,
+                opaque: slot.to_opaque(),
+            },
+        );
+        match queued {
             Ok(()) => Ok(Delivering {
                 slots: slots.clone(),
                 slot,
                 settled: false,
             }),
-            Err((err, _record)) => {
+            Err(err) => {
                 // librdkafka did not take the message, so no report will come.
                 slots.release(slot);
                 if let Some(journal) = journal {
@@ -120,12 +131,12 @@ impl Producer {
 
     /// The client, for metadata requests.
     pub(crate) fn client(&self) -> &Client<Reports> {
-        self.inner.client()
+        self.inner.producer.client()
     }
 
     /// Waits until every queued message is reported, or `timeout` passes.
     pub(crate) fn flush(&self, timeout: Duration) -> KafkaResult<()> {
-        self.inner.flush(timeout)
+        self.inner.producer.flush(timeout)
     }
 
     // The transactional calls, for a producer made with a `transactional.id`.
@@ -133,11 +144,11 @@ impl Producer {
     // the async threads.
 
     pub(crate) fn init_transactions(&self, timeout: Duration) -> KafkaResult<()> {
-        self.inner.init_transactions(timeout)
+        self.inner.producer.init_transactions(timeout)
     }
 
     pub(crate) fn begin_transaction(&self) -> KafkaResult<()> {
-        self.inner.begin_transaction()
+        self.inner.producer.begin_transaction()
     }
 
     pub(crate) fn send_offsets_to_transaction(
@@ -147,15 +158,16 @@ impl Producer {
         timeout: Duration,
     ) -> KafkaResult<()> {
         self.inner
+            .producer
             .send_offsets_to_transaction(offsets, group, timeout)
     }
 
     pub(crate) fn commit_transaction(&self, timeout: Duration) -> KafkaResult<()> {
-        self.inner.commit_transaction(timeout)
+        self.inner.producer.commit_transaction(timeout)
     }
 
     pub(crate) fn abort_transaction(&self, timeout: Duration) -> KafkaResult<()> {
-        self.inner.abort_transaction(timeout)
+        self.inner.producer.abort_transaction(timeout)
     }
 }
 

@@ -6,7 +6,7 @@ use std::ffi::CStr;
 use std::sync::Arc;
 
 use rdkafka::bindings as rdsys;
-use rdkafka::message::{BorrowedMessage, Header as RdHeader, OwnedHeaders};
+use rdkafka::message::BorrowedMessage;
 use rdkafka::Message as _;
 
 use crate::error::RecordPosition;
@@ -90,20 +90,6 @@ impl Headers {
     /// Appends every header of `other`.
     pub fn extend(&mut self, other: &Headers) {
         self.0.extend(other.0.iter().cloned());
-    }
-
-    pub(crate) fn to_rdkafka(&self) -> Option<OwnedHeaders> {
-        if self.0.is_empty() {
-            return None;
-        }
-        let mut out = OwnedHeaders::new_with_capacity(self.0.len());
-        for header in &self.0 {
-            out = out.insert(RdHeader {
-                key: &header.key,
-                value: header.value.as_deref(),
-            });
-        }
-        Some(out)
     }
 }
 
@@ -470,8 +456,6 @@ impl<'m> RecordSource<'m> {
 
 #[cfg(test)]
 mod tests {
-    use rdkafka::message::Headers as _;
-
     use super::*;
 
     #[test]
@@ -486,8 +470,5 @@ mod tests {
         assert_eq!(headers.get("n"), None);
         assert_eq!(headers.get("bin"), Some(&[0xff, 0x00][..]));
         assert_eq!(headers.len(), 4);
-        let rd = headers.to_rdkafka().unwrap();
-        assert_eq!(rd.count(), 4);
-        assert_eq!(rd.get(2).value, None);
     }
 }

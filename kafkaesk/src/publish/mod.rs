@@ -641,7 +641,7 @@ fn try_enqueue(
         partition,
         payload: &message.payload,
         key: message.key.as_deref(),
-        headers: message.headers.to_rdkafka(),
+        headers: &message.headers,
     };
     let acks = match via {
         Some(_) => AckPolicy::All,
