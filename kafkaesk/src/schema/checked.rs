@@ -235,15 +235,29 @@ impl Checks {
                         return false;
                     }
                 }
-                if self.min_length.is_none() && self.max_length.is_none() {
-                    return true;
-                }
-                // JSON Schema counts code points.
-                let length = s.chars().count();
-                self.min_length.is_none_or(|min| length >= min)
-                    && self.max_length.is_none_or(|max| length <= max)
+                self.length_fits(s)
             }
         }
+    }
+
+    /// Whether `s` has `minLength` to `maxLength` characters. JSON Schema
+    /// counts code points, which lie between a quarter of the bytes and all
+    /// of them: the byte length alone mostly decides, without a count.
+    fn length_fits(&self, s: &str) -> bool {
+        let (fewest, most) = (s.len().div_ceil(4), s.len());
+        let surely_long_enough = self.min_length.is_none_or(|min| fewest >= min);
+        let surely_short_enough = self.max_length.is_none_or(|max| most <= max);
+        if surely_long_enough && surely_short_enough {
+            return true;
+        }
+        if self.min_length.is_some_and(|min| most < min)
+            || self.max_length.is_some_and(|max| fewest > max)
+        {
+            return false;
+        }
+        let length = s.chars().count();
+        self.min_length.is_none_or(|min| length >= min)
+            && self.max_length.is_none_or(|max| length <= max)
     }
 
     fn has_bounds(&self) -> bool {
@@ -1029,6 +1043,26 @@ mod tests {
                 prop_assert_eq!(out, serde_json::to_vec(&data).unwrap());
             }
         }
+    }
+
+    #[test]
+    fn lengths_count_code_points_whatever_the_bytes() {
+        let between = |min, max| Checks {
+            min_length: min,
+            max_length: max,
+            ..Checks::default()
+        };
+        let fits = |checks: &Checks, s: &str| checks.accepts(Scalar::Str(s));
+        // "é" is 2 bytes, "日本" 6, "😀😀" 8: each fewer characters than bytes.
+        assert!(!fits(&between(Some(2), None), "é"));
+        assert!(fits(&between(Some(2), None), "日本"));
+        assert!(fits(&between(None, Some(2)), "日本"));
+        assert!(fits(&between(None, Some(2)), "😀😀"));
+        assert!(!fits(&between(None, Some(1)), "😀😀"));
+        assert!(fits(&between(Some(1), Some(1)), "😀"));
+        assert!(!fits(&between(Some(3), Some(5)), "ab"));
+        assert!(!fits(&between(Some(3), Some(5)), "abcdef"));
+        assert!(fits(&between(Some(3), Some(5)), "aéb"));
     }
 
     #[test]
