@@ -14,7 +14,9 @@ use crate::error::RecordPosition;
 /// One Kafka header. Values are bytes and pass through untouched.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Header {
-    /// Header name.
+    /// Header name. A consumed key that is not UTF-8 (the protocol allows
+    /// any bytes, and other clients may write them) is decoded lossily, as
+    /// Java clients decode it.
     pub key: String,
     /// Header value; `None` is a null value, distinct from an empty one.
     pub value: Option<Vec<u8>>,
