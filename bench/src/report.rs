@@ -832,6 +832,9 @@ pub fn write(path: &Path, results: &Results, context: &Context, summary: &Summar
         .parent()
         .map(Path::to_path_buf)
         .unwrap_or_else(|| PathBuf::from("."));
+    // Made here, not by the plots alone: a run with nothing to plot (`--only
+    // micro`) still writes its report.
+    std::fs::create_dir_all(&dir).with_context(|| format!("creating {}", dir.display()))?;
     plot::write_all(&dir, results)?;
     std::fs::write(path, markdown(results, context, summary))
         .with_context(|| format!("writing {}", path.display()))
@@ -1370,6 +1373,24 @@ pub(crate) mod tests {
             );
         }
         assert!(!md.contains("throughput.svg"));
+    }
+
+    #[test]
+    fn a_run_with_nothing_to_plot_writes_its_report_into_a_new_directory() {
+        let dir =
+            std::env::temp_dir().join(format!("kafkaesk-bench-report-{}", std::process::id()));
+        let path = dir.join("partial").join("BENCHMARKS.md");
+        write(
+            &path,
+            &Results::default(),
+            &Context::default(),
+            &sample_summary(),
+        )
+        .unwrap();
+        assert!(std::fs::read_to_string(&path)
+            .unwrap()
+            .starts_with("# Benchmarks"));
+        std::fs::remove_dir_all(&dir).unwrap();
     }
 
     #[test]
