@@ -103,14 +103,8 @@ impl Producer {
         let queued = native::produce(
             producer.client().native_ptr(),
             &self.inner.topics,
-            native::Message {
-                topic: message.topic,
-                partition: message.partition,
-                payload: message.payload,
-                key: message.key,
-                headers: message.headers,
-                opaque: slot.to_opaque(),
-            },
+            &message,
+            slot.to_opaque(),
         );
         match queued {
             Ok(()) => Ok(Delivering {

@@ -120,27 +120,41 @@ fn fetched_headers<'m>(
     // SAFETY: the message is live for 'm, and so are the headers librdkafka
     // parsed into it; `headers` stays null when it has none.
     let err = unsafe { rdsys::rd_kafka_message_headers(message.ptr(), &mut headers) };
-    let count =
-        if err == rdsys::rd_kafka_resp_err_t::RD_KAFKA_RESP_ERR_NO_ERROR && !headers.is_null() {
-            // SAFETY: `headers` is the message's own, non-null list.
-            unsafe { rdsys::rd_kafka_header_cnt(headers) }
-        } else {
-            0
-        };
+    if err != rdsys::rd_kafka_resp_err_t::RD_KAFKA_RESP_ERR_NO_ERROR {
+        headers = std::ptr::null_mut();
+    }
+    // SAFETY: the message's own list, or none, live and unchanged for 'm.
+    unsafe { header_list(headers) }
+}
+
+/// The headers of librdkafka's list `headers` (none when it is null), in
+/// order, keys decoded lossily.
+///
+/// # Safety
+/// `headers` must be null or a live list that stays unchanged for `'m`.
+pub(crate) unsafe fn header_list<'m>(
+    headers: *const rdsys::rd_kafka_headers_t,
+) -> impl Iterator<Item = (Cow<'m, str>, Option<&'m [u8]>)> + 'm {
+    let count = if headers.is_null() {
+        0
+    } else {
+        // SAFETY: a live, non-null list (the caller's promise).
+        unsafe { rdsys::rd_kafka_header_cnt(headers) }
+    };
     (0..count).filter_map(move |index| {
         let mut name = std::ptr::null();
         let mut value = std::ptr::null();
         let mut size = 0;
         // SAFETY: `index` is below the count of this live list; librdkafka
         // points `name` at a NUL-terminated copy of the key and `value` at
-        // `size` bytes, both owned by the message.
+        // `size` bytes, both owned by the list.
         let err = unsafe {
             rdsys::rd_kafka_header_get_all(headers, index, &mut name, &mut value, &mut size)
         };
         if err != rdsys::rd_kafka_resp_err_t::RD_KAFKA_RESP_ERR_NO_ERROR || name.is_null() {
             return None;
         }
-        // SAFETY: as above; the bytes live as long as the message.
+        // SAFETY: as above; the bytes live as long as the list.
         let key = String::from_utf8_lossy(unsafe { CStr::from_ptr(name) }.to_bytes());
         let value = (!value.is_null())
             // SAFETY: librdkafka gives `size` readable bytes at a non-null `value`.

@@ -21,6 +21,7 @@ use rdkafka::bindings::rd_kafka_vtype_t::*;
 use rdkafka::error::KafkaError;
 use rdkafka::types::RDKafkaErrorCode;
 
+use super::Outbound;
 use crate::record::Headers;
 use crate::sync::lock;
 
@@ -126,25 +127,14 @@ impl Drop for NativeHeaders {
     }
 }
 
-/// A message for [`produce`].
-pub(super) struct Message<'a> {
-    pub(super) topic: &'a Arc<str>,
-    /// The partition, or the partitioner's choice when `None`.
-    pub(super) partition: Option<i32>,
-    pub(super) payload: &'a [u8],
-    pub(super) key: Option<&'a [u8]>,
-    pub(super) headers: &'a Headers,
-    /// Comes back with the message's delivery report.
-    pub(super) opaque: usize,
-}
-
-/// Queues `message` on the producer `rk`, through `handles`. Fails when
-/// librdkafka refuses it, for instance with a full queue; no report comes
-/// for it then.
+/// Queues `message` on the producer `rk`, through `handles`; `opaque` comes
+/// back with its delivery report. Fails when librdkafka refuses it, for
+/// instance with a full queue; no report comes for it then.
 pub(super) fn produce(
     rk: *mut rdsys::rd_kafka_t,
     handles: &TopicHandles,
-    message: Message<'_>,
+    message: &Outbound<'_>,
+    opaque: usize,
 ) -> Result<(), KafkaError> {
     let target = handles.target(rk, message.topic)?;
     let headers = NativeHeaders::of(message.headers);
@@ -158,55 +148,38 @@ pub(super) fn produce(
     });
     // `RD_KAFKA_PARTITION_UA`: let the partitioner choose.
     let partition = message.partition.unwrap_or(-1);
-    let opaque = message.opaque as *mut c_void;
+    let opaque = opaque as *mut c_void;
     let flags = rdsys::RD_KAFKA_MSG_F_COPY;
+    // Both are pointers, read as the pointer their type names.
+    let (target_type, target) = match &target {
+        Target::Handle(handle) => (RD_KAFKA_VTYPE_RKT, handle.cast::<c_void>().cast_const()),
+        Target::Name(name) => (RD_KAFKA_VTYPE_TOPIC, name.as_ptr().cast::<c_void>()),
+    };
     // SAFETY: the arguments are the (type, value) pairs `rd_kafka_producev`
     // reads, ended by `RD_KAFKA_VTYPE_END`. The topic handle, name and
     // headers are live; librdkafka copies the payload and key before it
     // returns.
     let err = unsafe {
-        match &target {
-            Target::Handle(handle) => rdsys::rd_kafka_producev(
-                rk,
-                RD_KAFKA_VTYPE_RKT,
-                *handle,
-                RD_KAFKA_VTYPE_PARTITION,
-                partition,
-                RD_KAFKA_VTYPE_MSGFLAGS,
-                flags,
-                RD_KAFKA_VTYPE_VALUE,
-                payload,
-                payload_len,
-                RD_KAFKA_VTYPE_KEY,
-                key,
-                key_len,
-                RD_KAFKA_VTYPE_OPAQUE,
-                opaque,
-                RD_KAFKA_VTYPE_HEADERS,
-                headers_ptr,
-                RD_KAFKA_VTYPE_END,
-            ),
-            Target::Name(name) => rdsys::rd_kafka_producev(
-                rk,
-                RD_KAFKA_VTYPE_TOPIC,
-                name.as_ptr(),
-                RD_KAFKA_VTYPE_PARTITION,
-                partition,
-                RD_KAFKA_VTYPE_MSGFLAGS,
-                flags,
-                RD_KAFKA_VTYPE_VALUE,
-                payload,
-                payload_len,
-                RD_KAFKA_VTYPE_KEY,
-                key,
-                key_len,
-                RD_KAFKA_VTYPE_OPAQUE,
-                opaque,
-                RD_KAFKA_VTYPE_HEADERS,
-                headers_ptr,
-                RD_KAFKA_VTYPE_END,
-            ),
-        }
+        rdsys::rd_kafka_producev(
+            rk,
+            target_type,
+            target,
+            RD_KAFKA_VTYPE_PARTITION,
+            partition,
+            RD_KAFKA_VTYPE_MSGFLAGS,
+            flags,
+            RD_KAFKA_VTYPE_VALUE,
+            payload,
+            payload_len,
+            RD_KAFKA_VTYPE_KEY,
+            key,
+            key_len,
+            RD_KAFKA_VTYPE_OPAQUE,
+            opaque,
+            RD_KAFKA_VTYPE_HEADERS,
+            headers_ptr,
+            RD_KAFKA_VTYPE_END,
+        )
     };
     if err != rdsys::rd_kafka_resp_err_t::RD_KAFKA_RESP_ERR_NO_ERROR {
         // librdkafka did not take the message, nor its headers.
@@ -220,32 +193,14 @@ pub(super) fn produce(
 
 #[cfg(test)]
 mod tests {
-    use std::ffi::CStr;
-
     use super::*;
-    use crate::record::Header;
+    use crate::record::{header_list, Header};
 
     /// Every header of a native list: key and value.
     fn read_back(list: &NativeHeaders) -> Vec<(String, Option<Vec<u8>>)> {
-        let list = list.0.as_ptr();
-        // SAFETY: the list is live; see `record::fetched_headers`.
-        let count = unsafe { rdsys::rd_kafka_header_cnt(list) };
-        (0..count)
-            .map(|index| {
-                let (mut name, mut value, mut size) = (ptr::null(), ptr::null(), 0);
-                // SAFETY: as above; `index` is below the count.
-                unsafe {
-                    rdsys::rd_kafka_header_get_all(list, index, &mut name, &mut value, &mut size)
-                };
-                // SAFETY: librdkafka's NUL-terminated copy of the key.
-                let key = unsafe { CStr::from_ptr(name) }.to_str().unwrap().to_owned();
-                let value = (!value.is_null())
-                    // SAFETY: `size` bytes at `value`.
-                    .then(|| {
-                        unsafe { std::slice::from_raw_parts(value.cast::<u8>(), size) }.to_vec()
-                    });
-                (key, value)
-            })
+        // SAFETY: the list is live and unchanged while it is read.
+        unsafe { header_list(list.0.as_ptr()) }
+            .map(|(key, value)| (key.into_owned(), value.map(<[u8]>::to_vec)))
             .collect()
     }
 
