@@ -12,9 +12,10 @@
 //! no record starts after one failed. Records of one lane (a key, or a
 //! partition) start in offset order, each once the one before it finished;
 //! the records of other lanes go around a busy one, so a hot key holds only
-//! its own records. An ordered subscription reads each partition from a queue
-//! of the partition's own (librdkafka hands them over a fetch's worth of one
-//! partition at a time), so its batches mix partitions, and with them keys;
+//! its own records. A subscription reads each partition from a queue of the
+//! partition's own (librdkafka hands them over a fetch's worth of one
+//! partition at a time), and an ordered one takes a fair share of each batch
+//! from every partition, so its batches mix partitions, and with them keys;
 //! and while handlers wait, a batch takes a few times `concurrency` records
 //! and starts each as a slot and its lane free. Under
 //! [`Partition`](RecordOrder::Partition) up to one record per assigned

@@ -99,9 +99,7 @@ impl BatchConsumer {
                 start.place(&*self.consumer, &mut tpl);
             }
         }
-        if self.consumer.context().partition_queues {
-            super::partition_queues::keep_apart(&*self.consumer, &tpl);
-        }
+        super::partition_queues::keep_apart(&*self.consumer, &tpl);
         self.consumer.incremental_assign(&tpl)?;
         self.consumer
             .context()

@@ -66,8 +66,7 @@ use std::sync::{Arc, Mutex, Weak};
 use std::time::Duration;
 
 use futures::{FutureExt, StreamExt};
-use rdkafka::consumer::{CommitMode, Consumer, MessageStream, StreamConsumer};
-use rdkafka::error::{KafkaError, KafkaResult};
+use rdkafka::consumer::{CommitMode, Consumer, StreamConsumer};
 use rdkafka::TopicPartitionList;
 use tokio::sync::watch;
 use tokio::time::Instant;
@@ -238,7 +237,6 @@ impl BatchConsumer {
             start,
             pauses: control.pauses(),
             topic_prefix: settings.topic_prefix.clone(),
-            partition_queues: subscription.get_order() != RecordOrder::Unordered,
         };
         let consumer: KafkaConsumer = config.create_with_context(context)?;
         if subscription.assigns_itself() {
@@ -322,11 +320,7 @@ impl BatchConsumer {
         // One stream for the run: `recv` makes one for each message, and
         // registers and unregisters it with the consumer's wakers each time.
         let mut messages = self.consumer.stream();
-        let mut partition_queues = self
-            .consumer
-            .context()
-            .partition_queues
-            .then(PartitionQueues::default);
+        let mut partition_queues = PartitionQueues::new(self.consumer.clone());
         let mut retries = Retries::default();
         // Records held back while their partition was retrying, or left
         // unstarted by the last batch, handled next.
@@ -369,67 +363,77 @@ impl BatchConsumer {
             let wake_at = self_assignment
                 .as_ref()
                 .map_or(next_commit, |a| a.next_look.min(next_commit));
-            if let Some(queues) = partition_queues.as_mut() {
-                queues.follow(&self.consumer, &lock(&self.book));
-            }
-            if ready.is_empty() {
-                // While records are waiting, take one without setting up the
-                // wait below: stop and commits are checked above.
-                let taken = match take_waiting(
-                    &mut messages,
-                    &mut partition_queues,
-                    &mut topic_names,
-                ) {
-                    Some(taken) => taken,
-                    None => tokio::select! {
-                        biased;
-                        _ = control.stop.changed() => continue,
-                        _ = paused.state.changed() => {
-                            // Seen as changed again at the top, and applied there.
-                            paused.state.mark_changed();
-                            continue;
-                        }
-                        () = tokio::time::sleep_until(wake_at) => continue,
-                        Some(ended) = retries.running.join_next(), if !retries.running.is_empty() => {
-                            ended_while_waiting = Some(ended);
-                            continue;
-                        }
-                        message = messages.next() => match message {
-                            Some(message) => message.map(|m| topic_names.pending(m)),
-                            // librdkafka's streams never end.
-                            None => Err(KafkaError::NoMessageReceived),
-                        },
-                        taken = next_in_queues(&mut partition_queues, &mut topic_names) => {
-                            taken.map(PendingRecord::Owned)
-                        }
-                    },
-                };
-                match taken {
-                    Ok(record) => batch.push(record),
-                    Err(err) => {
-                        tracing::warn!(subscription = %self.scope.name, error = %err, "consumer error");
-                        tokio::time::sleep(Duration::from_millis(100)).await;
-                        continue;
-                    }
-                }
-            }
+            partition_queues.follow(&lock(&self.book));
             // `consume_for` stops at its count, so take no more than it needs.
             let wanted = control.limit.map_or(batch_size, |limit| {
                 let left = limit.saturating_sub(control.consumed.load(Ordering::Relaxed));
                 left.clamp(1, batch_size)
             });
             while batch.len() < wanted {
-                if let Some(record) = ready.pop_front() {
-                    batch.push(record);
+                match ready.pop_front() {
+                    Some(record) => batch.push(record),
+                    None => break,
+                }
+            }
+            // The consumer's own queue, for rebalances and other events (and
+            // the records of a partition whose queue could not be opened),
+            // once a turn; then records from the partitions' queues.
+            match messages.next().now_or_never() {
+                Some(Some(Ok(message))) => {
+                    let record = PendingRecord::Owned(topic_names.record(&message));
+                    if batch.len() < wanted {
+                        batch.push(record);
+                    } else {
+                        ready.push_back(record);
+                    }
+                }
+                Some(Some(Err(err))) => {
+                    tracing::warn!(subscription = %self.scope.name, error = %err, "consumer error");
+                }
+                Some(None) | None => {}
+            }
+            let errors = partition_queues.take(
+                &self.consumer,
+                &mut batch,
+                wanted,
+                self.subscription.get_order() != RecordOrder::Unordered,
+                &mut topic_names,
+            );
+            for err in &errors {
+                tracing::warn!(subscription = %self.scope.name, error = %err, "consumer error");
+            }
+            if batch.is_empty() {
+                if !errors.is_empty() {
+                    // A fetch that keeps failing is not retried in a busy loop.
+                    tokio::time::sleep(Duration::from_millis(100)).await;
                     continue;
                 }
-                match take_waiting(&mut messages, &mut partition_queues, &mut topic_names) {
-                    Some(Ok(record)) => batch.push(record),
-                    Some(Err(err)) => {
-                        tracing::warn!(subscription = %self.scope.name, error = %err, "consumer error");
-                        break;
+                tokio::select! {
+                    biased;
+                    _ = control.stop.changed() => {}
+                    _ = paused.state.changed() => {
+                        // Seen as changed again at the top, and applied there.
+                        paused.state.mark_changed();
                     }
-                    None => break,
+                    () = tokio::time::sleep_until(wake_at) => {}
+                    Some(ended) = retries.running.join_next(), if !retries.running.is_empty() => {
+                        ended_while_waiting = Some(ended);
+                    }
+                    message = messages.next() => match message {
+                        Some(Ok(message)) => {
+                            batch.push(PendingRecord::Owned(topic_names.record(&message)));
+                        }
+                        Some(Err(err)) => {
+                            tracing::warn!(subscription = %self.scope.name, error = %err, "consumer error");
+                            tokio::time::sleep(Duration::from_millis(100)).await;
+                        }
+                        // librdkafka's streams never end.
+                        None => {}
+                    },
+                    () = partition_queues.readable() => {}
+                }
+                if batch.is_empty() {
+                    continue;
                 }
             }
 
@@ -565,32 +569,6 @@ impl BatchConsumer {
         if closed.is_err() {
             tracing::warn!(subscription = %name, "consumer did not close cleanly");
         }
-    }
-}
-
-/// A record already waiting, if any: from the consumer's queue first (which
-/// also serves its events), then from the partitions' queues in turn.
-fn take_waiting<'c>(
-    messages: &mut MessageStream<'c, RebalanceContext>,
-    queues: &mut Option<PartitionQueues>,
-    names: &mut TopicNames,
-) -> Option<KafkaResult<PendingRecord<'c>>> {
-    if let Some(Some(message)) = messages.next().now_or_never() {
-        return Some(message.map(|m| names.pending(m)));
-    }
-    let taken = queues.as_mut()?.try_next(names)?;
-    Some(taken.map(PendingRecord::Owned))
-}
-
-/// The next record of a partition-ordered subscription's partition queues;
-/// never, for other subscriptions.
-async fn next_in_queues(
-    queues: &mut Option<PartitionQueues>,
-    names: &mut TopicNames,
-) -> KafkaResult<crate::Record> {
-    match queues {
-        Some(queues) => queues.next(names).await,
-        None => std::future::pending().await,
     }
 }
 

@@ -154,10 +154,6 @@ pub(crate) struct RebalanceContext {
     pub(crate) pauses: watch::Receiver<PauseState>,
     /// The topic prefix, stripped to name the streams pauses are kept by.
     pub(crate) topic_prefix: String,
-    /// Whether assigned partitions keep their records in their own queues,
-    /// as an ordered subscription's do
-    /// (see [`partition_queues`](super::partition_queues)).
-    pub(crate) partition_queues: bool,
 }
 
 impl RebalanceContext {
@@ -232,9 +228,9 @@ impl ConsumerContext for RebalanceContext {
             if let Some(start) = &self.start {
                 start.place(consumer, tpl);
             }
-            if self.partition_queues {
-                super::partition_queues::keep_apart(consumer, tpl);
-            }
+            // Before the assignment starts the partitions (see
+            // `partition_queues`).
+            super::partition_queues::keep_apart(consumer, tpl);
         }
         let rebalance = match err {
             RDKafkaRespErr::RD_KAFKA_RESP_ERR__ASSIGN_PARTITIONS => Rebalance::Assign(tpl),

@@ -1,15 +1,16 @@
 //! Consumed Kafka records and message headers.
 
-use std::borrow::Cow;
+mod native;
+
 use std::collections::HashSet;
-use std::ffi::CStr;
 use std::sync::Arc;
 
-use rdkafka::bindings as rdsys;
 use rdkafka::message::BorrowedMessage;
-use rdkafka::Message as _;
 
 use crate::error::RecordPosition;
+#[cfg(test)]
+pub(crate) use native::header_list;
+pub(crate) use native::{FetchedMessage, MessageView};
 
 /// One Kafka header. Values are bytes and pass through untouched.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -105,64 +106,6 @@ impl<K: Into<String>, V: AsRef<[u8]>> FromIterator<(K, V)> for Headers {
     }
 }
 
-/// The headers of a fetched message, in order: key and value (`None` for a
-/// null value).
-///
-/// Read from librdkafka here rather than through rdkafka's `Headers::iter`,
-/// which unwraps each key's UTF-8 and so would panic on a record whose
-/// producer wrote a key that is not UTF-8: one such record would stop the
-/// consumer for good. Keys are decoded lossily instead, as Java clients
-/// decode them.
-fn fetched_headers<'m>(
-    message: &'m BorrowedMessage<'_>,
-) -> impl Iterator<Item = (Cow<'m, str>, Option<&'m [u8]>)> + 'm {
-    let mut headers = std::ptr::null_mut();
-    // SAFETY: the message is live for 'm, and so are the headers librdkafka
-    // parsed into it; `headers` stays null when it has none.
-    let err = unsafe { rdsys::rd_kafka_message_headers(message.ptr(), &mut headers) };
-    if err != rdsys::rd_kafka_resp_err_t::RD_KAFKA_RESP_ERR_NO_ERROR {
-        headers = std::ptr::null_mut();
-    }
-    // SAFETY: the message's own list, or none, live and unchanged for 'm.
-    unsafe { header_list(headers) }
-}
-
-/// The headers of librdkafka's list `headers` (none when it is null), in
-/// order, keys decoded lossily.
-///
-/// # Safety
-/// `headers` must be null or a live list that stays unchanged for `'m`.
-pub(crate) unsafe fn header_list<'m>(
-    headers: *const rdsys::rd_kafka_headers_t,
-) -> impl Iterator<Item = (Cow<'m, str>, Option<&'m [u8]>)> + 'm {
-    let count = if headers.is_null() {
-        0
-    } else {
-        // SAFETY: a live, non-null list (the caller's promise).
-        unsafe { rdsys::rd_kafka_header_cnt(headers) }
-    };
-    (0..count).filter_map(move |index| {
-        let mut name = std::ptr::null();
-        let mut value = std::ptr::null();
-        let mut size = 0;
-        // SAFETY: `index` is below the count of this live list; librdkafka
-        // points `name` at a NUL-terminated copy of the key and `value` at
-        // `size` bytes, both owned by the list.
-        let err = unsafe {
-            rdsys::rd_kafka_header_get_all(headers, index, &mut name, &mut value, &mut size)
-        };
-        if err != rdsys::rd_kafka_resp_err_t::RD_KAFKA_RESP_ERR_NO_ERROR || name.is_null() {
-            return None;
-        }
-        // SAFETY: as above; the bytes live as long as the list.
-        let key = String::from_utf8_lossy(unsafe { CStr::from_ptr(name) }.to_bytes());
-        let value = (!value.is_null())
-            // SAFETY: librdkafka gives `size` readable bytes at a non-null `value`.
-            .then(|| unsafe { std::slice::from_raw_parts(value.cast::<u8>(), size) });
-        Some((key, value))
-    })
-}
-
 /// A consumed Kafka record: position, key, value, headers and timestamp.
 ///
 /// Cheap to clone. Take it as a handler's first parameter to skip decoding, or
@@ -205,9 +148,10 @@ impl Record {
 
     /// Copies a consumed message. `topic` is its topic name, shared between
     /// the records of a topic rather than copied for each.
-    pub(crate) fn from_message(message: &BorrowedMessage<'_>, topic: Arc<str>) -> Self {
+    pub(crate) fn from_message(message: MessageView<'_>, topic: Arc<str>) -> Self {
         let headers = Headers(
-            fetched_headers(message)
+            message
+                .headers()
                 .map(|(key, value)| Header {
                     key: key.into_owned(),
                     value: value.map(<[u8]>::to_vec),
@@ -221,7 +165,7 @@ impl Record {
             message.key().map(<[u8]>::to_vec),
             message.payload().map(<[u8]>::to_vec),
             headers,
-            message.timestamp().to_millis(),
+            message.timestamp(),
         )
     }
 
@@ -291,15 +235,11 @@ pub(crate) struct TopicNames {
 
 impl TopicNames {
     /// The shared name of the message's topic.
-    pub(crate) fn topic(&mut self, message: &BorrowedMessage<'_>) -> Arc<str> {
+    pub(crate) fn topic(&mut self, message: MessageView<'_>) -> Arc<str> {
         // The name's bytes, compared with the last name's before any UTF-8
-        // check (`Message::topic` checks each message's): a match is the
-        // last name, already checked. About 130 instructions a message.
-        // SAFETY: a consumed message holds its topic handle, which holds
-        // its name, while the message lives.
-        let raw = unsafe {
-            std::ffi::CStr::from_ptr(rdkafka::bindings::rd_kafka_topic_name((*message.ptr()).rkt))
-        };
+        // check: a match is the last name, already checked. About 130
+        // instructions a message.
+        let raw = message.topic_name();
         if let Some(last) = self
             .last
             .as_ref()
@@ -307,8 +247,10 @@ impl TopicNames {
         {
             return last.clone();
         }
-        let name = message.topic();
-        let topic = match self.names.get(name) {
+        // librdkafka only creates topics whose names are UTF-8 (Kafka's legal
+        // characters are ASCII); anything else is read lossily, not trusted.
+        let name = String::from_utf8_lossy(raw.to_bytes());
+        let topic = match self.names.get(&*name) {
             Some(topic) => topic.clone(),
             None => {
                 let topic: Arc<str> = Arc::from(name);
@@ -322,13 +264,14 @@ impl TopicNames {
 
     /// The message, copied into an owned record.
     pub(crate) fn record(&mut self, message: &BorrowedMessage<'_>) -> Record {
+        let message = MessageView::of(message);
         let topic = self.topic(message);
         Record::from_message(message, topic)
     }
 
     /// The message, kept as librdkafka delivered it until it must be owned.
-    pub(crate) fn pending<'c>(&mut self, message: BorrowedMessage<'c>) -> PendingRecord<'c> {
-        let topic = self.topic(&message);
+    pub(crate) fn pending<'c>(&mut self, message: FetchedMessage<'c>) -> PendingRecord<'c> {
+        let topic = self.topic(message.view());
         PendingRecord::Fetched { message, topic }
     }
 }
@@ -340,7 +283,7 @@ impl TopicNames {
 /// headers parsed by librdkafka) is left until something keeps it.
 pub(crate) enum PendingRecord<'c> {
     Fetched {
-        message: BorrowedMessage<'c>,
+        message: FetchedMessage<'c>,
         topic: Arc<str>,
     },
     Owned(Record),
@@ -385,7 +328,10 @@ impl<'c> PendingRecord<'c> {
     /// A borrowed view of the record, as a handler's context reads it.
     pub(crate) fn source(&self) -> RecordSource<'_> {
         match self {
-            PendingRecord::Fetched { message, topic } => RecordSource::Fetched { message, topic },
+            PendingRecord::Fetched { message, topic } => RecordSource::Fetched {
+                message: message.view(),
+                topic,
+            },
             PendingRecord::Owned(record) => RecordSource::Owned(record),
         }
     }
@@ -397,7 +343,7 @@ impl<'c> PendingRecord<'c> {
 #[derive(Clone, Copy)]
 pub(crate) enum RecordSource<'m> {
     Fetched {
-        message: &'m BorrowedMessage<'m>,
+        message: MessageView<'m>,
         topic: &'m Arc<str>,
     },
     Owned(&'m Record),
@@ -436,7 +382,7 @@ impl<'m> RecordSource<'m> {
     /// Timestamp in milliseconds since the Unix epoch, when the broker gave one.
     pub(crate) fn timestamp(self) -> Option<i64> {
         match self {
-            RecordSource::Fetched { message, .. } => message.timestamp().to_millis(),
+            RecordSource::Fetched { message, .. } => message.timestamp(),
             RecordSource::Owned(record) => record.timestamp(),
         }
     }
@@ -445,7 +391,8 @@ impl<'m> RecordSource<'m> {
     #[cfg_attr(not(feature = "opentelemetry"), allow(dead_code))]
     pub(crate) fn header(self, key: &str) -> Option<&'m [u8]> {
         match self {
-            RecordSource::Fetched { message, .. } => fetched_headers(message)
+            RecordSource::Fetched { message, .. } => message
+                .headers()
                 .find(|(name, _)| name == key)
                 .and_then(|(_, value)| value),
             RecordSource::Owned(record) => record.headers().get(key),
