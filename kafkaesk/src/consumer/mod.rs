@@ -237,6 +237,7 @@ impl BatchConsumer {
             start,
             pauses: control.pauses(),
             topic_prefix: settings.topic_prefix.clone(),
+            assignment_changed: tokio::sync::Notify::new(),
         };
         let consumer: KafkaConsumer = config.create_with_context(context)?;
         if subscription.assigns_itself() {
@@ -320,7 +321,11 @@ impl BatchConsumer {
         // One stream for the run: `recv` makes one for each message, and
         // registers and unregisters it with the consumer's wakers each time.
         let mut messages = self.consumer.stream();
-        let mut partition_queues = PartitionQueues::new(self.consumer.clone());
+        let mut partition_queues = PartitionQueues::new(
+            self.consumer.clone(),
+            self.subscription.get_order() != RecordOrder::Unordered,
+        );
+        let assignment_changed = &self.consumer.context().assignment_changed;
         let mut retries = Retries::default();
         // Records held back while their partition was retrying, or left
         // unstarted by the last batch, handled next.
@@ -363,7 +368,6 @@ impl BatchConsumer {
             let wake_at = self_assignment
                 .as_ref()
                 .map_or(next_commit, |a| a.next_look.min(next_commit));
-            partition_queues.follow(&lock(&self.book));
             // `consume_for` stops at its count, so take no more than it needs.
             let wanted = control.limit.map_or(batch_size, |limit| {
                 let left = limit.saturating_sub(control.consumed.load(Ordering::Relaxed));
@@ -392,13 +396,10 @@ impl BatchConsumer {
                 }
                 Some(None) | None => {}
             }
-            let errors = partition_queues.take(
-                &self.consumer,
-                &mut batch,
-                wanted,
-                self.subscription.get_order() != RecordOrder::Unordered,
-                &mut topic_names,
-            );
+            // After the consumer's queue: it may have just assigned partitions.
+            partition_queues.follow(&lock(&self.book));
+            let errors =
+                partition_queues.take(&self.consumer, &mut batch, wanted, &mut topic_names);
             for err in &errors {
                 tracing::warn!(subscription = %self.scope.name, error = %err, "consumer error");
             }
@@ -431,6 +432,9 @@ impl BatchConsumer {
                         None => {}
                     },
                     () = partition_queues.readable() => {}
+                    // Partitions assigned while waiting: their records come
+                    // to queues `partition_queues` reads once it follows.
+                    () = assignment_changed.notified() => {}
                 }
                 if batch.is_empty() {
                     continue;

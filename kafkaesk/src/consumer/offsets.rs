@@ -154,6 +154,9 @@ pub(crate) struct RebalanceContext {
     pub(crate) pauses: watch::Receiver<PauseState>,
     /// The topic prefix, stripped to name the streams pauses are kept by.
     pub(crate) topic_prefix: String,
+    /// Notified when partitions are assigned, so that a consumer waiting for
+    /// records starts reading their queues.
+    pub(crate) assignment_changed: tokio::sync::Notify,
 }
 
 impl RebalanceContext {
@@ -322,6 +325,7 @@ impl ConsumerContext for RebalanceContext {
                     "partitions assigned"
                 );
                 self.monitor.assigned(assigned);
+                self.assignment_changed.notify_one();
             }
             Rebalance::Revoke(_) => {}
             Rebalance::Error(err) => tracing::warn!(

@@ -1,34 +1,40 @@
-//! Partition queues: a subscription reads each partition from its own queue,
-//! in batches.
-//!
-//! librdkafka forwards every assigned partition's records into the
-//! consumer's one queue, a fetch response's worth of one partition at a
-//! time: with a backlog, thousands of records in a row of one partition.
-//! Under [`RecordOrder::Partition`](crate::ordering::RecordOrder::Partition)
-//! a partition's records run one at a time, so a subscription that took
-//! records from that one queue would run one record at a time while the
-//! other partitions' records waited behind the run; under
-//! [`RecordOrder::Key`](crate::ordering::RecordOrder::Key) a batch of one
-//! partition holds all of that partition's hot keys, and waits for the
-//! slowest of them. A subscription instead keeps each partition's records in
-//! the partition's own queue, and takes a fair share of each batch from
-//! every partition in turn.
+//! Record queues: a subscription takes its records from queues of its own,
+//! in batches, and the consumer's queue is left to librdkafka's events.
 //!
 //! Records are taken many at a time (`rd_kafka_consume_batch_queue`), as
-//! librdkafka's own messages ([`FetchedMessage`]): rdkafka pops one event
-//! per message, and the pop, with librdkafka's poll bookkeeping around it,
-//! cost more per message than everything else the consumer does outside the
-//! handler and the decoding. A partition queue holds records only (and the
-//! errors of fetching them): rebalances and commit results still come
-//! through the consumer's own queue, which rdkafka serves, and which the
-//! consumer reads each turn.
-//!
-//! A partition is split off before it is assigned (in the rebalance
-//! callback, or before a self-assignment), so none of its records reaches the
+//! librdkafka's own messages ([`FetchedMessage`]). rdkafka pops one event per
+//! message instead, and that pop, with librdkafka's poll bookkeeping around
+//! it, cost more per message than everything else the consumer does outside
+//! the handler and the decoding. Batches cannot be taken from the consumer's
+//! queue: it also carries the rebalance events, which rdkafka serves as
+//! events, and a batch call that meets one drops the assignment. So each
+//! partition is split off before it is assigned (in the rebalance callback,
+//! or before a self-assignment), and none of its records reaches the
 //! consumer's queue: librdkafka does not forward again, when it starts a
-//! partition, a queue the application has forwarded. A partition whose queue
-//! cannot be opened keeps sending its records to the consumer's queue, where
-//! the consumer still finds them.
+//! partition, a queue the application has forwarded. The consumer's queue is
+//! still read each turn, for rebalances, commit results and errors.
+//!
+//! An unordered subscription forwards every partition to one queue of its
+//! own. librdkafka's prefetch limits (`queued.min.messages`,
+//! `queued.max.messages.kbytes`) hold for the queue that records end up in,
+//! so they bound the whole subscription, as they bound the consumer's queue.
+//!
+//! An ordered subscription reads each partition from the partition's own
+//! queue. librdkafka fills a queue a fetch response's worth of one partition
+//! at a time: with a backlog, thousands of records in a row of one partition.
+//! Under [`RecordOrder::Partition`](crate::ordering::RecordOrder::Partition)
+//! a partition's records run one at a time, so a subscription that took
+//! records from one queue would run one record at a time while the other
+//! partitions' records waited behind the run; under
+//! [`RecordOrder::Key`](crate::ordering::RecordOrder::Key) a batch of one
+//! partition holds all of that partition's hot keys, and waits for the
+//! slowest of them. So an ordered subscription takes a fair share of each
+//! batch from every partition in turn. librdkafka's prefetch limits then
+//! hold for each partition on its own, as its documentation says of
+//! partition queues.
+//!
+//! A partition whose queue cannot be opened keeps sending its records to the
+//! consumer's queue, where the consumer still finds them.
 
 use std::ffi::{c_void, CString};
 use std::ptr::{self, NonNull};
@@ -76,46 +82,84 @@ pub(super) fn keep_apart<C: ConsumerContext>(
     }
 }
 
-/// The queues of a consumer's assigned partitions, taken from in turn.
+/// The queues a subscription takes its records from: each assigned
+/// partition's own, taken from in turn, for an ordered subscription; one
+/// queue that every assigned partition forwards to, for an unordered one.
 pub(super) struct PartitionQueues {
     // Dropped first: each queue stops waking `waker` before it goes, and
     // goes before the consumer it belongs to.
-    queues: Vec<(TopicPartition, PartitionQueue)>,
+    queues: Vec<(TopicPartition, RecordQueue)>,
+    /// An unordered subscription's one queue (`queues` stays empty).
+    shared: Option<RecordQueue>,
     /// Woken by librdkafka when a record reaches an empty queue.
     waker: Arc<AtomicWaker>,
     consumer: Arc<KafkaConsumer>,
     /// The queue whose turn is next.
     turn: usize,
-    /// The book's revocation count when the queues last followed it.
+    /// The book's revocation count and assignment size when the queues last
+    /// followed it.
     seen_revocations: u64,
+    seen_assigned: usize,
 }
 
 impl PartitionQueues {
-    pub(super) fn new(consumer: Arc<KafkaConsumer>) -> Self {
+    /// The queues of `consumer`'s partitions: one per partition when
+    /// `per_partition`, else one for all of them.
+    pub(super) fn new(consumer: Arc<KafkaConsumer>, per_partition: bool) -> Self {
+        let waker = Arc::new(AtomicWaker::new());
+        let shared = if per_partition {
+            None
+        } else {
+            let shared = RecordQueue::new_shared(&consumer, &waker);
+            if shared.is_none() {
+                tracing::warn!("could not create the subscription's record queue; reading each partition's own");
+            }
+            shared
+        };
         PartitionQueues {
             queues: Vec::new(),
-            waker: Arc::new(AtomicWaker::new()),
+            shared,
+            waker,
             consumer,
             turn: 0,
             seen_revocations: 0,
+            seen_assigned: 0,
         }
     }
 
-    /// Follows the assignment: opens the queues of newly assigned partitions
-    /// and closes those of revoked ones. Cheap when nothing changed: between
+    /// Follows the assignment: sends the records of newly assigned
+    /// partitions to the shared queue, or opens their own queues and closes
+    /// those of revoked ones. Cheap when nothing changed: between
     /// revocations, the assignment only grows.
     pub(super) fn follow(&mut self, book: &OffsetBook) {
-        if book.revocations == self.seen_revocations && book.assigned.len() == self.queues.len() {
+        if book.revocations == self.seen_revocations && book.assigned.len() == self.seen_assigned {
             return;
         }
         self.seen_revocations = book.revocations;
+        self.seen_assigned = book.assigned.len();
+        if let Some(shared) = &self.shared {
+            // Every assigned partition, not only the new ones: the rebalance
+            // callback forwards a partition it assigns nowhere (see
+            // `keep_apart`), reassigned ones included, and forwarding again
+            // to the same queue changes nothing.
+            for tp in &book.assigned {
+                if !shared.receive_from(&self.consumer, tp) {
+                    tracing::warn!(
+                        topic = %tp.0,
+                        partition = tp.1,
+                        "could not open the partition's queue; its records come through the consumer's"
+                    );
+                }
+            }
+            return;
+        }
         self.queues.retain(|(tp, _)| book.assigned.contains(tp));
         let mut added = false;
         for tp in &book.assigned {
             if self.queues.iter().any(|(open, _)| open == tp) {
                 continue;
             }
-            match PartitionQueue::open(&self.consumer, tp, &self.waker) {
+            match RecordQueue::open_partition(&self.consumer, tp, &self.waker) {
                 Some(queue) => {
                     self.queues.push((tp.clone(), queue));
                     added = true;
@@ -134,14 +178,12 @@ impl PartitionQueues {
     }
 
     /// Moves waiting records into `batch` until it holds `limit`, without
-    /// waiting, from each partition in turn. With `fair`, each partition
-    /// gets a fair share of the room left, then again while records come, so
-    /// that one partition's backlog does not fill a batch that other
-    /// partitions' records could run beside (ordered subscriptions, whose
-    /// records of one partition or key run one after another). Without it,
-    /// each partition fills what room is left, and the next batch starts at
-    /// the next partition. Returns the errors librdkafka reported in place
-    /// of records (a failed fetch), which take no room.
+    /// waiting. From the shared queue, in the order they came; from the
+    /// partitions' own queues, a fair share of the room left from each in
+    /// turn, then again while records come, so that one partition's backlog
+    /// does not fill a batch that other partitions' records could run beside.
+    /// Returns the errors librdkafka reported in place of records (a failed
+    /// fetch).
     ///
     /// `consumer` is the consumer the queues belong to, borrowed for as long
     /// as the records are.
@@ -150,18 +192,27 @@ impl PartitionQueues {
         consumer: &'c KafkaConsumer,
         batch: &mut Vec<PendingRecord<'c>>,
         limit: usize,
-        fair: bool,
         names: &mut TopicNames,
     ) -> Vec<KafkaError> {
         debug_assert!(std::ptr::eq(consumer, &*self.consumer));
         let mut errors = Vec::new();
+        let mut taken = batch.len();
+        let mut each = |message| match message {
+            Ok(message) => batch.push(names.pending(message)),
+            Err(error) => errors.push(error),
+        };
+        if let Some(shared) = &self.shared {
+            if taken < limit {
+                shared.take(limit - taken, &mut each);
+            }
+            return errors;
+        }
         let count = self.queues.len();
-        while batch.len() < limit && count > 0 {
-            let room = limit - batch.len();
-            let share = if fair { room.div_ceil(count) } else { room };
+        while taken < limit && count > 0 {
+            let share = (limit - taken).div_ceil(count);
             let mut took = 0;
             for step in 0..count {
-                let room = limit.saturating_sub(batch.len());
+                let room = limit.saturating_sub(taken);
                 if room == 0 {
                     break;
                 }
@@ -172,16 +223,14 @@ impl PartitionQueues {
                 if !queue.holds_any() {
                     continue;
                 }
-                let got = queue.take(share.min(room), |message| match message {
-                    Ok(message) => batch.push(names.pending(message)),
-                    Err(error) => errors.push(error),
-                });
+                let got = queue.take(share.min(room), &mut each);
                 if got > 0 {
                     took += got;
+                    taken += got;
                     self.turn = index + 1;
                 }
             }
-            if took == 0 || !fair {
+            if took == 0 {
                 break;
             }
         }
@@ -191,14 +240,18 @@ impl PartitionQueues {
     /// Waits until a queue holds something to take; never, without queues.
     /// Cancel-safe: nothing is taken.
     pub(super) async fn readable(&self) {
-        if self.queues.is_empty() {
+        if self.shared.is_none() && self.queues.is_empty() {
             return std::future::pending().await;
         }
         std::future::poll_fn(|cx| {
             // Registered before looking: a record that comes after the look
             // wakes this task.
             self.waker.register(cx.waker());
-            if self.queues.iter().any(|(_, queue)| queue.holds_any()) {
+            let holds_any = match &self.shared {
+                Some(shared) => shared.holds_any(),
+                None => self.queues.iter().any(|(_, queue)| queue.holds_any()),
+            };
+            if holds_any {
                 Poll::Ready(())
             } else {
                 Poll::Pending
@@ -208,43 +261,76 @@ impl PartitionQueues {
     }
 }
 
-/// A handle on one partition's queue, split off from the consumer's.
-struct PartitionQueue(NonNull<rd::rd_kafka_queue_t>);
+/// A handle on a queue of records: a partition's own, split off from the
+/// consumer's, or one that partitions forward to.
+struct RecordQueue(NonNull<rd::rd_kafka_queue_t>);
 
 // SAFETY: librdkafka's queue calls lock the queue; the handle may be used
 // and destroyed on any thread.
-unsafe impl Send for PartitionQueue {}
+unsafe impl Send for RecordQueue {}
 // SAFETY: as above.
-unsafe impl Sync for PartitionQueue {}
+unsafe impl Sync for RecordQueue {}
 
-impl PartitionQueue {
+impl RecordQueue {
     /// Opens the queue of `tp`, kept from the consumer's queue, waking
     /// `waker` whenever a record reaches it empty.
-    fn open(
+    fn open_partition(
         consumer: &KafkaConsumer,
         tp: &TopicPartition,
         waker: &Arc<AtomicWaker>,
     ) -> Option<Self> {
-        let topic = CString::new(&*tp.0).ok()?;
-        // SAFETY: a live consumer; the returned handle holds a reference to
-        // the partition's queue until destroyed (in `drop`).
-        let queue = unsafe {
-            rd::rd_kafka_queue_get_partition(consumer.client().native_ptr(), topic.as_ptr(), tp.1)
+        let queue = RecordQueue(partition_queue(consumer, tp)?);
+        // SAFETY: a live queue.
+        unsafe { rd::rd_kafka_queue_forward(queue.0.as_ptr(), ptr::null_mut()) };
+        queue.wake(waker);
+        Some(queue)
+    }
+
+    /// A new queue for partitions to forward their records to, waking
+    /// `waker` whenever a record reaches it empty.
+    ///
+    /// librdkafka's prefetch limits (`queued.min.messages`,
+    /// `queued.max.messages.kbytes`) hold for the queue a partition's records
+    /// end up in: for this one, as for the consumer's, they bound all
+    /// partitions together.
+    fn new_shared(consumer: &KafkaConsumer, waker: &Arc<AtomicWaker>) -> Option<Self> {
+        // SAFETY: a live consumer; the queue is the handle's own, destroyed
+        // with it (in `drop`).
+        let queue = unsafe { rd::rd_kafka_queue_new(consumer.client().native_ptr()) };
+        let queue = RecordQueue(NonNull::new(queue)?);
+        queue.wake(waker);
+        Some(queue)
+    }
+
+    /// Forwards the records of `tp` to this queue. False when the
+    /// partition's queue could not be opened.
+    fn receive_from(&self, consumer: &KafkaConsumer, tp: &TopicPartition) -> bool {
+        let Some(partition) = partition_queue(consumer, tp) else {
+            return false;
         };
-        let queue = PartitionQueue(NonNull::new(queue)?);
-        // SAFETY: a live queue. The waker outlives the callback: the
-        // queues are dropped before it (see `PartitionQueues`), and `drop`
-        // turns the callback off under the queue's lock, which librdkafka
-        // holds while it calls it.
+        // SAFETY: both queues live. librdkafka moves what the partition's
+        // queue holds into this one, and keeps a reference to this one for
+        // the forwarding; the partition's handle is released at once.
         unsafe {
-            rd::rd_kafka_queue_forward(queue.0.as_ptr(), ptr::null_mut());
+            rd::rd_kafka_queue_forward(partition.as_ptr(), self.0.as_ptr());
+            rd::rd_kafka_queue_destroy(partition.as_ptr());
+        }
+        true
+    }
+
+    /// Has librdkafka wake `waker` whenever a record reaches the queue empty.
+    fn wake(&self, waker: &Arc<AtomicWaker>) {
+        // SAFETY: a live queue. The waker outlives the callback: the queues
+        // are dropped before it (see `PartitionQueues`), and `drop` turns
+        // the callback off under the queue's lock, which librdkafka holds
+        // while it calls it.
+        unsafe {
             rd::rd_kafka_queue_cb_event_enable(
-                queue.0.as_ptr(),
+                self.0.as_ptr(),
                 Some(wake),
                 Arc::as_ptr(waker).cast_mut().cast::<c_void>(),
             );
         }
-        Some(queue)
     }
 
     /// Takes up to `most` records (or errors in their place), without
@@ -291,7 +377,7 @@ impl PartitionQueue {
     }
 }
 
-impl Drop for PartitionQueue {
+impl Drop for RecordQueue {
     fn drop(&mut self) {
         // SAFETY: a live queue, destroyed once, here; the callback is off
         // before the handle (and, after it, the waker) can go.
@@ -302,10 +388,23 @@ impl Drop for PartitionQueue {
     }
 }
 
-/// librdkafka's callback when a record reaches an empty partition queue;
+/// A new handle on the queue of `tp`, which the caller destroys.
+fn partition_queue(
+    consumer: &KafkaConsumer,
+    tp: &TopicPartition,
+) -> Option<NonNull<rd::rd_kafka_queue_t>> {
+    let topic = CString::new(&*tp.0).ok()?;
+    // SAFETY: a live consumer; the returned handle holds a reference to the
+    // partition's queue until destroyed.
+    NonNull::new(unsafe {
+        rd::rd_kafka_queue_get_partition(consumer.client().native_ptr(), topic.as_ptr(), tp.1)
+    })
+}
+
+/// librdkafka's callback when a record reaches an empty record queue;
 /// called on one of its threads, with the queue locked.
 unsafe extern "C" fn wake(_client: *mut rd::rd_kafka_t, waker: *mut c_void) {
     // SAFETY: the `AtomicWaker` `open` registered, alive while the callback
-    // is on (see `PartitionQueue::open`).
+    // is on (see `RecordQueue::wake`).
     unsafe { &*waker.cast::<AtomicWaker>() }.wake();
 }
