@@ -4,6 +4,7 @@
 //! is named for the behaviour it proves and uses its own topic prefix.
 
 mod application_lifecycle;
+mod assigned_partitions_are_read_at_once;
 mod broker_lists_offsets_inside_batches;
 mod broker_supports_transactions;
 mod consume_one_then_many;

@@ -388,7 +388,15 @@ impl Settings {
 
     /// A subscription's consumer in `group`: offsets are stored and committed
     /// by kafkaesk only, once records are handled.
-    pub(crate) fn consumer_config(&self, group: &str) -> Result<ClientConfig> {
+    ///
+    /// `per_partition_queues` is for a consumer that reads each partition
+    /// from the partition's own queue (an ordered subscription), where
+    /// librdkafka's prefetch bound holds for each partition on its own.
+    pub(crate) fn consumer_config(
+        &self,
+        group: &str,
+        per_partition_queues: bool,
+    ) -> Result<ClientConfig> {
         let mut config = self.client_config(ClientKind::Consumer)?;
         config.set("group.id", group);
         config.set("enable.auto.commit", "false");
@@ -398,8 +406,16 @@ impl Settings {
         // open ones wait for their commit (librdkafka's default, made explicit).
         self.default_to(&mut config, "isolation.level", "read_committed");
         self.default_to(&mut config, "topic.metadata.refresh.interval.ms", "5000");
-        // Bound the prefetch so a backlog never grows the heap (per partition).
-        self.default_to(&mut config, "queued.max.messages.kbytes", "16384");
+        // Bound the prefetch so a backlog never grows the heap: for all the
+        // partitions of a queue they forward to, or for each partition that
+        // keeps its own queue, so a share of it there (7 partitions of an
+        // ordered subscription prefetch up to 28 MB, not 112 MB).
+        let prefetch_kbytes = if per_partition_queues {
+            "4096"
+        } else {
+            "16384"
+        };
+        self.default_to(&mut config, "queued.max.messages.kbytes", prefetch_kbytes);
         // With the prefetch full, librdkafka waits this long before fetching
         // again (1 s by default), which stalls a consumer that drains its
         // queue quickly; the check is local and cheap.
@@ -553,7 +569,7 @@ mod tests {
         settings
             .kafka_settings
             .insert("socket.timeout.ms".into(), "7000".into());
-        let consumer = settings.consumer_config("g").unwrap();
+        let consumer = settings.consumer_config("g", false).unwrap();
         let producer = settings.producer_config(AckPolicy::All).unwrap();
         let admin = settings.admin_config().unwrap();
         assert_eq!(consumer.get("fetch.wait.max.ms"), Some("5"));
@@ -563,6 +579,23 @@ mod tests {
         assert_eq!(admin.get("fetch.wait.max.ms"), None);
         for config in [&consumer, &producer, &admin] {
             assert_eq!(config.get("socket.timeout.ms"), Some("7000"));
+        }
+    }
+
+    #[test]
+    fn a_consumer_of_partition_queues_prefetches_a_share_per_partition() {
+        let plain = with("linger.ms", "5");
+        let shared = plain.consumer_config("g", false).unwrap();
+        let per_partition = plain.consumer_config("g", true).unwrap();
+        assert_eq!(shared.get("queued.max.messages.kbytes"), Some("16384"));
+        assert_eq!(
+            per_partition.get("queued.max.messages.kbytes"),
+            Some("4096")
+        );
+        let chosen = with("queued.max.messages.kbytes", "1024");
+        for per_partition_queues in [false, true] {
+            let config = chosen.consumer_config("g", per_partition_queues).unwrap();
+            assert_eq!(config.get("queued.max.messages.kbytes"), Some("1024"));
         }
     }
 
@@ -595,7 +628,7 @@ mod tests {
     #[test]
     fn user_properties_win_over_kafkaesk_defaults_but_not_managed_ones() {
         let settings = with("auto.offset.reset", "latest");
-        let config = settings.consumer_config("g").unwrap();
+        let config = settings.consumer_config("g", false).unwrap();
         assert_eq!(config.get("auto.offset.reset"), Some("latest"));
         assert_eq!(config.get("group.id"), Some("g"));
         assert_eq!(config.get("enable.auto.commit"), Some("false"));
@@ -638,7 +671,7 @@ mod tests {
         assert_eq!(config.get("acks"), Some("all"));
         assert_eq!(config.get("enable.idempotence"), Some("true"));
         let plain = with("linger.ms", "5");
-        let consumer = plain.consumer_config("g").unwrap();
+        let consumer = plain.consumer_config("g", false).unwrap();
         assert_eq!(consumer.get("isolation.level"), Some("read_committed"));
         assert_eq!(
             plain

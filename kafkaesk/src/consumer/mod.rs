@@ -218,7 +218,8 @@ impl BatchConsumer {
             || format!("kafkaesk-no-group-{name}-{}", std::process::id()),
             str::to_owned,
         );
-        let config = settings.consumer_config(&client_group)?;
+        let per_partition_queues = subscription.get_order() != RecordOrder::Unordered;
+        let config = settings.consumer_config(&client_group, per_partition_queues)?;
         let monitor = app.monitor(&name, group.unwrap_or(""));
         let control = app.control(&name);
         let start = StartPlan::new(&subscription, control.clone());
@@ -238,6 +239,7 @@ impl BatchConsumer {
             pauses: control.pauses(),
             topic_prefix: settings.topic_prefix.clone(),
             assignment_changed: tokio::sync::Notify::new(),
+            per_partition_queues,
         };
         let consumer: KafkaConsumer = config.create_with_context(context)?;
         if subscription.assigns_itself() {
@@ -323,7 +325,7 @@ impl BatchConsumer {
         let mut messages = self.consumer.stream();
         let mut partition_queues = PartitionQueues::new(
             self.consumer.clone(),
-            self.subscription.get_order() != RecordOrder::Unordered,
+            self.consumer.context().per_partition_queues,
         );
         let assignment_changed = &self.consumer.context().assignment_changed;
         let mut retries = Retries::default();

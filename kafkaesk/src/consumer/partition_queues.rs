@@ -31,7 +31,8 @@
 //! slowest of them. So an ordered subscription takes a fair share of each
 //! batch from every partition in turn. librdkafka's prefetch limits then
 //! hold for each partition on its own, as its documentation says of
-//! partition queues.
+//! partition queues, so kafkaesk's default bound is a quarter of an
+//! unordered subscription's there (see `Settings::consumer_config`).
 //!
 //! A partition whose queue cannot be opened keeps sending its records to the
 //! consumer's queue, where the consumer still finds them.
