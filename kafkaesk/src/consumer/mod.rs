@@ -239,7 +239,6 @@ impl BatchConsumer {
             pauses: control.pauses(),
             topic_prefix: settings.topic_prefix.clone(),
             assignment_changed: tokio::sync::Notify::new(),
-            per_partition_queues,
         };
         let consumer: KafkaConsumer = config.create_with_context(context)?;
         if subscription.assigns_itself() {
@@ -323,10 +322,8 @@ impl BatchConsumer {
         // One stream for the run: `recv` makes one for each message, and
         // registers and unregisters it with the consumer's wakers each time.
         let mut messages = self.consumer.stream();
-        let mut partition_queues = PartitionQueues::new(
-            self.consumer.clone(),
-            self.consumer.context().per_partition_queues,
-        );
+        let mut partition_queues =
+            PartitionQueues::new(self.consumer.clone(), self.subscription.get_order());
         let assignment_changed = &self.consumer.context().assignment_changed;
         let mut retries = Retries::default();
         // Records held back while their partition was retrying, or left

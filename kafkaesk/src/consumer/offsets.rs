@@ -157,10 +157,6 @@ pub(crate) struct RebalanceContext {
     /// Notified when partitions are assigned, so that a consumer waiting for
     /// records starts reading their queues.
     pub(crate) assignment_changed: tokio::sync::Notify,
-    /// Whether records are read from each partition's own queue (an ordered
-    /// subscription), not from one queue for all
-    /// (see [`partition_queues`](super::partition_queues)).
-    pub(crate) per_partition_queues: bool,
 }
 
 impl RebalanceContext {

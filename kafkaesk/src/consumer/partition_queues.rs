@@ -50,6 +50,7 @@ use rdkafka::TopicPartitionList;
 
 use super::offsets::{OffsetBook, TopicPartition};
 use super::KafkaConsumer;
+use crate::ordering::RecordOrder;
 use crate::record::{FetchedMessage, PendingRecord, TopicNames};
 
 /// Most records taken from one queue in one call: the size of the array
@@ -92,6 +93,9 @@ pub(super) struct PartitionQueues {
     queues: Vec<(TopicPartition, RecordQueue)>,
     /// An unordered subscription's one queue (`queues` stays empty).
     shared: Option<RecordQueue>,
+    /// Whether a partition's records run one after another, so that a batch
+    /// takes no more than an even share of its room from any partition.
+    partition_order: bool,
     /// Woken by librdkafka when a record reaches an empty queue.
     waker: Arc<AtomicWaker>,
     consumer: Arc<KafkaConsumer>,
@@ -104,11 +108,11 @@ pub(super) struct PartitionQueues {
 }
 
 impl PartitionQueues {
-    /// The queues of `consumer`'s partitions: one per partition when
-    /// `per_partition`, else one for all of them.
-    pub(super) fn new(consumer: Arc<KafkaConsumer>, per_partition: bool) -> Self {
+    /// The queues of `consumer`'s partitions, laid out for a subscription
+    /// of `order`: one for all partitions when unordered, else one each.
+    pub(super) fn new(consumer: Arc<KafkaConsumer>, order: RecordOrder) -> Self {
         let waker = Arc::new(AtomicWaker::new());
-        let shared = if per_partition {
+        let shared = if order != RecordOrder::Unordered {
             None
         } else {
             let shared = RecordQueue::new_shared(&consumer, &waker);
@@ -120,6 +124,7 @@ impl PartitionQueues {
         PartitionQueues {
             queues: Vec::new(),
             shared,
+            partition_order: order == RecordOrder::Partition,
             waker,
             consumer,
             turn: 0,
@@ -180,9 +185,9 @@ impl PartitionQueues {
 
     /// Moves waiting records into `batch` until it holds `limit`, without
     /// waiting. From the shared queue, in the order they came; from the
-    /// partitions' own queues, a fair share of the room left from each in
-    /// turn, then again while records come, so that one partition's backlog
-    /// does not fill a batch that other partitions' records could run beside.
+    /// partitions' own queues, a fair share of the room left from each (see
+    /// [`fair_shares`]), so that one partition's backlog does not fill a
+    /// batch that other partitions' records could run beside.
     /// Returns the errors librdkafka reported in place of records (a failed
     /// fetch).
     ///
@@ -197,7 +202,7 @@ impl PartitionQueues {
     ) -> Vec<KafkaError> {
         debug_assert!(std::ptr::eq(consumer, &*self.consumer));
         let mut errors = Vec::new();
-        let mut taken = batch.len();
+        let taken = batch.len();
         let mut each = |message| match message {
             Ok(message) => batch.push(names.pending(message)),
             Err(error) => errors.push(error),
@@ -209,31 +214,32 @@ impl PartitionQueues {
             return errors;
         }
         let count = self.queues.len();
-        while taken < limit && count > 0 {
-            let share = (limit - taken).div_ceil(count);
-            let mut took = 0;
-            for step in 0..count {
-                let room = limit.saturating_sub(taken);
-                if room == 0 {
-                    break;
-                }
-                let index = (self.turn + step) % count;
-                let queue = &self.queues[index].1;
-                // An empty queue's length costs a fraction of a take: its
-                // lock, where a take adds librdkafka's poll bookkeeping.
-                if !queue.holds_any() {
-                    continue;
-                }
-                let got = queue.take(share.min(room), &mut each);
-                if got > 0 {
-                    took += got;
-                    taken += got;
-                    self.turn = index + 1;
-                }
+        if taken >= limit || count == 0 {
+            return errors;
+        }
+        let holds: Vec<usize> = self.queues.iter().map(|(_, queue)| queue.len()).collect();
+        let first = self.turn % count;
+        let room = limit - taken;
+        // Under partition order, records of one partition beyond its share
+        // would only lengthen the batch: they run one after another, while
+        // the records that other partitions receive meanwhile wait for the
+        // next batch. Under key order they run beside each other.
+        let most_each = if self.partition_order {
+            room.div_ceil(count)
+        } else {
+            room
+        };
+        let shares = fair_shares(&holds, room, most_each, first);
+        let mut took = 0;
+        for step in 0..count {
+            let index = (first + step) % count;
+            if shares[index] > 0 {
+                took += self.queues[index].1.take(shares[index], &mut each);
             }
-            if took == 0 {
-                break;
-            }
+        }
+        if took > 0 {
+            // The odd records of the next uneven split go to the next queues.
+            self.turn = first + 1;
         }
         errors
     }
@@ -371,10 +377,15 @@ impl RecordQueue {
         total
     }
 
+    /// How many records (or errors in their place) the queue holds.
+    fn len(&self) -> usize {
+        // SAFETY: a live queue.
+        unsafe { rd::rd_kafka_queue_length(self.0.as_ptr()) }
+    }
+
     /// Whether the queue holds anything: records, or an error in their place.
     fn holds_any(&self) -> bool {
-        // SAFETY: a live queue.
-        unsafe { rd::rd_kafka_queue_length(self.0.as_ptr()) > 0 }
+        self.len() > 0
     }
 }
 
@@ -387,6 +398,39 @@ impl Drop for RecordQueue {
             rd::rd_kafka_queue_destroy(self.0.as_ptr());
         }
     }
+}
+
+/// Splits `room` records between queues that hold `holds` records, at most
+/// `most_each` to a queue: each queue gets an equal share, or all it holds
+/// where that is less, and what those leave is split between the others
+/// alike. Where the room does not split evenly, the queues from `first` on
+/// (wrapping around) get one more.
+fn fair_shares(holds: &[usize], room: usize, most_each: usize, first: usize) -> Vec<usize> {
+    let count = holds.len();
+    let mut shares = vec![0; count];
+    let mut left = room;
+    while left > 0 {
+        let open: Vec<usize> = (0..count)
+            .map(|step| (first + step) % count)
+            .filter(|&index| shares[index] < holds[index].min(most_each))
+            .collect();
+        if open.is_empty() {
+            break;
+        }
+        let each = left / open.len();
+        let mut odd = left % open.len();
+        for index in open {
+            let mut share = each;
+            if odd > 0 {
+                share += 1;
+                odd -= 1;
+            }
+            let given = share.min(holds[index].min(most_each) - shares[index]);
+            shares[index] += given;
+            left -= given;
+        }
+    }
+    shares
 }
 
 /// A new handle on the queue of `tp`, which the caller destroys.
@@ -408,4 +452,50 @@ unsafe extern "C" fn wake(_client: *mut rd::rd_kafka_t, waker: *mut c_void) {
     // SAFETY: the `AtomicWaker` `open` registered, alive while the callback
     // is on (see `RecordQueue::wake`).
     unsafe { &*waker.cast::<AtomicWaker>() }.wake();
+}
+
+#[cfg(test)]
+mod tests {
+    use super::fair_shares;
+
+    #[test]
+    fn every_queue_with_records_gets_an_equal_share() {
+        let holds = [113, 101, 88, 93, 130, 120, 41];
+        let shares = fair_shares(&holds, 256, 256, 0);
+        assert_eq!(shares, vec![37, 37, 37, 37, 36, 36, 36]);
+        assert_eq!(shares.iter().sum::<usize>(), 256);
+    }
+
+    #[test]
+    fn what_a_short_queue_leaves_goes_to_the_others() {
+        assert_eq!(fair_shares(&[5, 100, 100], 90, 90, 0), vec![5, 43, 42]);
+        assert_eq!(
+            fair_shares(&[0, 0, 0, 0, 0, 0, 105], 64, 64, 3),
+            vec![0, 0, 0, 0, 0, 0, 64]
+        );
+    }
+
+    #[test]
+    fn a_queue_gets_no_more_than_the_most_each() {
+        // Partition order: the other partitions' room is left empty.
+        assert_eq!(
+            fair_shares(&[0, 0, 0, 0, 0, 0, 105], 64, 10, 0),
+            vec![0, 0, 0, 0, 0, 0, 10]
+        );
+        assert_eq!(fair_shares(&[5, 100, 100], 90, 30, 0), vec![5, 30, 30]);
+    }
+
+    #[test]
+    fn odd_records_go_to_the_queues_from_the_turn_on() {
+        assert_eq!(fair_shares(&[10, 10, 10], 4, 4, 0), vec![2, 1, 1]);
+        assert_eq!(fair_shares(&[10, 10, 10], 4, 4, 1), vec![1, 2, 1]);
+        assert_eq!(fair_shares(&[10, 10, 10], 4, 4, 2), vec![1, 1, 2]);
+    }
+
+    #[test]
+    fn never_more_than_the_room_or_what_queues_hold() {
+        assert_eq!(fair_shares(&[3, 0, 2], 100, 100, 0), vec![3, 0, 2]);
+        assert_eq!(fair_shares(&[3, 4], 0, 0, 1), vec![0, 0]);
+        assert_eq!(fair_shares(&[], 10, 10, 0), Vec::<usize>::new());
+    }
 }
