@@ -356,24 +356,21 @@ async fn a_retrying_partition_does_not_hold_the_others() {
         others_before.len(),
         others_after.len()
     );
-    // The poison job's partition keeps its order: the poison job fails at its
+    // The poison job's partition waits for it: the poison job fails at its
     // first poll, so nothing behind it was started beside it, and the jobs
-    // behind it (other keys may share the partition) run once it succeeded,
-    // in order.
+    // behind it (other keys may share the partition) start once it
+    // succeeded, in order. This unordered subscription then runs up to
+    // `CONCURRENCY` of them at once, so they may finish in another order: on
+    // a loaded machine, two handler runs in a row that the OS preempts for a
+    // millisecond look computing, and handlers move to blocking threads
+    // (`consumer::batch`), where they finish as the threads run. The order
+    // of a key or a partition is `order`'s to keep (see `key_order_holds_*`).
     let partition: Vec<u32> = handled
         .iter()
         .filter(|&&(_, p)| p == poison_partition)
         .map(|&(id, _)| id)
         .collect();
-    assert_eq!(
-        partition[..11],
-        (POISON..=10).collect::<Vec<_>>(),
-        "{handled:?}"
-    );
-    assert!(
-        partition.is_sorted(),
-        "jobs of other keys on the poison job's partition run after it, in order: {partition:?}"
-    );
+    assert_eq!(partition.first(), Some(&POISON), "{handled:?}");
     let stats = &app.stats()["jobs"];
     assert_eq!(
         (stats.handled, stats.retried, stats.failed),
