@@ -22,13 +22,11 @@
 //! An ordered subscription reads each partition from the partition's own
 //! queue. librdkafka fills a queue a fetch response's worth of one partition
 //! at a time: with a backlog, thousands of records in a row of one partition.
-//! Under [`RecordOrder::Partition`](crate::ordering::RecordOrder::Partition)
-//! a partition's records run one at a time, so a subscription that took
-//! records from one queue would run one record at a time while the other
-//! partitions' records waited behind the run; under
-//! [`RecordOrder::Key`](crate::ordering::RecordOrder::Key) a batch of one
-//! partition holds all of that partition's hot keys, and waits for the
-//! slowest of them. So an ordered subscription takes a fair share of each
+//! Under [`RecordOrder::Partition`] a partition's records run one at a time,
+//! so a subscription that took records from one queue would run one record
+//! at a time while the other partitions' records waited behind the run;
+//! under [`RecordOrder::Key`] a batch of one partition holds all of that
+//! partition's hot keys, and waits for the slowest of them. So an ordered subscription takes a fair share of each
 //! batch from every partition in turn. librdkafka's prefetch limits then
 //! hold for each partition on its own, as its documentation says of
 //! partition queues, so kafkaesk's default bound is a quarter of an
