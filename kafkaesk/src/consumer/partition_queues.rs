@@ -61,23 +61,15 @@ pub(super) fn keep_apart<C: ConsumerContext>(
     consumer: &impl Consumer<C>,
     partitions: &TopicPartitionList,
 ) {
-    let client = consumer.client().native_ptr();
     for element in partitions.elements() {
-        let Ok(topic) = CString::new(element.topic()) else {
+        let Some(queue) = partition_queue(consumer, element.topic(), element.partition()) else {
             continue;
         };
-        // SAFETY: `client` is a live consumer for the whole call (borrowed
-        // from `consumer`). The handle librdkafka returns only holds a
-        // reference to the partition's queue, released by destroying it;
-        // the forwarding set on the queue outlives the handle.
+        // SAFETY: a live handle, released at once; the forwarding set on the
+        // partition's queue outlives it.
         unsafe {
-            let queue =
-                rd::rd_kafka_queue_get_partition(client, topic.as_ptr(), element.partition());
-            if queue.is_null() {
-                continue;
-            }
-            rd::rd_kafka_queue_forward(queue, ptr::null_mut());
-            rd::rd_kafka_queue_destroy(queue);
+            rd::rd_kafka_queue_forward(queue.as_ptr(), ptr::null_mut());
+            rd::rd_kafka_queue_destroy(queue.as_ptr());
         }
     }
 }
@@ -148,11 +140,7 @@ impl PartitionQueues {
             // to the same queue changes nothing.
             for tp in &book.assigned {
                 if !shared.receive_from(&self.consumer, tp) {
-                    tracing::warn!(
-                        topic = %tp.0,
-                        partition = tp.1,
-                        "could not open the partition's queue; its records come through the consumer's"
-                    );
+                    warn_unopened(tp);
                 }
             }
             return;
@@ -168,11 +156,7 @@ impl PartitionQueues {
                     self.queues.push((tp.clone(), queue));
                     added = true;
                 }
-                None => tracing::warn!(
-                    topic = %tp.0,
-                    partition = tp.1,
-                    "could not open the partition's queue; its records come through the consumer's"
-                ),
+                None => warn_unopened(tp),
             }
         }
         if added {
@@ -284,7 +268,7 @@ impl RecordQueue {
         tp: &TopicPartition,
         waker: &Arc<AtomicWaker>,
     ) -> Option<Self> {
-        let queue = RecordQueue(partition_queue(consumer, tp)?);
+        let queue = RecordQueue(partition_queue(consumer, &tp.0, tp.1)?);
         // SAFETY: a live queue.
         unsafe { rd::rd_kafka_queue_forward(queue.0.as_ptr(), ptr::null_mut()) };
         queue.wake(waker);
@@ -310,7 +294,7 @@ impl RecordQueue {
     /// Forwards the records of `tp` to this queue. False when the
     /// partition's queue could not be opened.
     fn receive_from(&self, consumer: &KafkaConsumer, tp: &TopicPartition) -> bool {
-        let Some(partition) = partition_queue(consumer, tp) else {
+        let Some(partition) = partition_queue(consumer, &tp.0, tp.1) else {
             return false;
         };
         // SAFETY: both queues live. librdkafka moves what the partition's
@@ -431,17 +415,28 @@ fn fair_shares(holds: &[usize], room: usize, most_each: usize, first: usize) -> 
     shares
 }
 
-/// A new handle on the queue of `tp`, which the caller destroys.
-fn partition_queue(
-    consumer: &KafkaConsumer,
-    tp: &TopicPartition,
+/// A new handle on the queue of `partition` of `topic`, which the caller
+/// destroys; `None` for a partition librdkafka does not know.
+fn partition_queue<C: ConsumerContext>(
+    consumer: &impl Consumer<C>,
+    topic: &str,
+    partition: i32,
 ) -> Option<NonNull<rd::rd_kafka_queue_t>> {
-    let topic = CString::new(&*tp.0).ok()?;
-    // SAFETY: a live consumer; the returned handle holds a reference to the
-    // partition's queue until destroyed.
+    let topic = CString::new(topic).ok()?;
+    // SAFETY: a live consumer, borrowed for the call; the returned handle
+    // holds a reference to the partition's queue until destroyed.
     NonNull::new(unsafe {
-        rd::rd_kafka_queue_get_partition(consumer.client().native_ptr(), topic.as_ptr(), tp.1)
+        rd::rd_kafka_queue_get_partition(consumer.client().native_ptr(), topic.as_ptr(), partition)
     })
+}
+
+/// Says that `tp`'s queue could not be opened, and where its records go.
+fn warn_unopened(tp: &TopicPartition) {
+    tracing::warn!(
+        topic = %tp.0,
+        partition = tp.1,
+        "could not open the partition's queue; its records come through the consumer's"
+    );
 }
 
 /// librdkafka's callback when a record reaches an empty record queue;
