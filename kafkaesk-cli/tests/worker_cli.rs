@@ -8,7 +8,9 @@ use std::time::{Duration, Instant};
 
 use tokio::sync::Mutex;
 
-use kafkaesk_tests::{committed_total, require_broker, spawn_with_lines, unique_prefix};
+use kafkaesk_tests::{
+    committed_total, require_broker, signal_and_wait, spawn_with_lines, unique_prefix,
+};
 
 /// Runs that build the runner share a cargo lock; one at a time keeps their
 /// output and timing readable.
@@ -63,6 +65,23 @@ impl Worker {
             "no line with {needle:?} within {timeout:?}; output:\n{}",
             self.seen.join("\n")
         );
+    }
+
+    /// Sends SIGINT, as Ctrl-C in a terminal does, and requires the worker
+    /// to exit within `within`; returns its exit code and output.
+    fn interrupt(mut self, within: Duration) -> (i32, Vec<String>) {
+        let stopped = signal_and_wait(&mut self.child, libc::SIGINT, within);
+        while let Ok(line) = self.lines.recv_timeout(Duration::from_millis(500)) {
+            self.seen.push(line);
+        }
+        let Some((status, took)) = stopped else {
+            panic!(
+                "still running {within:?} after SIGINT (killed); output:\n{}",
+                self.seen.join("\n")
+            );
+        };
+        eprintln!("kafkaesk stopped {took:?} after SIGINT");
+        (status.code().unwrap_or(-1), self.seen)
     }
 
     fn terminate(mut self) -> (i32, Vec<String>) {
@@ -250,7 +269,8 @@ async fn without_servers_an_embedded_broker_delivers_what_another_process_publis
     .unwrap();
     worker.wait_for("handled order 99 (1 x lamp)", Duration::from_secs(60));
 
-    let (code, output) = worker.terminate();
+    // Ctrl-C: the broker stays up in `kafkaesk` until its worker has stopped.
+    let (code, output) = worker.interrupt(Duration::from_secs(15));
     assert_eq!(code, 0, "{}", output.join("\n"));
 }
 

@@ -560,3 +560,25 @@ pub fn spawn_with_lines(
     }
     (child, lines)
 }
+
+/// Sends `signal` to `child` and waits for it to exit, at most `within`:
+/// its exit status and how long it took, or `None` (and the child killed)
+/// when it was still running.
+pub fn signal_and_wait(
+    child: &mut std::process::Child,
+    signal: i32,
+    within: Duration,
+) -> Option<(std::process::ExitStatus, Duration)> {
+    let sent = std::time::Instant::now();
+    // SAFETY: signalling our own child process, which has not been reaped.
+    unsafe { libc::kill(child.id() as i32, signal) };
+    while sent.elapsed() < within {
+        if let Ok(Some(status)) = child.try_wait() {
+            return Some((status, sent.elapsed()));
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let _ = child.kill();
+    let _ = child.wait();
+    None
+}

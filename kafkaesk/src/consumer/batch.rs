@@ -32,7 +32,6 @@ use std::time::Duration;
 
 use futures::stream::FuturesUnordered;
 use futures::StreamExt;
-use rdkafka::consumer::CommitMode;
 use tokio::time::Instant;
 
 use super::{BatchConsumer, RunControl};
@@ -272,7 +271,7 @@ impl BatchConsumer {
                 // Handlers that wait long must not hold back the commits of
                 // what was settled before them.
                 () = tokio::time::sleep_until(*next_commit) => {
-                    self.commit(CommitMode::Async);
+                    self.commit_handled();
                     *next_commit = Instant::now() + interval;
                 }
             }

@@ -51,6 +51,7 @@
 
 mod assign;
 mod batch;
+mod commit;
 pub mod exactly_once;
 mod offsets;
 mod partition_queues;
@@ -239,6 +240,7 @@ impl BatchConsumer {
             pauses: control.pauses(),
             topic_prefix: settings.topic_prefix.clone(),
             assignment_changed: tokio::sync::Notify::new(),
+            commit_answered: tokio::sync::Notify::new(),
         };
         let consumer: KafkaConsumer = config.create_with_context(context)?;
         if subscription.assigns_itself() {
@@ -356,7 +358,7 @@ impl BatchConsumer {
             }
             let now = Instant::now();
             if now >= next_commit {
-                self.commit(CommitMode::Async);
+                self.commit_handled();
                 next_commit = now + interval;
             }
             if let Some(assignment) = self_assignment.as_mut().filter(|a| now >= a.next_look) {
@@ -518,7 +520,7 @@ impl BatchConsumer {
         }
         // Commit what was handled; a failed record and its partition's later
         // records come back.
-        self.commit(CommitMode::Sync);
+        self.commit_before_closing(&mut messages).await;
         result
     }
 
@@ -559,18 +561,43 @@ impl BatchConsumer {
         }
     }
 
-    /// Leaves the group and closes the consumer, off the async threads: closing
-    /// waits for librdkafka to finish the final rebalance.
+    /// Leaves the group and closes the consumer, waiting at most the
+    /// `shutdown_timeout`.
+    ///
+    /// Closing waits for librdkafka to finish the final rebalance and for
+    /// the broker to answer, so it runs on a thread of its own: not on an
+    /// async worker, which would stall every task queued behind it (an
+    /// embedded broker's among them), nor on tokio's blocking pool, which a
+    /// runtime waits for without bound when it shuts down. A broker that has
+    /// gone away leaves that thread to finish or to end with the process.
     async fn close(self) {
         let consumer = self.consumer;
         let name = self.scope.name;
-        let closed = tokio::task::spawn_blocking(move || {
-            consumer.unsubscribe();
-            drop(consumer);
-        })
-        .await;
-        if closed.is_err() {
-            tracing::warn!(subscription = %name, "consumer did not close cleanly");
+        let timeout = self.scope.app.settings().shutdown_timeout;
+        let (closed, done) = tokio::sync::oneshot::channel();
+        let spawned = std::thread::Builder::new()
+            .name(format!("kafkaesk-close-{name}"))
+            .spawn(move || {
+                consumer.unsubscribe();
+                drop(consumer);
+                let _ = closed.send(());
+            });
+        let outcome = match spawned {
+            Ok(_) => tokio::time::timeout(timeout, done).await,
+            Err(err) => {
+                tracing::warn!(subscription = %name, error = %err, "could not start a thread to close the consumer");
+                return;
+            }
+        };
+        match outcome {
+            Ok(Ok(())) => {}
+            Ok(Err(_)) => tracing::warn!(subscription = %name, "consumer did not close cleanly"),
+            Err(_) => tracing::warn!(
+                subscription = %name,
+                timeout = ?timeout,
+                "consumer did not leave its group within the shutdown timeout; \
+                 the broker hands its partitions over once the session times out"
+            ),
         }
     }
 }

@@ -45,6 +45,9 @@ pub(crate) struct OffsetBook {
     pub(crate) paused: HashSet<TopicPartition>,
     /// What every commit carries as metadata: a replay's mark.
     pub(crate) commit_metadata: Option<String>,
+    /// How many commits the broker refused or never answered, so a wait
+    /// for one commit learns that it failed.
+    pub(crate) failed_commits: u64,
 }
 
 impl OffsetBook {
@@ -88,6 +91,16 @@ impl OffsetBook {
                     .insert((Arc::from(elem.topic()), elem.partition()), offset);
             }
         }
+    }
+
+    /// Whether every offset of `tpl` is confirmed as committed, or belongs
+    /// to a partition revoked since (its new owner commits it).
+    pub(crate) fn confirmed(&self, tpl: &TopicPartitionList) -> bool {
+        tpl.elements().iter().all(|elem| {
+            let tp = (Arc::from(elem.topic()), elem.partition());
+            !self.assigned.contains(&tp)
+                || matches!(elem.offset(), Offset::Offset(o) if self.committed.get(&tp) == Some(&o))
+        })
     }
 
     /// Moves a partition's processed offset forward to `next`, if the
@@ -157,6 +170,9 @@ pub(crate) struct RebalanceContext {
     /// Notified when partitions are assigned, so that a consumer waiting for
     /// records starts reading their queues.
     pub(crate) assignment_changed: tokio::sync::Notify,
+    /// Notified when the broker answers a commit, so the last commit before
+    /// closing is awaited without blocking a thread.
+    pub(crate) commit_answered: tokio::sync::Notify,
 }
 
 impl RebalanceContext {
@@ -339,12 +355,16 @@ impl ConsumerContext for RebalanceContext {
     fn commit_callback(&self, result: KafkaResult<()>, offsets: &TopicPartitionList) {
         match result {
             Ok(()) => lock(&self.book).confirm(offsets),
-            Err(err) => tracing::warn!(
-                subscription = %self.subscription,
-                error = %err,
-                "offset commit failed; it is retried at the next commit"
-            ),
+            Err(err) => {
+                lock(&self.book).failed_commits += 1;
+                tracing::warn!(
+                    subscription = %self.subscription,
+                    error = %err,
+                    "offset commit failed; it is retried at the next commit"
+                );
+            }
         }
+        self.commit_answered.notify_one();
     }
 }
 
@@ -382,7 +402,9 @@ mod tests {
         book.committed.insert(("t".into(), 1), 7);
         let tpl = book.uncommitted(None);
         assert_eq!(tpl.count(), 1);
+        assert!(!book.confirmed(&tpl));
         book.confirm(&tpl);
+        assert!(book.confirmed(&tpl));
         assert_eq!(book.uncommitted(None).count(), 0);
     }
 

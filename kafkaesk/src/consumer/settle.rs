@@ -12,8 +12,12 @@
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
 
-use rdkafka::consumer::{CommitMode, Consumer};
+use futures::StreamExt;
+use rdkafka::consumer::{Consumer, MessageStream};
+use rdkafka::TopicPartitionList;
 
+use super::commit::commit_async;
+use super::offsets::RebalanceContext;
 use super::BatchConsumer;
 use crate::dead_letter::{self, Failure};
 use crate::error::Error;
@@ -290,24 +294,86 @@ impl BatchConsumer {
         }
     }
 
-    /// Commits the processed offsets the broker has not confirmed, when
-    /// `auto_commit` is on.
-    pub(super) fn commit(&self, mode: CommitMode) {
+    /// Asks the broker to commit the processed offsets it has not
+    /// confirmed, when `auto_commit` is on, and returns them; the answer
+    /// comes to the context's `commit_callback`.
+    pub(super) fn commit_handled(&self) -> Option<TopicPartitionList> {
         if !self.auto_commit {
-            return;
+            return None;
         }
         let tpl = lock(&self.book).uncommitted(None);
         if tpl.count() == 0 {
-            return;
+            return None;
         }
-        match self.consumer.commit(&tpl, mode) {
-            Ok(()) if matches!(mode, CommitMode::Sync) => lock(&self.book).confirm(&tpl),
-            Ok(()) => {}
+        match commit_async(&self.consumer, &tpl) {
+            Ok(()) => Some(tpl),
             Err(err) => {
-                tracing::warn!(subscription = %self.scope.name, error = %err, "offset commit failed")
+                tracing::warn!(subscription = %self.scope.name, error = %err, "offset commit failed");
+                None
             }
         }
     }
+
+    /// Commits what was settled, once the consumer has stopped, and waits
+    /// for the broker's answer at most the `shutdown_timeout`.
+    ///
+    /// librdkafka's synchronous commit would block the thread without a
+    /// bound, so the commit is asynchronous and its answer is served by
+    /// polling the consumer (see [`commit`](super::commit)): records fetched
+    /// meanwhile are left unhandled and uncommitted, for the next run.
+    pub(super) async fn commit_before_closing(
+        &self,
+        messages: &mut MessageStream<'_, RebalanceContext>,
+    ) {
+        let failed_before = lock(&self.book).failed_commits;
+        let Some(pending) = self.commit_handled() else {
+            return;
+        };
+        let timeout = self.scope.app.settings().shutdown_timeout;
+        let deadline = tokio::time::Instant::now() + timeout;
+        let answered = &self.consumer.context().commit_answered;
+        loop {
+            {
+                let book = lock(&self.book);
+                if book.confirmed(&pending) {
+                    return;
+                }
+                if book.failed_commits != failed_before {
+                    drop(book);
+                    tracing::warn!(
+                        subscription = %self.scope.name,
+                        offsets = %offsets_text(&pending),
+                        "the last commit failed; records handled since the previous commit will be consumed again"
+                    );
+                    return;
+                }
+            }
+            tokio::select! {
+                () = answered.notified() => {}
+                // Drives the consumer's queue, where the answer arrives.
+                _ = messages.next() => {}
+                () = tokio::time::sleep_until(deadline) => {
+                    tracing::warn!(
+                        subscription = %self.scope.name,
+                        offsets = %offsets_text(&pending),
+                        timeout = ?timeout,
+                        "the broker did not confirm the last commit within the shutdown timeout; \
+                         records handled since the previous commit will be consumed again"
+                    );
+                    return;
+                }
+            }
+        }
+    }
+}
+
+/// `topic[partition]@offset, ...`, for logs.
+fn offsets_text(tpl: &TopicPartitionList) -> String {
+    tpl.elements()
+        .iter()
+        .map(|elem| format!("{}[{}]@{:?}", elem.topic(), elem.partition(), elem.offset()))
+        .collect::<Vec<_>>()
+        .join(", ")
 }
 
 #[cfg(test)]
