@@ -44,7 +44,8 @@ pub(crate) struct Clients {
     journal: MaybeJournal,
     /// Transactional producers between transactions, for the next ones.
     idle_transactional: Mutex<Vec<Producer>>,
-    /// How many transactional ids this instance made: the next id's number.
+    /// How many transactional ids this instance made under its own
+    /// `transactional_id` prefix: the next id's number.
     transactional_ids: AtomicU64,
     /// Per expected-offset writer id, the producer registered with it; the
     /// lock makes this process's writers of a partition take turns.
@@ -67,7 +68,16 @@ impl Clients {
         if let Some(producer) = lock(&self.idle_transactional).pop() {
             return Ok(producer);
         }
-        let number = self.transactional_ids.fetch_add(1, Ordering::Relaxed);
+        // Without a prefix of its own, every application of the process
+        // shares the process's prefix, so they share one count too: two
+        // applications must never register the same id, or each would fence
+        // the other's transactions.
+        static UNPREFIXED: AtomicU64 = AtomicU64::new(0);
+        let count = match self.settings.transactional_id {
+            Some(_) => &self.transactional_ids,
+            None => &UNPREFIXED,
+        };
+        let number = count.fetch_add(1, Ordering::Relaxed);
         self.transactional_producer_with_id(&self.transactional_id(&number.to_string()))
             .await
     }
@@ -107,10 +117,7 @@ impl Clients {
         })
         .await
         .map_err(|_| Error::Stopped)?
-        .map_err(|source| Error::Transaction {
-            action: "init",
-            source,
-        })?;
+        .map_err(|source| Error::transaction("init", source))?;
         Ok(producer)
     }
 
