@@ -42,9 +42,10 @@
 //! second to register fences the first, so either the first committed
 //! before the second registered (and the second finds the first's message
 //! and aborts), or the first's transaction is aborted and its commit fails
-//! with a fence. A fenced writer registers again and starts over from step 2,
-//! where it finds the winner's message and reports a mismatch. Writers in
-//! one process also take turns through a lock per partition.
+//! with a fence. A fenced writer waits a random, growing while (so that the
+//! writer that fenced it can commit first), registers again and starts over
+//! from step 2, where it finds the winner's message and reports a mismatch.
+//! Writers in one process also take turns through a lock per partition.
 //!
 //! The guarantee holds among writers that write to the partition with an
 //! expected offset. A plain publish to the same partition is not checked
@@ -135,25 +136,28 @@ pub(super) async fn write(
             Attempt::Fenced(source) => {
                 *registered = None;
                 if attempt >= ATTEMPTS {
-                    return Err(Error::Transaction {
-                        action: "expected-offset write",
-                        source,
-                    });
+                    return Err(Error::transaction("expected-offset write", source));
                 }
+                // Before registering again, which would fence the writer
+                // that fenced this one before it can commit, give that
+                // writer time to finish: a window that doubles with each
+                // attempt, at a random point in it, so writers that fence
+                // each other in step drift apart.
+                tokio::time::sleep(backoff(attempt)).await;
                 attempt += 1;
-                // Writers that fence each other in step drift apart.
-                tokio::time::sleep(jitter()).await;
             }
         }
     }
 }
 
-/// A few milliseconds, different in each call.
-fn jitter() -> Duration {
+/// The wait after the `attempt`th fence: a random point in the second half
+/// of a window of 50 ms that doubles with each attempt, up to 1.6 s.
+fn backoff(attempt: u32) -> Duration {
+    let window = 50_000u64 << attempt.saturating_sub(1).min(5);
     let nanos = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .map_or(0, |d| d.subsec_nanos());
-    Duration::from_micros(1_000 + u64::from(nanos % 20_000))
+    Duration::from_micros(window / 2 + u64::from(nanos) % (window / 2))
 }
 
 /// One write attempt's surroundings.
@@ -181,26 +185,22 @@ impl Target<'_> {
         ) {
             Enqueued::Queued(handle) => handle,
             Enqueued::QueueFull => {
-                self.abort().await?;
-                return Err(Error::Delivery {
+                let full = Error::Delivery {
                     topic: self.series.topic().to_string(),
                     source: KafkaError::MessageProduction(RDKafkaErrorCode::QueueFull),
-                });
+                };
+                return self.abort_after(full).await;
             }
-            Enqueued::Failed(err) => {
-                self.abort().await?;
-                return Err(err);
-            }
+            Enqueued::Failed(err) => return self.abort_after(err).await,
         };
         let delivery = match (&mut handle).await {
             Ok(delivery) => delivery,
             Err(Error::Delivery { source, .. }) if is_fenced(&source) => {
                 return Ok(Attempt::Fenced(source))
             }
-            Err(err) => {
-                self.abort().await?;
-                return Err(err);
-            }
+            // A fenced producer purges what it had queued: the delivery
+            // fails with `PurgeQueue`, and the abort tells of the fence.
+            Err(err) => return self.abort_after(err).await,
         };
         let actual = last_committed_before(
             self.settings,
@@ -210,8 +210,10 @@ impl Target<'_> {
         )
         .await?;
         if actual != self.expected {
-            self.abort().await?;
-            return Ok(Attempt::Elsewhere(actual));
+            return match self.abort().await? {
+                Ok(()) => Ok(Attempt::Elsewhere(actual)),
+                Err(source) => self.failed("abort", source),
+            };
         }
         let producer = self.producer.clone();
         let committed =
@@ -230,18 +232,25 @@ impl Target<'_> {
         if is_fenced(&source) {
             return Ok(Attempt::Fenced(source));
         }
-        Err(Error::Transaction { action, source })
+        Err(Error::transaction(action, source))
     }
 
-    async fn abort(&self) -> Result<()> {
+    /// Aborts the attempt; librdkafka's answer, or `Err` when the abort could
+    /// not run.
+    async fn abort(&self) -> Result<std::result::Result<(), KafkaError>> {
         let producer = self.producer.clone();
         tokio::task::spawn_blocking(move || producer.abort_transaction(CALL_TIMEOUT))
             .await
-            .map_err(|_| Error::Stopped)?
-            .map_err(|source| Error::Transaction {
-                action: "abort",
-                source,
-            })
+            .map_err(|_| Error::Stopped)
+    }
+
+    /// Aborts after `err` and reports it, unless the abort finds this
+    /// writer fenced: then the attempt starts over.
+    async fn abort_after(&self, err: Error) -> Result<Attempt> {
+        match self.abort().await? {
+            Ok(()) => Err(err),
+            Err(source) => self.failed("abort", source),
+        }
     }
 }
 
@@ -301,6 +310,16 @@ mod tests {
             RDKafkaErrorCode::MessageSizeTooLarge
         )));
         assert!(!is_fenced(&KafkaError::Canceled));
+    }
+
+    #[test]
+    fn the_wait_after_a_fence_doubles_and_stays_bounded() {
+        for attempt in 1..=ATTEMPTS {
+            let window = Duration::from_millis(50 << (attempt - 1).min(5));
+            let wait = backoff(attempt);
+            assert!(wait >= window / 2 && wait < window, "{attempt}: {wait:?}");
+        }
+        assert!(backoff(ATTEMPTS) < Duration::from_millis(1600));
     }
 
     #[test]
