@@ -319,6 +319,24 @@ pub enum Error {
         source: rdkafka::error::KafkaError,
     },
 
+    /// The broker cannot run transactions, so neither can
+    /// [`Application::transaction`](crate::Application::transaction),
+    /// [`exactly_once`](crate::Subscription::exactly_once) subscriptions nor
+    /// [expected offsets](crate::publish::Publish::expected_offset). The
+    /// embedded broker is such a broker; Apache Kafka is not.
+    #[error(
+        "transaction failed at {action}: the broker does not support transactions ({source}); \
+         the embedded broker cannot run transactions, exactly-once subscriptions or expected \
+         offsets: point KAFKA (or --kafka-servers) at an Apache Kafka broker"
+    )]
+    TransactionsUnsupported {
+        /// What was being done: `init`, `begin`, `commit`, `abort`, `send offsets`.
+        action: &'static str,
+        /// What librdkafka reported.
+        #[source]
+        source: rdkafka::error::KafkaError,
+    },
+
     /// A publish with an [expected offset](crate::publish::Publish::expected_offset)
     /// found the partition's last message elsewhere: someone else wrote
     /// first. Nothing was written; read the partition again and decide.
@@ -406,6 +424,21 @@ fn join_issues(issues: &[ValidationIssue]) -> String {
 }
 
 impl Error {
+    /// A failed transactional call: [`Error::TransactionsUnsupported`] when
+    /// the broker lacks transactions, [`Error::Transaction`] otherwise.
+    pub(crate) fn transaction(action: &'static str, source: rdkafka::error::KafkaError) -> Error {
+        use rdkafka::types::RDKafkaErrorCode;
+        let unsupported = matches!(
+            source.rdkafka_error_code(),
+            Some(RDKafkaErrorCode::UnsupportedFeature | RDKafkaErrorCode::UnsupportedVersion)
+        );
+        if unsupported {
+            Error::TransactionsUnsupported { action, source }
+        } else {
+            Error::Transaction { action, source }
+        }
+    }
+
     /// The record this error is about, for errors raised while consuming.
     pub fn position(&self) -> Option<&RecordPosition> {
         match self {

@@ -160,10 +160,7 @@ impl Drop for Transaction<'_> {
 pub(crate) fn begin_on(producer: &Producer) -> Result<()> {
     producer
         .begin_transaction()
-        .map_err(|source| Error::Transaction {
-            action: "begin",
-            source,
-        })
+        .map_err(|source| Error::transaction("begin", source))
 }
 
 /// How a transaction ends.
@@ -181,7 +178,10 @@ async fn end(connection: &Connection, producer: Producer, ending: Ending) -> Res
     let ended = tokio::task::spawn_blocking(move || end_blocking(&ending_producer, ending))
         .await
         .map_err(|_| Error::Stopped)?;
-    let reusable = !matches!(&ended, Err(Error::Transaction { .. }));
+    let reusable = !matches!(
+        &ended,
+        Err(Error::Transaction { .. } | Error::TransactionsUnsupported { .. })
+    );
     if reusable {
         if let Some(clients) = connection.clients_if_ready() {
             clients.reuse_transactional(producer);
@@ -197,17 +197,19 @@ pub(crate) fn end_blocking(producer: &Producer, ending: Ending) -> Result<()> {
     if ending == Ending::Abort {
         return producer
             .abort_transaction(END_TIMEOUT)
-            .map_err(|source| Error::Transaction {
-                action: "abort",
-                source,
-            });
+            .map_err(|source| Error::transaction("abort", source));
     }
     let mut attempts = 0;
     loop {
         attempts += 1;
         let source = match producer.commit_transaction(END_TIMEOUT) {
             Ok(()) => return Ok(()),
-            Err(source) => source,
+            Err(source) => match Error::transaction("commit", source) {
+                // Neither retrying nor aborting can help.
+                unsupported @ Error::TransactionsUnsupported { .. } => return Err(unsupported),
+                Error::Transaction { source, .. } => source,
+                other => return Err(other),
+            },
         };
         let kafka = match &source {
             rdkafka::error::KafkaError::Transaction(kafka) => Some(kafka),
@@ -219,17 +221,11 @@ pub(crate) fn end_blocking(producer: &Producer, ending: Ending) -> Result<()> {
         if kafka.is_some_and(|k| k.txn_requires_abort()) {
             producer
                 .abort_transaction(END_TIMEOUT)
-                .map_err(|source| Error::Transaction {
-                    action: "abort",
-                    source,
-                })?;
+                .map_err(|source| Error::transaction("abort", source))?;
             return Err(Error::TransactionAborted {
                 reason: source.to_string(),
             });
         }
-        return Err(Error::Transaction {
-            action: "commit",
-            source,
-        });
+        return Err(Error::transaction("commit", source));
     }
 }
