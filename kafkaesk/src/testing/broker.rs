@@ -23,6 +23,8 @@ pub(super) enum TestBroker {
     Shared(SocketAddr),
     /// A broker of the harness's own, stopped when the harness is dropped.
     Dedicated(EmbeddedBroker),
+    /// Kafka brokers the harness was pointed at.
+    External(Vec<String>),
 }
 
 impl TestBroker {
@@ -40,9 +42,11 @@ impl TestBroker {
         Ok(TestBroker::Dedicated(broker))
     }
 
-    /// Points `settings` at the broker, with its fast client settings.
+    /// Points `settings` at the broker, with an embedded one's fast client
+    /// settings.
     pub(super) fn configure(&self, settings: &mut crate::Settings) {
         match self {
+            TestBroker::External(servers) => settings.kafka_servers = servers.clone(),
             TestBroker::Dedicated(broker) => broker.configure(settings),
             TestBroker::Shared(address) => {
                 settings.kafka_servers = vec![address.to_string()];

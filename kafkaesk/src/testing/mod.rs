@@ -61,6 +61,11 @@
 //! start one broker. [`TestHarnessBuilder::dedicated_broker`] starts a
 //! broker for one harness instead, dropped with it.
 //!
+//! The embedded broker cannot run transactions, so exactly-once code is
+//! tested against Apache Kafka: set `KAFKA=host:port` when running the tests
+//! (or call [`TestHarnessBuilder::kafka_servers`]), and every harness runs
+//! there instead, each still under a prefix of its own.
+//!
 //! Topics are created with one partition unless
 //! [`partitions`](TestHarnessBuilder::partitions) says otherwise, and the
 //! embedded broker's fast client settings apply
@@ -75,6 +80,9 @@
 //!   its consumer was assigned its partitions, which may be after a
 //!   harness's first publish.
 //! - Messages of aborted transactions never settle.
+//! - On the embedded broker, transactions, `exactly_once` subscriptions and
+//!   `expected_offset` fail (see the README's "embedded broker and Apache
+//!   Kafka").
 //!
 //! # How waiting works
 //!
@@ -170,6 +178,7 @@ pub struct TestHarnessBuilder {
     app: Option<Application>,
     pending_error: Option<Error>,
     dedicated_broker: bool,
+    kafka_servers: Option<Vec<String>>,
     settle_timeout: Duration,
     partitions: i32,
 }
@@ -181,6 +190,7 @@ impl Default for TestHarnessBuilder {
             app: None,
             pending_error: None,
             dedicated_broker: false,
+            kafka_servers: None,
             settle_timeout: DEFAULT_SETTLE_TIMEOUT,
             partitions: 1,
         }
@@ -226,6 +236,30 @@ impl TestHarnessBuilder {
         self
     }
 
+    /// Runs against the Kafka brokers at `servers` instead of an embedded
+    /// broker: for what the embedded broker cannot do (transactions,
+    /// `exactly_once` subscriptions, `expected_offset`). Without this, a
+    /// harness runs against `KAFKA` (`host:port[,host:port...]`) when that
+    /// environment variable is set.
+    ///
+    /// ```no_run
+    /// # async fn demo() -> Result<(), kafkaesk::Error> {
+    /// let harness = kafkaesk::testing::TestHarness::builder()
+    ///     .with_registry()?
+    ///     .kafka_servers(["127.0.0.1:9092"])
+    ///     .start()
+    ///     .await?;
+    /// # Ok(()) }
+    /// ```
+    pub fn kafka_servers<I, S>(mut self, servers: I) -> Self
+    where
+        I: IntoIterator<Item = S>,
+        S: Into<String>,
+    {
+        self.kafka_servers = Some(servers.into_iter().map(Into::into).collect());
+        self
+    }
+
     /// How long [`publish`](TestHarness::publish) and
     /// [`settle`](TestHarness::settle) wait for records to settle
     /// ([`DEFAULT_SETTLE_TIMEOUT`] unless set).
@@ -246,10 +280,11 @@ impl TestHarnessBuilder {
         if let Some(err) = self.pending_error {
             return Err(err);
         }
-        let broker = if self.dedicated_broker {
-            TestBroker::dedicated().await?
-        } else {
-            TestBroker::shared().await?
+        let servers = self.kafka_servers.or_else(servers_from_env);
+        let broker = match servers {
+            _ if self.dedicated_broker => TestBroker::dedicated().await?,
+            Some(servers) => TestBroker::External(servers),
+            None => TestBroker::shared().await?,
         };
         let number = HARNESSES.fetch_add(1, Ordering::Relaxed);
         let prefix = format!("test-{number}-{}.", std::process::id());
@@ -305,6 +340,18 @@ impl TestHarnessBuilder {
             _broker: broker,
         })
     }
+}
+
+/// The brokers in `KAFKA`, if it is set and names any.
+fn servers_from_env() -> Option<Vec<String>> {
+    let value = std::env::var("KAFKA").ok()?;
+    let servers: Vec<String> = value
+        .split(',')
+        .map(str::trim)
+        .filter(|server| !server.is_empty())
+        .map(str::to_owned)
+        .collect();
+    (!servers.is_empty()).then_some(servers)
 }
 
 /// Ends the harness's run when its task ends, however it ends.
