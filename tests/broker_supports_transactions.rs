@@ -3,11 +3,9 @@
 //! read-committed readers, and registering a producer fences an older one
 //! with the same transactional id at once.
 //!
-//! These are the minimal reproductions of where tansu falls short
-//! (RELIABILITY.md, "Transactions on the test broker"). tansu 0.6.0 fails
-//! all three: it does not implement EndTxn. tansu's main branch (0.7.0-pre.2)
-//! commits, but fails the other two. Apache Kafka passes them. Run with
-//! `cargo test -p kafkaesk-tests --test acceptance -- --ignored broker_supports_transactions`.
+//! Apache Kafka, the test broker, passes all three. The embedded broker
+//! (tansu 0.6.0) fails all three, since it does not implement EndTxn
+//! (RELIABILITY.md, "The test broker and the embedded one").
 
 use std::time::{Duration, Instant};
 
@@ -65,7 +63,6 @@ fn read_committed(topic: &str) -> Vec<String> {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-#[ignore = "tansu 0.6.0 does not implement EndTxn: \"EndTxnRequest (KIP-98) not supported by broker\""]
 async fn the_broker_completes_a_transaction() {
     let prefix = unique_prefix("end-txn");
     let topic = format!("{prefix}probe");
@@ -78,7 +75,6 @@ async fn the_broker_completes_a_transaction() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-#[ignore = "tansu shows aborted records to read-committed readers (its storage engines list no aborted transactions)"]
 async fn the_broker_hides_aborted_transactions_from_read_committed_readers() {
     let prefix = unique_prefix("aborted");
     let topic = format!("{prefix}probe");
@@ -97,7 +93,6 @@ async fn the_broker_hides_aborted_transactions_from_read_committed_readers() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-#[ignore = "tansu answers a fenced producer's EndTxn with nothing: its commit times out instead of failing as fenced"]
 async fn the_broker_fences_an_older_producer_with_the_same_id() {
     let prefix = unique_prefix("fence");
     let topic = format!("{prefix}probe");

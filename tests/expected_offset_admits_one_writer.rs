@@ -2,8 +2,8 @@
 //! message is where the writer expects it; of two writers racing on the
 //! same expected offset, exactly one wins, every time.
 //!
-//! Ignored on tansu, whose transactions fall short (see
-//! `broker_supports_transactions` and RELIABILITY.md).
+//! Needs a broker with transactions, as the test broker, Apache Kafka, is
+//! (`broker_supports_transactions`).
 
 use std::time::Duration;
 
@@ -23,7 +23,6 @@ impl kafkaesk::Schema for Event {
 const ROUNDS: u32 = 30;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-#[ignore = "needs a broker with transactions; tansu cannot (broker_supports_transactions, RELIABILITY.md)"]
 async fn a_mismatch_carries_the_actual_offset_and_writes_nothing() {
     let prefix = unique_prefix("expected");
     let app = app_builder(&prefix).partitions(1).build().unwrap();
@@ -63,7 +62,6 @@ async fn a_mismatch_carries_the_actual_offset_and_writes_nothing() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-#[ignore = "needs a broker with transactions; tansu cannot (broker_supports_transactions, RELIABILITY.md)"]
 async fn writers_racing_on_one_expected_offset_admit_exactly_one() {
     let prefix = unique_prefix("expected-race");
     // Two applications: two processes' worth of clients, fencing each other

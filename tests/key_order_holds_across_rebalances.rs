@@ -99,22 +99,22 @@ fn distinct_finished(ledger: &Mutex<Ledger>) -> usize {
     distinct.len()
 }
 
-/// Publishes every step, interleaving keys, one record per batch (tansu 0.6
-/// answers a fetch from inside a batch with nothing:
-/// `broker_lists_offsets_inside_batches`), over a few seconds.
+/// Publishes every step, interleaving keys, over a few seconds: each round
+/// of keys is queued at once, so batches hold several records and members
+/// taking partitions over start from inside them.
 async fn publish_steps(app: Application) {
     for seq in 0..PER_KEY {
+        let mut deliveries = Vec::with_capacity(KEYS as usize);
         for k in 0..KEYS {
             let key = format!("entity-{k}");
             let step = KeyedStep {
                 key: key.clone(),
                 seq,
             };
-            app.publish("steps", &step)
-                .key(key.as_str())
-                .wait()
-                .await
-                .unwrap();
+            deliveries.push(app.publish("steps", &step).key(key.as_str()).await.unwrap());
+        }
+        for delivery in deliveries {
+            delivery.await.unwrap();
         }
         tokio::time::sleep(Duration::from_millis(60)).await;
     }

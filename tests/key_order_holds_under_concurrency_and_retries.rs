@@ -39,24 +39,21 @@ struct Observed {
     at_once: usize,
 }
 
-/// Interleaved keys, one record per batch: a retry pauses its partition,
-/// and resuming fetches from inside the last batch, which tansu 0.6 answers
-/// with nothing (`broker_lists_offsets_inside_batches`).
+/// Interleaved keys, each round queued at once: batches hold several
+/// records, so a retry's pause resumes its partition from inside one.
 async fn publish_steps(app: &Application) {
     for seq in 0..PER_KEY {
+        let mut deliveries = Vec::new();
         for k in 0..KEYS {
             let key = format!("entity-{k}");
-            app.publish(
-                "steps",
-                &Step {
-                    key: key.clone(),
-                    seq,
-                },
-            )
-            .key(key.as_str())
-            .wait()
-            .await
-            .unwrap();
+            let step = Step {
+                key: key.clone(),
+                seq,
+            };
+            deliveries.push(app.publish("steps", &step).key(key.as_str()).await.unwrap());
+        }
+        for delivery in deliveries {
+            delivery.await.unwrap();
         }
     }
 }

@@ -9,7 +9,7 @@ use std::time::{Duration, SystemTime};
 use futures::StreamExt;
 use kafkaesk::reader::Position;
 use kafkaesk::{Application, Error};
-use kafkaesk_tests::{app_builder, create_topic, unique_prefix, PersistentBroker};
+use kafkaesk_tests::{app_builder, create_topic, require_broker, unique_prefix};
 use rdkafka::producer::{FutureProducer, FutureRecord};
 use rdkafka::ClientConfig;
 
@@ -127,16 +127,12 @@ async fn reads_a_pattern_and_surfaces_undecodable_records_in_place() {
     assert_eq!(decoded, [0, 1, 2, 3]);
 }
 
-/// On a tansu of its own with SQLite storage: tansu 0.6.0's in-memory engine
-/// (the shared test broker) looks offsets up by the time each batch was
-/// stored, not by the records' timestamps (`tansu-storage` 0.6.0,
-/// `dynostore.rs` lines 1245-1250), so records produced with older
-/// timestamps are all found at their append time. Its SQLite engine, like
-/// Apache Kafka, looks up the records' own timestamps.
+/// Records produced with timestamps of our choosing: Apache Kafka looks a
+/// time up by the records' own timestamps (the embedded broker, by when
+/// each batch was stored).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn starts_at_a_time_or_a_time_ago() {
-    let broker = PersistentBroker::start("reader-time");
-    let servers = broker.address();
+    let servers = require_broker();
     let prefix = unique_prefix("reader-time");
     let app = Application::builder()
         .kafka_servers([servers.as_str()])
@@ -202,9 +198,11 @@ async fn starts_at_a_time_or_a_time_ago() {
         read_from(&app, Position::Timestamp(now - hour * 5 / 2)).await,
         [2, 3]
     );
-    // A time after every record is the end on Apache Kafka (its lookup
-    // answers -1); tansu 0.6.0 answers offset 0 for it, so it is not
-    // checked here.
+    // A time after every record is the end (the broker's lookup answers -1).
+    assert_eq!(
+        read_from(&app, Position::Timestamp(now + hour)).await,
+        Vec::<u32>::new()
+    );
     assert_eq!(read_from(&app, Position::Latest).await, Vec::<u32>::new());
     assert_eq!(read_from(&app, Position::Offset(1)).await, [2, 3]);
 }

@@ -231,11 +231,8 @@ async fn a_replay_passes_over_the_commits_once_per_application() {
 
 /// Apache Kafka keeps commit metadata, and with it the replay's mark, so a
 /// second instance (or a restart) of a replaying service goes on from the
-/// commits. tansu 0.6 stores the metadata but answers OffsetFetch with an
-/// empty one (`broker_keeps_commit_metadata` below), so there every new
-/// application replays once.
+/// commits (`broker_keeps_commit_metadata` below pins the broker's part).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-#[ignore = "needs a broker that returns commit metadata (Apache Kafka); tansu 0.6 returns it empty"]
 async fn a_replay_happens_once_per_group_across_instances() {
     let prefix = unique_prefix("replay-group");
     let seen = Seen::default();
@@ -263,7 +260,6 @@ async fn a_replay_happens_once_per_group_across_instances() {
 
 /// The minimal reproduction: commit an offset with metadata, read it back.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-#[ignore = "fails on tansu 0.6: OffsetFetch answers every partition with empty metadata"]
 async fn broker_keeps_commit_metadata() {
     use rdkafka::consumer::{BaseConsumer, CommitMode, Consumer};
     use rdkafka::{ClientConfig, Offset, TopicPartitionList};
@@ -345,16 +341,14 @@ async fn chosen_partitions_are_the_only_ones_consumed_and_committed() {
     assert_eq!(committed, chosen, "{health:?}");
 }
 
-/// Records produced with timestamps of our choosing, on tansu's SQLite
-/// engine, which looks times up by the records' timestamps as Apache Kafka
-/// does (its in-memory engine uses when batches were stored).
+/// Records produced with timestamps of our choosing: Apache Kafka looks
+/// times up by the records' own timestamps.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_time_ago_counts_from_the_records_timestamps() {
-    use kafkaesk_tests::{create_topic, PersistentBroker};
+    use kafkaesk_tests::{create_topic, require_broker};
     use rdkafka::producer::{FutureProducer, FutureRecord};
 
-    let broker = PersistentBroker::start("start-since");
-    let servers = broker.address();
+    let servers = require_broker();
     let prefix = unique_prefix("start-since");
     let topic = format!("{prefix}items");
     create_topic(&servers, &topic).await;

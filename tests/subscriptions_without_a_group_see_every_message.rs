@@ -37,15 +37,18 @@ fn app(prefix: &str, subscription: Subscription) -> Application {
     app_builder(prefix).subscribe(subscription).build().unwrap()
 }
 
-/// Publishes `range`, one record per batch: tansu 0.6 gets a partition's
-/// end wrong after a batch of several (`broker_lists_offsets_inside_batches`).
+/// Publishes `range`, all queued at once, so batches hold several records.
 async fn publish(app: &Application, stream: &str, range: std::ops::Range<u32>) {
+    let mut deliveries = Vec::new();
     for n in range {
         let delivery = app
             .publish(stream, &Item { n })
             .key(format!("k{}", n % 5).as_str())
             .await
             .unwrap();
+        deliveries.push(delivery);
+    }
+    for delivery in deliveries {
         delivery.await.unwrap();
     }
 }

@@ -2,12 +2,8 @@
 //! read-committed readers all at once on commit, and never after an abort,
 //! a drop or a crash; kafkaesk subscriptions read committed data only.
 //!
-//! Ignored on the CI broker: tansu 0.6.0 cannot commit or abort a
-//! transaction, and tansu's main branch shows aborted records to
-//! read-committed readers (`broker_supports_transactions` reproduces both
-//! with librdkafka alone; RELIABILITY.md has the details). Run them against
-//! Apache Kafka (`docker compose up -d`):
-//! `cargo test -p kafkaesk-tests --test acceptance -- --ignored transactions expected_offset exactly_once`.
+//! Needs a broker with transactions, as the test broker, Apache Kafka, is
+//! (`broker_supports_transactions`).
 
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
@@ -50,7 +46,6 @@ fn ids(records: &[Vec<u8>], field: &str) -> Vec<u64> {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-#[ignore = "needs a broker with transactions; tansu cannot (broker_supports_transactions, RELIABILITY.md)"]
 async fn a_committed_transaction_appears_whole_and_an_aborted_one_never() {
     let prefix = unique_prefix("tx-batch");
     let handled = Arc::new(AtomicUsize::new(0));
@@ -132,4 +127,32 @@ async fn a_transaction_refuses_a_weaker_ack_policy() {
         "{refused:?}"
     );
     tx.abort().await.unwrap();
+}
+
+/// Two applications of one process, neither with a `transactional_id` of
+/// its own: their transactions must not fence each other, as they did when
+/// each application numbered its transactional ids from 0 under the
+/// process's shared prefix.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_applications_of_one_process_do_not_fence_each_other() {
+    let prefix = unique_prefix("tx-two-apps");
+    let first = app_builder(&prefix).build().unwrap();
+    let second = app_builder(&prefix).build().unwrap();
+    let tx1 = first.transaction().await.unwrap();
+    tx1.publish("orders", &Order { id: 1 })
+        .wait()
+        .await
+        .unwrap();
+    // Registering the second application's producer must leave the first's
+    // open transaction alone.
+    let tx2 = second.transaction().await.unwrap();
+    tx2.publish("orders", &Order { id: 2 })
+        .wait()
+        .await
+        .unwrap();
+    tx1.commit().await.unwrap();
+    tx2.commit().await.unwrap();
+    let mut committed = ids(&read_all(&format!("{prefix}orders"), IDLE), "id");
+    committed.sort_unstable();
+    assert_eq!(committed, [1, 2]);
 }

@@ -6,12 +6,9 @@
 //! records at or after the offsets committed before the kill. After a
 //! graceful stop nothing is lost and nothing is handled twice.
 //!
-//! Each test runs its own tansu with SQLite storage rather than the shared
-//! in-memory broker: tansu 0.6.0's in-memory engine answers a fetch from an
-//! offset inside a record batch with the batches *after* it, silently
-//! skipping the rest of that batch, and a worker resuming from a committed
-//! offset after a crash resumes exactly there. The SQLite engine fetches
-//! record by record.
+//! A worker resuming from a committed offset after a crash resumes inside a
+//! record batch, which the test broker (Apache Kafka) serves from that
+//! offset on.
 
 use std::collections::{BTreeMap, HashMap};
 use std::path::PathBuf;
@@ -21,12 +18,12 @@ use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
 use kafkaesk_tests::{
-    committed_offsets_at, record_reliability, spawn_with_lines, unique_prefix, PersistentBroker,
+    committed_offsets_at, record_reliability, require_broker, spawn_with_lines, unique_prefix,
     ReliabilityRow,
 };
 
-/// One at a time: each test runs a broker and two workers of its own, and
-/// two cores do not run two such tests within their time bounds.
+/// One at a time: each test runs two workers of its own, and two cores do
+/// not run two such tests within their time bounds.
 static SERIAL: Mutex<()> = Mutex::new(());
 
 const PARTITIONS: i32 = 7;
@@ -254,8 +251,7 @@ fn wait_until_all_handled(worker: &mut Worker, earlier: &[Run], total: u64, time
 fn sigkill_then_restart_handles_every_number_and_duplicates_only_uncommitted_offsets() {
     const TOTAL: u64 = 1500;
     let _serial = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
-    let broker = PersistentBroker::start("crash");
-    let kafka = broker.address();
+    let kafka = require_broker();
     let prefix = unique_prefix("crash");
     let topic = format!("{prefix}numbers");
     topic_exists(&kafka, &prefix);
@@ -293,17 +289,11 @@ fn sigkill_then_restart_handles_every_number_and_duplicates_only_uncommitted_off
         .count();
 
     // The new worker joins once the killed member's session is over, so the
-    // group it joins has no dead member left. tansu 0.6.0 removes a member
-    // whose session timed out only when a later request of the group notices
-    // it, and a member that joins while the dead one is still listed can be
-    // left with an empty assignment for good: its JoinGroup names the dead
-    // member leader (and is held 3 s), and if that member expires before the
-    // new one's SyncGroup arrives, tansu accepts the follower's empty
-    // SyncGroup as the group's assignment (tansu-broker 0.6.0,
-    // src/coordinator/group/administrator.rs:755-765, 1318-1340, 1968-2032).
-    // The killed member's last heartbeat preceded the kill, so its session is
-    // over `SESSION_TIMEOUT` after it, whatever the load; two more seconds
-    // cover a heartbeat still in flight at the kill.
+    // group it joins has no dead member left and the handover takes one
+    // rebalance (joining earlier works too: the coordinator then waits for
+    // the dead member's session to end). The killed member's last heartbeat
+    // preceded the kill, so its session is over `SESSION_TIMEOUT` after it,
+    // whatever the load; two more seconds cover a heartbeat in flight.
     std::thread::sleep(SESSION_TIMEOUT + Duration::from_secs(2));
     let mut second = Worker::start(&kafka, &prefix, 0);
     second.wait_for_partitions(Duration::from_secs(120));
@@ -364,8 +354,7 @@ fn sigkill_then_restart_handles_every_number_and_duplicates_only_uncommitted_off
 fn sigterm_then_restart_while_publishing_loses_and_duplicates_nothing() {
     const TOTAL: u64 = 1000;
     let _serial = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
-    let broker = PersistentBroker::start("graceful");
-    let kafka = broker.address();
+    let kafka = require_broker();
     let prefix = unique_prefix("graceful");
     let topic = format!("{prefix}numbers");
     topic_exists(&kafka, &prefix);

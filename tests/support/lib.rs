@@ -30,7 +30,7 @@ pub fn require_broker() -> String {
     assert!(
         reachable,
         "no Kafka broker answers at {address}. Start one with `scripts/broker.sh` \
-         (installs and runs tansu), or `docker compose up -d`, or point KAFKA at yours."
+         (installs and runs Apache Kafka), or `docker compose up -d`, or point KAFKA at yours."
     );
     address
 }
@@ -161,96 +161,146 @@ pub fn free_port() -> u16 {
         .expect("a free port")
 }
 
-/// The tansu binary on `PATH` or in `~/.cargo/bin`; fails the test, saying how
-/// to install it, when there is none.
-pub fn tansu_binary() -> std::path::PathBuf {
-    let on_path = std::env::var_os("PATH").into_iter().flat_map(|paths| {
-        std::env::split_paths(&paths)
-            .map(|dir| dir.join("tansu"))
-            .collect::<Vec<_>>()
-    });
-    let in_cargo = std::env::var_os("HOME")
-        .map(|home| std::path::PathBuf::from(home).join(".cargo/bin/tansu"));
-    on_path.chain(in_cargo).find(|path| path.is_file()).expect(
-        "no `tansu` binary on PATH or in ~/.cargo/bin; run `scripts/broker.sh`, \
-             which installs it",
-    )
+/// `scripts/broker.sh` of this repository.
+fn broker_script() -> std::path::PathBuf {
+    std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("scripts/broker.sh")
 }
 
-/// A tansu broker of the test's own, on its own port, storing everything in a
-/// SQLite file so that it can be stopped and started again without losing
-/// data. Stopped, and its files removed, when dropped.
+/// The listeners of a broker, each on a port of its own (see
+/// `scripts/broker.sh`).
+#[derive(Debug, Clone, Copy)]
+pub struct BrokerPorts {
+    pub plaintext: u16,
+    pub sasl_plaintext: u16,
+    pub ssl: u16,
+    pub sasl_ssl: u16,
+    pub mtls: u16,
+    pub controller: u16,
+}
+
+impl BrokerPorts {
+    fn free() -> BrokerPorts {
+        BrokerPorts {
+            plaintext: free_port(),
+            sasl_plaintext: free_port(),
+            ssl: free_port(),
+            sasl_ssl: free_port(),
+            mtls: free_port(),
+            controller: free_port(),
+        }
+    }
+}
+
+/// The addresses, credentials and TLS files of a broker that
+/// `scripts/broker.sh` prepared, read from the `broker.env` in its data
+/// directory (`KEY=VALUE` lines).
+#[derive(Debug, Clone)]
+pub struct BrokerEnv(std::collections::HashMap<String, String>);
+
+impl BrokerEnv {
+    /// The `broker.env` in `dir`.
+    pub fn read(dir: &std::path::Path) -> BrokerEnv {
+        let path = dir.join("broker.env");
+        let text = std::fs::read_to_string(&path).unwrap_or_else(|err| {
+            panic!(
+                "cannot read {}: {err}. This test needs the broker that \
+                 `scripts/broker.sh` starts (it serves SASL and TLS listeners)",
+                path.display()
+            )
+        });
+        BrokerEnv(
+            text.lines()
+                .filter_map(|line| line.split_once('='))
+                .map(|(key, value)| (key.to_owned(), value.to_owned()))
+                .collect(),
+        )
+    }
+
+    /// The shared test broker's, from `$KAFKAESK_BROKER_DIR` (default
+    /// `${TMPDIR:-/tmp}/kafkaesk-broker`, as `scripts/broker.sh` has it).
+    pub fn shared() -> BrokerEnv {
+        BrokerEnv::read(&shared_broker_dir())
+    }
+
+    /// What kind of broker the tests run on, for reports: `Apache Kafka
+    /// 4.4.0` when `scripts/broker.sh` started it, else the address.
+    pub fn describe_shared() -> String {
+        let env = std::fs::read_to_string(shared_broker_dir().join("broker.env")).ok();
+        let value = |key: &str| {
+            env.as_deref()?
+                .lines()
+                .find_map(|line| line.strip_prefix(key)?.strip_prefix('='))
+                .map(str::to_owned)
+        };
+        match (
+            value("KAFKAESK_BROKER_KIND"),
+            value("KAFKAESK_KAFKA_VERSION"),
+        ) {
+            (Some(kind), Some(version)) if kind == "apache-kafka" => {
+                format!("Apache Kafka {version}")
+            }
+            _ => format!("the broker at {}", kafka()),
+        }
+    }
+
+    /// The value of `key`; fails the test when the file lacks it.
+    pub fn get(&self, key: &str) -> String {
+        self.0
+            .get(key)
+            .cloned()
+            .unwrap_or_else(|| panic!("broker.env has no {key}"))
+    }
+}
+
+fn shared_broker_dir() -> std::path::PathBuf {
+    std::env::var_os("KAFKAESK_BROKER_DIR")
+        .map(std::path::PathBuf::from)
+        .unwrap_or_else(|| std::env::temp_dir().join("kafkaesk-broker"))
+}
+
+/// An Apache Kafka broker of the test's own (`scripts/broker.sh run`), on
+/// ports of its own, storing its data on disk: it can be stopped, killed,
+/// frozen and started again without losing what it stored. Stopped, and its
+/// files removed, when dropped.
 pub struct PersistentBroker {
     dir: std::path::PathBuf,
-    port: u16,
+    ports: BrokerPorts,
     child: Option<std::process::Child>,
-    authentication: bool,
 }
 
 impl PersistentBroker {
-    /// Starts a broker on a free port with fresh storage and waits until it listens.
+    /// Starts a broker on free ports with fresh storage and waits until it
+    /// answers.
     pub fn start(name: &str) -> PersistentBroker {
-        Self::start_with(name, false)
-    }
-
-    /// [`start`](Self::start), with SASL authentication required
-    /// (`tansu broker --authentication`): the broker closes the connection on
-    /// any request but ApiVersions, SaslHandshake and SaslAuthenticate until
-    /// the client has authenticated.
-    pub fn start_authenticating(name: &str) -> PersistentBroker {
-        Self::start_with(name, true)
-    }
-
-    fn start_with(name: &str, authentication: bool) -> PersistentBroker {
         let dir = std::env::temp_dir().join(unique_prefix(name).trim_end_matches('.'));
         std::fs::create_dir_all(&dir).expect("broker directory");
         let mut broker = PersistentBroker {
             dir,
-            port: free_port(),
+            ports: BrokerPorts::free(),
             child: None,
-            authentication,
         };
         broker.restart();
         broker
     }
 
-    /// Whether the broker requires SASL authentication from its next
-    /// [`restart`](Self::restart) on.
-    pub fn set_authentication(&mut self, required: bool) {
-        self.authentication = required;
-    }
-
-    /// Stores a SCRAM credential for `user` with `tansu user create`;
-    /// `mechanism` is `scram256` or `scram512`. tansu's CLI cannot
-    /// authenticate, so the broker must run without authentication; the
-    /// credential stays in the SQLite storage across a restart with it.
-    /// (tansu's memory storage discards SCRAM credentials.)
-    pub fn create_scram_user(&self, mechanism: &str, user: &str, password: &str) {
-        assert!(
-            !self.authentication,
-            "tansu's CLI cannot authenticate; create users before requiring authentication"
-        );
-        let output = std::process::Command::new(tansu_binary())
-            .args(["user", "create", "--broker"])
-            .arg(format!("tcp://{}", self.address()))
-            .args(["--mechanism", mechanism, user, password])
-            .output()
-            .expect("run `tansu user create`");
-        assert!(
-            output.status.success(),
-            "`tansu user create` failed: {}",
-            String::from_utf8_lossy(&output.stderr)
-        );
-    }
-
     /// What the broker wrote to its log so far.
     pub fn log(&self) -> String {
-        std::fs::read_to_string(self.dir.join("tansu.log")).unwrap_or_default()
+        std::fs::read_to_string(self.dir.join("kafka.log")).unwrap_or_default()
     }
 
-    /// `127.0.0.1:<port>`.
+    /// `127.0.0.1:<port>` of its PLAINTEXT listener.
     pub fn address(&self) -> String {
-        format!("127.0.0.1:{}", self.port)
+        format!("127.0.0.1:{}", self.ports.plaintext)
+    }
+
+    /// The ports of its listeners.
+    pub fn ports(&self) -> BrokerPorts {
+        self.ports
+    }
+
+    /// Its addresses, credentials and TLS files.
+    pub fn env(&self) -> BrokerEnv {
+        BrokerEnv::read(&self.dir)
     }
 
     /// Whether the broker process is running.
@@ -258,38 +308,65 @@ impl PersistentBroker {
         self.child.is_some()
     }
 
-    /// Starts the broker again on the same port with the same storage, and
-    /// waits until it listens.
+    /// Starts the broker again on the same ports with the same storage, and
+    /// waits until it answers a metadata request.
     pub fn restart(&mut self) {
         assert!(self.child.is_none(), "the broker is already running");
-        let url = format!("tcp://{}", self.address());
         let log = std::fs::OpenOptions::new()
             .create(true)
             .append(true)
-            .open(self.dir.join("tansu.log"))
+            .open(self.dir.join("kafka.log"))
             .expect("broker log");
-        // A relative SQLite path: tansu resolves it against its working directory.
-        let child = std::process::Command::new(tansu_binary())
-            .current_dir(&self.dir)
-            .args(["broker", "--listener-url", &url])
-            .args(["--advertised-listener-url", &url])
-            .args(["--storage-engine", "sqlite://tansu.db"])
-            .args(self.authentication.then_some("--authentication"))
+        let ports = self.ports;
+        let child = std::process::Command::new(broker_script())
+            .arg("run")
+            .arg(&self.dir)
+            .env("KAFKA", self.address())
+            .env("KAFKAESK_SASL_PORT", ports.sasl_plaintext.to_string())
+            .env("KAFKAESK_SSL_PORT", ports.ssl.to_string())
+            .env("KAFKAESK_SASL_SSL_PORT", ports.sasl_ssl.to_string())
+            .env("KAFKAESK_MTLS_PORT", ports.mtls.to_string())
+            .env("KAFKAESK_CONTROLLER_PORT", ports.controller.to_string())
+            .env("KAFKA_HEAP_OPTS", "-Xms128m -Xmx512m")
+            .stdin(std::process::Stdio::null())
             .stdout(log.try_clone().expect("broker log"))
             .stderr(log)
             .spawn()
-            .expect("start tansu");
+            .expect("start scripts/broker.sh run");
         self.child = Some(child);
-        let deadline = std::time::Instant::now() + Duration::from_secs(30);
-        let addr: std::net::SocketAddr = self.address().parse().expect("socket address");
-        while TcpStream::connect_timeout(&addr, Duration::from_millis(200)).is_err() {
+        self.wait_until_ready(Duration::from_secs(90));
+    }
+
+    fn wait_until_ready(&mut self, within: Duration) {
+        let deadline = std::time::Instant::now() + within;
+        let consumer: BaseConsumer = ClientConfig::new()
+            .set("bootstrap.servers", self.address())
+            .set("log_level", "0")
+            .create()
+            .expect("probe client");
+        loop {
+            let exited = self
+                .child
+                .as_mut()
+                .and_then(|child| child.try_wait().ok().flatten());
+            assert!(
+                exited.is_none(),
+                "the broker exited ({exited:?}) while starting; its log:\n{}",
+                self.log()
+            );
+            let answered = consumer
+                .fetch_metadata(None, Duration::from_secs(2))
+                .is_ok_and(|metadata| !metadata.brokers().is_empty());
+            if answered {
+                return;
+            }
             assert!(
                 std::time::Instant::now() < deadline,
-                "tansu did not listen on {} within 30 s; its log:\n{}",
+                "the broker did not answer on {} within {within:?}; its log:\n{}",
                 self.address(),
                 self.log()
             );
-            std::thread::sleep(Duration::from_millis(100));
+            std::thread::sleep(Duration::from_millis(200));
         }
     }
 
@@ -303,31 +380,29 @@ impl PersistentBroker {
         unsafe { libc::kill(child.id() as i32, signal) };
     }
 
-    /// Stops the broker with SIGTERM (SIGKILL after 5 s) and waits for it to exit.
+    /// Stops the broker with SIGTERM (a controlled shutdown; SIGKILL after
+    /// 20 s) and waits for it to exit.
     pub fn stop(&mut self) {
         let Some(mut child) = self.child.take() else {
             return;
         };
-        // SAFETY: signalling our own child process, which has not been reaped.
-        unsafe { libc::kill(child.id() as i32, libc::SIGTERM) };
-        let deadline = std::time::Instant::now() + Duration::from_secs(5);
-        while std::time::Instant::now() < deadline {
-            if let Ok(Some(_)) = child.try_wait() {
-                return;
-            }
-            std::thread::sleep(Duration::from_millis(50));
+        if signal_and_wait(&mut child, libc::SIGTERM, Duration::from_secs(20)).is_none() {
+            eprintln!("the broker ignored SIGTERM for 20 s and was killed");
         }
-        let _ = child.kill();
-        let _ = child.wait();
+    }
+
+    /// Kills the broker with SIGKILL, as a crash would, and waits for it.
+    pub fn kill(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
     }
 }
 
 impl Drop for PersistentBroker {
     fn drop(&mut self) {
-        if let Some(mut child) = self.child.take() {
-            let _ = child.kill();
-            let _ = child.wait();
-        }
+        self.kill();
         let _ = std::fs::remove_dir_all(&self.dir);
     }
 }
@@ -379,6 +454,7 @@ pub fn record_reliability(row: &ReliabilityRow) {
         row.duplicates.to_string(),
         clean(&row.bound),
         utc_date(),
+        clean(&BrokerEnv::describe_shared()),
     ]
     .join("\t");
     std::fs::write(dir.join(format!("{}.tsv", row.key)), line + "\n").expect("reliability row");
@@ -407,17 +483,17 @@ pub fn render_reliability() {
         .filter(|entry| entry.path().extension().is_some_and(|e| e == "tsv"))
         .filter_map(|entry| std::fs::read_to_string(entry.path()).ok())
         .map(|text| text.trim_end().split('\t').map(str::to_owned).collect())
-        .filter(|fields: &Vec<String>| fields.len() == 9)
+        .filter(|fields: &Vec<String>| fields.len() == 10)
         .collect();
     rows.sort();
     let mut table = String::from(
-        "| # | Scenario | Messages | Faults | Lost | Duplicates | Asserted | Test | Measured |\n\
-         |---|---|---:|---|---:|---:|---|---|---|\n",
+        "| # | Scenario | Messages | Faults | Lost | Duplicates | Asserted | Test | Broker | Measured |\n\
+         |---|---|---:|---|---:|---:|---|---|---|---|\n",
     );
     for f in &rows {
         table.push_str(&format!(
-            "| {} | {} | {} | {} | {} | {} | {} | `{}` | {} |\n",
-            f[0], f[1], f[3], f[4], f[5], f[6], f[7], f[2], f[8]
+            "| {} | {} | {} | {} | {} | {} | {} | `{}` | {} | {} |\n",
+            f[0], f[1], f[3], f[4], f[5], f[6], f[7], f[2], f[9], f[8]
         ));
     }
     let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("RELIABILITY.md");
