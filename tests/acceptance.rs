@@ -46,6 +46,7 @@ mod schema_contracts_on_the_bus;
 mod secrets_never_shown;
 mod slow_messages_cancelled_by_timeout;
 mod stop_during_startup_ends_the_run;
+mod stop_with_the_broker_gone_is_bounded;
 mod stream_admin_and_metadata;
 mod subscribe_before_topic_exists;
 mod subscription_start_positions;

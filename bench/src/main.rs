@@ -203,8 +203,8 @@ struct Options {
     #[arg(long, default_value_t = 1_000_000)]
     backlog: usize,
     /// Also publish through kafkaesk transactions of this many messages
-    /// (0: not). Needs a broker that completes transactions; tansu 0.6.0
-    /// does not.
+    /// (0: not). Needs a broker that completes transactions, as Apache Kafka
+    /// does and the embedded broker (tansu 0.6.0) does not.
     #[arg(long, default_value_t = 0)]
     transactions: usize,
     /// Skip Python kafkaesk.
@@ -239,7 +239,7 @@ struct Options {
     #[arg(
         long,
         env = "KAFKAESK_BENCH_BROKER",
-        default_value = "tansu 0.6.0, in-memory storage (scripts/broker.sh)"
+        default_value = "Apache Kafka 4.4.0, one KRaft node (scripts/broker.sh)"
     )]
     broker_name: String,
     /// Give up on one run after this many seconds.
