@@ -361,12 +361,16 @@ impl rdkafka::ClientContext for ErrorCapture {
         }
     }
 
-    fn log(&self, level: rdkafka::config::RDKafkaLogLevel, _facility: &str, message: &str) {
+    fn log(&self, level: rdkafka::config::RDKafkaLogLevel, facility: &str, message: &str) {
         use rdkafka::config::RDKafkaLogLevel as Level;
-        if matches!(
+        // librdkafka logs a broker closing the connection as a warning while
+        // requests are in flight, and as information (facility FAIL) when
+        // none is: either way it is the cause the error event leaves out.
+        let failure = matches!(
             level,
             Level::Emerg | Level::Alert | Level::Critical | Level::Error | Level::Warning
-        ) {
+        ) || (facility == "FAIL" && matches!(level, Level::Notice | Level::Info));
+        if failure {
             lock(&self.warning).get_or_insert_with(|| message.to_owned());
         }
     }
@@ -400,8 +404,11 @@ fn is_all_brokers_down(cause: &str) -> bool {
 
 /// Connects a throw-away client to find out why connecting fails, in
 /// librdkafka's words; `None` when it gives no reason within a few seconds.
-fn connection_failure_cause(config: ClientConfig) -> Option<String> {
+fn connection_failure_cause(mut config: ClientConfig) -> Option<String> {
     use rdkafka::consumer::Consumer as _;
+    // Whatever the application's own subscriber lets through: rdkafka would
+    // otherwise take the level from it, and without one hear only errors.
+    config.set_log_level(rdkafka::config::RDKafkaLogLevel::Info);
     let client: rdkafka::consumer::BaseConsumer<ErrorCapture> =
         config.create_with_context(ErrorCapture::default()).ok()?;
     let _ = client.fetch_metadata(None, Duration::from_secs(3));
