@@ -1,33 +1,26 @@
-//! SASL end to end (issue 6: SASL settings are passed through), each test
-//! against a tansu of its own started with `--authentication`; the shared
-//! broker is never touched.
+//! SASL end to end (issue 6: SASL settings are passed through), on the
+//! SASL_PLAINTEXT listener of the shared Apache Kafka broker that
+//! `scripts/broker.sh` starts (its address and the test credentials come from
+//! the broker's `broker.env`, see `BrokerEnv::shared`).
 //!
-//! What tansu 0.6.0 does with `--authentication` (tansu-service `frame.rs`,
-//! tansu-auth `lib.rs`, and these tests):
-//!
-//! - Until a connection has authenticated, any request but ApiVersions,
-//!   SaslHandshake and SaslAuthenticate makes tansu close the connection and
-//!   log `NotAuthenticated`. A client without SASL settings therefore sees
-//!   only disconnections.
-//! - SCRAM-SHA-256 and SCRAM-SHA-512 check the password against the
-//!   credential stored by AlterUserScramCredentials. rust-rdkafka has no call
-//!   for that request, and `tansu user create` sends it without
-//!   authenticating, which an authenticating broker refuses; so these tests
-//!   create the user while their broker runs without authentication, then
-//!   restart it with authentication on the same SQLite storage (tansu's
-//!   memory storage discards SCRAM credentials). A wrong password fails with
-//!   "invalid-proof".
-//! - PLAIN is not available, although tansu-auth has code that would accept
-//!   any user and password: every tansu crate builds rsasl without its
-//!   `plain` feature (only `oauthbearer` and `scram-sha-2`), so the handshake
-//!   fails with `NoSharedMechanism` and tansu closes the connection. The PLAIN
-//!   round trip is therefore ignored, and a test pins the refusal.
+//! Kafka authenticates PLAIN against the users of the listener's JAAS line
+//! and SCRAM-SHA-256/512 against the credentials stored in its metadata, so
+//! these tests prove that every client kafkaesk makes (producer, admin and
+//! group consumer, on their bootstrap and coordinator connections alike)
+//! authenticates with each mechanism, that a wrong password is refused with
+//! librdkafka's reason, that a client without SASL settings is refused and
+//! told to set `security.protocol`, and that no password shows in errors, `Debug` output or logs. The test of passwords adds a SCRAM user of its own with Kafka's
+//! `kafka-configs` tool (rust-rdkafka has no call for
+//! AlterUserScramCredentials), so the password it looks for is used nowhere
+//! else. Each test uses a topic prefix and group of its own, so they run in
+//! parallel on the one broker.
 
+use std::process::Command;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use kafkaesk::{Application, ApplicationBuilder, Error, Subscription};
-use kafkaesk_tests::{captured_warnings, unique_prefix, PersistentBroker};
+use kafkaesk_tests::{captured_warnings, committed_offsets_at, unique_prefix, BrokerEnv};
 
 #[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize, schemars::JsonSchema)]
 pub struct Order {
@@ -39,16 +32,33 @@ impl kafkaesk::Schema for Order {
     const ID: &'static str = "SaslOrder";
 }
 
-/// An application for `broker` authenticating with `mechanism`.
-fn sasl_app(
-    broker: &PersistentBroker,
-    prefix: &str,
-    mechanism: &str,
-    username: &str,
-    password: &str,
-) -> ApplicationBuilder {
+/// Generous: a round trip takes a few seconds, more on a loaded machine.
+const SANITY_BOUND: Duration = Duration::from_secs(90);
+
+/// The broker's SASL_PLAINTEXT listener.
+fn sasl_servers() -> String {
+    BrokerEnv::shared().get("KAFKAESK_BOOTSTRAP_SASL_PLAINTEXT")
+}
+
+/// The test credentials for `mechanism`: `(username, password)`.
+fn credentials(mechanism: &str) -> (String, String) {
+    let env = BrokerEnv::shared();
+    let kind = if mechanism == "PLAIN" {
+        "PLAIN"
+    } else {
+        "SCRAM"
+    };
+    (
+        env.get(&format!("KAFKAESK_SASL_{kind}_USERNAME")),
+        env.get(&format!("KAFKAESK_SASL_{kind}_PASSWORD")),
+    )
+}
+
+/// An application on the SASL_PLAINTEXT listener authenticating with
+/// `mechanism`.
+fn sasl_app(prefix: &str, mechanism: &str, username: &str, password: &str) -> ApplicationBuilder {
     Application::builder()
-        .kafka_servers([broker.address()])
+        .kafka_servers([sasl_servers()])
         .topic_prefix(prefix)
         .partitions(1)
         .auto_commit_interval(Duration::from_millis(500))
@@ -58,17 +68,13 @@ fn sasl_app(
         .kafka_setting("sasl.password", password)
 }
 
-/// The captured warnings librdkafka and kafkaesk logged about `broker`.
-fn warnings_about(broker: &PersistentBroker) -> Vec<String> {
-    // Port numbers are unique on the machine while the broker runs.
-    let address = broker.address();
+/// Every warning and error librdkafka and kafkaesk logged in this test
+/// binary so far (its tests run in parallel, so possibly another test's).
+fn warnings() -> Vec<String> {
     captured_warnings()
         .lock()
         .unwrap_or_else(|e| e.into_inner())
-        .iter()
-        .filter(|line| line.contains(&address))
-        .cloned()
-        .collect()
+        .clone()
 }
 
 fn assert_not_shown(password: &str, what: &str, text: &str) {
@@ -78,234 +84,299 @@ fn assert_not_shown(password: &str, what: &str, text: &str) {
     );
 }
 
-/// A broker requiring authentication, with a SCRAM user `alice` whose
-/// password is `password`; `mechanism` is `scram256` or `scram512`.
-fn scram_broker(name: &str, mechanism: &str, password: &str) -> PersistentBroker {
-    let mut broker = PersistentBroker::start(name);
-    broker.create_scram_user(mechanism, "alice", password);
-    broker.stop();
-    broker.set_authentication(true);
-    broker.restart();
-    broker
-}
-
-/// Publishes an `Order` through `app` (built by [`recording_app`]), consumes
-/// it, and checks that the handler got it and the producer is healthy.
-async fn round_trip(app: &Application, seen: &Mutex<Vec<Order>>) {
+/// Publishes an `Order` with `mechanism` and the broker's test credentials,
+/// consumes it in a group of its own, and checks that the handler got it,
+/// the group committed past it and the producer is healthy.
+async fn round_trip(mechanism: &str) {
+    let started = Instant::now();
+    let (username, password) = credentials(mechanism);
+    let prefix = unique_prefix(&format!("sasl-{}", mechanism.to_lowercase()));
+    let group = format!("{prefix}group");
+    let seen = Arc::new(Mutex::new(Vec::new()));
+    let sink = seen.clone();
+    let app = sasl_app(&prefix, mechanism, &username, &password)
+        .subscribe(
+            Subscription::new("orders", move |order: Order| {
+                let sink = sink.clone();
+                async move { sink.lock().unwrap().push(order) }
+            })
+            .group(group.clone()),
+        )
+        .build()
+        .unwrap();
+    // Topic creation (admin), publishing (producer), the group's join and
+    // commits (consumer, coordinator connection): all over SASL.
     app.initialize().await.unwrap();
     let order = Order {
         id: 7,
-        item: "over sasl".into(),
+        item: format!("over sasl {mechanism}"),
     };
     app.publish_and_wait("orders", &order).await.unwrap();
     assert_eq!(
-        app.consume_for(1, Duration::from_secs(20)).await.unwrap(),
+        app.consume_for(1, Duration::from_secs(30)).await.unwrap(),
         1
     );
     let health = app.health_check().await;
     app.finalize().await.unwrap();
     assert_eq!(*seen.lock().unwrap(), vec![order]);
     assert!(health.producer, "{health:?}");
+    // The commit reached the broker: read back on its PLAINTEXT listener.
+    let plaintext = BrokerEnv::shared().get("KAFKAESK_BOOTSTRAP_PLAINTEXT");
+    assert_eq!(
+        committed_offsets_at(&plaintext, &group, &format!("{prefix}orders"), 1),
+        vec![(0, 1)],
+        "group {group} committed past the one record"
+    );
+    assert_not_shown(&password, "Application Debug", &format!("{app:?}"));
+    assert!(started.elapsed() < SANITY_BOUND, "{:?}", started.elapsed());
 }
 
-/// `sasl_app` with a subscription that records every `Order` it handles.
-fn recording_app(
-    broker: &PersistentBroker,
-    mechanism: &str,
-    username: &str,
-    password: &str,
-) -> (Application, Arc<Mutex<Vec<Order>>>) {
-    let seen = Arc::new(Mutex::new(Vec::new()));
-    let sink = seen.clone();
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sasl_plain_client_publishes_and_consumes_a_typed_message() {
+    round_trip("PLAIN").await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sasl_scram_sha_256_client_publishes_and_consumes_a_typed_message() {
+    round_trip("SCRAM-SHA-256").await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sasl_scram_sha_512_client_publishes_and_consumes_a_typed_message() {
+    round_trip("SCRAM-SHA-512").await;
+}
+
+/// Fails `check_connection` on an application authenticating with
+/// `mechanism` as the test user with `password`, and returns the error,
+/// checked to be `BrokerUnreachable` for the SASL listener.
+async fn refused(mechanism: &str, password: &str) -> (Application, Error) {
+    let (username, _) = credentials(mechanism);
     let app = sasl_app(
-        broker,
-        &unique_prefix("sasl-round-trip"),
+        &unique_prefix("sasl-refused"),
         mechanism,
-        username,
+        &username,
         password,
     )
-    .subscribe(
-        Subscription::new("orders", move |order: Order| {
-            let sink = sink.clone();
-            async move { sink.lock().unwrap().push(order) }
-        })
-        .group("sasl"),
-    )
-    .build()
-    .unwrap();
-    (app, seen)
-}
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn sasl_scram_client_publishes_and_consumes_a_typed_message() {
-    let started = Instant::now();
-    captured_warnings();
-    let password = "S3CRET-scram-round-trip-7d41";
-    let broker = scram_broker("sasl-scram-trip", "scram512", password);
-    let (app, seen) = recording_app(&broker, "SCRAM-SHA-512", "alice", password);
-    round_trip(&app, &seen).await;
-    // Producer, admin and consumer (bootstrap and coordinator connections
-    // alike) authenticated: the broker refused no request.
-    let log = broker.log();
-    assert!(
-        !log.contains("NotAuthenticated") && !log.contains("ERROR"),
-        "the broker refused a request:\n{log}"
-    );
-    assert_not_shown(password, "Application Debug", &format!("{app:?}"));
-    assert_not_shown(password, "the logs", &warnings_about(&broker).join("\n"));
-    assert!(started.elapsed() < Duration::from_secs(30));
-}
-
-/// What issue 6 asked for first. tansu 0.6.0 cannot do it: every tansu crate
-/// depends on rsasl with `default-features = false` and only the
-/// `oauthbearer` and `scram-sha-2` mechanisms, so the PLAIN branch of
-/// tansu-auth's check is never reached (see the next test).
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-#[ignore = "tansu 0.6.0 is built without SASL PLAIN (rsasl's `plain` feature); \
-            sasl_plain_is_refused_by_tansu_which_lacks_the_mechanism shows the refusal"]
-async fn sasl_plain_client_publishes_and_consumes_a_typed_message() {
-    let broker = PersistentBroker::start_authenticating("sasl-plain-trip");
-    let (app, seen) = recording_app(&broker, "PLAIN", "orders", "S3CRET-plain-0c3e");
-    round_trip(&app, &seen).await;
-}
-
-/// librdkafka asks for PLAIN, as configured; tansu has no such mechanism and
-/// closes the connection instead of answering the handshake, so librdkafka
-/// reports "broker's supported mechanisms: (n/a)".
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn sasl_plain_is_refused_by_tansu_which_lacks_the_mechanism() {
-    let started = Instant::now();
-    captured_warnings();
-    let broker = PersistentBroker::start_authenticating("sasl-plain");
-    let app = sasl_app(
-        &broker,
-        &unique_prefix("sasl-plain"),
-        "PLAIN",
-        "orders",
-        "S3CRET-plain-7d41e0",
-    )
     .build()
     .unwrap();
     let err = app
-        .check_connection(Duration::from_secs(3))
-        .await
-        .unwrap_err();
-    assert!(matches!(err, Error::BrokerUnreachable { .. }), "{err:?}");
-    let warnings = warnings_about(&broker);
-    assert!(
-        warnings
-            .iter()
-            .any(|w| w.contains("SASL PLAIN mechanism handshake failed")),
-        "{warnings:#?}"
-    );
-    let log = broker.log();
-    assert!(log.contains("NoSharedMechanism"), "{log}");
-    assert!(started.elapsed() < Duration::from_secs(30));
-}
-
-/// A client without SASL settings connects, gets its ApiVersions answer, and
-/// is disconnected on its first Metadata request. `check_connection` (and so
-/// `initialize`) fails with `BrokerUnreachable` whose reason is librdkafka's
-/// transport failure ("Disconnected"), which says nothing of authentication,
-/// so kafkaesk adds what to set.
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn sasl_a_client_without_sasl_settings_is_disconnected_and_unhealthy() {
-    let started = Instant::now();
-    captured_warnings();
-    let broker = PersistentBroker::start_authenticating("sasl-none");
-    let app = Application::builder()
-        .kafka_servers([broker.address()])
-        .topic_prefix(unique_prefix("sasl-none"))
-        .build()
-        .unwrap();
-    let err = app
-        .check_connection(Duration::from_secs(3))
-        .await
-        .unwrap_err();
-    let Error::BrokerUnreachable { servers, reason } = &err else {
-        panic!("expected BrokerUnreachable, got {err:?}");
-    };
-    assert_eq!(servers, &broker.address());
-    assert!(reason.contains("BrokerTransportFailure"), "{reason}");
-    assert!(
-        reason.contains("set `security.protocol`"),
-        "the error says what to set: {reason}"
-    );
-    let health = app.health_check().await;
-    assert!(!health.producer, "{health:?}");
-    // The broker runs and refused the client for not authenticating.
-    let log = broker.log();
-    assert!(log.contains("NotAuthenticated"), "{log}");
-    let warnings = warnings_about(&broker);
-    assert!(
-        warnings.iter().any(|w| w.contains("Disconnected")),
-        "{warnings:#?}"
-    );
-    assert!(started.elapsed() < Duration::from_secs(30));
-}
-
-/// With SCRAM tansu does check the password: the right one connects, a wrong
-/// one fails with `BrokerUnreachable` carrying librdkafka's reason.
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn sasl_a_wrong_scram_password_is_refused_with_a_clear_error() {
-    let started = Instant::now();
-    let broker = scram_broker("sasl-scram", "scram256", "correct-horse-battery");
-    let prefix = unique_prefix("sasl-scram");
-    let right = sasl_app(
-        &broker,
-        &prefix,
-        "SCRAM-SHA-256",
-        "alice",
-        "correct-horse-battery",
-    )
-    .build()
-    .unwrap();
-    right
-        .check_connection(Duration::from_secs(10))
-        .await
-        .unwrap();
-    right.finalize().await.unwrap();
-
-    let wrong = sasl_app(&broker, &prefix, "SCRAM-SHA-256", "alice", "wrong-horse")
-        .build()
-        .unwrap();
-    let err = wrong
-        .check_connection(Duration::from_secs(3))
+        .check_connection(Duration::from_secs(5))
         .await
         .unwrap_err();
     let Error::BrokerUnreachable { servers, .. } = &err else {
         panic!("expected BrokerUnreachable, got {err:?}");
     };
-    assert_eq!(servers, &broker.address());
-    // librdkafka's words, e.g. "SASL authentication error: SASL SCRAM
-    // authentication failed: broker responded with invalid-proof".
+    assert_eq!(servers, &sasl_servers());
+    eprintln!("{mechanism} with a wrong password: {err}");
+    (app, err)
+}
+
+/// The right password connects; a wrong one fails `check_connection` with
+/// `BrokerUnreachable` carrying librdkafka's words for Kafka's refusal.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sasl_a_wrong_scram_password_is_refused_with_a_clear_error() {
+    let started = Instant::now();
+    for mechanism in ["SCRAM-SHA-256", "SCRAM-SHA-512"] {
+        let (username, password) = credentials(mechanism);
+        let right = sasl_app(
+            &unique_prefix("sasl-scram"),
+            mechanism,
+            &username,
+            &password,
+        )
+        .build()
+        .unwrap();
+        right
+            .check_connection(Duration::from_secs(10))
+            .await
+            .unwrap();
+        right.finalize().await.unwrap();
+
+        let (wrong, err) = refused(mechanism, "wrong-horse-battery").await;
+        let text = err.to_string();
+        assert!(
+            text.contains("SASL authentication error")
+                && text.contains(&format!(
+                    "Authentication failed during authentication due to invalid credentials \
+                     with SASL mechanism {mechanism}"
+                )),
+            "{text}"
+        );
+        let health = wrong.health_check().await;
+        assert!(!health.producer, "{health:?}");
+    }
+    assert!(started.elapsed() < SANITY_BOUND, "{:?}", started.elapsed());
+}
+
+/// The same for PLAIN, where Kafka checks the password against its JAAS
+/// configuration.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sasl_a_wrong_plain_password_is_refused_with_a_clear_error() {
+    let started = Instant::now();
+    let (wrong, err) = refused("PLAIN", "wrong-horse-battery").await;
     let text = err.to_string();
     assert!(
         text.contains("SASL authentication error")
-            && text.contains("SCRAM authentication failed")
-            && text.contains("invalid-proof"),
+            && text.contains("Authentication failed: Invalid username or password"),
         "{text}"
     );
     let health = wrong.health_check().await;
     assert!(!health.producer, "{health:?}");
-    assert!(started.elapsed() < Duration::from_secs(30));
+    assert!(started.elapsed() < SANITY_BOUND, "{:?}", started.elapsed());
 }
 
-/// The SASL password of a client that connects, and of one that is refused,
-/// appears nowhere: not in errors (Display or Debug), not in `Debug` of the
-/// application or its health, not in the warnings librdkafka and kafkaesk log
-/// about the failed authentication.
+/// `check_connection` of an application without SASL settings on the SASL
+/// listener, which fails: its `BrokerUnreachable` error's reason.
+async fn refused_without_sasl_settings() -> (Application, String) {
+    // A subscriber for librdkafka's warnings, as an application has: the
+    // client kafkaesk asks why it cannot connect takes its librdkafka
+    // `log_level` from the tracing subscriber (rust-rdkafka's default), and
+    // without one librdkafka never hands it the "Disconnected" warning.
+    captured_warnings();
+    let app = Application::builder()
+        .kafka_servers([sasl_servers()])
+        .topic_prefix(unique_prefix("sasl-none"))
+        .build()
+        .unwrap();
+    let err = app
+        .check_connection(Duration::from_secs(5))
+        .await
+        .unwrap_err();
+    eprintln!("without SASL settings: {err}");
+    let Error::BrokerUnreachable { servers, reason } = err else {
+        panic!("expected BrokerUnreachable, got {err:?}");
+    };
+    assert_eq!(servers, sasl_servers());
+    (app, reason)
+}
+
+/// A client without SASL settings connects and gets its ApiVersions answer;
+/// Kafka then closes the connection on its first Metadata request (its log:
+/// "InvalidRequestException: Unexpected Kafka request of type METADATA during
+/// SASL handshake"). `check_connection` fails with `BrokerUnreachable`, and
+/// the producer is unhealthy.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sasl_a_client_without_sasl_settings_is_disconnected_and_unhealthy() {
+    let started = Instant::now();
+    let (app, reason) = refused_without_sasl_settings().await;
+    assert!(reason.contains("BrokerTransportFailure"), "{reason}");
+    let health = app.health_check().await;
+    assert!(!health.producer, "{health:?}");
+    assert!(started.elapsed() < SANITY_BOUND, "{:?}", started.elapsed());
+}
+
+/// librdkafka can only say that the connection went away ("Disconnected:
+/// connection closed by peer: receive 0 after POLLIN (after 1ms in state
+/// UP)"), so kafkaesk adds what to set.
+///
+/// librdkafka logs such a close as a warning only when more than one request
+/// was in flight, else at info level, and raises no error event for it
+/// either way (`rd_kafka_broker_conn_closed`, `rd_kafka_broker_set_error` in
+/// librdkafka 2.12). kafkaesk's diagnosis once kept only warnings, and took
+/// its client's log level from the application's subscriber, so the hint
+/// went missing in one run of 20 alone and in most runs beside other tests;
+/// it now asks for information too and keeps the connection failures
+/// (facility FAIL) logged there.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sasl_a_client_without_sasl_settings_is_told_to_set_security_protocol() {
+    let started = Instant::now();
+    let (_app, reason) = refused_without_sasl_settings().await;
+    // The broker runs: it answered ApiVersions (state UP), then hung up.
+    assert!(
+        reason.contains("Disconnected") && reason.contains("in state UP"),
+        "{reason}"
+    );
+    assert!(
+        reason.contains("set `security.protocol`"),
+        "the error says what to set: {reason}"
+    );
+    assert!(started.elapsed() < SANITY_BOUND, "{:?}", started.elapsed());
+}
+
+/// Runs Kafka's `kafka-configs` tool (ConfigCommand) on the shared broker.
+fn kafka_configs(args: &[&str]) {
+    let env = BrokerEnv::shared();
+    let output = Command::new(env.get("KAFKAESK_JAVA"))
+        .args(["-XX:TieredStopAtLevel=1", "-XX:+UseSerialGC", "-cp"])
+        .arg(env.get("KAFKAESK_KAFKA_CLASSPATH"))
+        .arg("org.apache.kafka.tools.ConfigCommand")
+        .arg("--bootstrap-server")
+        .arg(env.get("KAFKAESK_BOOTSTRAP_PLAINTEXT"))
+        .args(args)
+        .output()
+        .expect("run java (KAFKAESK_JAVA of broker.env)");
+    assert!(
+        output.status.success(),
+        "kafka-configs {args:?} failed: {}\n{}",
+        String::from_utf8_lossy(&output.stdout),
+        String::from_utf8_lossy(&output.stderr)
+    );
+}
+
+/// A SCRAM-SHA-256 user of this test's own on the shared broker, removed on
+/// drop.
+struct ScramUser(String);
+
+impl ScramUser {
+    fn add(name: &str, password: &str) -> ScramUser {
+        kafka_configs(&[
+            "--alter",
+            "--add-config",
+            &format!("SCRAM-SHA-256=[password={password}]"),
+            "--entity-type",
+            "users",
+            "--entity-name",
+            name,
+        ]);
+        ScramUser(name.to_owned())
+    }
+}
+
+impl Drop for ScramUser {
+    fn drop(&mut self) {
+        kafka_configs(&[
+            "--alter",
+            "--delete-config",
+            "SCRAM-SHA-256",
+            "--entity-type",
+            "users",
+            "--entity-name",
+            &self.0,
+        ]);
+    }
+}
+
+/// The SASL password of a client that connects, and of ones that are
+/// refused (SCRAM and PLAIN), appears nowhere: not in errors (Display or
+/// Debug), not in `Debug` of the applications or their health, not in the
+/// warnings librdkafka and kafkaesk log about the failed authentications.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sasl_passwords_never_appear_in_errors_debug_or_logs() {
     let started = Instant::now();
     captured_warnings();
-    let right_password = "S3CRET-scram-right-5b9c";
-    let wrong_password = "S3CRET-scram-wrong-e21a";
-    let broker = scram_broker("sasl-secret", "scram256", right_password);
     let prefix = unique_prefix("sasl-secret");
-    let right = sasl_app(&broker, &prefix, "SCRAM-SHA-256", "alice", right_password)
+    // `<pid>-<nanos>-<n>`: no other test or run uses these passwords.
+    let tag = prefix
+        .trim_start_matches("t-sasl-secret-")
+        .trim_end_matches('.');
+    let right_password = format!("S3CRET-scram-right-{tag}");
+    let wrong_password = format!("S3CRET-scram-wrong-{tag}");
+    let wrong_plain_password = format!("S3CRET-plain-wrong-{tag}");
+    let user = ScramUser::add(&format!("kafkaesk-secret-{tag}"), &right_password);
+
+    let right = sasl_app(&prefix, "SCRAM-SHA-256", &user.0, &right_password)
         .build()
         .unwrap();
+    // Kafka answers kafka-configs once the controller committed the
+    // credential; the broker applies it moments later.
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while let Err(err) = right.check_connection(Duration::from_secs(5)).await {
+        assert!(
+            Instant::now() < deadline,
+            "the new user never connects: {err}"
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
     right.initialize().await.unwrap();
     right
         .publish_and_wait(
@@ -321,17 +392,31 @@ async fn sasl_passwords_never_appear_in_errors_debug_or_logs() {
     assert!(right_health.producer, "{right_health:?}");
     right.finalize().await.unwrap();
 
-    let wrong = sasl_app(&broker, &prefix, "SCRAM-SHA-256", "alice", wrong_password)
+    let wrong = sasl_app(&prefix, "SCRAM-SHA-256", &user.0, &wrong_password)
         .build()
         .unwrap();
     let err = wrong
-        .check_connection(Duration::from_secs(3))
+        .check_connection(Duration::from_secs(5))
         .await
         .unwrap_err();
     let wrong_health = wrong.health_check().await;
-    let warnings = warnings_about(&broker);
-    // The capture saw the failed authentication, or a clean result would
-    // prove nothing.
+    let (username, _) = credentials("PLAIN");
+    let wrong_plain = sasl_app(&prefix, "PLAIN", &username, &wrong_plain_password)
+        .build()
+        .unwrap();
+    let plain_err = wrong_plain
+        .check_connection(Duration::from_secs(5))
+        .await
+        .unwrap_err();
+    // Both were refused for their password, or a clean result would prove
+    // nothing; librdkafka logged the refusals, and the capture saw them.
+    for err in [&err, &plain_err] {
+        assert!(
+            err.to_string().contains("SASL authentication error"),
+            "{err}"
+        );
+    }
+    let warnings = warnings();
     assert!(
         warnings
             .iter()
@@ -339,8 +424,14 @@ async fn sasl_passwords_never_appear_in_errors_debug_or_logs() {
         "{warnings:#?}"
     );
     let outputs = [
-        ("the error", format!("{err}\n{err:?}")),
-        ("Application Debug", format!("{right:?}\n{wrong:#?}")),
+        (
+            "the errors",
+            format!("{err}\n{err:?}\n{plain_err}\n{plain_err:?}"),
+        ),
+        (
+            "Application Debug",
+            format!("{right:?}\n{wrong:#?}\n{wrong_plain:?}"),
+        ),
         (
             "Health Debug",
             format!("{right_health:?}\n{wrong_health:?}"),
@@ -348,9 +439,10 @@ async fn sasl_passwords_never_appear_in_errors_debug_or_logs() {
         ("the logs", warnings.join("\n")),
     ];
     for (what, text) in outputs {
-        for password in [right_password, wrong_password] {
+        for password in [&right_password, &wrong_password, &wrong_plain_password] {
             assert_not_shown(password, what, &text);
         }
     }
-    assert!(started.elapsed() < Duration::from_secs(30));
+    drop(user);
+    assert!(started.elapsed() < SANITY_BOUND, "{:?}", started.elapsed());
 }
