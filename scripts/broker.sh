@@ -623,7 +623,28 @@ start() {
         echo "$pid" >"$STATE_DIR/pid"
     fi
     wait_ready "$pid" "$t0"
+    ensure_scram_users
     cds_archive_in_background
+}
+
+# Kafka 4.4.0 keeps only one SCRAM mechanism of a user when it starts again
+# from a metadata snapshot (seen here: after a restart, the test user had
+# SCRAM-SHA-512 and no SCRAM-SHA-256 any more, though the log replayed both
+# records), so the test credentials are written again at every start.
+ensure_scram_users() {
+    local t0 out mechanism
+    t0="$(now)"
+    # One mechanism a call: Kafka refuses two changes of one user in a request.
+    for mechanism in SCRAM-SHA-256 SCRAM-SHA-512; do
+        if ! out="$("$JAVA" -XX:TieredStopAtLevel=1 -XX:+UseSerialGC -cp "$CACHE/*" \
+            org.apache.kafka.tools.ConfigCommand --bootstrap-server "$KAFKA" --alter \
+            --add-config "$mechanism=[password=$TEST_PASSWORD]" \
+            --entity-type users --entity-name "$TEST_USER" 2>&1)"; then
+            echo "$out" >&2
+            die "could not store the $mechanism credential of $TEST_USER"
+        fi
+    done
+    echo "broker: SCRAM credentials of $TEST_USER stored ($(since "$t0") s)"
 }
 
 run() { # DIR
