@@ -37,6 +37,7 @@ mod pause_and_resume_keep_partitions_and_order;
 mod queued_messages_fail_loudly_when_the_producer_closes;
 mod quickstart_macros_and_registry;
 mod reader_reads_streams_back;
+mod records_of_every_compression_codec_are_handled;
 mod reliability_broker_outage;
 mod reliability_rebalance;
 mod reliability_slow_handler;
