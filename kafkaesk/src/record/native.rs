@@ -145,7 +145,11 @@ pub(crate) struct FetchedMessage<'c> {
 // application, and reading or destroying one needs no particular thread
 // (rdkafka's `BorrowedMessage`, the same memory, is `Send` and `Sync`).
 unsafe impl Send for FetchedMessage<'_> {}
-// SAFETY: as above; a shared message is only read.
+// SAFETY: as above, and a shared message is only read: the one call that
+// writes into a message, `rd_kafka_message_headers` parsing its headers on
+// first use, is made in `take`, before the message can be shared; later
+// calls return the parsed list (or, for a message without headers or with
+// headers that do not parse, write nothing).
 unsafe impl Sync for FetchedMessage<'_> {}
 
 impl<'c> FetchedMessage<'c> {
@@ -166,7 +170,12 @@ impl<'c> FetchedMessage<'c> {
         // SAFETY: a live message (the caller's promise).
         let (err, partition) = unsafe { (message.as_ref().err, message.as_ref().partition) };
         match err {
-            rdsys::rd_kafka_resp_err_t::RD_KAFKA_RESP_ERR_NO_ERROR => Ok(fetched),
+            rdsys::rd_kafka_resp_err_t::RD_KAFKA_RESP_ERR_NO_ERROR => {
+                // Parse the headers now, while the message is ours alone (see
+                // `Sync` above): handlers may read them from several threads.
+                drop(fetched.view().headers());
+                Ok(fetched)
+            }
             rdsys::rd_kafka_resp_err_t::RD_KAFKA_RESP_ERR__PARTITION_EOF => {
                 Err(KafkaError::PartitionEOF(partition))
             }
