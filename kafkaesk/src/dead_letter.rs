@@ -278,7 +278,7 @@ impl Application {
                     );
                 }
             }
-            next_offsets.insert(record.partition(), record.offset() + 1);
+            next_offsets.insert(record.partition(), record.offset().saturating_add(1));
         };
 
         // Commit what was replayed or refused, even when stopping early, so a

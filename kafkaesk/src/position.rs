@@ -77,7 +77,7 @@ impl Position {
             // No record at or after that time: the end.
             Position::Timestamp(_) | Position::Since(_) => at_time.unwrap_or(high),
         };
-        offset.clamp(low, high)
+        within(offset, (low, high))
     }
 
     /// The time a position by time stands for, as of now; `None` for the others.
@@ -174,9 +174,33 @@ impl fmt::Display for Position {
     }
 }
 
+/// `offset` moved into a partition stored from `low` to `high`. Both come
+/// from the broker, which may report `low` above `high` (a partition being
+/// truncated, or a broker that is wrong): `low` then wins, where
+/// `i64::clamp` would panic.
+pub(crate) fn within(offset: i64, (low, high): (i64, i64)) -> i64 {
+    offset.min(high).max(low)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_broker_reporting_low_above_high_places_at_low_without_panicking() {
+        // Watermarks come from the broker: a wrong or truncating one can
+        // report the low one above the high one.
+        for position in [
+            Position::Earliest,
+            Position::Latest,
+            Position::Offset(7),
+            Position::Since(Duration::from_secs(60)),
+        ] {
+            assert_eq!(position.offset_within(Some(12), (10, 5)), 10, "{position}");
+        }
+        assert_eq!(Position::Offset(i64::MAX).offset_within(None, (0, 5)), 5);
+        assert_eq!(within(-3, (0, 5)), 0);
+    }
 
     #[test]
     fn positions_round_trip_through_text() {

@@ -332,7 +332,7 @@ impl ReadOptions {
                     let start = match (backward, from) {
                         // Backward from an offset includes it.
                         (true, Position::Offset(offset)) => {
-                            offset.saturating_add(1).clamp(low, high)
+                            crate::position::within(offset.saturating_add(1), (low, high))
                         }
                         _ => {
                             from.resolve(&consumer, topic.name(), id, (low, high), LOOKUP_TIMEOUT)?
@@ -510,7 +510,7 @@ impl Merge {
             record.offset(),
         );
         if let Some(lane) = self.lane(&topic, partition) {
-            if offset + 1 >= lane.end {
+            if offset.saturating_add(1) >= lane.end {
                 lane.done = true;
             }
             lane.buffered.push_back(record);

@@ -155,7 +155,7 @@ impl Subscriber {
         tpl.add_partition_offset(
             self.record.topic(),
             self.record.partition(),
-            Offset::Offset(self.record.offset() + 1),
+            Offset::Offset(self.record.offset().saturating_add(1)),
         )?;
         tokio::task::spawn_blocking(move || consumer.commit_sync(&tpl))
             .await

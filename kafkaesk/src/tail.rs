@@ -80,7 +80,7 @@ fn read_between(
                 if record.offset() >= below {
                     return Ok(records);
                 }
-                let last = record.offset() + 1 >= below;
+                let last = record.offset().saturating_add(1) >= below;
                 records.push(record);
                 if last {
                     return Ok(records);

@@ -114,7 +114,7 @@ impl<'a> NextOffsets<'a> {
         if stops {
             *stopped = true;
         } else if !*stopped {
-            *next = Some(offset + 1);
+            *next = Some(offset.saturating_add(1));
         }
     }
 
@@ -388,6 +388,15 @@ mod tests {
         next.into_offsets()
             .map(|(t, p, o)| (t.to_string(), p, o))
             .collect()
+    }
+
+    #[test]
+    fn a_record_at_the_last_offset_does_not_overflow() {
+        let a: Arc<str> = "a".into();
+        assert_eq!(
+            offsets(&[(&a, 0, i64::MAX, false)]),
+            [("a".into(), 0, i64::MAX)]
+        );
     }
 
     #[test]
