@@ -16,11 +16,10 @@
 //! parallel on the one broker.
 
 use std::process::Command;
-use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use kafkaesk::{Application, ApplicationBuilder, Error, Subscription};
-use kafkaesk_tests::{captured_warnings, committed_offsets_at, unique_prefix, BrokerEnv};
+use kafkaesk::{Application, ApplicationBuilder, Error};
+use kafkaesk_tests::{captured_warnings, round_trip, unique_prefix, BrokerEnv};
 
 #[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize, schemars::JsonSchema)]
 pub struct Order {
@@ -84,66 +83,30 @@ fn assert_not_shown(password: &str, what: &str, text: &str) {
     );
 }
 
-/// Publishes an `Order` with `mechanism` and the broker's test credentials,
-/// consumes it in a group of its own, and checks that the handler got it,
-/// the group committed past it and the producer is healthy.
-async fn round_trip(mechanism: &str) {
+/// [`round_trip`] with `mechanism` and the broker's test credentials.
+async fn sasl_round_trip(mechanism: &str) {
     let started = Instant::now();
     let (username, password) = credentials(mechanism);
     let prefix = unique_prefix(&format!("sasl-{}", mechanism.to_lowercase()));
-    let group = format!("{prefix}group");
-    let seen = Arc::new(Mutex::new(Vec::new()));
-    let sink = seen.clone();
-    let app = sasl_app(&prefix, mechanism, &username, &password)
-        .subscribe(
-            Subscription::new("orders", move |order: Order| {
-                let sink = sink.clone();
-                async move { sink.lock().unwrap().push(order) }
-            })
-            .group(group.clone()),
-        )
-        .build()
-        .unwrap();
-    // Topic creation (admin), publishing (producer), the group's join and
-    // commits (consumer, coordinator connection): all over SASL.
-    app.initialize().await.unwrap();
-    let order = Order {
-        id: 7,
-        item: format!("over sasl {mechanism}"),
-    };
-    app.publish_and_wait("orders", &order).await.unwrap();
-    assert_eq!(
-        app.consume_for(1, Duration::from_secs(30)).await.unwrap(),
-        1
-    );
-    let health = app.health_check().await;
-    app.finalize().await.unwrap();
-    assert_eq!(*seen.lock().unwrap(), vec![order]);
-    assert!(health.producer, "{health:?}");
-    // The commit reached the broker: read back on its PLAINTEXT listener.
-    let plaintext = BrokerEnv::shared().get("KAFKAESK_BOOTSTRAP_PLAINTEXT");
-    assert_eq!(
-        committed_offsets_at(&plaintext, &group, &format!("{prefix}orders"), 1),
-        vec![(0, 1)],
-        "group {group} committed past the one record"
-    );
+    let builder = sasl_app(&prefix, mechanism, &username, &password);
+    let app = round_trip(builder, &prefix, &format!("over sasl {mechanism}")).await;
     assert_not_shown(&password, "Application Debug", &format!("{app:?}"));
     assert!(started.elapsed() < SANITY_BOUND, "{:?}", started.elapsed());
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sasl_plain_client_publishes_and_consumes_a_typed_message() {
-    round_trip("PLAIN").await;
+    sasl_round_trip("PLAIN").await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sasl_scram_sha_256_client_publishes_and_consumes_a_typed_message() {
-    round_trip("SCRAM-SHA-256").await;
+    sasl_round_trip("SCRAM-SHA-256").await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sasl_scram_sha_512_client_publishes_and_consumes_a_typed_message() {
-    round_trip("SCRAM-SHA-512").await;
+    sasl_round_trip("SCRAM-SHA-512").await;
 }
 
 /// Fails `check_connection` on an application authenticating with

@@ -17,20 +17,10 @@
 
 use std::path::PathBuf;
 use std::process::Command;
-use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use kafkaesk::{Application, ApplicationBuilder, Error, Subscription};
-use kafkaesk_tests::{committed_offsets_at, unique_prefix, BrokerEnv};
-
-#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize, schemars::JsonSchema)]
-pub struct Secret {
-    pub text: String,
-}
-
-impl kafkaesk::Schema for Secret {
-    const ID: &'static str = "Secret";
-}
+use kafkaesk::{Application, ApplicationBuilder, Error};
+use kafkaesk_tests::{round_trip, unique_prefix, BrokerEnv};
 
 /// Generous: a round trip takes a few seconds, more on a loaded machine.
 const SANITY_BOUND: Duration = Duration::from_secs(90);
@@ -72,49 +62,13 @@ fn client_certificate() -> [(&'static str, String); 2] {
     ]
 }
 
-/// Publishes a `Secret` on `listener` and consumes it in a group of its own;
-/// checks that the handler got it, the group committed past it and the
-/// producer is healthy.
-async fn round_trip(listener: &str, protocol: &str, settings: &[(&str, String)]) {
+/// [`round_trip`] on the broker's `listener`, speaking `protocol`, with
+/// `settings`.
+async fn tls_round_trip(listener: &str, protocol: &str, settings: &[(&str, String)]) {
     let started = Instant::now();
     let prefix = unique_prefix(&format!("tls-{}", listener.to_lowercase()));
-    let group = format!("{prefix}group");
-    let seen = Arc::new(Mutex::new(Vec::new()));
-    let sink = seen.clone();
-    let app = tls_app(&prefix, listener, protocol, settings)
-        .subscribe(
-            Subscription::new("secrets", move |data: Secret| {
-                let sink = sink.clone();
-                async move { sink.lock().unwrap().push(data) }
-            })
-            .group(group.clone()),
-        )
-        .build()
-        .unwrap();
-    app.initialize().await.unwrap();
-    let data = Secret {
-        text: format!("over {listener}"),
-    };
-    app.publish_and_wait("secrets", &data).await.unwrap();
-    assert_eq!(
-        app.consume_for(1, Duration::from_secs(30)).await.unwrap(),
-        1
-    );
-    let health = app.health_check().await;
-    app.finalize().await.unwrap();
-    assert_eq!(*seen.lock().unwrap(), vec![data]);
-    assert!(health.producer, "{health:?}");
-    // The commit reached the broker: read back on its PLAINTEXT listener.
-    assert_eq!(
-        committed_offsets_at(
-            &env("KAFKAESK_BOOTSTRAP_PLAINTEXT"),
-            &group,
-            &format!("{prefix}secrets"),
-            1
-        ),
-        vec![(0, 1)],
-        "group {group} committed past the one record"
-    );
+    let builder = tls_app(&prefix, listener, protocol, settings);
+    round_trip(builder, &prefix, &format!("over {listener}")).await;
     assert!(started.elapsed() < SANITY_BOUND, "{:?}", started.elapsed());
 }
 
@@ -148,7 +102,7 @@ fn assert_names_the_certificate_problem(text: &str) {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_client_with_the_ca_publishes_and_consumes_over_tls() {
-    round_trip("SSL", "ssl", &[trusting_the_ca()]).await;
+    tls_round_trip("SSL", "ssl", &[trusting_the_ca()]).await;
 }
 
 /// Without the CA (librdkafka then trusts the system's CAs only) the client
@@ -227,7 +181,7 @@ async fn a_client_trusting_another_ca_fails_with_a_clear_error() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn mutual_tls_client_with_a_certificate_publishes_and_consumes() {
     let [cert, key] = client_certificate();
-    round_trip("MTLS", "ssl", &[trusting_the_ca(), cert, key]).await;
+    tls_round_trip("MTLS", "ssl", &[trusting_the_ca(), cert, key]).await;
 }
 
 /// The MTLS listener requires a client certificate: a client trusting the
@@ -267,7 +221,7 @@ async fn mutual_tls_without_a_client_certificate_is_refused() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sasl_ssl_with_scram_publishes_and_consumes() {
-    round_trip(
+    tls_round_trip(
         "SASL_SSL",
         "sasl_ssl",
         &[

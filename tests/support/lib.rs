@@ -8,7 +8,7 @@ use std::net::{TcpStream, ToSocketAddrs};
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use kafkaesk::ApplicationBuilder;
+use kafkaesk::{Application, ApplicationBuilder};
 use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, ResourceSpecifier, TopicReplication};
 use rdkafka::client::DefaultClientContext;
 use rdkafka::consumer::{BaseConsumer, Consumer};
@@ -189,6 +189,59 @@ impl BrokerPorts {
             controller: free_port(),
         }
     }
+}
+
+/// The message of [`round_trip`].
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize, schemars::JsonSchema)]
+pub struct RoundTrip {
+    pub text: String,
+}
+
+impl kafkaesk::Schema for RoundTrip {
+    const ID: &'static str = "RoundTrip";
+}
+
+/// Publishes a [`RoundTrip`] through the brokers of `builder` (which has the
+/// topic prefix `prefix`) and consumes it in a group of its own, over every
+/// client kafkaesk makes (admin, producer, group consumer and its
+/// coordinator connection); checks that the handler got it, that the
+/// producer is healthy, and that the group's commit reached the broker (read
+/// back on the shared broker's PLAINTEXT listener). Returns the finalized
+/// application, for checks of its own.
+pub async fn round_trip(builder: ApplicationBuilder, prefix: &str, text: &str) -> Application {
+    let group = format!("{prefix}group");
+    let seen = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+    let sink = seen.clone();
+    let app = builder
+        .subscribe(
+            kafkaesk::Subscription::new("round-trips", move |data: RoundTrip| {
+                let sink = sink.clone();
+                async move { sink.lock().unwrap().push(data) }
+            })
+            .group(group.clone()),
+        )
+        .build()
+        .unwrap();
+    app.initialize().await.unwrap();
+    let data = RoundTrip {
+        text: text.to_owned(),
+    };
+    app.publish_and_wait("round-trips", &data).await.unwrap();
+    assert_eq!(
+        app.consume_for(1, Duration::from_secs(30)).await.unwrap(),
+        1
+    );
+    let health = app.health_check().await;
+    app.finalize().await.unwrap();
+    assert_eq!(*seen.lock().unwrap(), vec![data]);
+    assert!(health.producer, "{health:?}");
+    let plaintext = BrokerEnv::shared().get("KAFKAESK_BOOTSTRAP_PLAINTEXT");
+    assert_eq!(
+        committed_offsets_at(&plaintext, &group, &format!("{prefix}round-trips"), 1),
+        vec![(0, 1)],
+        "group {group} committed past the one record"
+    );
+    app
 }
 
 /// The addresses, credentials and TLS files of a broker that
