@@ -96,22 +96,53 @@ fn start_worker(prefix: &str) -> std::process::Child {
     child
 }
 
-/// Offsets taken in `topic` so far, records and transaction markers alike:
-/// how far the worker got, read without waiting for it to pause.
-fn offsets_taken(topic: &str) -> i64 {
-    use rdkafka::consumer::{BaseConsumer, Consumer};
-    let consumer: BaseConsumer = rdkafka::ClientConfig::new()
-        .set("bootstrap.servers", kafkaesk_tests::kafka())
-        .create()
-        .unwrap();
-    (0..7)
-        .filter_map(|p| {
-            consumer
-                .fetch_watermarks(topic, p, Duration::from_secs(5))
-                .ok()
-        })
-        .map(|(_, high)| high)
-        .sum()
+/// The ends of a topic's partitions, as readers see them.
+struct Ends {
+    uncommitted: rdkafka::consumer::BaseConsumer,
+    committed: rdkafka::consumer::BaseConsumer,
+}
+
+impl Ends {
+    fn new() -> Ends {
+        let reader = |isolation: &str| {
+            rdkafka::ClientConfig::new()
+                .set("bootstrap.servers", kafkaesk_tests::kafka())
+                .set("isolation.level", isolation)
+                .create()
+                .unwrap()
+        };
+        Ends {
+            uncommitted: reader("read_uncommitted"),
+            committed: reader("read_committed"),
+        }
+    }
+
+    /// Offsets taken in `topic`'s 7 partitions, records and transaction
+    /// markers alike, up to the last record written (`read_uncommitted`)
+    /// or up to the last stable offset, before any open transaction
+    /// (`read_committed`).
+    fn taken(consumer: &rdkafka::consumer::BaseConsumer, topic: &str) -> i64 {
+        use rdkafka::consumer::Consumer;
+        (0..7)
+            .filter_map(|p| {
+                consumer
+                    .fetch_watermarks(topic, p, Duration::from_secs(5))
+                    .ok()
+            })
+            .map(|(_, high)| high)
+            .sum()
+    }
+
+    /// Offsets committed in `topic`, when records stand beyond them in an
+    /// open transaction right now; `None` when every record is committed.
+    fn open_transaction(&self, topic: &str) -> Option<i64> {
+        // Written first, stable second: a transaction committed between the
+        // two reads moves the stable end up to the written one, so a gap
+        // means a transaction was open at the second read.
+        let written = Self::taken(&self.uncommitted, topic);
+        let stable = Self::taken(&self.committed, topic);
+        (written > stable).then_some(stable)
+    }
 }
 
 fn wait_for(what: &str, timeout: Duration, mut done: impl FnMut() -> bool) {
@@ -137,9 +168,21 @@ async fn exactly_once_output_survives_sigkill() {
     }
 
     let mut first = start_worker(&prefix);
-    wait_for("output before the kill", Duration::from_secs(90), || {
-        offsets_taken(&doubled) >= 100
-    });
+    // The kill lands once 100 offsets are committed, while a transaction is
+    // open: the worker commits a transaction per batch, and a kill timed by
+    // committed output alone lands right after a commit, between two.
+    let ends = Ends::new();
+    let deadline = Instant::now() + Duration::from_secs(90);
+    while ends
+        .open_transaction(&doubled)
+        .is_none_or(|stable| stable < 100)
+    {
+        assert!(
+            Instant::now() < deadline,
+            "timed out waiting for output before the kill"
+        );
+        std::thread::sleep(Duration::from_millis(5));
+    }
     first.kill().unwrap(); // SIGKILL
     first.wait().unwrap();
     // Until the restarted worker fences the killed one's transactional id,
