@@ -120,27 +120,29 @@ impl Ends {
     /// Offsets taken in `topic`'s 7 partitions, records and transaction
     /// markers alike, up to the last record written (`read_uncommitted`)
     /// or up to the last stable offset, before any open transaction
-    /// (`read_committed`).
-    fn taken(consumer: &rdkafka::consumer::BaseConsumer, topic: &str) -> i64 {
+    /// (`read_committed`). `None` when a partition's end could not be looked up, as a sum that
+    /// left it out would be wrong.
+    fn taken(consumer: &rdkafka::consumer::BaseConsumer, topic: &str) -> Option<i64> {
         use rdkafka::consumer::Consumer;
         (0..7)
-            .filter_map(|p| {
+            .map(|p| {
                 consumer
                     .fetch_watermarks(topic, p, Duration::from_secs(5))
                     .ok()
+                    .map(|(_, high)| high)
             })
-            .map(|(_, high)| high)
             .sum()
     }
 
     /// Offsets committed in `topic`, when records stand beyond them in an
-    /// open transaction right now; `None` when every record is committed.
+    /// open transaction right now; `None` when every record is committed
+    /// or an end could not be looked up.
     fn open_transaction(&self, topic: &str) -> Option<i64> {
         // Written first, stable second: a transaction committed between the
         // two reads moves the stable end up to the written one, so a gap
         // means a transaction was open at the second read.
-        let written = Self::taken(&self.uncommitted, topic);
-        let stable = Self::taken(&self.committed, topic);
+        let written = Self::taken(&self.uncommitted, topic)?;
+        let stable = Self::taken(&self.committed, topic)?;
         (written > stable).then_some(stable)
     }
 }

@@ -71,8 +71,10 @@ pub fn committed_total(group: &str, topic: &str, partitions: i32) -> i64 {
 }
 
 /// Every record currently in `topic`, read from the start with a throw-away
-/// group, as raw values. Stops after `idle` without new records. Records of
-/// open or aborted transactions are left out (librdkafka's default
+/// group, as raw values. Reads until every partition has reached its end
+/// once, then until `idle` passes without new records, so a loaded machine
+/// that is slow to fetch never cuts the reading short. Records of open or
+/// aborted transactions are left out (librdkafka's default
 /// `read_committed`).
 pub fn read_all(topic: &str, idle: Duration) -> Vec<Vec<u8>> {
     read_all_isolated(topic, idle, "read_committed")
@@ -83,6 +85,9 @@ pub fn read_all_uncommitted(topic: &str, idle: Duration) -> Vec<Vec<u8>> {
     read_all_isolated(topic, idle, "read_uncommitted")
 }
 
+/// How long [`read_all`] may take to reach the end of every partition.
+const READ_TO_THE_END: Duration = Duration::from_secs(120);
+
 fn read_all_isolated(topic: &str, idle: Duration, isolation: &str) -> Vec<Vec<u8>> {
     let consumer: BaseConsumer = ClientConfig::new()
         .set("bootstrap.servers", kafka())
@@ -90,6 +95,9 @@ fn read_all_isolated(topic: &str, idle: Duration, isolation: &str) -> Vec<Vec<u8
         .set("enable.auto.commit", "false")
         .set("auto.offset.reset", "earliest")
         .set("isolation.level", isolation)
+        // The end is the high watermark, or for `read_committed` the last
+        // stable offset, before any open transaction.
+        .set("enable.partition.eof", "true")
         .create()
         .expect("reader consumer");
     // Every partition assigned from its start: no group to join, so the
@@ -106,13 +114,29 @@ fn read_all_isolated(topic: &str, idle: Duration, isolation: &str) -> Vec<Vec<u8
         }
     }
     consumer.assign(&partitions).expect("assign reader");
+    let mut not_at_end: std::collections::BTreeSet<i32> = partitions
+        .elements()
+        .iter()
+        .map(|element| element.partition())
+        .collect();
+    let started = std::time::Instant::now();
     let mut values = Vec::new();
     let mut last = std::time::Instant::now();
-    while last.elapsed() < idle {
-        if let Some(Ok(message)) = consumer.poll(Duration::from_millis(200)) {
-            use rdkafka::Message;
-            values.push(message.payload().unwrap_or_default().to_vec());
-            last = std::time::Instant::now();
+    while !not_at_end.is_empty() || last.elapsed() < idle {
+        assert!(
+            started.elapsed() < READ_TO_THE_END,
+            "reading {topic}: partitions {not_at_end:?} did not reach their end in {READ_TO_THE_END:?}"
+        );
+        match consumer.poll(Duration::from_millis(200)) {
+            Some(Ok(message)) => {
+                use rdkafka::Message;
+                values.push(message.payload().unwrap_or_default().to_vec());
+                last = std::time::Instant::now();
+            }
+            Some(Err(rdkafka::error::KafkaError::PartitionEOF(partition))) => {
+                not_at_end.remove(&partition);
+            }
+            Some(Err(_)) | None => {}
         }
     }
     values
@@ -121,18 +145,39 @@ fn read_all_isolated(topic: &str, idle: Duration, isolation: &str) -> Vec<Vec<u8
 /// Creates `topic` with one partition on the broker at `servers`, through
 /// the admin API alone (for tests that produce with librdkafka directly).
 pub async fn create_topic(servers: &str, topic: &str) {
+    create_topic_with(servers, topic, &[]).await;
+}
+
+/// [`create_topic`], with topic configuration `config` (`max.message.bytes`...).
+pub async fn create_topic_with(servers: &str, topic: &str, config: &[(&str, &str)]) {
     let admin: AdminClient<DefaultClientContext> = ClientConfig::new()
         .set("bootstrap.servers", servers)
         .create()
         .expect("admin client");
+    let mut new = NewTopic::new(topic, 1, TopicReplication::Fixed(1));
+    for (key, value) in config {
+        new = new.set(key, value);
+    }
     let created = admin
-        .create_topics(
-            &[NewTopic::new(topic, 1, TopicReplication::Fixed(1))],
-            &AdminOptions::new(),
-        )
+        .create_topics(&[new], &AdminOptions::new())
         .await
         .expect("create topics");
     assert!(created.iter().all(Result::is_ok), "{created:?}");
+}
+
+/// Whether `topic` exists on the broker.
+pub fn topic_exists(topic: &str) -> bool {
+    let consumer: BaseConsumer = ClientConfig::new()
+        .set("bootstrap.servers", kafka())
+        .create()
+        .expect("metadata client");
+    let metadata = consumer
+        .fetch_metadata(Some(topic), Duration::from_secs(10))
+        .expect("metadata");
+    metadata
+        .topics()
+        .iter()
+        .any(|t| t.name() == topic && t.error().is_none() && !t.partitions().is_empty())
 }
 
 /// Topic configuration values read back through the admin API.
