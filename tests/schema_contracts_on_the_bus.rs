@@ -175,3 +175,100 @@ async fn new_versions_are_checked_against_the_version_before() {
         }]
     );
 }
+
+/// Resident memory of this process, in bytes.
+fn resident_bytes() -> u64 {
+    let statm = std::fs::read_to_string("/proc/self/statm").unwrap();
+    let pages: u64 = statm.split_whitespace().nth(1).unwrap().parse().unwrap();
+    pages * 4096
+}
+
+/// A registration record as another client could write it: `key` and
+/// `body` chosen freely.
+async fn write_registration(app: &Application, key: &str, body: serde_json::Value) {
+    let envelope = serde_json::json!({"schema": "KafkaeskSchemaRegistration:1", "data": body});
+    app.raw_publish("kafkaesk.schemas", envelope.to_string())
+        .key(key)
+        .wait()
+        .await
+        .unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn hostile_registrations_neither_stop_nor_swell_a_service() {
+    let prefix = unique_prefix("contracts-hostile");
+    let writer = app_builder(&prefix).build().unwrap();
+    // 547 bytes whose 12 properties each reference the object itself:
+    // inlining without a bound grew a service to 23 GB.
+    let properties: serde_json::Map<String, serde_json::Value> = (0..12)
+        .map(|i| (format!("p{i}"), serde_json::json!({"$ref": "#/$defs/N"})))
+        .collect();
+    let bomb = serde_json::json!({
+        "id": "Node", "version": 1, "service": "mallory", "host": "h",
+        "schema": {"$ref": "#/$defs/N", "$defs": {"N": {"type": "object", "properties": properties}}},
+    });
+    write_registration(&writer, "Node:1@mallory", bomb).await;
+    // Billing's shape of Order:1, under a key that names another service
+    // than the body: ignored, or it would stop the shop.
+    let forged = serde_json::json!({
+        "id": "Order", "version": 1, "service": "billing", "host": "h",
+        "schema": schemars::schema_for!(BillingOrder),
+    });
+    write_registration(&writer, "Order:1@shop-friend", forged).await;
+    write_registration(&writer, "junk", serde_json::json!("not a registration")).await;
+
+    let before = resident_bytes();
+    let started = std::time::Instant::now();
+    let shop = service::<ShopOrder>(&prefix, "shop", SchemaContracts::Enforce);
+    tokio::time::timeout(std::time::Duration::from_secs(30), shop.initialize())
+        .await
+        .expect("initialize is bounded")
+        .expect("the forged conflict is ignored");
+    let grown = resident_bytes().saturating_sub(before);
+    eprintln!(
+        "started in {:?}, resident memory grew by {} KiB",
+        started.elapsed(),
+        grown / 1024
+    );
+    // Other tests share this process: the bound is generous, the failure
+    // it guards against was 23 GB.
+    assert!(grown < 1 << 30, "resident memory grew by {grown} bytes");
+    // What `schemas --check` sees: the bomb and the shop, no conflict.
+    let mut on_bus = registered(&shop).await;
+    on_bus.sort();
+    assert_eq!(
+        on_bus,
+        [
+            ("Node".to_owned(), 1, "mallory".to_owned()),
+            ("Order".to_owned(), 1, "shop".to_owned())
+        ]
+    );
+    assert!(shop.schema_findings().await.unwrap().is_empty());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_flooded_schemas_stream_warns_at_start_and_fails_the_check() {
+    let prefix = unique_prefix("contracts-flood");
+    let writer = app_builder(&prefix).build().unwrap();
+    let mut deliveries = Vec::new();
+    for i in 0..20_001 {
+        let handle = writer
+            .raw_publish("kafkaesk.schemas", format!("{{\"n\":{i}}}"))
+            .key(format!("flood-{i}"))
+            .await
+            .unwrap();
+        deliveries.push(handle);
+    }
+    for delivery in deliveries {
+        delivery.await.unwrap();
+    }
+    // Start-up reads a bounded part of the stream, warns, and starts.
+    let shop = service::<ShopOrder>(&prefix, "shop", SchemaContracts::Enforce);
+    tokio::time::timeout(std::time::Duration::from_secs(60), shop.initialize())
+        .await
+        .expect("initialize is bounded")
+        .unwrap();
+    // The check cannot vouch for a stream it did not read whole.
+    let err = shop.schema_findings().await.unwrap_err();
+    assert!(err.to_string().contains("more than 20000 records"), "{err}");
+}

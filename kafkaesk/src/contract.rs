@@ -14,7 +14,9 @@
 //! comparing, references into `$defs` are inlined, and what does not change
 //! which JSON is valid is dropped: `title`, `description`, `examples`,
 //! `default`, `$schema`, `$comment`. Two services that name their types
-//! differently, or document them differently, agree.
+//! differently, or document them differently, agree. Inlining stops after
+//! 8 levels of a recursive type or 20,000 values (a registration is input
+//! from anyone who can write the stream); what lies deeper is not compared.
 //!
 //! - **Conflict:** two services register the same `Id:version` with shapes
 //!   that differ. Each difference is named by its path in the schema
@@ -41,6 +43,8 @@ use std::fmt;
 
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
+
+use crate::record::printable;
 
 /// The stream registrations are published to, under the topic prefix.
 pub const SCHEMAS_STREAM: &str = "kafkaesk.schemas";
@@ -116,14 +120,15 @@ impl Finding {
 }
 
 impl fmt::Display for Finding {
+    /// Names, ids and paths come from the bus: control characters in them
+    /// are escaped (see [`printable`]).
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match self {
+        let text = match self {
             Finding::Conflict {
                 schema,
                 services,
                 differences,
-            } => write!(
-                f,
+            } => format!(
                 "schema {schema} differs between services `{}` and `{}`: {}; give one of them a new version",
                 services.0,
                 services.1,
@@ -135,12 +140,12 @@ impl fmt::Display for Finding {
                 to,
                 service,
                 problems,
-            } => write!(
-                f,
+            } => format!(
                 "schema {id}:{to} (service `{service}`) is incompatible with {id}:{from}: {}",
                 problems.join("; ")
             ),
-        }
+        };
+        f.write_str(&printable(&text))
     }
 }
 
@@ -236,26 +241,50 @@ const ANNOTATIONS: [&str; 6] = [
     "$comment",
 ];
 
+/// How many JSON values inlining may produce for one schema. A schema read
+/// from the bus can reference itself from every property, so unbounded
+/// inlining grows exponentially (a 547-byte registration reached 23 GB);
+/// the schemas of real types stay far below this.
+const MAX_SHAPE_NODES: usize = 20_000;
+
+/// How many levels deep a recursive type is inlined.
+const MAX_INLINE_DEPTH: usize = 8;
+
+/// What a reference past the bounds becomes.
+const NOT_INLINED: &str = "(not inlined)";
+
 /// The schema's shape: `$ref`s into `$defs` inlined, annotations dropped.
+///
+/// Inlining is bounded: past [`MAX_SHAPE_NODES`] values (or
+/// [`MAX_INLINE_DEPTH`] levels of a recursive type), a `$ref` becomes
+/// `{"$ref": "(not inlined)"}`, so a hostile schema costs bounded time and
+/// memory, and what lies below that point is not compared.
 pub fn normalize(schema: &Value) -> Value {
     let defs = schema
         .get("$defs")
         .or_else(|| schema.get("definitions"))
-        .cloned()
-        .unwrap_or(Value::Null);
-    inline(schema, &defs, 0)
+        .unwrap_or(&Value::Null);
+    let mut budget = MAX_SHAPE_NODES;
+    inline(schema, defs, 0, &mut budget)
 }
 
-fn inline(value: &Value, defs: &Value, depth: usize) -> Value {
+fn inline(value: &Value, defs: &Value, depth: usize, budget: &mut usize) -> Value {
+    *budget = budget.saturating_sub(1);
     match value {
         Value::Object(map) => {
             if let Some(Value::String(reference)) = map.get("$ref") {
                 let name = reference
                     .strip_prefix("#/$defs/")
                     .or_else(|| reference.strip_prefix("#/definitions/"));
-                // A recursive type stops being inlined after a few levels.
-                if let (Some(target), true) = (name.and_then(|n| defs.get(n)), depth < 8) {
-                    return inline(target, defs, depth + 1);
+                if let Some(target) = name.and_then(|n| defs.get(n)) {
+                    if depth < MAX_INLINE_DEPTH && *budget > 0 {
+                        return inline(target, defs, depth + 1, budget);
+                    }
+                    // Past the bound, without the name: two services that
+                    // name one recursive type differently still agree.
+                    // Two values: the object and its string.
+                    *budget = budget.saturating_sub(1);
+                    return serde_json::json!({ "$ref": NOT_INLINED });
                 }
             }
             let mut out = Map::new();
@@ -263,11 +292,16 @@ fn inline(value: &Value, defs: &Value, depth: usize) -> Value {
                 if ANNOTATIONS.contains(&key.as_str()) || key == "$defs" || key == "definitions" {
                     continue;
                 }
-                out.insert(key.clone(), inline(value, defs, depth));
+                out.insert(key.clone(), inline(value, defs, depth, budget));
             }
             Value::Object(out)
         }
-        Value::Array(items) => Value::Array(items.iter().map(|v| inline(v, defs, depth)).collect()),
+        Value::Array(items) => Value::Array(
+            items
+                .iter()
+                .map(|v| inline(v, defs, depth, budget))
+                .collect(),
+        ),
         other => other.clone(),
     }
 }
@@ -429,6 +463,73 @@ mod tests {
             "required": ["id", "quantity", "address"],
             "$defs": {"Address": {"type": "object", "properties": {"city": {"type": "string"}}, "required": ["city"]}}
         })
+    }
+
+    /// A 547-byte registration whose 12 properties each reference the
+    /// object itself: unbounded inlining grew a service to 23 GB.
+    fn self_referencing(properties: usize) -> Value {
+        let props: Map<String, Value> = (0..properties)
+            .map(|i| (format!("p{i}"), json!({"$ref": "#/$defs/Node"})))
+            .collect();
+        json!({
+            "$ref": "#/$defs/Node",
+            "$defs": {"Node": {"type": "object", "properties": props}}
+        })
+    }
+
+    fn nodes(value: &Value) -> usize {
+        1 + match value {
+            Value::Object(map) => map.values().map(nodes).sum(),
+            Value::Array(items) => items.iter().map(nodes).sum(),
+            _ => 0,
+        }
+    }
+
+    #[test]
+    fn a_schema_referencing_itself_everywhere_normalizes_within_a_bound() {
+        let hostile = self_referencing(12);
+        assert!(hostile.to_string().len() < 600);
+        let started = std::time::Instant::now();
+        let shape = normalize(&hostile);
+        // When the budget runs out, what is left at each level of inlining
+        // is copied as it stands in the original schema.
+        let bound = MAX_SHAPE_NODES + MAX_INLINE_DEPTH * nodes(&hostile);
+        assert!(nodes(&shape) <= bound, "{} > {bound}", nodes(&shape));
+        // Comparing two of them is bounded by their size too.
+        let found = check(&[
+            registration("Node", 1, "a", hostile.clone()),
+            registration("Node", 1, "b", self_referencing(11)),
+            registration("Node", 2, "a", hostile),
+        ]);
+        assert_eq!(found.len(), 1, "{found:?}");
+        assert!(started.elapsed() < std::time::Duration::from_secs(5));
+    }
+
+    #[test]
+    fn a_recursive_type_of_a_real_service_still_compares_equal_under_other_names() {
+        let tree = |name: &str| {
+            json!({
+                "$ref": format!("#/$defs/{name}"),
+                "$defs": {name: {"type": "object", "properties": {
+                    "label": {"type": "string"},
+                    "children": {"type": "array", "items": {"$ref": format!("#/$defs/{name}")}}
+                }}}
+            })
+        };
+        assert_eq!(normalize(&tree("Tree")), normalize(&tree("Node")));
+    }
+
+    #[test]
+    fn names_from_the_bus_are_printed_with_control_characters_escaped() {
+        let found = Finding::Conflict {
+            schema: "Order:1".into(),
+            services: ("shop\x1b[2J".into(), "billing\nINFO forged line".into()),
+            differences: vec!["/properties/\u{7}bell only in the first".into()],
+        };
+        let text = found.to_string();
+        assert!(!text.chars().any(char::is_control), "{text:?}");
+        assert!(text.contains("shop\\u{1b}[2J"), "{text}");
+        assert!(text.contains("billing\\u{a}INFO forged line"), "{text}");
     }
 
     #[test]

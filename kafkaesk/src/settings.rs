@@ -13,7 +13,7 @@
 //! | `shutdown_timeout` | 5 s | how long in-flight handlers may run after a stop before they are cancelled |
 //! | `ack_policy` | [`AckPolicy::All`] | how many brokers store a message before its publish succeeds; `All` also makes the producer idempotent |
 //! | `transactional_id` | `kafkaesk-HOST-PID-TIME` | prefix of this instance's transactional ids (see [`transaction`](crate::transaction)); give each instance a stable one of its own |
-//! | `schema_contracts` | [`SchemaContracts::Enforce`] | register the schemas on the bus at `initialize`, and refuse to start on a conflict (`Warn`: only warn; `Off`: neither) |
+//! | `schema_contracts` | [`SchemaContracts::Warn`] | register the schemas on the bus at `initialize`, and warn about conflicts (`Enforce`: refuse to start on one; `Off`: neither) |
 //! | `service_name` | the executable's name | the service the schemas are registered under |
 //!
 //! This module is the only place where producer, admin and consumer
@@ -112,10 +112,15 @@ pub struct Settings {
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub enum SchemaContracts {
     /// Register the schemas, and refuse to start on a conflict with another
-    /// service (the default). Incompatible versions are warned about.
-    #[default]
+    /// service. Incompatible versions are warned about. Anyone who can
+    /// write the schemas stream can then keep a service from starting:
+    /// choose it where the stream's ACLs admit only your services.
     Enforce,
-    /// Register the schemas, and warn about conflicts and incompatible versions.
+    /// Register the schemas, and warn about conflicts and incompatible
+    /// versions (the default): start-up does not depend on what any
+    /// client wrote on the stream, and `kafkaesk schemas --check` fails a
+    /// CI pipeline on a conflict.
+    #[default]
     Warn,
     /// Neither register nor compare.
     Off,

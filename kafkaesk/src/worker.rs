@@ -88,7 +88,7 @@ pub struct WorkerOptions {
 
     /// What to do about schema contracts at start: `enforce` (register the schemas, refuse to
     /// start on a conflict with another service), `warn` (register, warn), `off` [default:
-    /// enforce].
+    /// warn].
     #[arg(long, env = "KAFKAESK_SCHEMA_CONTRACTS", value_name = "MODE", value_parser = ["enforce", "warn", "off"])]
     pub schema_contracts: Option<String>,
 

@@ -72,7 +72,7 @@ impl ApplicationBuilder {
     }
 
     /// Sets what [`initialize`](crate::Application::initialize) does about
-    /// schema contracts on the bus (default [`SchemaContracts::Enforce`](crate::settings::SchemaContracts)).
+    /// schema contracts on the bus (default [`SchemaContracts::Warn`](crate::settings::SchemaContracts)).
     pub fn schema_contracts(mut self, contracts: crate::settings::SchemaContracts) -> Self {
         self.settings.schema_contracts = contracts;
         self

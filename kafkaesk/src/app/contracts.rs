@@ -5,10 +5,12 @@
 //! comparing; [`contract`](crate::contract) says how.
 //!
 //! - A **conflict** (another service registered one of our `Id:version`s
-//!   with a different shape) stops `initialize` with
-//!   [`Error::SchemaContract`], naming both services and what differs,
-//!   before anything is registered; with [`SchemaContracts::Warn`] it is a
-//!   warning, and the schemas are registered.
+//!   with a different shape) is a warning naming both services and what
+//!   differs, and the schemas are registered. With
+//!   [`SchemaContracts::Enforce`] it stops `initialize` with
+//!   [`Error::SchemaContract`] before anything is registered. Warning is
+//!   the default because the stream is input from anyone who can write it:
+//!   one record must not keep every service from starting.
 //! - An **incompatible version** (ours against the version before it on the
 //!   bus, or the next one against ours) is a warning: a new version is how
 //!   kafkaesk evolves a schema, so breaking one is allowed, but people should
@@ -54,11 +56,24 @@ use super::Application;
 use crate::contract::{self, Finding, Registration, REGISTRATION_SCHEMA_ID, SCHEMAS_STREAM};
 use crate::error::{Error, Result};
 use crate::partition_end::{self, EndReader};
+use crate::record::printable;
 use crate::settings::SchemaContracts;
 use crate::topics::StreamOptions;
 
 /// How long reading the schemas stream may take.
 const READ_TIMEOUT: Duration = Duration::from_secs(15);
+
+/// How many records of the schemas stream are read at most. Anyone who can
+/// write the stream can flood it; real buses hold a few per schema version
+/// and service.
+const MAX_RECORDS: usize = 20_000;
+
+/// The largest registration record read; a larger one is ignored. The
+/// schemas of real types are a few kilobytes.
+const MAX_RECORD_BYTES: usize = 256 * 1024;
+
+/// How many bytes of registrations are read at most.
+const MAX_TOTAL_BYTES: usize = 32 * 1024 * 1024;
 
 impl Application {
     /// Registers the application's schemas on the bus and compares them
@@ -77,7 +92,15 @@ impl Application {
         // One partition: registrations are few, and read in one order.
         let options = StreamOptions::new().partitions(1).compacted();
         clients.topics.create_with(&topic, &options, false).await?;
-        let on_bus = self.schema_registrations().await?;
+        let read = self.read_schemas_stream().await?;
+        if let Some(reason) = &read.incomplete {
+            tracing::warn!(
+                stream = %topic,
+                "{reason}; compared with the registrations read so far, and starting. \
+                 `kafkaesk schemas --check` reads the whole stream"
+            );
+        }
+        let on_bus = read.registrations;
         let findings = contract::check_against(&ours, &on_bus);
         let conflicts = findings.iter().any(Finding::is_conflict);
         if conflicts && settings.schema_contracts == SchemaContracts::Enforce {
@@ -127,8 +150,20 @@ impl Application {
 
     /// Every registration on the schemas stream (the latest per service
     /// and version), read to its end. An empty list when the stream does not
-    /// exist.
+    /// exist; an error when it cannot be read to its end within 15 s, or
+    /// holds more than 20,000 records or 32 MiB.
     pub async fn schema_registrations(&self) -> Result<Vec<Registration>> {
+        let read = self.read_schemas_stream().await?;
+        match read.incomplete {
+            None => Ok(read.registrations),
+            Some(reason) => Err(Error::Topic {
+                topic: self.settings().topic(SCHEMAS_STREAM),
+                reason,
+            }),
+        }
+    }
+
+    async fn read_schemas_stream(&self) -> Result<SchemasRead> {
         let settings = self.settings();
         let topic = settings.topic(SCHEMAS_STREAM);
         let mut config = settings
@@ -150,7 +185,20 @@ impl Application {
     }
 }
 
-fn read_registrations(consumer: &EndReader, topic: &str) -> Result<Vec<Registration>> {
+/// What reading the schemas stream found.
+struct SchemasRead {
+    /// The latest registration per record key.
+    registrations: Vec<Registration>,
+    /// Why the stream was not read to its end, when it was not.
+    incomplete: Option<String>,
+}
+
+/// Reads the schemas stream to its end, or until a bound of
+/// [`READ_TIMEOUT`], [`MAX_RECORDS`] or [`MAX_TOTAL_BYTES`]. Every record
+/// is input from anyone who can write the stream: one that is too large,
+/// not a registration, or whose key does not name its own id, version and
+/// service, is ignored with a warning.
+fn read_registrations(consumer: &EndReader, topic: &str) -> Result<SchemasRead> {
     let metadata = consumer.fetch_metadata(Some(topic), READ_TIMEOUT)?;
     let partitions: Vec<i32> = metadata
         .topics()
@@ -158,8 +206,12 @@ fn read_registrations(consumer: &EndReader, topic: &str) -> Result<Vec<Registrat
         .filter(|t| t.name() == topic && t.error().is_none())
         .flat_map(|t| t.partitions().iter().map(|p| p.id()))
         .collect();
+    let mut read = SchemasRead {
+        registrations: Vec::new(),
+        incomplete: None,
+    };
     if partitions.is_empty() {
-        return Ok(Vec::new());
+        return Ok(read);
     }
     let mut assignment = TopicPartitionList::new();
     for partition in &partitions {
@@ -169,46 +221,66 @@ fn read_registrations(consumer: &EndReader, topic: &str) -> Result<Vec<Registrat
     // Latest per record key, as compaction will leave it.
     let mut latest: BTreeMap<String, Registration> = BTreeMap::new();
     let mut at_end: HashSet<i32> = HashSet::new();
+    let (mut records, mut bytes) = (0usize, 0usize);
     let deadline = Instant::now() + READ_TIMEOUT;
     while at_end.len() < partitions.len() {
         if Instant::now() >= deadline {
-            return Err(Error::Topic {
-                topic: topic.to_owned(),
-                reason: format!(
-                    "could not read the schemas stream to its end within {READ_TIMEOUT:?}"
-                ),
-            });
+            read.incomplete = Some(format!(
+                "the schemas stream could not be read to its end within {READ_TIMEOUT:?} \
+                 ({records} records read)"
+            ));
+            break;
         }
-        match consumer.poll(Duration::from_millis(100)) {
-            None => {}
+        if records >= MAX_RECORDS || bytes >= MAX_TOTAL_BYTES {
+            read.incomplete = Some(format!(
+                "the schemas stream holds more than {MAX_RECORDS} records or \
+                 {MAX_TOTAL_BYTES} bytes; {records} records ({bytes} bytes) read"
+            ));
+            break;
+        }
+        let message = match consumer.poll(Duration::from_millis(100)) {
+            None => continue,
             Some(Err(KafkaError::PartitionEOF(partition))) => {
                 at_end.insert(partition);
+                continue;
             }
             Some(Err(err)) => return Err(err.into()),
-            Some(Ok(message)) => {
-                let key = message
-                    .key()
-                    .map(|k| String::from_utf8_lossy(k).into_owned());
-                let Some(key) = key else { continue };
-                match message.payload().map(decode) {
-                    Some(Some(registration)) => {
-                        latest.insert(key, registration);
-                    }
-                    // A tombstone: the registration was deleted.
-                    None => {
-                        latest.remove(&key);
-                    }
-                    Some(None) => tracing::warn!(
-                        topic,
-                        partition = message.partition(),
-                        offset = message.offset(),
-                        "a record of the schemas stream is not a schema registration; ignored"
-                    ),
-                }
+            Some(Ok(message)) => message,
+        };
+        records += 1;
+        let Some(key) = message.key() else { continue };
+        let key = String::from_utf8_lossy(key).into_owned();
+        let ignored = |why: &str| {
+            tracing::warn!(
+                topic,
+                partition = message.partition(),
+                offset = message.offset(),
+                key = %printable(&key),
+                "a record of the schemas stream {why}; ignored"
+            );
+        };
+        let Some(payload) = message.payload() else {
+            // A tombstone: the registration was deleted.
+            latest.remove(&key);
+            continue;
+        };
+        bytes = bytes.saturating_add(payload.len());
+        if payload.len() > MAX_RECORD_BYTES {
+            ignored(&format!("is larger than {MAX_RECORD_BYTES} bytes"));
+            continue;
+        }
+        match decode(payload) {
+            None => ignored("is not a schema registration"),
+            Some(registration) if registration.record_key() != key => {
+                ignored("names another id, version or service in its key than in its body");
+            }
+            Some(registration) => {
+                latest.insert(key, registration);
             }
         }
     }
-    Ok(latest.into_values().collect())
+    read.registrations = latest.into_values().collect();
+    Ok(read)
 }
 
 /// A registration from its envelope, if it is one.

@@ -12,6 +12,30 @@ use crate::error::RecordPosition;
 pub(crate) use native::header_list;
 pub(crate) use native::{FetchedMessage, MessageView};
 
+/// Text from the bus made safe to print on a terminal or in a log line:
+/// control characters (an escape sequence that would recolour or clear a
+/// terminal, a newline that would forge a log line) are written as Rust
+/// escapes, `\u{1b}`; other text is returned as it is.
+///
+/// ```
+/// assert_eq!(kafkaesk::record::printable("shop\x1b[2J"), "shop\\u{1b}[2J");
+/// assert_eq!(kafkaesk::record::printable("café"), "café");
+/// ```
+pub fn printable(text: &str) -> std::borrow::Cow<'_, str> {
+    if !text.chars().any(char::is_control) {
+        return std::borrow::Cow::Borrowed(text);
+    }
+    let mut out = String::with_capacity(text.len() + 8);
+    for c in text.chars() {
+        if c.is_control() {
+            out.extend(c.escape_unicode());
+        } else {
+            out.push(c);
+        }
+    }
+    std::borrow::Cow::Owned(out)
+}
+
 /// One Kafka header. Values are bytes and pass through untouched.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Header {
