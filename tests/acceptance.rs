@@ -10,6 +10,7 @@ mod broker_supports_transactions;
 mod consume_one_then_many;
 mod data_binding_with_injected_parameters;
 mod dead_letter_replay_follows_only_kafkaesk_headers;
+mod dead_letter_replay_goes_on_past_refused_records;
 mod error_policies_retry_skip_dead_letter;
 mod exactly_once_output_survives_sigkill;
 mod expected_offset_admits_one_writer;

@@ -35,20 +35,48 @@
 //! - and that subscription could have consumed the topic: it matches the
 //!   subscription's streams under the application's topic prefix.
 //!
+//! and never to a topic that must not receive it, whatever the
+//! subscription's pattern (a `*` matches them all):
+//!
+//! - the dead-letter stream being replayed, or any of the application's
+//!   dead-letter streams (a replay would loop);
+//! - kafkaesk's own streams (`kafkaesk.*` under the prefix, such as the
+//!   schemas stream);
+//! - internal topics: names starting with `_` (`__consumer_offsets`,
+//!   `_schemas`, `__transaction_state`) and Kafka Connect's default
+//!   `connect-configs`, `connect-offsets` and `connect-status`;
+//! - a topic that does not exist (replay never creates one).
+//!
 //! Any other record is refused: logged at error level with its position and
 //! the reason, counted in [`Replayed::refused`], and left in the dead-letter
-//! stream.
+//! stream. So is a record whose republish fails for a reason that would
+//! fail it again (too large, an invalid topic, no permission to write): the
+//! replay goes on past it. A failure that may pass (a broker that does not
+//! answer) ends the replay before that record, which the next replay tries
+//! again.
+//!
+//! # Too large to dead-letter
+//!
+//! The dead letter of a record near the size limit (`message.max.bytes`)
+//! may not fit once kafkaesk's headers are added. The error text is cut to
+//! 1 KiB first; if the broker or the producer still refuses the dead letter
+//! as too large, the record is skipped: logged at error level with its
+//! position (it is still in its source topic, until retention removes it),
+//! and counted in the `skipped` metric with reason `dead_letter_too_large`.
+//! Stopping instead would restart into the same record forever.
 
 use std::collections::{HashMap, HashSet};
 use std::time::Duration;
 
 use rdkafka::consumer::{CommitMode, Consumer, StreamConsumer};
 use rdkafka::error::KafkaError;
+use rdkafka::types::RDKafkaErrorCode;
 use rdkafka::{Offset, TopicPartitionList};
 
 use crate::app::Application;
 use crate::error::{Error, Result};
 use crate::partition_end::ReadToEnd;
+use crate::policy::FinalAction;
 use crate::publish::Publisher;
 use crate::record::{Header, Headers, Record, TopicNames};
 use crate::router::Router;
@@ -74,6 +102,17 @@ pub const DLQ_HEADER_PREFIX: &str = "kafkaesk-dlq-";
 /// What incoming `kafkaesk-dlq-*` headers are renamed to start with.
 pub const PREVIOUS_DLQ_HEADER_PREFIX: &str = "previous-kafkaesk-dlq-";
 
+/// The longest error text a dead letter carries, in bytes: a handler's
+/// error can quote the whole record.
+pub const MAX_ERROR_TEXT: usize = 1024;
+
+/// Topics replay never writes to, besides names starting with `_`: Kafka
+/// Connect's defaults.
+const INTERNAL_TOPICS: [&str; 3] = ["connect-configs", "connect-offsets", "connect-status"];
+
+/// Streams under the prefix that are kafkaesk's own.
+const KAFKAESK_STREAMS: &str = "kafkaesk.";
+
 /// What the consumer knows of a failed record's failure.
 pub(crate) struct Failure<'a> {
     pub(crate) error: &'a Error,
@@ -97,7 +136,7 @@ fn dead_letter_headers(record: &Record, failure: &Failure<'_>) -> Headers {
         }
     }
     let headers = headers
-        .with(DLQ_ERROR, failure.error.to_string())
+        .with(DLQ_ERROR, cut(failure.error.to_string(), MAX_ERROR_TEXT))
         .with(DLQ_TOPIC, record.topic())
         .with(DLQ_PARTITION, record.partition().to_string())
         .with(DLQ_OFFSET, record.offset().to_string())
@@ -106,6 +145,47 @@ fn dead_letter_headers(record: &Record, failure: &Failure<'_>) -> Headers {
     match failure.group {
         Some(group) => headers.with(DLQ_GROUP, group),
         None => headers,
+    }
+}
+
+/// `text` cut to at most `max` bytes, at a character boundary, saying how
+/// much was cut.
+fn cut(mut text: String, max: usize) -> String {
+    if text.len() <= max {
+        return text;
+    }
+    let note = format!(" [{} bytes cut]", text.len());
+    let mut end = max.saturating_sub(note.len());
+    while !text.is_char_boundary(end) {
+        end -= 1;
+    }
+    text.truncate(end);
+    text.push_str(&note);
+    text
+}
+
+/// Whether a failed publish would fail again the same way: the record or
+/// its topic is at fault, not the connection to the broker.
+pub(crate) fn fails_for_good(err: &Error) -> bool {
+    match err {
+        Error::MessageTooLarge { .. } => true,
+        Error::Delivery {
+            source: KafkaError::MessageProduction(code),
+            ..
+        } => matches!(
+            code,
+            RDKafkaErrorCode::MessageSizeTooLarge
+                | RDKafkaErrorCode::MessageBatchTooLarge
+                | RDKafkaErrorCode::InvalidMessage
+                | RDKafkaErrorCode::InvalidMessageSize
+                | RDKafkaErrorCode::InvalidRecord
+                | RDKafkaErrorCode::InvalidTopic
+                | RDKafkaErrorCode::UnknownTopic
+                | RDKafkaErrorCode::UnknownTopicOrPartition
+                | RDKafkaErrorCode::TopicAuthorizationFailed
+                | RDKafkaErrorCode::PolicyViolation
+        ),
+        _ => false,
     }
 }
 
@@ -152,10 +232,45 @@ pub struct Replayed {
     pub refused: usize,
 }
 
-/// Where a dead letter goes back to, or why it does not.
+/// Why replay must not write to `topic`, if it must not: the dead-letter
+/// stream `replaying` (a full topic name), the application's other
+/// dead-letter streams, kafkaesk's own streams, internal topics.
+fn protected(router: &Router, prefix: &str, replaying: &str, topic: &str) -> Option<String> {
+    let stream = topic.strip_prefix(prefix);
+    if topic == replaying {
+        return Some("it names the dead-letter stream being replayed".to_owned());
+    }
+    let dead_letter_stream =
+        router
+            .subscriptions()
+            .iter()
+            .find_map(|s| match s.get_error_policy().final_action() {
+                FinalAction::DeadLetter(dead) if Some(dead.as_str()) == stream => {
+                    Some(s.get_name())
+                }
+                _ => None,
+            });
+    if let Some(name) = dead_letter_stream {
+        return Some(format!(
+            "it names the dead-letter stream of subscription `{name}`"
+        ));
+    }
+    if stream.is_some_and(|s| s.starts_with(KAFKAESK_STREAMS)) {
+        return Some("it names one of kafkaesk's own streams".to_owned());
+    }
+    let internal = |name: &str| name.starts_with('_') || INTERNAL_TOPICS.contains(&name);
+    if internal(topic) || stream.is_some_and(internal) {
+        return Some("it names an internal topic".to_owned());
+    }
+    None
+}
+
+/// Where a dead letter of the dead-letter topic `replaying` goes back to,
+/// or why it does not.
 fn replay_target(
     router: &Router,
     prefix: &str,
+    replaying: &str,
     record: &Record,
 ) -> std::result::Result<String, String> {
     let mut ours: HashMap<&str, Option<&[u8]>> = HashMap::new();
@@ -192,6 +307,9 @@ fn replay_target(
              topic `{topic}`",
             subscription.get_streams()
         ));
+    }
+    if let Some(why) = protected(router, prefix, replaying, topic) {
+        return Err(format!("replay never writes to `{topic}`: {why}"));
     }
     Ok(topic.to_owned())
 }
@@ -246,6 +364,8 @@ impl Application {
         let mut at_end: HashSet<i32> = HashSet::new();
         let mut next_offsets: HashMap<i32, i64> = HashMap::new();
         let mut replayed = Replayed::default();
+        // Whether each target topic exists, looked up once per replay.
+        let mut existing: HashMap<String, bool> = HashMap::new();
         let outcome = loop {
             let record = match tokio::time::timeout_at(deadline, consumer.recv()).await {
                 Err(_) => break Err(Error::Timeout(timeout)),
@@ -260,17 +380,44 @@ impl Application {
                 Ok(Ok(message)) => topic_names.record(&message),
             };
             at_end.remove(&record.partition());
-            match replay_target(&router, &settings.topic_prefix, &record) {
+            let target = replay_target(&router, &settings.topic_prefix, &topic, &record);
+            let target = match target {
+                Ok(source) => match existing.get(&source) {
+                    Some(true) => Ok(source),
+                    Some(false) => Err(format!("topic `{source}` does not exist")),
+                    None => match self.connection().partition_count(&source, "topic").await {
+                        Ok(_) => {
+                            existing.insert(source.clone(), true);
+                            Ok(source)
+                        }
+                        Err(Error::Topic { reason, .. }) => {
+                            existing.insert(source.clone(), false);
+                            Err(format!("topic `{source}`: {reason}"))
+                        }
+                        Err(err) => break Err(err),
+                    },
+                },
+                Err(reason) => Err(reason),
+            };
+            let refusal = match target {
                 Ok(source) => {
                     let publish = self
                         .publisher()
-                        .raw_to_topic(source, record.value().to_vec());
-                    if let Err(err) = forward(publish, &record, &original_headers(&record)).await {
-                        break Err(err);
+                        .raw_to_existing_topic(source, record.value().to_vec());
+                    match forward(publish, &record, &original_headers(&record)).await {
+                        Ok(()) => None,
+                        Err(err) if fails_for_good(&err) => {
+                            Some(format!("republishing it failed for good: {err}"))
+                        }
+                        // It may pass: the next replay tries this record again.
+                        Err(err) => break Err(err),
                     }
-                    replayed.republished += 1;
                 }
-                Err(reason) => {
+                Err(reason) => Some(reason),
+            };
+            match refusal {
+                None => replayed.republished += 1,
+                Some(reason) => {
                     replayed.refused += 1;
                     tracing::error!(
                         record = %record.position(),
@@ -316,6 +463,11 @@ mod tests {
     fn router() -> Router {
         let mut router = Router::new();
         router.subscribe(Subscription::new("orders.*", handle).name("orders"));
+        router.subscribe(
+            Subscription::new("*", handle)
+                .name("everything")
+                .on_error(crate::ErrorPolicy::dead_letter("everything.dead")),
+        );
         router
     }
 
@@ -354,7 +506,7 @@ mod tests {
         );
         assert_eq!(headers.get("trace"), Some(&b"t-1"[..]));
         assert_eq!(
-            replay_target(&router(), "p.", &record(headers)),
+            replay_target(&router(), "p.", "p.orders.dead", &record(headers)),
             Ok("p.orders.created".into())
         );
     }
@@ -362,7 +514,7 @@ mod tests {
     #[test]
     fn replay_refuses_what_kafkaesk_did_not_write() {
         let router = router();
-        let target = |headers| replay_target(&router, "p.", &record(headers));
+        let target = |headers| replay_target(&router, "p.", "p.orders.dead", &record(headers));
         assert_eq!(
             target(kafkaesk_headers("p.orders.paid")),
             Ok("p.orders.paid".into())
@@ -386,6 +538,64 @@ mod tests {
             .with(DLQ_TOPIC, "p.orders.paid")
             .with(DLQ_SUBSCRIPTION, "other");
         assert!(target(stranger).unwrap_err().contains("does not have"));
+    }
+
+    #[test]
+    fn replay_never_writes_to_dead_letter_kafkaesk_or_internal_topics() {
+        let router = router();
+        let target = |topic: &str| {
+            let headers = Headers::new()
+                .with(DLQ_TOPIC, topic)
+                .with(DLQ_SUBSCRIPTION, "everything");
+            replay_target(&router, "p.", "p.orders.dead", &record(headers))
+        };
+        assert_eq!(target("p.payments"), Ok("p.payments".into()));
+        for (topic, why) in [
+            ("p.orders.dead", "being replayed"),
+            ("p.everything.dead", "subscription `everything`"),
+            ("p.kafkaesk.schemas", "kafkaesk's own"),
+            ("p._schemas", "internal"),
+            ("p.__consumer_offsets", "internal"),
+            ("p.connect-configs", "internal"),
+        ] {
+            let refused = target(topic).unwrap_err();
+            assert!(refused.contains(why), "{topic}: {refused}");
+        }
+        // Without a prefix, Kafka's own names as they are.
+        let headers = Headers::new()
+            .with(DLQ_TOPIC, "__consumer_offsets")
+            .with(DLQ_SUBSCRIPTION, "everything");
+        assert!(replay_target(&router, "", "dead", &record(headers))
+            .unwrap_err()
+            .contains("internal"));
+    }
+
+    #[test]
+    fn the_error_text_of_a_dead_letter_is_cut_at_a_character_boundary() {
+        let long = "é".repeat(2000);
+        let cut = cut(long.clone(), MAX_ERROR_TEXT);
+        assert!(cut.len() <= MAX_ERROR_TEXT, "{}", cut.len());
+        assert!(cut.ends_with(" [4000 bytes cut]"), "{cut}");
+        assert_eq!(super::cut("short".into(), MAX_ERROR_TEXT), "short");
+    }
+
+    #[test]
+    fn only_failures_that_would_repeat_refuse_a_dead_letter_for_good() {
+        let delivery = |code| Error::Delivery {
+            topic: "t".into(),
+            source: KafkaError::MessageProduction(code),
+        };
+        assert!(fails_for_good(&delivery(
+            RDKafkaErrorCode::TopicAuthorizationFailed
+        )));
+        assert!(fails_for_good(&delivery(
+            RDKafkaErrorCode::MessageSizeTooLarge
+        )));
+        assert!(!fails_for_good(&delivery(
+            RDKafkaErrorCode::MessageTimedOut
+        )));
+        assert!(!fails_for_good(&delivery(RDKafkaErrorCode::AllBrokersDown)));
+        assert!(!fails_for_good(&Error::Stopped));
     }
 
     #[test]

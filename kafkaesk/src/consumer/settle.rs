@@ -273,6 +273,24 @@ impl BatchConsumer {
                             RecordOutcome::failed(&error, runs, FailedAs::DeadLettered(stream));
                         (None, settled)
                     }
+                    // It would not fit on a retry either: stopping would
+                    // restart into this record forever (see the
+                    // dead_letter module docs).
+                    Err(dlq_error @ Error::MessageTooLarge { .. }) => {
+                        counters.skipped.fetch_add(1, Ordering::Relaxed);
+                        self.monitor.metrics.skipped("dead_letter_too_large");
+                        tracing::error!(
+                            subscription = %self.scope.name,
+                            error = %error,
+                            attempts = runs,
+                            record = %record.position(),
+                            dead_letter = %stream,
+                            dead_letter_error = %dlq_error,
+                            "handler failed and the record is too large to dead-letter; \
+                             skipped (it stays in its source topic)"
+                        );
+                        (None, RecordOutcome::failed(&error, runs, FailedAs::Skipped))
+                    }
                     Err(dlq_error) => {
                         tracing::error!(
                             subscription = %self.scope.name,

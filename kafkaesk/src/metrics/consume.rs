@@ -128,7 +128,8 @@ impl ConsumerMetrics {
         self.inner.retries.inc();
     }
 
-    /// A record was skipped: `unhandled` (not decodable) or `error_policy`.
+    /// A record was skipped: `unhandled` (not decodable), `error_policy`, or
+    /// `dead_letter_too_large` (its dead letter did not fit).
     pub(crate) fn skipped(&self, reason: &str) {
         self.inner
             .families

@@ -51,7 +51,7 @@
 //! |---|---|---|
 //! | `kafkaesk_consumer_lag` | gauge | `group_id`, `stream_id`, `partition`: the partition's high watermark (last stable offset under `read_committed`) minus the group's committed offset, from librdkafka's statistics every `statistics.interval.ms` (5 s by default; set it in `kafka_settings`). A partition appears once the group has committed on it, and leaves when it is revoked |
 //! | `kafkaesk_handler_retries_total` | counter | `subscription`, `group_id` |
-//! | `kafkaesk_skipped_messages_total` | counter | `subscription`, `group_id`, `reason` (`unhandled`: could not be decoded; `error_policy`: failed and skipped) |
+//! | `kafkaesk_skipped_messages_total` | counter | `subscription`, `group_id`, `reason` (`unhandled`: could not be decoded; `error_policy`: failed and skipped; `dead_letter_too_large`: failed, and its dead letter did not fit) |
 //! | `kafkaesk_dead_lettered_messages_total` | counter | `subscription`, `group_id`, `dead_letter_stream` |
 //! | `kafkaesk_log_queue_depth` | gauge | `stream`: log records queued and not yet shipped |
 //! | `kafkaesk_log_records_dropped_total` | counter | `stream`: log records dropped because the queue was full |

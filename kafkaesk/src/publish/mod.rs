@@ -135,9 +135,10 @@ impl<'a> Publisher<'a> {
         RawPublish::new(self, Destination::Stream(stream), value)
     }
 
-    /// A raw publish of `value` to `topic` as it is, without the application's prefix.
-    pub(crate) fn raw_to_topic(self, topic: String, value: Vec<u8>) -> RawPublish<'a> {
-        RawPublish::new(self, Destination::Topic(topic), value)
+    /// A raw publish of `value` to the existing `topic` as it is, without
+    /// the application's prefix. The topic is never created.
+    pub(crate) fn raw_to_existing_topic(self, topic: String, value: Vec<u8>) -> RawPublish<'a> {
+        RawPublish::new(self, Destination::ExistingTopic(topic), value)
     }
 }
 
@@ -531,8 +532,9 @@ impl<'a> IntoFuture for RawPublish<'a> {
 enum Destination<'a> {
     /// A stream: the application's prefix comes first.
     Stream(&'a str),
-    /// A full topic name, as it is.
-    Topic(String),
+    /// A full topic name, as it is, of a topic that exists: it is never
+    /// created (dead-letter replay writes only where topics are).
+    ExistingTopic(String),
 }
 
 /// A message ready for librdkafka.
@@ -764,10 +766,7 @@ async fn send_slowly(
                 .ensure_stream(stream, topic, retention)
                 .await?
         }
-        Destination::Topic(topic) => {
-            clients.topics.ensure(&topic, retention).await?;
-            connection.metrics().publishing(&Arc::from(topic))
-        }
+        Destination::ExistingTopic(topic) => connection.metrics().publishing(&Arc::from(topic)),
     };
     let topic = series.topic();
     if let Some(expected) = message.options.expected {
