@@ -5,6 +5,7 @@ use std::io::Write;
 use std::time::Duration;
 
 use kafkaesk::admin::{ConsumerGroup, StreamConfig, StreamInfo, StreamLag};
+use kafkaesk::record::printable;
 use kafkaesk::Streams;
 use serde_json::json;
 
@@ -219,9 +220,10 @@ fn groups_table(found: &[(ConsumerGroup, Vec<StreamLag>)], verbose: bool) -> Str
             group.state.clone()
         };
         for stream in streams {
+            // Group ids and states come from the broker, as any client set them.
             let start = [
-                group.name.clone(),
-                state.clone(),
+                printable(&group.name).into_owned(),
+                printable(&state).into_owned(),
                 group.members.to_string(),
                 stream.stream.clone(),
             ];
@@ -410,6 +412,22 @@ mod tests {
         );
         let value: serde_json::Value = serde_json::from_str(&group_json(&group, &lag)).unwrap();
         assert_eq!(value["lag"], 8);
+
+        // Any client chooses its group id: a terminal escape is shown, not run.
+        let hostile = ConsumerGroup {
+            name: "evil\x1b]0;pwned\x07\nforged".into(),
+            ..group
+        };
+        let table = groups_table(&[(hostile, vec![lag])], false);
+        assert!(
+            !table.chars().any(|c| c.is_control() && c != '\n'),
+            "{table:?}"
+        );
+        assert_eq!(table.lines().count(), 2, "{table}");
+        assert!(
+            table.contains("evil\\u{1b}]0;pwned\\u{7}\\u{a}forged"),
+            "{table}"
+        );
         assert_eq!(value["partitions"][1]["committed"], serde_json::Value::Null);
         assert_eq!(value["partitions"][0]["end"], 10);
     }

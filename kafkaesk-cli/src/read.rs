@@ -228,7 +228,7 @@ pub async fn run(args: ReadArgs) -> Result<Outcome, Failure> {
                     return closed_stdout(err);
                 }
                 errors += 1;
-                eprintln!("error: {err}");
+                eprintln!("error: {}", kafkaesk::record::printable(&err.to_string()));
             }
         }
     }
