@@ -3,6 +3,7 @@
 //! tests read its address from `KAFKA` (default `127.0.0.1:9092`). Each module
 //! is named for the behaviour it proves and uses its own topic prefix.
 
+mod a_batch_the_consumer_cannot_read_makes_it_unhealthy;
 mod application_lifecycle;
 mod assigned_partitions_are_read_at_once;
 mod broker_lists_offsets_inside_batches;

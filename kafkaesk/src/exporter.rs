@@ -10,8 +10,10 @@
 //! - `GET /metrics`: every metric of the application's registry, in
 //!   Prometheus's text format.
 //! - `GET /health`: `200` with a JSON body when the producer reaches a broker
-//!   and every consumer runs, `503` with the same body otherwise:
-//!   `{"healthy":false,"producer":true,"consumers":[{"subscription":"index","group":"indexer","running":false,"assigned":[],"paused":[]}]}`.
+//!   and every consumer runs and reads, `503` with the same body otherwise:
+//!   `{"healthy":false,"producer":true,"consumers":[{"subscription":"index","group":"indexer","running":false,"assigned":[],"paused":[],"stalled":null}]}`.
+//!   `stalled` is the fetch error that keeps a running consumer from reading,
+//!   if one does.
 //!
 //! The server speaks just enough HTTP/1.1 for scrapers and probes: one
 //! request per connection, `GET` and `HEAD` only, requests up to 8 KiB read
@@ -224,6 +226,7 @@ fn health_json(health: &Health) -> String {
                 "running": c.running,
                 "assigned": partitions_json(&c.assigned),
                 "paused": partitions_json(&c.paused),
+                "stalled": c.stalled,
             })
         })
         .collect();
@@ -266,6 +269,7 @@ mod tests {
                 running: false,
                 assigned: vec![("t".into(), 0), ("t".into(), 1)],
                 paused: vec![("t".into(), 1)],
+                stalled: None,
             }],
         };
         let body: serde_json::Value = serde_json::from_str(&health_json(&health)).unwrap();

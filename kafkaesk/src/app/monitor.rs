@@ -76,6 +76,11 @@ pub struct ConsumerHealth {
     /// Of those, the ones paused by [`Application::pause`](crate::Application::pause)
     /// and its kin.
     pub paused: Vec<(String, i32)>,
+    /// The error librdkafka has reported in place of records for 10 s, if
+    /// one has (a batch it cannot read): records behind it are not read,
+    /// and the consumer counts as unhealthy until the error stops (see
+    /// [Fetch errors that repeat](crate::consumer#fetch-errors-that-repeat)).
+    pub stalled: Option<String>,
 }
 
 /// The result of [`Application::health_check`](crate::Application::health_check).
@@ -88,9 +93,14 @@ pub struct Health {
 }
 
 impl Health {
-    /// True when the producer is usable and every consumer is running.
+    /// True when the producer is usable and every consumer is running and
+    /// reading.
     pub fn is_healthy(&self) -> bool {
-        self.producer && self.consumers.iter().all(|c| c.running)
+        self.producer
+            && self
+                .consumers
+                .iter()
+                .all(|c| c.running && c.stalled.is_none())
     }
 }
 
@@ -128,6 +138,7 @@ impl Monitor {
                 running: true,
                 assigned: Vec::new(),
                 paused: Vec::new(),
+                stalled: None,
             },
         );
         let metrics = self.metrics.consumer(subscription, group);
@@ -184,11 +195,23 @@ impl SubscriptionMonitor {
         }
     }
 
+    /// Records that the consumer is stuck behind a fetch error (`Some`
+    /// with the error), or is not any more.
+    pub(crate) fn stalled(&self, error: Option<String>) {
+        let mut consumers = lock(&self.consumers);
+        let Some(health) = consumers.get_mut(&self.name) else {
+            return;
+        };
+        self.metrics.health(health.running && error.is_none());
+        health.stalled = error;
+    }
+
     /// Records that the consumer stopped.
     pub(crate) fn stopped(&self) {
         self.metrics.health(false);
         if let Some(health) = lock(&self.consumers).get_mut(&self.name) {
             health.running = false;
+            health.stalled = None;
             health.assigned.clear();
             health.paused.clear();
         }

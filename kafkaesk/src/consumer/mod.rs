@@ -48,11 +48,24 @@
 //!
 //! New consumer groups start from the earliest offset (`auto.offset.reset`),
 //! so a group sees messages published before it first joined.
+//!
+//! # Fetch errors that repeat
+//!
+//! librdkafka reports a batch it cannot read (a compression codec it lacks,
+//! a corrupt batch, a topic the credentials may not read) in place of its
+//! records, and fetches it again every `fetch.error.backoff.ms`: the
+//! partition is stuck. Each kind of error is logged once, with a remedy
+//! where one is known, and counted in `kafkaesk_consumer_fetch_errors_total`.
+//! One that keeps coming for 10 s makes the consumer unhealthy
+//! ([`ConsumerHealth::stalled`](crate::app::ConsumerHealth::stalled), a 503
+//! from `/health`, `kafkaesk_consumer_health` 0) until it has not come for
+//! 5 s.
 
 mod assign;
 mod batch;
 mod commit;
 pub mod exactly_once;
+mod fetch_errors;
 mod offsets;
 mod partition_queues;
 mod pause;
@@ -68,6 +81,7 @@ use std::time::Duration;
 
 use futures::{FutureExt, StreamExt};
 use rdkafka::consumer::{CommitMode, Consumer, StreamConsumer};
+use rdkafka::error::KafkaError;
 use rdkafka::TopicPartitionList;
 use tokio::sync::watch;
 use tokio::time::Instant;
@@ -83,6 +97,7 @@ use crate::subscriber::{CommitOffsets, HandlerScope};
 use crate::sync::lock;
 use assign::SelfAssignment;
 use batch::{MAX_HANDLED_IN_TURN, MAX_PARALLEL_BATCH, WAITING_LOOKAHEAD};
+use fetch_errors::{FetchErrors, Seen};
 use offsets::{OffsetBook, RebalanceContext};
 use partition_queues::PartitionQueues;
 use pause::Paused;
@@ -296,6 +311,44 @@ impl BatchConsumer {
         Duration::from_millis(millis)
     }
 
+    /// Logs, counts and reports an error librdkafka gave in place of
+    /// records (see [Fetch errors that repeat](self#fetch-errors-that-repeat)).
+    fn fetch_failed(&self, errors: &mut FetchErrors, err: &KafkaError) {
+        self.monitor.metrics.fetch_failed(err);
+        match errors.failed(err, std::time::Instant::now()) {
+            Seen::First(error) => {
+                tracing::warn!(subscription = %self.scope.name, %error, "consumer error");
+            }
+            Seen::Again => {
+                tracing::debug!(subscription = %self.scope.name, error = %err, "consumer error again");
+            }
+            Seen::Stalled(error) => {
+                tracing::error!(
+                    subscription = %self.scope.name,
+                    %error,
+                    "the same consumer error keeps coming: records behind it are not read; \
+                     the consumer reports unhealthy until it stops"
+                );
+                self.monitor.stalled(Some(error));
+            }
+        }
+    }
+
+    /// Forgets the fetch errors that stopped coming, and reports the
+    /// consumer healthy again once none stalls it.
+    fn forget_quiet_errors(&self, errors: &mut FetchErrors, now: std::time::Instant) {
+        let over = errors.forget_quiet(now);
+        if over.is_empty() {
+            return;
+        }
+        for error in over {
+            tracing::info!(subscription = %self.scope.name, %error, "consumer error stopped coming");
+        }
+        if !errors.stalled() {
+            self.monitor.stalled(None);
+        }
+    }
+
     /// Consumes until the run stops or a record stops the consumer, then
     /// commits what was settled.
     async fn run(&self, mut control: RunControl) -> Result<()> {
@@ -333,6 +386,7 @@ impl BatchConsumer {
         let mut ready: VecDeque<PendingRecord<'_>> = VecDeque::new();
         // Retries that ended while the loop waited, settled at its top.
         let mut ended_while_waiting = None;
+        let mut fetch_errors = FetchErrors::default();
 
         let result = loop {
             // A partition's retries that ended: noticed here while records
@@ -357,6 +411,7 @@ impl BatchConsumer {
                 self.apply_pauses(&mut paused, &mut ready, &retries);
             }
             let now = Instant::now();
+            self.forget_quiet_errors(&mut fetch_errors, now.into_std());
             if now >= next_commit {
                 self.commit_handled();
                 next_commit = now + interval;
@@ -392,9 +447,7 @@ impl BatchConsumer {
                         ready.push_back(record);
                     }
                 }
-                Some(Some(Err(err))) => {
-                    tracing::warn!(subscription = %self.scope.name, error = %err, "consumer error");
-                }
+                Some(Some(Err(err))) => self.fetch_failed(&mut fetch_errors, &err),
                 Some(None) | None => {}
             }
             // After the consumer's queue: it may have just assigned partitions.
@@ -402,7 +455,7 @@ impl BatchConsumer {
             let errors =
                 partition_queues.take(&self.consumer, &mut batch, wanted, &mut topic_names);
             for err in &errors {
-                tracing::warn!(subscription = %self.scope.name, error = %err, "consumer error");
+                self.fetch_failed(&mut fetch_errors, err);
             }
             if batch.is_empty() {
                 if !errors.is_empty() {
@@ -426,7 +479,7 @@ impl BatchConsumer {
                             batch.push(PendingRecord::Owned(topic_names.record(&message)));
                         }
                         Some(Err(err)) => {
-                            tracing::warn!(subscription = %self.scope.name, error = %err, "consumer error");
+                            self.fetch_failed(&mut fetch_errors, &err);
                             tokio::time::sleep(Duration::from_millis(100)).await;
                         }
                         // librdkafka's streams never end.

@@ -138,6 +138,19 @@ impl ConsumerMetrics {
             .inc();
     }
 
+    /// librdkafka reported `error` in place of records.
+    pub(crate) fn fetch_failed(&self, error: &rdkafka::error::KafkaError) {
+        self.inner
+            .families
+            .fetch_errors
+            .with_label_values(&[
+                &self.inner.subscription,
+                &self.inner.group,
+                &super::kafka_error_label(error),
+            ])
+            .inc();
+    }
+
     /// A failed record was published to `stream`.
     pub(crate) fn dead_lettered(&self, stream: &str) {
         self.inner

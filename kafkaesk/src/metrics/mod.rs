@@ -27,7 +27,7 @@
 //! | `kafkaesk_consumed_topic_offset` | gauge | `group_id`, `partition`, `stream_id` | the offset of the last settled record |
 //! | `kafkaesk_message_lead_time` | histogram | `stream_id`, `group_id`, `partition` | from a record's timestamp to its settling |
 //! | `kafkaesk_consumer_rebalanced_total` | counter | `group_id`, `partition`, `event` | each partition assigned or revoked |
-//! | `kafkaesk_consumer_health` | gauge | `group_id` | 1 while the consumer runs, 0 once it stopped |
+//! | `kafkaesk_consumer_health` | gauge | `group_id` | 1 while the consumer runs, 0 once it stopped or while a fetch error repeats |
 //!
 //! Label values follow Python, odd ones included:
 //! - `stream_id` is the full topic name (with the application's prefix),
@@ -53,6 +53,7 @@
 //! | `kafkaesk_handler_retries_total` | counter | `subscription`, `group_id` |
 //! | `kafkaesk_skipped_messages_total` | counter | `subscription`, `group_id`, `reason` (`unhandled`: could not be decoded; `error_policy`: failed and skipped; `dead_letter_too_large`: failed, and its dead letter did not fit) |
 //! | `kafkaesk_dead_lettered_messages_total` | counter | `subscription`, `group_id`, `dead_letter_stream` |
+//! | `kafkaesk_consumer_fetch_errors_total` | counter | `subscription`, `group_id`, `error` (librdkafka's code, `NotImplemented`): errors reported in place of records; one that repeats for 10 s also sets `kafkaesk_consumer_health` to 0 (see [`consumer`](crate::consumer#fetch-errors-that-repeat)) |
 //! | `kafkaesk_log_queue_depth` | gauge | `stream`: log records queued and not yet shipped |
 //! | `kafkaesk_log_records_dropped_total` | counter | `stream`: log records dropped because the queue was full |
 //!
@@ -149,6 +150,7 @@ pub(crate) struct Families {
     pub(crate) handler_retries: IntCounterVec,
     pub(crate) skipped_messages: IntCounterVec,
     pub(crate) dead_lettered_messages: IntCounterVec,
+    pub(crate) fetch_errors: IntCounterVec,
     log_queues: log_queue::LogQueues,
     publish_series: publish::SeriesByTopic,
 }
@@ -402,6 +404,12 @@ impl Families {
                 "kafkaesk_dead_lettered_messages_total",
                 "Failed records published to a dead-letter stream",
                 &["subscription", "group_id", "dead_letter_stream"],
+            )?,
+            fetch_errors: counter(
+                r,
+                "kafkaesk_consumer_fetch_errors_total",
+                "Errors librdkafka reported in place of records (a batch it cannot read)",
+                &["subscription", "group_id", "error"],
             )?,
             log_queues,
             publish_series: publish::SeriesByTopic::default(),
