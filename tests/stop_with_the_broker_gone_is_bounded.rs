@@ -81,4 +81,18 @@ async fn a_stop_after_the_broker_is_killed_returns_within_the_shutdown_timeouts(
         logged.contains("did not confirm the last commit") && logged.contains(&prefix),
         "the uncommitted offsets are logged:\n{logged}"
     );
+
+    // A message queued with the broker gone: finalize waits for it at most
+    // the shutdown timeout (it waited 30 s), and says it was not delivered.
+    let queued = app.publish("pings", &Ping { n: 2 }).await.unwrap();
+    let finalizing = Instant::now();
+    let finalized = tokio::time::timeout(SHUTDOWN_TIMEOUT + Duration::from_secs(5), app.finalize())
+        .await
+        .expect("finalize returns within the shutdown timeout");
+    eprintln!(
+        "finalized in {:?} with a message queued",
+        finalizing.elapsed()
+    );
+    assert!(finalized.is_err(), "an unflushed message is an error");
+    drop(queued);
 }

@@ -303,9 +303,9 @@ impl Connection {
         })
     }
 
-    /// Waits until every queued message is acknowledged or has failed; does
-    /// nothing if no producer was created.
-    pub(crate) async fn flush(&self) -> Result<()> {
+    /// Waits until every queued message is acknowledged or has failed, or
+    /// `timeout` passed; does nothing if no producer was created.
+    pub(crate) async fn flush(&self, timeout: Duration) -> Result<()> {
         let Some(clients) = self.clients_if_ready() else {
             return Ok(());
         };
@@ -314,7 +314,7 @@ impl Connection {
             tokio::task::spawn_blocking(move || {
                 producers
                     .iter()
-                    .try_for_each(|producer| producer.flush(Duration::from_secs(30)))
+                    .try_for_each(|producer| producer.flush(timeout))
             })
             .await
             .map_err(|_| Error::Stopped)?

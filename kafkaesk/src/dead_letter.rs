@@ -80,6 +80,7 @@ use crate::policy::FinalAction;
 use crate::publish::Publisher;
 use crate::record::{Header, Headers, Record, TopicNames};
 use crate::router::Router;
+use crate::sync::off_the_worker;
 
 /// Header naming the error of a dead-lettered record.
 pub const DLQ_ERROR: &str = "kafkaesk-dlq-error";
@@ -435,7 +436,7 @@ impl Application {
             for (partition, offset) in &next_offsets {
                 tpl.add_partition_offset(&topic, *partition, Offset::Offset(*offset))?;
             }
-            consumer.commit(&tpl, CommitMode::Sync)?;
+            off_the_worker(|| consumer.commit(&tpl, CommitMode::Sync))?;
         }
         outcome.map(|()| replayed)
     }

@@ -56,6 +56,9 @@ use crate::sync::{lock, read_lock, write_lock};
 use crate::transaction::Transaction;
 use monitor::Monitor;
 
+/// How long [`Application::flush`] waits.
+const FLUSH_TIMEOUT: Duration = Duration::from_secs(30);
+
 /// A router plus Kafka configuration: publishes messages and runs consumers.
 ///
 /// Cheap to clone; clones share clients and state. Handlers can take it as a parameter.
@@ -291,7 +294,10 @@ impl Application {
         lock(&self.inner().on_finalize).push(builder::hook(hook));
     }
 
-    /// Stops running consumers, runs the `on_finalize` hooks and flushes the producer.
+    /// Stops running consumers, runs the `on_finalize` hooks and flushes the
+    /// producer, waiting at most `shutdown_timeout` for the broker to
+    /// acknowledge what is queued (a message still unacknowledged then fails
+    /// with a logged error: nothing is dropped silently).
     pub async fn finalize(&self) -> Result<()> {
         self.stop();
         let mut first_error = None;
@@ -301,7 +307,8 @@ impl Application {
                 first_error.get_or_insert(err);
             }
         }
-        if let Err(err) = self.connection().flush().await {
+        let within = self.settings().shutdown_timeout;
+        if let Err(err) = self.connection().flush(within).await {
             first_error.get_or_insert(err);
         }
         first_error.map_or(Ok(()), Err)
@@ -381,11 +388,13 @@ impl Application {
         Transaction::begin(self.publisher()).await
     }
 
-    /// Waits until every queued message is acknowledged or has failed.
+    /// Waits until every queued message is acknowledged or has failed, at
+    /// most 30 s; [`Error::Kafka`] with a timed-out code after that, the
+    /// messages still queued.
     pub async fn flush(&self) -> Result<()> {
         let connection = self.connection();
         connection.clients().await?;
-        connection.flush().await
+        connection.flush(FLUSH_TIMEOUT).await
     }
 }
 

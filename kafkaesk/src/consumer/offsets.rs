@@ -23,7 +23,7 @@ use tokio::sync::watch;
 use super::start::StartPlan;
 use crate::app::{PauseState, SubscriptionMonitor};
 use crate::settings::stream_of;
-use crate::sync::lock;
+use crate::sync::{lock, off_the_worker};
 
 /// A topic (shared name) and a partition.
 pub(crate) type TopicPartition = (Arc<str>, i32);
@@ -245,7 +245,7 @@ impl ConsumerContext for RebalanceContext {
         let assigning = err == RDKafkaRespErr::RD_KAFKA_RESP_ERR__ASSIGN_PARTITIONS;
         if assigning {
             if let Some(start) = &self.start {
-                start.place(consumer, tpl);
+                off_the_worker(|| start.place(consumer, tpl));
             }
             // Before the assignment starts the partitions (see
             // `partition_queues`).
@@ -287,7 +287,7 @@ impl ConsumerContext for RebalanceContext {
             // `commit_callback` on this thread.
             let tpl = lock(&self.book).uncommitted(Some(&revoked));
             if tpl.count() > 0 {
-                match consumer.commit(&tpl, CommitMode::Sync) {
+                match off_the_worker(|| consumer.commit(&tpl, CommitMode::Sync)) {
                     Ok(()) => lock(&self.book).confirm(&tpl),
                     Err(err) => tracing::warn!(
                         subscription = %self.subscription,
