@@ -341,6 +341,12 @@ impl Application {
         }
     }
 
+    /// The state of every consumer of the current run: the part of
+    /// [`health_check`](Self::health_check) that asks no broker.
+    pub(crate) fn consumer_health(&self) -> Vec<ConsumerHealth> {
+        self.inner().monitor.consumers()
+    }
+
     /// Counters of every subscription that has run, by subscription name.
     pub fn stats(&self) -> HashMap<String, SubscriptionStats> {
         self.inner().monitor.stats()
