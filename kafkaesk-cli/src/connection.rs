@@ -4,7 +4,9 @@
 
 use std::time::Duration;
 
-use kafkaesk::worker::{KafkaSettings, KafkaSettingsParser, WorkerOptions};
+use kafkaesk::worker::{
+    KafkaSettings, KafkaSettingsFile, KafkaSettingsFileParser, KafkaSettingsParser, WorkerOptions,
+};
 use kafkaesk::Application;
 
 /// How long the broker has to answer before a command gives up.
@@ -26,6 +28,16 @@ pub struct ConnectionOptions {
         value_parser = KafkaSettingsParser
     )]
     pub kafka_settings: Option<KafkaSettings>,
+
+    /// A file holding librdkafka properties as a JSON object; what `--kafka-settings` sets too
+    /// wins. Keeps secrets off the command line, which `ps` shows.
+    #[arg(
+        long,
+        env = "KAFKAESK_KAFKA_SETTINGS_FILE",
+        value_name = "PATH",
+        value_parser = KafkaSettingsFileParser
+    )]
+    pub kafka_settings_file: Option<KafkaSettingsFile>,
 
     /// Prefix of the topics: streams are the topics under it, named without it.
     #[arg(long, env = "KAFKAESK_TOPIC_PREFIX")]
@@ -67,6 +79,7 @@ impl ConnectionOptions {
         WorkerOptions {
             kafka_servers: self.kafka_servers.clone(),
             kafka_settings: self.kafka_settings.clone(),
+            kafka_settings_file: self.kafka_settings_file.clone(),
             topic_prefix: self.topic_prefix.clone(),
             api_version: self.api_version.clone(),
             ..WorkerOptions::default()

@@ -181,13 +181,18 @@ fn one_line(err: &clap::Error) -> String {
 }
 
 /// The runner, with the worker flags as arguments. librdkafka settings go
-/// through the environment instead: they may hold secrets, which `ps` shows
-/// for arguments.
+/// through the environment instead, or as the path of their file: they may
+/// hold secrets, which `ps` shows for arguments. The runner removes them
+/// from its environment once read.
 fn runner_command(runner: &std::path::Path, options: &WorkerOptions) -> std::process::Command {
     let mut command = std::process::Command::new(runner);
     command.args(worker_args(options));
+    command.env_remove(kafkaesk::worker::KAFKA_SETTINGS_ENV);
     if let Some(settings) = &options.kafka_settings {
-        command.env("KAFKAESK_KAFKA_SETTINGS", settings_json(settings));
+        command.env(
+            kafkaesk::worker::KAFKA_SETTINGS_ENV,
+            settings_json(settings),
+        );
     }
     command
 }
@@ -209,6 +214,9 @@ fn worker_args(options: &WorkerOptions) -> Vec<String> {
             "--kafka-servers={}",
             options.kafka_servers.join(",")
         ));
+    }
+    if let Some(file) = &options.kafka_settings_file {
+        args.push(format!("--kafka-settings-file={}", file.path.display()));
     }
     if let Some(prefix) = &options.topic_prefix {
         args.push(format!("--topic-prefix={prefix}"));
@@ -430,6 +438,62 @@ mod tests {
         assert!(command
             .get_args()
             .all(|arg| !arg.to_string_lossy().contains("linger")));
+    }
+
+    #[test]
+    fn a_settings_file_reaches_the_runner_as_its_path() {
+        let dir =
+            std::env::temp_dir().join(format!("kafkaesk-cli-settings-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let file = dir.join("kafka.json");
+        std::fs::write(&file, r#"{"sasl.password":"s3cret","linger.ms":5}"#).unwrap();
+        let path = file.to_string_lossy().into_owned();
+        let cli = parse(&["examples/service", "--kafka-settings-file", &path]);
+        let worker = &cli.run.worker;
+        let read = worker.kafka_settings_file.as_ref().unwrap();
+        assert_eq!(read.settings.0["linger.ms"], "5");
+        let command = runner_command(std::path::Path::new("runner"), worker);
+        let args: Vec<String> = command
+            .get_args()
+            .map(|arg| arg.to_string_lossy().into_owned())
+            .collect();
+        assert!(
+            args.contains(&format!("--kafka-settings-file={path}")),
+            "{args:?}"
+        );
+        let shown = format!(
+            "{args:?} {:?} {worker:?}",
+            command.get_envs().collect::<Vec<_>>()
+        );
+        assert!(!shown.contains("s3cret"), "{shown}");
+        // Inherited from this process, the variable is dropped unless the
+        // runner is given settings.
+        assert!(command
+            .get_envs()
+            .any(|(key, value)| key == "KAFKAESK_KAFKA_SETTINGS" && value.is_none()));
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[test]
+    fn a_bad_settings_file_is_named_and_its_contents_are_not_shown() {
+        let dir = std::env::temp_dir().join(format!("kafkaesk-cli-bad-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let file = dir.join("kafka.json");
+        std::fs::write(&file, r#"{"sasl.password":"s3cret""#).unwrap();
+        let path = file.to_string_lossy().into_owned();
+        let err = Cli::try_parse_from(["kafkaesk", "streams", "--kafka-settings-file", &path])
+            .unwrap_err();
+        let text = one_line(&err);
+        assert!(
+            text.contains(&path) && text.contains("not valid JSON"),
+            "{text}"
+        );
+        assert!(!text.contains("s3cret"), "{text}");
+        let missing = dir.join("missing.json").to_string_lossy().into_owned();
+        let err = Cli::try_parse_from(["kafkaesk", "streams", "--kafka-settings-file", &missing])
+            .unwrap_err();
+        assert!(one_line(&err).contains("cannot read"), "{}", one_line(&err));
+        std::fs::remove_dir_all(&dir).unwrap();
     }
 
     fn parse(args: &[&str]) -> Cli {

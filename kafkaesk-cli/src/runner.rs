@@ -136,7 +136,9 @@ pub fn build(target: &Target, release: bool) -> Result<PathBuf, String> {
         .arg("--quiet")
         .arg("--manifest-path")
         .arg(dir.join("Cargo.toml"))
-        .env("CARGO_TARGET_DIR", &target.target_dir);
+        .env("CARGO_TARGET_DIR", &target.target_dir)
+        // Build scripts see cargo's environment: not the secrets.
+        .env_remove(kafkaesk::worker::KAFKA_SETTINGS_ENV);
     if release {
         command.arg("--release");
     }

@@ -63,7 +63,11 @@ fn validate_app_path(path: &str) -> Result<(), String> {
 fn cargo_metadata(args: &[&str], cwd: Option<&Path>) -> Result<Value, String> {
     let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".to_owned());
     let mut command = Command::new(cargo);
-    command.arg("metadata").arg("--format-version=1").args(args);
+    command
+        .arg("metadata")
+        .arg("--format-version=1")
+        .args(args)
+        .env_remove(kafkaesk::worker::KAFKA_SETTINGS_ENV);
     if let Some(dir) = cwd {
         command.current_dir(dir);
     }

@@ -413,3 +413,37 @@ fn a_stream_that_does_not_exist_is_an_error_with_exit_code_1() {
     assert_eq!(out.stderr.lines().count(), 1, "{}", out.stderr);
     assert_eq!(out.stdout, "");
 }
+
+/// `--kafka-settings-file` carries SASL credentials to `streams` without
+/// putting them on the command line, which `ps` shows.
+#[test]
+fn a_settings_file_authenticates_a_command_on_the_sasl_listener() {
+    let env = kafkaesk_tests::BrokerEnv::shared();
+    let servers = env.get("KAFKAESK_BOOTSTRAP_SASL_PLAINTEXT");
+    let password = env.get("KAFKAESK_SASL_PLAIN_PASSWORD");
+    let prefix = unique_prefix("cli-settings-file");
+    let dir = std::env::temp_dir().join(&prefix);
+    std::fs::create_dir_all(&dir).unwrap();
+    let file = dir.join("kafka.json");
+    let settings = serde_json::json!({
+        "security.protocol": "SASL_PLAINTEXT",
+        "sasl.mechanism": "PLAIN",
+        "sasl.username": env.get("KAFKAESK_SASL_PLAIN_USERNAME"),
+        "sasl.password": password,
+    });
+    std::fs::write(&file, settings.to_string()).unwrap();
+    let path = file.to_string_lossy().into_owned();
+
+    let mut with_file = kafkaesk(&prefix, &["streams", "--kafka-settings-file", &path]);
+    with_file.env("KAFKAESK_KAFKA_SERVERS", &servers);
+    let out = run(with_file);
+    assert_eq!(out.code, 0, "{}", out.stderr);
+    assert!(!out.stdout.contains(&password) && !out.stderr.contains(&password));
+
+    // Without it, the listener refuses: the file is what authenticated.
+    let mut without = kafkaesk(&prefix, &["streams"]);
+    without.env("KAFKAESK_KAFKA_SERVERS", &servers);
+    let out = run(without);
+    assert_eq!(out.code, 1, "{}", out.stderr);
+    std::fs::remove_dir_all(&dir).unwrap();
+}

@@ -63,6 +63,17 @@ pub struct WorkerOptions {
     )]
     pub kafka_settings: Option<KafkaSettings>,
 
+    /// A file holding librdkafka properties as a JSON object, as `--kafka-settings` takes
+    /// them; what `--kafka-settings` sets too wins. Keeps secrets out of the command line,
+    /// which `ps` shows, and out of the environment of child processes.
+    #[arg(
+        long,
+        env = "KAFKAESK_KAFKA_SETTINGS_FILE",
+        value_name = "PATH",
+        value_parser = KafkaSettingsFileParser
+    )]
+    pub kafka_settings_file: Option<KafkaSettingsFile>,
+
     /// Prefix prepended to every stream name to form the topic.
     #[arg(long, env = "KAFKAESK_TOPIC_PREFIX")]
     pub topic_prefix: Option<String>,
@@ -120,6 +131,71 @@ pub struct KafkaSettings(pub BTreeMap<String, String>);
 impl std::fmt::Debug for KafkaSettings {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         redacted(&self.0).fmt(f)
+    }
+}
+
+/// librdkafka properties read from `--kafka-settings-file`, with the path
+/// they came from (passed on to a runner as a path, never as the values).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct KafkaSettingsFile {
+    /// The file.
+    pub path: std::path::PathBuf,
+    /// What it holds.
+    pub settings: KafkaSettings,
+}
+
+/// The environment variable of `--kafka-settings`, removed from a worker's
+/// environment once read, so that processes it starts do not inherit the
+/// secrets it may hold.
+pub const KAFKA_SETTINGS_ENV: &str = "KAFKAESK_KAFKA_SETTINGS";
+
+/// Reads `--kafka-settings-file`: the same JSON object as `--kafka-settings`.
+/// Errors name the file, never its contents.
+pub fn read_kafka_settings_file(
+    path: &std::path::Path,
+) -> std::result::Result<KafkaSettingsFile, String> {
+    // A settings file is a few hundred bytes; a bound keeps a wrong path
+    // (a device, a log) from being read whole.
+    const MAX_BYTES: u64 = 1024 * 1024;
+    let file = std::fs::File::open(path)
+        .map_err(|err| format!("cannot read `{}`: {err}", path.display()))?;
+    let mut text = String::new();
+    std::io::Read::read_to_string(&mut std::io::Read::take(file, MAX_BYTES + 1), &mut text)
+        .map_err(|err| format!("cannot read `{}`: {err}", path.display()))?;
+    if text.len() as u64 > MAX_BYTES {
+        return Err(format!(
+            "`{}` is larger than {MAX_BYTES} bytes; it should hold a JSON object of \
+             librdkafka properties",
+            path.display()
+        ));
+    }
+    let settings =
+        parse_kafka_settings(&text).map_err(|reason| format!("`{}`: {reason}", path.display()))?;
+    Ok(KafkaSettingsFile {
+        path: path.to_owned(),
+        settings,
+    })
+}
+
+/// Parses `--kafka-settings-file` (a clap value parser) by reading the file.
+#[derive(Debug, Clone, Copy)]
+pub struct KafkaSettingsFileParser;
+
+impl clap::builder::TypedValueParser for KafkaSettingsFileParser {
+    type Value = KafkaSettingsFile;
+
+    fn parse_ref(
+        &self,
+        _command: &clap::Command,
+        _argument: Option<&clap::Arg>,
+        value: &std::ffi::OsStr,
+    ) -> std::result::Result<KafkaSettingsFile, clap::Error> {
+        read_kafka_settings_file(std::path::Path::new(value)).map_err(|reason| {
+            clap::Error::raw(
+                clap::error::ErrorKind::ValueValidation,
+                format!("invalid --kafka-settings-file: {reason}\n"),
+            )
+        })
     }
 }
 
@@ -197,7 +273,9 @@ impl WorkerOptions {
         if !self.kafka_servers.is_empty() {
             settings.kafka_servers = self.kafka_servers.clone();
         }
-        if let Some(extra) = &self.kafka_settings {
+        // The file first: what `--kafka-settings` sets wins.
+        let extra = self.kafka_settings_file.iter().map(|file| &file.settings);
+        for extra in extra.chain(&self.kafka_settings) {
             settings
                 .kafka_settings
                 .extend(extra.0.iter().map(|(k, v)| (k.clone(), v.clone())));
@@ -306,6 +384,10 @@ where
 {
     use clap::Parser;
     let command = WorkerCommand::parse();
+    // Read: the processes this worker starts (handlers may) need not see
+    // the secrets it may hold. Still one thread here, so nothing reads the
+    // environment meanwhile.
+    std::env::remove_var(KAFKA_SETTINGS_ENV);
     init_logging();
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
@@ -471,6 +553,27 @@ mod tests {
         .unwrap();
         assert_eq!(parsed.0["linger.ms"], "10");
         assert_eq!(parsed.0["enable.idempotence"], "true");
+    }
+
+    #[test]
+    fn the_settings_file_comes_first_and_the_flag_wins() {
+        let dir = std::env::temp_dir().join(format!("kafkaesk-settings-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let path = dir.join("kafka.json");
+        std::fs::write(&path, r#"{"linger.ms": 5, "acks": "all"}"#).unwrap();
+        let options = WorkerOptions {
+            kafka_settings_file: Some(read_kafka_settings_file(&path).unwrap()),
+            kafka_settings: Some(parse_kafka_settings(r#"{"linger.ms":"9"}"#).unwrap()),
+            ..WorkerOptions::default()
+        };
+        let mut settings = Settings::default();
+        options.apply(&mut settings);
+        assert_eq!(settings.kafka_settings["linger.ms"], "9");
+        assert_eq!(settings.kafka_settings["acks"], "all");
+        std::fs::write(&path, "x".repeat(2 * 1024 * 1024)).unwrap();
+        let err = read_kafka_settings_file(&path).unwrap_err();
+        assert!(err.contains("larger than"), "{err}");
+        std::fs::remove_dir_all(&dir).unwrap();
     }
 
     #[test]
