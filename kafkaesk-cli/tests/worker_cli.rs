@@ -288,6 +288,8 @@ async fn replay_dead_letters_republishes_to_the_source_topic_and_exits() {
         .topic_prefix(&prefix)
         .build()
         .unwrap();
+    // The topic it was consumed from: replay writes only to topics that exist.
+    kafkaesk_tests::create_topic(&kafka, &source).await;
     app.raw_publish("orders.dead", order.to_vec())
         .key("order-5")
         .header(DLQ_TOPIC, &source)

@@ -445,8 +445,8 @@ pub async fn run(app: Application, options: &WorkerOptions) -> Result<()> {
         );
         if replayed.refused > 0 {
             println!(
-                "kafkaesk: refused {} record(s) of {stream} that this application's \
-                 subscriptions could not have dead-lettered; they stay there (see the log)",
+                "kafkaesk: refused {} record(s) of {stream}; they stay there (the log says \
+                 why of each)",
                 replayed.refused
             );
         }

@@ -45,9 +45,10 @@ pub(crate) struct OffsetBook {
     pub(crate) paused: HashSet<TopicPartition>,
     /// What every commit carries as metadata: a replay's mark.
     pub(crate) commit_metadata: Option<String>,
-    /// How many commits the broker refused or never answered, so a wait
-    /// for one commit learns that it failed.
-    pub(crate) failed_commits: u64,
+    /// The offsets of the latest commit the broker refused or never
+    /// answered, per partition, so a wait for one commit learns that it
+    /// failed, and not that an older one did.
+    failed: HashMap<TopicPartition, i64>,
 }
 
 impl OffsetBook {
@@ -91,6 +92,37 @@ impl OffsetBook {
                     .insert((Arc::from(elem.topic()), elem.partition()), offset);
             }
         }
+    }
+
+    /// Records that the commit of `tpl` failed.
+    pub(crate) fn commit_failed(&mut self, tpl: &TopicPartitionList) {
+        for elem in tpl.elements() {
+            if let Offset::Offset(offset) = elem.offset() {
+                self.failed
+                    .insert((Arc::from(elem.topic()), elem.partition()), offset);
+            }
+        }
+    }
+
+    /// Forgets the failures of `tpl`'s partitions, as `tpl` is sent again.
+    pub(crate) fn forget_failures(&mut self, tpl: &TopicPartitionList) {
+        for elem in tpl.elements() {
+            self.failed
+                .remove(&(Arc::from(elem.topic()), elem.partition()));
+        }
+    }
+
+    /// Whether a commit of one of `tpl`'s offsets failed (an older commit
+    /// of lower offsets failing does not count) and was not confirmed
+    /// since.
+    pub(crate) fn failed_to_commit(&self, tpl: &TopicPartitionList) -> bool {
+        tpl.elements().iter().any(|elem| {
+            let tp = (Arc::from(elem.topic()), elem.partition());
+            let Offset::Offset(offset) = elem.offset() else {
+                return false;
+            };
+            self.failed.get(&tp) == Some(&offset) && self.committed.get(&tp) != Some(&offset)
+        })
     }
 
     /// Whether every offset of `tpl` is confirmed as committed, or belongs
@@ -356,7 +388,7 @@ impl ConsumerContext for RebalanceContext {
         match result {
             Ok(()) => lock(&self.book).confirm(offsets),
             Err(err) => {
-                lock(&self.book).failed_commits += 1;
+                lock(&self.book).commit_failed(offsets);
                 tracing::warn!(
                     subscription = %self.subscription,
                     error = %err,
@@ -390,6 +422,24 @@ mod tests {
         );
         book.assigned.remove(&tp);
         assert!(!book.owns(&tp, 1));
+    }
+
+    #[test]
+    fn a_failed_commit_counts_for_its_own_offsets_only() {
+        let mut book = OffsetBook::default();
+        book.assigned.insert(("t".into(), 0));
+        book.advance(("t".into(), 0), 5);
+        let older = book.uncommitted(None);
+        book.advance(("t".into(), 0), 9);
+        let last = book.uncommitted(None);
+        // The older, periodic commit fails: the last one may still land.
+        book.commit_failed(&older);
+        assert!(!book.failed_to_commit(&last));
+        book.commit_failed(&last);
+        assert!(book.failed_to_commit(&last));
+        // Sent again and confirmed: no longer failed.
+        book.confirm(&last);
+        assert!(!book.failed_to_commit(&last));
     }
 
     #[test]

@@ -343,10 +343,12 @@ impl BatchConsumer {
         &self,
         messages: &mut MessageStream<'_, RebalanceContext>,
     ) {
-        let failed_before = lock(&self.book).failed_commits;
         let Some(pending) = self.commit_handled() else {
             return;
         };
+        // An earlier failure of these offsets is not this commit's: its
+        // answer comes through the queue, which is polled below.
+        lock(&self.book).forget_failures(&pending);
         let timeout = self.scope.app.settings().shutdown_timeout;
         let deadline = tokio::time::Instant::now() + timeout;
         let answered = &self.consumer.context().commit_answered;
@@ -356,7 +358,7 @@ impl BatchConsumer {
                 if book.confirmed(&pending) {
                     return;
                 }
-                if book.failed_commits != failed_before {
+                if book.failed_to_commit(&pending) {
                     drop(book);
                     tracing::warn!(
                         subscription = %self.scope.name,
