@@ -24,7 +24,7 @@ mod ruststream;
 mod scenarios;
 
 use std::collections::BTreeMap;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use anyhow::{Context, Result};
@@ -281,8 +281,13 @@ impl Options {
         PathBuf::from(concat!(env!("CARGO_MANIFEST_DIR"), "/.."))
     }
 
+    /// Where the report goes: `--output`, or `BENCHMARKS.md` in it when it
+    /// names a directory.
     fn output(&self) -> PathBuf {
         match (&self.output, self.quick) {
+            (Some(path), _) if path.is_dir() || path.to_string_lossy().ends_with('/') => {
+                path.join("BENCHMARKS.md")
+            }
             (Some(path), _) => path.clone(),
             (None, true) => Self::repo_root().join("target/bench-quick/BENCHMARKS.md"),
             (None, false) if !self.only.is_empty() => {
@@ -401,9 +406,39 @@ fn main() -> Result<()> {
             let mut options = cli.options;
             options.settings.install();
             options.apply_quick();
+            // Before the first run, not after the last: a report that cannot
+            // be written would lose every figure.
+            check_output(&options.output())?;
             runtime.block_on(run(options))
         }
     }
+}
+
+/// Fails unless the report can be written at `path`: its folder made, and
+/// a file written there.
+fn check_output(path: &Path) -> Result<()> {
+    if path.is_dir() {
+        anyhow::bail!(
+            "--output {}: a directory named like the report is in the way",
+            path.display()
+        );
+    }
+    let dir = match path.parent() {
+        Some(dir) if !dir.as_os_str().is_empty() => dir.to_path_buf(),
+        _ => PathBuf::from("."),
+    };
+    std::fs::create_dir_all(&dir)
+        .with_context(|| format!("--output {}: creating {}", path.display(), dir.display()))?;
+    let probe = dir.join(format!(".kafkaesk-bench-{}", std::process::id()));
+    std::fs::write(&probe, b"").with_context(|| {
+        format!(
+            "--output {}: cannot write in {}",
+            path.display(),
+            dir.display()
+        )
+    })?;
+    std::fs::remove_file(&probe).ok();
+    Ok(())
 }
 
 /// The child side of scenario 5.
@@ -858,5 +893,40 @@ fn options_summary(options: &Options) -> Summary {
         micro_messages: options.micro_messages,
         quick: options.quick,
         settings: options.settings.extra(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn options(args: &[&str]) -> Options {
+        Cli::try_parse_from(std::iter::once("kafkaesk-bench").chain(args.iter().copied()))
+            .unwrap()
+            .options
+    }
+
+    #[test]
+    fn an_output_directory_gets_the_report_inside_and_a_bad_path_fails_before_any_run() {
+        let dir = std::env::temp_dir().join(format!("kafkaesk-bench-out-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let given = dir.to_string_lossy().into_owned();
+        let output = options(&["--output", &given]).output();
+        assert_eq!(output, dir.join("BENCHMARKS.md"));
+        check_output(&output).unwrap();
+        // A directory not made yet, named with a trailing slash.
+        let later = format!("{given}/later/");
+        let output = options(&["--output", &later]).output();
+        assert_eq!(output, dir.join("later").join("BENCHMARKS.md"));
+        check_output(&output).unwrap();
+        assert!(dir.join("later").is_dir());
+        // A directory where the report would go.
+        std::fs::create_dir_all(dir.join("taken").join("BENCHMARKS.md")).unwrap();
+        let err = check_output(&dir.join("taken").join("BENCHMARKS.md")).unwrap_err();
+        assert!(err.to_string().contains("in the way"), "{err}");
+        // A folder that cannot be made: under a file.
+        std::fs::write(dir.join("file"), "").unwrap();
+        assert!(check_output(&dir.join("file").join("BENCHMARKS.md")).is_err());
+        std::fs::remove_dir_all(&dir).unwrap();
     }
 }

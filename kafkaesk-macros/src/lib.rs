@@ -1,5 +1,6 @@
 //! Procedural macros of kafkaesk. Use them through the `kafkaesk` crate:
 //! `#[kafkaesk::schema(...)]` and `#[kafkaesk::subscribe(...)]`.
+#![forbid(unsafe_code)]
 
 use proc_macro::TokenStream;
 use proc_macro2::{Span, TokenStream as TokenStream2};

@@ -427,16 +427,20 @@ impl Error {
     /// A failed transactional call: [`Error::TransactionsUnsupported`] when
     /// the broker lacks transactions, [`Error::Transaction`] otherwise.
     pub(crate) fn transaction(action: &'static str, source: rdkafka::error::KafkaError) -> Error {
-        use rdkafka::types::RDKafkaErrorCode;
-        let unsupported = matches!(
-            source.rdkafka_error_code(),
-            Some(RDKafkaErrorCode::UnsupportedFeature | RDKafkaErrorCode::UnsupportedVersion)
-        );
-        if unsupported {
+        if Error::lacks_transactions(&source) {
             Error::TransactionsUnsupported { action, source }
         } else {
             Error::Transaction { action, source }
         }
+    }
+
+    /// Whether `source` says the broker has no transactions.
+    pub(crate) fn lacks_transactions(source: &rdkafka::error::KafkaError) -> bool {
+        use rdkafka::types::RDKafkaErrorCode;
+        matches!(
+            source.rdkafka_error_code(),
+            Some(RDKafkaErrorCode::UnsupportedFeature | RDKafkaErrorCode::UnsupportedVersion)
+        )
     }
 
     /// The record this error is about, for errors raised while consuming.

@@ -204,12 +204,11 @@ pub(crate) fn end_blocking(producer: &Producer, ending: Ending) -> Result<()> {
         attempts += 1;
         let source = match producer.commit_transaction(END_TIMEOUT) {
             Ok(()) => return Ok(()),
-            Err(source) => match Error::transaction("commit", source) {
-                // Neither retrying nor aborting can help.
-                unsupported @ Error::TransactionsUnsupported { .. } => return Err(unsupported),
-                Error::Transaction { source, .. } => source,
-                other => return Err(other),
-            },
+            // Neither retrying nor aborting can help.
+            Err(source) if Error::lacks_transactions(&source) => {
+                return Err(Error::transaction("commit", source));
+            }
+            Err(source) => source,
         };
         let kafka = match &source {
             rdkafka::error::KafkaError::Transaction(kafka) => Some(kafka),

@@ -47,6 +47,7 @@ fn account(delta: isize) {
 // bookkeeping touches only const-initialised thread-locals, which never allocate.
 unsafe impl GlobalAlloc for PerThreadCounting {
     unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
+        // SAFETY: the caller's contract for `alloc`, passed on unchanged.
         let ptr = unsafe { System.alloc(layout) };
         if !ptr.is_null() {
             account(layout.size() as isize);
@@ -55,6 +56,7 @@ unsafe impl GlobalAlloc for PerThreadCounting {
     }
 
     unsafe fn alloc_zeroed(&self, layout: Layout) -> *mut u8 {
+        // SAFETY: the caller's contract for `alloc_zeroed`, passed on unchanged.
         let ptr = unsafe { System.alloc_zeroed(layout) };
         if !ptr.is_null() {
             account(layout.size() as isize);
@@ -63,11 +65,14 @@ unsafe impl GlobalAlloc for PerThreadCounting {
     }
 
     unsafe fn dealloc(&self, ptr: *mut u8, layout: Layout) {
+        // SAFETY: `ptr` came from this allocator, that is from `System`, with `layout`.
         unsafe { System.dealloc(ptr, layout) };
         account(-(layout.size() as isize));
     }
 
     unsafe fn realloc(&self, ptr: *mut u8, layout: Layout, new_size: usize) -> *mut u8 {
+        // SAFETY: `ptr` came from `System` with `layout`; the caller's contract
+        // for `realloc`, passed on unchanged.
         let new = unsafe { System.realloc(ptr, layout, new_size) };
         if !new.is_null() {
             account(new_size as isize - layout.size() as isize);
