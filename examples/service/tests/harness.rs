@@ -18,11 +18,16 @@ fn order(id: u64, item: &str, quantity: u32) -> Order {
 async fn an_order_is_handled_and_shipped_with_its_key_and_headers() -> Result<(), Error> {
     let harness = TestHarness::for_app(&service::app()?).await?;
 
+    // Every option of `Application::publish` is the harness's too.
     let published = harness
         .publish("orders.created", &order(1, "book", 2))
         .key("customer-7")
         .header("tenant", "acme")
+        .partition(0)
+        .ack_policy(kafkaesk::AckPolicy::All)
+        .timeout(std::time::Duration::from_secs(30))
         .await?;
+    assert_eq!(published.delivery.partition, 0);
 
     let handled = RecordOutcome::Handled { attempts: 1 };
     assert_eq!(published.outcome("handle_order"), Some(&handled));

@@ -331,15 +331,36 @@ pub struct Publish<'a, T: ?Sized> {
     publisher: Publisher<'a>,
     stream: &'a str,
     data: &'a T,
-    key: Option<Vec<u8>>,
-    headers: Headers,
-    options: Options,
+    // Set through `builder_methods`, by the test harness's builder too.
+    pub(crate) key: Option<Vec<u8>>,
+    pub(crate) headers: Headers,
+    pub(crate) options: Options,
 }
 
-/// Builder methods of both publish builders: where the message goes, what
-/// acknowledges it, how long to wait.
-macro_rules! option_methods {
-    ($($options:ident).+) => {
+/// Builder methods of every publish builder (the typed and the raw one, and
+/// the test harness's): the key and headers, where the message goes, what
+/// acknowledges it, how long to wait. One definition, so that an option
+/// added here reaches every builder.
+macro_rules! builder_methods {
+    (options: $($options:ident).+; key: $($key:ident).+; headers: $($headers:ident).+) => {
+        /// Sets the message key, which picks the partition.
+        pub fn key(mut self, key: impl AsRef<[u8]>) -> Self {
+            self.$($key).+ = Some(key.as_ref().to_vec());
+            self
+        }
+
+        /// Adds a header.
+        pub fn header(mut self, key: impl Into<String>, value: impl AsRef<[u8]>) -> Self {
+            self.$($headers).+.insert(key, value);
+            self
+        }
+
+        /// Adds headers.
+        pub fn headers(mut self, headers: &$crate::record::Headers) -> Self {
+            self.$($headers).+.extend(headers);
+            self
+        }
+
         /// Sends to this partition, whatever the key and the partitioner. A
         /// partition the topic does not have fails the publish.
         pub fn partition(mut self, partition: i32) -> Self {
@@ -348,22 +369,22 @@ macro_rules! option_methods {
         }
 
         /// Picks the partition with `partitioner` instead of by key (see
-        /// [`Partitioner`]).
-        pub fn partitioner(mut self, partitioner: Partitioner) -> Self {
+        /// [`Partitioner`](crate::publish::Partitioner)).
+        pub fn partitioner(mut self, partitioner: $crate::publish::Partitioner) -> Self {
             self.$($options).+.partitioner = Some(partitioner);
             self
         }
 
         /// Waits for this acknowledgement instead of the application's
         /// [`ack_policy`](crate::Settings::ack_policy).
-        pub fn ack_policy(mut self, acks: AckPolicy) -> Self {
+        pub fn ack_policy(mut self, acks: $crate::settings::AckPolicy) -> Self {
             self.$($options).+.acks = Some(acks);
             self
         }
 
         /// Writes only if `partition`'s last message is at `offset` (`-1`:
         /// the partition holds none); otherwise nothing is written and the
-        /// publish fails with [`Error::ExpectedOffset`], which carries the
+        /// publish fails with [`Error::ExpectedOffset`](crate::Error::ExpectedOffset), which carries the
         /// offset it is at. The check and the write are one transaction,
         /// fenced against other writers: see [`expected`](crate::publish::expected)
         /// for how, and what it costs.
@@ -391,39 +412,22 @@ macro_rules! option_methods {
         }
 
         /// Waits at most this long for the acknowledgement, then fails with
-        /// [`Error::DeliveryTimeout`]. The message is not recalled: it may
+        /// [`Error::DeliveryTimeout`](crate::Error::DeliveryTimeout). The message is not recalled: it may
         /// still be stored, until librdkafka's `message.timeout.ms` (5
         /// minutes by default) gives up on it.
-        pub fn timeout(mut self, timeout: Duration) -> Self {
+        pub fn timeout(mut self, timeout: ::std::time::Duration) -> Self {
             self.$($options).+.timeout = Some(timeout);
             self
         }
     };
 }
+pub(crate) use builder_methods;
 
 impl<'a, T> Publish<'a, T>
 where
     T: Serialize + schemars::JsonSchema + Sync + 'static,
 {
-    option_methods!(options);
-
-    /// Sets the message key, which picks the partition.
-    pub fn key(mut self, key: impl AsRef<[u8]>) -> Self {
-        self.key = Some(key.as_ref().to_vec());
-        self
-    }
-
-    /// Adds a header.
-    pub fn header(mut self, key: impl Into<String>, value: impl AsRef<[u8]>) -> Self {
-        self.headers.insert(key, value);
-        self
-    }
-
-    /// Adds headers.
-    pub fn headers(mut self, headers: &Headers) -> Self {
-        self.headers.extend(headers);
-        self
-    }
+    builder_methods!(options: options; key: key; headers: headers);
 
     /// Publishes and waits for the broker's acknowledgement.
     pub async fn wait(self) -> Result<Delivery> {
@@ -486,29 +490,11 @@ impl<'a> RawPublish<'a> {
         }
     }
 
-    option_methods!(message.options);
-
-    /// Sets the message key.
-    pub fn key(mut self, key: impl AsRef<[u8]>) -> Self {
-        self.message.key = Some(key.as_ref().to_vec());
-        self
-    }
+    builder_methods!(options: message.options; key: message.key; headers: message.headers);
 
     /// Sets the key from an optional value, as a forwarded record carries it.
     pub fn maybe_key(mut self, key: Option<&[u8]>) -> Self {
         self.message.key = key.map(<[u8]>::to_vec);
-        self
-    }
-
-    /// Adds a header.
-    pub fn header(mut self, key: impl Into<String>, value: impl AsRef<[u8]>) -> Self {
-        self.message.headers.insert(key, value);
-        self
-    }
-
-    /// Adds headers.
-    pub fn headers(mut self, headers: &Headers) -> Self {
-        self.message.headers.extend(headers);
         self
     }
 
@@ -549,13 +535,14 @@ struct Outgoing {
 
 /// What a publish chose beyond the message itself.
 #[derive(Default)]
-struct Options {
-    partition: Option<i32>,
-    partitioner: Option<Partitioner>,
-    acks: Option<AckPolicy>,
-    timeout: Option<Duration>,
+pub(crate) struct Options {
+    // Set through `builder_methods`, from the test harness's builder too.
+    pub(crate) partition: Option<i32>,
+    pub(crate) partitioner: Option<Partitioner>,
+    pub(crate) acks: Option<AckPolicy>,
+    pub(crate) timeout: Option<Duration>,
     /// The partition, and the offset its last message must be at.
-    expected: Option<(i32, i64)>,
+    pub(crate) expected: Option<(i32, i64)>,
 }
 
 impl Options {

@@ -113,7 +113,6 @@ use crate::extract::FromMessage;
 use crate::journal::Journal;
 use crate::publish::{Delivery, Publish};
 use crate::reader::Item;
-use crate::record::Headers;
 use crate::router::Router;
 use crate::sync::lock;
 use crate::{Application, Metrics, SubscriptionStats};
@@ -560,29 +559,11 @@ impl<T> HarnessPublish<'_, T>
 where
     T: Serialize + schemars::JsonSchema + Sync + 'static,
 {
-    /// Sets the message key.
-    pub fn key(mut self, key: impl AsRef<[u8]>) -> Self {
-        self.publish = self.publish.key(key);
-        self
-    }
-
-    /// Adds a header.
-    pub fn header(mut self, key: impl Into<String>, value: impl AsRef<[u8]>) -> Self {
-        self.publish = self.publish.header(key, value);
-        self
-    }
-
-    /// Adds headers.
-    pub fn headers(mut self, headers: &Headers) -> Self {
-        self.publish = self.publish.headers(headers);
-        self
-    }
-
-    /// Sends to this partition.
-    pub fn partition(mut self, partition: i32) -> Self {
-        self.publish = self.publish.partition(partition);
-        self
-    }
+    crate::publish::builder_methods!(
+        options: publish.options;
+        key: publish.key;
+        headers: publish.headers
+    );
 }
 
 impl<'a, T> IntoFuture for HarnessPublish<'a, T>
