@@ -203,11 +203,13 @@ async fn hostile_registrations_neither_stop_nor_swell_a_service() {
     let properties: serde_json::Map<String, serde_json::Value> = (0..12)
         .map(|i| (format!("p{i}"), serde_json::json!({"$ref": "#/$defs/N"})))
         .collect();
+    // Registered as the next version of our own schema, so that start-up
+    // compares it (registrations of other ids are not even looked at).
     let bomb = serde_json::json!({
-        "id": "Node", "version": 1, "service": "mallory", "host": "h",
+        "id": "Order", "version": 2, "service": "mallory", "host": "h",
         "schema": {"$ref": "#/$defs/N", "$defs": {"N": {"type": "object", "properties": properties}}},
     });
-    write_registration(&writer, "Node:1@mallory", bomb).await;
+    write_registration(&writer, "Order:2@mallory", bomb).await;
     // Billing's shape of Order:1, under a key that names another service
     // than the body: ignored, or it would stop the shop.
     let forged = serde_json::json!({
@@ -233,17 +235,19 @@ async fn hostile_registrations_neither_stop_nor_swell_a_service() {
     // Other tests share this process: the bound is generous, the failure
     // it guards against was 23 GB.
     assert!(grown < 1 << 30, "resident memory grew by {grown} bytes");
-    // What `schemas --check` sees: the bomb and the shop, no conflict.
+    // What `schemas --check` sees: the shop and the bomb, which breaks
+    // version 1 (a finding), and no conflict.
     let mut on_bus = registered(&shop).await;
     on_bus.sort();
     assert_eq!(
         on_bus,
         [
-            ("Node".to_owned(), 1, "mallory".to_owned()),
-            ("Order".to_owned(), 1, "shop".to_owned())
+            ("Order".to_owned(), 1, "shop".to_owned()),
+            ("Order".to_owned(), 2, "mallory".to_owned())
         ]
     );
-    assert!(shop.schema_findings().await.unwrap().is_empty());
+    let findings = shop.schema_findings().await.unwrap();
+    assert!(findings.iter().all(|f| !f.is_conflict()), "{findings:?}");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -235,21 +235,32 @@ impl Connection {
             .await
     }
 
-    /// The cluster's metadata (of one topic, or of all), asked through the
-    /// producer off the async threads.
+    /// The cluster's metadata (of one topic, or of all), asked off the
+    /// async threads. All topics through the producer, whose connection it
+    /// checks; one topic through the admin client, which never asks the
+    /// broker to create it (a producer's metadata request does, where the
+    /// broker has `auto.create.topics.enable`, its default).
     pub(crate) async fn metadata(
         &self,
         topic: Option<&str>,
         timeout: Duration,
     ) -> Result<Metadata> {
-        let producer = self.clients().await?.producer.clone();
-        let topic = topic.map(str::to_owned);
-        tokio::task::spawn_blocking(move || {
-            producer.client().fetch_metadata(topic.as_deref(), timeout)
-        })
-        .await
-        .map_err(|_| Error::Stopped)?
-        .map_err(Error::from)
+        let clients = self.clients().await?;
+        let fetched = match topic.map(str::to_owned) {
+            None => {
+                let producer = clients.producer.clone();
+                tokio::task::spawn_blocking(move || producer.client().fetch_metadata(None, timeout))
+                    .await
+            }
+            Some(topic) => {
+                let admin = clients.topics.admin();
+                tokio::task::spawn_blocking(move || {
+                    admin.inner().fetch_metadata(Some(&topic), timeout)
+                })
+                .await
+            }
+        };
+        fetched.map_err(|_| Error::Stopped)?.map_err(Error::from)
     }
 
     /// How many partitions `topic` has; [`Error::Topic`] with `what` in the

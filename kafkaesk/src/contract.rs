@@ -160,9 +160,12 @@ pub fn check(registrations: &[Registration]) -> Vec<Finding> {
 /// out, since ours replace them).
 pub fn check_against(ours: &[Registration], others: &[Registration]) -> Vec<Finding> {
     let services: BTreeSet<&str> = ours.iter().map(|r| r.service.as_str()).collect();
+    // Only the registrations of our ids can make a finding of ours: the
+    // others are left alone, however many the stream holds.
+    let ids: BTreeSet<&str> = ours.iter().map(|r| r.id.as_str()).collect();
     let mut all: Vec<Registration> = others
         .iter()
-        .filter(|r| !services.contains(r.service.as_str()))
+        .filter(|r| !services.contains(r.service.as_str()) && ids.contains(r.id.as_str()))
         .cloned()
         .collect();
     all.extend(ours.iter().cloned());
@@ -175,13 +178,17 @@ type Shaped<'a> = (&'a Registration, Value);
 /// The findings among `registrations` that involve a service `involved` accepts.
 fn findings(registrations: &[Registration], involved: impl Fn(&str) -> bool) -> Vec<Finding> {
     let mut by_id: BTreeMap<&str, BTreeMap<u32, Vec<Shaped<'_>>>> = BTreeMap::new();
+    // One budget for the whole check, besides each schema's own: many
+    // registrations each within its bound could still add up.
+    let mut total = MAX_CHECK_NODES;
     for registration in registrations {
+        let shape = normalize_within(&registration.schema, &mut total);
         by_id
             .entry(&registration.id)
             .or_default()
             .entry(registration.version)
             .or_default()
-            .push((registration, normalize(&registration.schema)));
+            .push((registration, shape));
     }
     let mut found = Vec::new();
     for (id, versions) in &by_id {
@@ -247,6 +254,14 @@ const ANNOTATIONS: [&str; 6] = [
 /// the schemas of real types stay far below this.
 const MAX_SHAPE_NODES: usize = 20_000;
 
+/// How many JSON values inlining may produce for all the schemas of one
+/// check together.
+const MAX_CHECK_NODES: usize = 1_000_000;
+
+/// Bytes of a string or key that count as one more value against the
+/// budgets: a long string is copied at each inlining too.
+const BYTES_PER_NODE: usize = 64;
+
 /// How many levels deep a recursive type is inlined.
 const MAX_INLINE_DEPTH: usize = 8;
 
@@ -260,16 +275,31 @@ const NOT_INLINED: &str = "(not inlined)";
 /// `{"$ref": "(not inlined)"}`, so a hostile schema costs bounded time and
 /// memory, and what lies below that point is not compared.
 pub fn normalize(schema: &Value) -> Value {
+    let mut unbounded = usize::MAX;
+    normalize_within(schema, &mut unbounded)
+}
+
+/// [`normalize`], also spending what it inlines from `total`, a budget
+/// shared with other schemas.
+fn normalize_within(schema: &Value, total: &mut usize) -> Value {
     let defs = schema
         .get("$defs")
         .or_else(|| schema.get("definitions"))
         .unwrap_or(&Value::Null);
-    let mut budget = MAX_SHAPE_NODES;
-    inline(schema, defs, 0, &mut budget)
+    let mut budget = MAX_SHAPE_NODES.min(*total);
+    let before = budget;
+    let shape = inline(schema, defs, 0, &mut budget);
+    *total = total.saturating_sub(before - budget);
+    shape
 }
 
 fn inline(value: &Value, defs: &Value, depth: usize, budget: &mut usize) -> Value {
-    *budget = budget.saturating_sub(1);
+    let bytes = match value {
+        Value::String(text) => text.len(),
+        Value::Object(map) => map.keys().map(String::len).sum(),
+        _ => 0,
+    };
+    *budget = budget.saturating_sub(1 + bytes / BYTES_PER_NODE);
     match value {
         Value::Object(map) => {
             if let Some(Value::String(reference)) = map.get("$ref") {
@@ -334,11 +364,25 @@ fn diff(a: &Value, b: &Value, path: String, found: &mut Vec<String>) {
             }
         }
         _ => found.push(format!(
-            "{}: {a} vs {b}",
-            if path.is_empty() { "/" } else { &path }
+            "{}: {} vs {}",
+            if path.is_empty() { "/" } else { &path },
+            shown(a),
+            shown(b)
         )),
     }
 }
+
+/// A schema value as a finding quotes it: at most [`MAX_SHOWN`] characters.
+fn shown(value: &Value) -> String {
+    let text = value.to_string();
+    match text.char_indices().nth(MAX_SHOWN) {
+        Some((end, _)) => format!("{}…", &text[..end]),
+        None => text,
+    }
+}
+
+/// How many characters of a differing value a finding quotes.
+const MAX_SHOWN: usize = 120;
 
 /// What breaks between an old and a new normalized schema (see the module docs).
 pub fn incompatibilities(old: &Value, new: &Value) -> Vec<String> {
@@ -503,6 +547,40 @@ mod tests {
         ]);
         assert_eq!(found.len(), 1, "{found:?}");
         assert!(started.elapsed() < std::time::Duration::from_secs(5));
+    }
+
+    #[test]
+    fn many_hostile_registrations_share_one_budget_and_unrelated_ids_are_left_alone() {
+        let ours = [registration("Order", 1, "shop", order("integer"))];
+        // Thousands of bombs under other ids: not even normalized.
+        let others: Vec<Registration> = (0..2_000)
+            .map(|i| registration("Node", 1, &format!("s{i}"), self_referencing(12)))
+            .collect();
+        let started = std::time::Instant::now();
+        assert!(check_against(&ours, &others).is_empty());
+        assert!(started.elapsed() < std::time::Duration::from_secs(5));
+        // The same under our id, in `check` (`schemas --check`): bounded by
+        // the check's budget, and each difference quoted briefly.
+        let mut bombs: Vec<Registration> = (0..200)
+            .map(|i| registration("Order", 1, &format!("s{i}"), self_referencing(12 + i % 2)))
+            .collect();
+        bombs.push(registration(
+            "Order",
+            1,
+            "long",
+            json!({"type": "x".repeat(100_000)}),
+        ));
+        let found = check(&bombs);
+        assert!(!found.is_empty());
+        assert!(found.iter().all(|f| f.to_string().len() < 10_000));
+    }
+
+    #[test]
+    fn a_long_string_counts_against_the_budget() {
+        let mut budget = 100;
+        let long = json!({"description2": "y".repeat(64 * 1000)});
+        let _ = inline(&long, &Value::Null, 0, &mut budget);
+        assert_eq!(budget, 0);
     }
 
     #[test]

@@ -78,7 +78,7 @@ use crate::error::{Error, Result};
 use crate::partition_end::ReadToEnd;
 use crate::policy::FinalAction;
 use crate::publish::Publisher;
-use crate::record::{Header, Headers, Record, TopicNames};
+use crate::record::{printable, Header, Headers, Record, TopicNames};
 use crate::router::Router;
 use crate::sync::off_the_worker;
 
@@ -181,8 +181,6 @@ pub(crate) fn fails_for_good(err: &Error) -> bool {
                 | RDKafkaErrorCode::InvalidMessageSize
                 | RDKafkaErrorCode::InvalidRecord
                 | RDKafkaErrorCode::InvalidTopic
-                | RDKafkaErrorCode::UnknownTopic
-                | RDKafkaErrorCode::UnknownTopicOrPartition
                 | RDKafkaErrorCode::TopicAuthorizationFailed
                 | RDKafkaErrorCode::PolicyViolation
         ),
@@ -327,6 +325,37 @@ fn original_headers(record: &Record) -> Headers {
 }
 
 impl Application {
+    /// Whether replay can write to `topic`: `Ok(Ok(()))` when it exists,
+    /// `Ok(Err(why))` when it does not, or may not be read or written for
+    /// good, and `Err` when the broker's answer may change (a leader being
+    /// elected, no broker answering). The lookup never creates the topic.
+    async fn target_exists(&self, topic: &str) -> Result<std::result::Result<(), String>> {
+        let metadata = self
+            .connection()
+            .metadata(Some(topic), Duration::from_secs(10))
+            .await?;
+        let Some(found) = metadata.topics().iter().find(|t| t.name() == topic) else {
+            return Ok(Err(format!("topic `{topic}` does not exist")));
+        };
+        match found.error().map(RDKafkaErrorCode::from) {
+            None if found.partitions().is_empty() => {
+                Ok(Err(format!("topic `{topic}` does not exist")))
+            }
+            None => Ok(Ok(())),
+            Some(RDKafkaErrorCode::UnknownTopicOrPartition | RDKafkaErrorCode::UnknownTopic) => {
+                Ok(Err(format!("topic `{topic}` does not exist")))
+            }
+            Some(
+                code
+                @ (RDKafkaErrorCode::TopicAuthorizationFailed | RDKafkaErrorCode::InvalidTopic),
+            ) => Ok(Err(format!("topic `{topic}`: {code}"))),
+            Some(code) => Err(Error::Topic {
+                topic: topic.to_owned(),
+                reason: format!("cannot be looked up now ({code}); replay again later"),
+            }),
+        }
+    }
+
     /// Republishes every record in the dead-letter `stream` to the topic it was
     /// consumed from, untouched (value, key and original headers; the
     /// `kafkaesk-dlq-*` headers are removed).
@@ -365,8 +394,8 @@ impl Application {
         let mut at_end: HashSet<i32> = HashSet::new();
         let mut next_offsets: HashMap<i32, i64> = HashMap::new();
         let mut replayed = Replayed::default();
-        // Whether each target topic exists, looked up once per replay.
-        let mut existing: HashMap<String, bool> = HashMap::new();
+        // Whether each target topic can be written, looked up once per replay.
+        let mut existing: HashMap<String, std::result::Result<(), String>> = HashMap::new();
         let outcome = loop {
             let record = match tokio::time::timeout_at(deadline, consumer.recv()).await {
                 Err(_) => break Err(Error::Timeout(timeout)),
@@ -384,17 +413,15 @@ impl Application {
             let target = replay_target(&router, &settings.topic_prefix, &topic, &record);
             let target = match target {
                 Ok(source) => match existing.get(&source) {
-                    Some(true) => Ok(source),
-                    Some(false) => Err(format!("topic `{source}` does not exist")),
-                    None => match self.connection().partition_count(&source, "topic").await {
-                        Ok(_) => {
-                            existing.insert(source.clone(), true);
-                            Ok(source)
+                    Some(Ok(())) => Ok(source),
+                    Some(Err(why)) => Err(why.clone()),
+                    None => match self.target_exists(&source).await {
+                        Ok(found) => {
+                            existing.insert(source.clone(), found.clone());
+                            found.map(|()| source)
                         }
-                        Err(Error::Topic { reason, .. }) => {
-                            existing.insert(source.clone(), false);
-                            Err(format!("topic `{source}`: {reason}"))
-                        }
+                        // It may pass (a leader election, a broker away):
+                        // the next replay tries this record again.
                         Err(err) => break Err(err),
                     },
                 },
@@ -420,9 +447,11 @@ impl Application {
                 None => replayed.republished += 1,
                 Some(reason) => {
                     replayed.refused += 1;
+                    // The reason quotes the record's headers.
                     tracing::error!(
                         record = %record.position(),
-                        "dead letter not replayed: {reason}; it stays in {topic}"
+                        "dead letter not replayed: {}; it stays in {topic}",
+                        printable(&reason)
                     );
                 }
             }

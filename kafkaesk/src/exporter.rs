@@ -14,6 +14,10 @@
 //!   `{"healthy":false,"producer":true,"consumers":[{"subscription":"index","group":"indexer","running":false,"assigned":[],"paused":[],"stalled":null}]}`.
 //!   `stalled` is the fetch error that keeps a running consumer from reading,
 //!   if one does.
+//! - `GET /live`: the same body, `503` only when the producer reaches no
+//!   broker or a consumer stopped, not for a stalled one: for a liveness
+//!   probe, as a restart does not get a consumer past a batch it cannot
+//!   read. `/health` is for readiness probes and alerts.
 //!
 //! The server speaks just enough HTTP/1.1 for scrapers and probes: one
 //! request per connection, `GET` and `HEAD` only, requests up to 8 KiB read
@@ -67,6 +71,15 @@ impl MetricsServer {
     /// The address the server listens on (useful after binding port 0).
     pub fn local_addr(&self) -> SocketAddr {
         self.local_addr
+    }
+
+    /// Stops listening, and returns once the port is closed (dropping the
+    /// server stops it too, a moment later). Connections being answered
+    /// finish on their own, within their timeouts.
+    pub async fn stop(mut self) {
+        self.task.abort();
+        // Cancelled: the listener is dropped by then.
+        let _ = (&mut self.task).await;
     }
 }
 
@@ -196,10 +209,15 @@ impl Server {
                 content_type: "text/plain; version=0.0.4; charset=utf-8",
                 body: self.app.metrics().encode(),
             },
-            "/health" => {
+            "/health" | "/live" => {
                 let health = self.health().await;
+                let up = if path == "/live" {
+                    health.is_live()
+                } else {
+                    health.is_healthy()
+                };
                 Response {
-                    status: if health.is_healthy() {
+                    status: if up {
                         "200 OK"
                     } else {
                         "503 Service Unavailable"
@@ -208,7 +226,7 @@ impl Server {
                     body: health_json(&health),
                 }
             }
-            _ => Response::text("404 Not Found", "not found; try /metrics or /health"),
+            _ => Response::text("404 Not Found", "not found; try /metrics, /health or /live"),
         }
     }
 
@@ -417,6 +435,25 @@ mod tests {
         let mut response = String::new();
         client.read_to_string(&mut response).await.unwrap();
         assert!(response.starts_with("HTTP/1.1 200 OK"), "{response}");
+    }
+
+    #[test]
+    fn a_stalled_consumer_is_unhealthy_but_live() {
+        let mut health = Health {
+            producer: true,
+            consumers: vec![ConsumerHealth {
+                subscription: "index".into(),
+                group: "indexer".into(),
+                running: true,
+                assigned: vec![],
+                paused: vec![],
+                stalled: Some("Local: Not implemented".into()),
+            }],
+        };
+        assert!(!health.is_healthy());
+        assert!(health.is_live());
+        health.consumers[0].running = false;
+        assert!(!health.is_live());
     }
 
     #[test]

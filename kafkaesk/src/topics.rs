@@ -307,6 +307,11 @@ impl TopicPartitions {
 }
 
 impl TopicManager {
+    /// The admin client, for metadata requests that must not create a topic.
+    pub(crate) fn admin(&self) -> Arc<AdminClient<DefaultClientContext>> {
+        self.admin.clone()
+    }
+
     pub(crate) fn new(
         admin: AdminClient<DefaultClientContext>,
         partitions: i32,

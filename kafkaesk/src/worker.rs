@@ -110,7 +110,7 @@ pub struct WorkerOptions {
     #[arg(long, env = "KAFKAESK_EMBEDDED_BROKER", value_name = "HOST:PORT")]
     pub embedded_broker: Option<std::net::SocketAddr>,
 
-    /// Serve `GET /metrics` (Prometheus) and `GET /health` (200 or 503, JSON) on this address
+    /// Serve `GET /metrics` (Prometheus), `GET /health` and `GET /live` (200 or 503, JSON) on this address
     /// while the worker runs, e.g. `0.0.0.0:9464`. Without it, no port is opened.
     #[arg(long, env = "KAFKAESK_METRICS_ADDR", value_name = "HOST:PORT")]
     pub metrics_addr: Option<String>,
@@ -452,11 +452,12 @@ pub async fn run(app: Application, options: &WorkerOptions) -> Result<()> {
         }
         return Ok(());
     }
-    let _metrics_server = match &options.metrics_addr {
+    let metrics_server = match &options.metrics_addr {
         Some(addr) => {
             let server = crate::exporter::serve(&app, addr.as_str()).await?;
             println!(
-                "kafkaesk: metrics on http://{0}/metrics, health on http://{0}/health",
+                "kafkaesk: metrics on http://{0}/metrics, health on http://{0}/health and \
+                 http://{0}/live",
                 server.local_addr()
             );
             Some(server)
@@ -482,7 +483,12 @@ pub async fn run(app: Application, options: &WorkerOptions) -> Result<()> {
                 .unwrap_or_default()
         );
     }
-    app.run().await
+    let ran = app.run().await;
+    // Closed before returning, so that the port is free once the run is over.
+    if let Some(server) = metrics_server {
+        server.stop().await;
+    }
+    ran
 }
 
 /// Starts the embedded broker at `--embedded-broker` (default: a free port on

@@ -101,7 +101,13 @@ impl Application {
             );
         }
         let on_bus = read.registrations;
-        let findings = contract::check_against(&ours, &on_bus);
+        // Bounded, but up to a million values: not on an async thread.
+        let findings = {
+            let ours = ours.clone();
+            tokio::task::spawn_blocking(move || contract::check_against(&ours, &on_bus))
+                .await
+                .map_err(|_| Error::Stopped)?
+        };
         let conflicts = findings.iter().any(Finding::is_conflict);
         if conflicts && settings.schema_contracts == SchemaContracts::Enforce {
             return Err(Error::SchemaContract { findings });
@@ -181,7 +187,10 @@ impl Application {
     /// Every conflict and incompatible version among the registrations on
     /// the bus, whoever registered them: what `kafkaesk schemas --check` lists.
     pub async fn schema_findings(&self) -> Result<Vec<Finding>> {
-        Ok(contract::check(&self.schema_registrations().await?))
+        let registrations = self.schema_registrations().await?;
+        tokio::task::spawn_blocking(move || contract::check(&registrations))
+            .await
+            .map_err(|_| Error::Stopped)
     }
 }
 

@@ -93,6 +93,14 @@ pub struct Health {
 }
 
 impl Health {
+    /// True when the producer is usable and every consumer is running,
+    /// stalled or not: what a liveness probe asks. A consumer stuck behind
+    /// a batch it cannot read is not helped by a restart, which would only
+    /// move every partition of its group in a rebalance.
+    pub fn is_live(&self) -> bool {
+        self.producer && self.consumers.iter().all(|c| c.running)
+    }
+
     /// True when the producer is usable and every consumer is running and
     /// reading.
     pub fn is_healthy(&self) -> bool {

@@ -421,6 +421,8 @@ macro_rules! builder_methods {
         }
     };
 }
+// For the test harness's builder.
+#[cfg(feature = "testing")]
 pub(crate) use builder_methods;
 
 impl<'a, T> Publish<'a, T>
