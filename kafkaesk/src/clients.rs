@@ -21,6 +21,7 @@ use rdkafka::admin::AdminClient;
 use rdkafka::client::DefaultClientContext;
 use rdkafka::config::ClientConfig;
 use rdkafka::metadata::Metadata;
+use rdkafka::types::RDKafkaErrorCode;
 use tokio::sync::OnceCell;
 
 use crate::error::{Error, Result};
@@ -177,6 +178,17 @@ pub(crate) struct Connection {
     clients: OnceCell<Clients>,
 }
 
+/// What the broker says of one topic.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum TopicState {
+    /// It exists, with this many partitions.
+    Exists(usize),
+    /// It is not listed, or has no partitions.
+    Missing,
+    /// The broker answered this error for it.
+    Error(RDKafkaErrorCode),
+}
+
 impl Connection {
     pub(crate) fn new(settings: Settings, metrics: Metrics, journal: MaybeJournal) -> Self {
         Connection {
@@ -263,27 +275,31 @@ impl Connection {
         fetched.map_err(|_| Error::Stopped)?.map_err(Error::from)
     }
 
+    /// What the broker says of `topic`, asked without creating it.
+    pub(crate) async fn topic_state(&self, topic: &str) -> Result<TopicState> {
+        let metadata = self.metadata(Some(topic), Duration::from_secs(10)).await?;
+        let Some(found) = metadata.topics().iter().find(|t| t.name() == topic) else {
+            return Ok(TopicState::Missing);
+        };
+        Ok(match found.error() {
+            Some(err) => TopicState::Error(RDKafkaErrorCode::from(err)),
+            None if found.partitions().is_empty() => TopicState::Missing,
+            None => TopicState::Exists(found.partitions().len()),
+        })
+    }
+
     /// How many partitions `topic` has; [`Error::Topic`] with `what` in the
     /// reason when it does not exist or cannot be read.
     pub(crate) async fn partition_count(&self, topic: &str, what: &str) -> Result<usize> {
-        let missing = |reason: String| Error::Topic {
+        let reason = match self.topic_state(topic).await? {
+            TopicState::Exists(count) => return Ok(count),
+            TopicState::Missing => format!("the {what} does not exist"),
+            TopicState::Error(code) => format!("the {what} cannot be read: {code}"),
+        };
+        Err(Error::Topic {
             topic: topic.to_owned(),
             reason,
-        };
-        let metadata = self.metadata(Some(topic), Duration::from_secs(10)).await?;
-        let Some(found) = metadata.topics().iter().find(|t| t.name() == topic) else {
-            return Err(missing(format!("the {what} does not exist")));
-        };
-        if let Some(err) = found.error() {
-            return Err(missing(format!(
-                "the {what} cannot be read: {}",
-                rdkafka::types::RDKafkaErrorCode::from(err)
-            )));
-        }
-        if found.partitions().is_empty() {
-            return Err(missing(format!("the {what} does not exist")));
-        }
-        Ok(found.partitions().len())
+        })
     }
 
     /// Fails with [`Error::BrokerUnreachable`] unless a broker answers within

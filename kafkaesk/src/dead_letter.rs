@@ -74,6 +74,7 @@ use rdkafka::types::RDKafkaErrorCode;
 use rdkafka::{Offset, TopicPartitionList};
 
 use crate::app::Application;
+use crate::clients::TopicState;
 use crate::error::{Error, Result};
 use crate::partition_end::ReadToEnd;
 use crate::policy::FinalAction;
@@ -330,26 +331,18 @@ impl Application {
     /// good, and `Err` when the broker's answer may change (a leader being
     /// elected, no broker answering). The lookup never creates the topic.
     async fn target_exists(&self, topic: &str) -> Result<std::result::Result<(), String>> {
-        let metadata = self
-            .connection()
-            .metadata(Some(topic), Duration::from_secs(10))
-            .await?;
-        let Some(found) = metadata.topics().iter().find(|t| t.name() == topic) else {
-            return Ok(Err(format!("topic `{topic}` does not exist")));
-        };
-        match found.error().map(RDKafkaErrorCode::from) {
-            None if found.partitions().is_empty() => {
-                Ok(Err(format!("topic `{topic}` does not exist")))
-            }
-            None => Ok(Ok(())),
-            Some(RDKafkaErrorCode::UnknownTopicOrPartition | RDKafkaErrorCode::UnknownTopic) => {
-                Ok(Err(format!("topic `{topic}` does not exist")))
-            }
-            Some(
+        let missing = || Ok(Err(format!("topic `{topic}` does not exist")));
+        match self.connection().topic_state(topic).await? {
+            TopicState::Exists(_) => Ok(Ok(())),
+            TopicState::Missing
+            | TopicState::Error(
+                RDKafkaErrorCode::UnknownTopicOrPartition | RDKafkaErrorCode::UnknownTopic,
+            ) => missing(),
+            TopicState::Error(
                 code
                 @ (RDKafkaErrorCode::TopicAuthorizationFailed | RDKafkaErrorCode::InvalidTopic),
             ) => Ok(Err(format!("topic `{topic}`: {code}"))),
-            Some(code) => Err(Error::Topic {
+            TopicState::Error(code) => Err(Error::Topic {
                 topic: topic.to_owned(),
                 reason: format!("cannot be looked up now ({code}); replay again later"),
             }),

@@ -177,6 +177,15 @@ pub fn read_kafka_settings_file(
     })
 }
 
+/// clap's error for a value of `flag` refused for `reason`, which never
+/// quotes the value: it may hold passwords.
+fn invalid_value(flag: &str, reason: &str) -> clap::Error {
+    clap::Error::raw(
+        clap::error::ErrorKind::ValueValidation,
+        format!("invalid {flag}: {reason}\n"),
+    )
+}
+
 /// Parses `--kafka-settings-file` (a clap value parser) by reading the file.
 #[derive(Debug, Clone, Copy)]
 pub struct KafkaSettingsFileParser;
@@ -190,12 +199,8 @@ impl clap::builder::TypedValueParser for KafkaSettingsFileParser {
         _argument: Option<&clap::Arg>,
         value: &std::ffi::OsStr,
     ) -> std::result::Result<KafkaSettingsFile, clap::Error> {
-        read_kafka_settings_file(std::path::Path::new(value)).map_err(|reason| {
-            clap::Error::raw(
-                clap::error::ErrorKind::ValueValidation,
-                format!("invalid --kafka-settings-file: {reason}\n"),
-            )
-        })
+        read_kafka_settings_file(std::path::Path::new(value))
+            .map_err(|reason| invalid_value("--kafka-settings-file", &reason))
     }
 }
 
@@ -249,12 +254,7 @@ impl clap::builder::TypedValueParser for KafkaSettingsParser {
         _argument: Option<&clap::Arg>,
         value: &std::ffi::OsStr,
     ) -> std::result::Result<KafkaSettings, clap::Error> {
-        let invalid = |reason: String| {
-            clap::Error::raw(
-                clap::error::ErrorKind::ValueValidation,
-                format!("invalid --kafka-settings: {reason}\n"),
-            )
-        };
+        let invalid = |reason: String| invalid_value("--kafka-settings", &reason);
         let text = value
             .to_str()
             .ok_or_else(|| invalid("not valid UTF-8".to_owned()))?;
