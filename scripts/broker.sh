@@ -22,7 +22,8 @@
 #
 # The broker: Kafka (version in scripts/kafka/pom.xml) in KRaft mode, broker
 # and controller in one JVM (node.id=1), data in $KAFKAESK_BROKER_DIR (default
-# ${TMPDIR:-/tmp}/kafkaesk-broker), formatted once and kept across restarts.
+# ${TMPDIR:-/tmp}/kafkaesk-broker), formatted at each start of the shared
+# broker and kept across restarts of `run DIR`.
 # Each data directory has a cluster id of its own. Topics: 1 partition by
 # default, never created automatically; internal topics 1 replica, 1 partition.
 # Listeners, all on the host of $KAFKA, each on a port of its own; the defaults
@@ -60,6 +61,7 @@
 # JAVA_HOME (a Java 17 or newer; else `java`, else Temurin 25);
 # KAFKA_HEAP_OPTS (-Xms256m -Xmx1g), KAFKA_JVM_PERFORMANCE_OPTS, KAFKA_OPTS;
 # KAFKAESK_BROKER_LOG_LEVEL (INFO); KAFKAESK_BROKER_START_TIMEOUT (60 s);
+# KAFKAESK_BROKER_KEEP_DATA=1 (keep the shared broker's topics across starts);
 # KAFKAESK_BROKER_CDS=0 (no class-data-sharing archive).
 set -euo pipefail
 
@@ -614,6 +616,13 @@ start() {
     if [[ -f "$STATE_DIR/pid" ]] && ours "$(cat "$STATE_DIR/pid")"; then
         pid="$(cat "$STATE_DIR/pid")" # started by another run a moment ago
     else
+        # The shared broker's topics are throwaway test topics, and every
+        # partition left by earlier runs is one more log to load at start
+        # (9,000 of them took over a minute): start from empty data.
+        if [[ "${KAFKAESK_BROKER_KEEP_DATA:-0}" != 1 && -d "$STATE_DIR/data" ]]; then
+            rm -rf "$STATE_DIR/data"
+            echo "broker: cleared the topics of earlier runs ($STATE_DIR/data; KAFKAESK_BROKER_KEEP_DATA=1 keeps them)"
+        fi
         prepare "$STATE_DIR"
         t0="$(now)"
         broker_command "$STATE_DIR"

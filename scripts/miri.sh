@@ -23,7 +23,7 @@ publish = false
 TOML
 cat >"$work/src/lib.rs" <<RUST
 #![allow(dead_code)]
-#[path = "$root/kafkaesk/src/producer/slots.rs"]
+#[path = "$root/kafkaesk/src/native/slots.rs"]
 mod slots;
 RUST
 cd "$work"

@@ -56,8 +56,8 @@ async fn a_batch_that_cannot_be_read_makes_the_consumer_unhealthy_until_it_can()
                         handled.fetch_add(1, Ordering::SeqCst);
                     }
                 })
-                .name("blobs")
-                .group("unreadable-group"),
+                .with_name("blobs")
+                .with_group("unreadable-group"),
             )
             .build()
             .unwrap()

@@ -47,8 +47,8 @@ async fn run_reports_health_and_stops_cleanly_with_commits() {
                     count.fetch_add(1, Ordering::SeqCst);
                 }
             })
-            .name("ticks")
-            .group("lifecycle"),
+            .with_name("ticks")
+            .with_group("lifecycle"),
         )
         .on_initialize(move |_| {
             let i = i.clone();
@@ -116,7 +116,7 @@ async fn without_auto_commit_only_what_the_handler_commits_is_committed() {
                 }
                 Ok::<_, Error>(())
             })
-            .group("manual"),
+            .with_group("manual"),
         )
         .build()
         .unwrap();

@@ -9,7 +9,7 @@
 
 use std::time::Duration;
 
-use kafkaesk::ordering::RecordOrder;
+use kafkaesk::subscription::RecordOrder;
 use kafkaesk::Subscription;
 use kafkaesk_tests::{app_builder, unique_prefix};
 
@@ -28,8 +28,8 @@ async fn first_record_is_handled_without_a_timer(order: RecordOrder) {
         .auto_commit_interval(Duration::from_secs(120))
         .subscribe(
             Subscription::new("joined.*", |_: Joined| async {})
-                .group("assigned-at-once")
-                .order(order),
+                .with_group("assigned-at-once")
+                .with_order(order),
         )
         .build()
         .unwrap();

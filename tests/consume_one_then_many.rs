@@ -22,7 +22,7 @@ fn app_collecting(prefix: &str, seen: Arc<Mutex<Vec<Foo>>>) -> Application {
                     seen.lock().unwrap().push(data);
                 }
             })
-            .group("one-then-many"),
+            .with_group("one-then-many"),
         )
         .build()
         .unwrap()

@@ -46,7 +46,7 @@ async fn handler_gets_data_schema_record_app_and_subscriber() {
         }
     };
     let app = app_builder(&prefix)
-        .subscribe(Subscription::new("foo.bar", handler).group("binding"))
+        .subscribe(Subscription::new("foo.bar", handler).with_group("binding"))
         .build()
         .unwrap();
     let delivery = app
@@ -86,16 +86,16 @@ async fn subscriber_publish_propagates_headers_and_forward_adds_some() {
                     .await?;
                 Ok::<_, kafkaesk::Error>(())
             })
-            .name("headers-in")
-            .group("headers-in"),
+            .with_name("headers-in")
+            .with_group("headers-in"),
         )
         .subscribe(
             Subscription::new("out.*", move |record: Record| {
                 let sink = sink.clone();
                 async move { sink.lock().unwrap().push(record) }
             })
-            .name("headers-out")
-            .group("headers-out"),
+            .with_name("headers-out")
+            .with_group("headers-out"),
         )
         .build()
         .unwrap();

@@ -21,7 +21,7 @@ async fn a_forged_source_header_cannot_redirect_a_replay() {
                 }
                 Ok(())
             })
-            .name("orders")
+            .with_name("orders")
             .on_error(ErrorPolicy::dead_letter("orders.dead")),
         )
         .build()

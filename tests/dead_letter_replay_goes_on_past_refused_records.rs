@@ -22,7 +22,7 @@ async fn a_replay_refuses_what_it_must_not_write_and_goes_on() {
             Subscription::new("*", |_: Vec<u8>| async move {
                 Err::<(), _>(std::io::Error::other("never handled here"))
             })
-            .name("everything")
+            .with_name("everything")
             .on_error(ErrorPolicy::dead_letter("everything.dead")),
         )
         .build()
@@ -110,8 +110,8 @@ async fn a_record_too_large_to_dead_letter_is_skipped_and_consumption_goes_on() 
                     String::from_utf8_lossy(&raw).repeat(20)
                 )))
             })
-            .name("jobs")
-            .group("too-large-group")
+            .with_name("jobs")
+            .with_group("too-large-group")
             .on_error(ErrorPolicy::dead_letter("jobs.dead")),
         )
         .build()

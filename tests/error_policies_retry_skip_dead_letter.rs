@@ -53,8 +53,8 @@ async fn retries_in_place_until_the_handler_succeeds() {
                     }
                 }
             })
-            .name("jobs")
-            .group("retry-group")
+            .with_name("jobs")
+            .with_group("retry-group")
             .on_error(ErrorPolicy::retry(3, backoff())),
         )
         .build()
@@ -82,8 +82,8 @@ async fn retries_exhausted_then_stop_commits_nothing() {
                 counted.fetch_add(1, Ordering::SeqCst);
                 async { Err::<(), _>(std::io::Error::other("always")) }
             })
-            .name("jobs")
-            .group("retry-stop-group")
+            .with_name("jobs")
+            .with_group("retry-stop-group")
             .on_error(ErrorPolicy::retry(2, backoff())),
         )
         .build()
@@ -118,9 +118,9 @@ async fn skip_counts_failures_commits_and_goes_on() {
                     Ok(())
                 }
             })
-            .name("jobs")
-            .group("skip-group")
-            .concurrency(4)
+            .with_name("jobs")
+            .with_group("skip-group")
+            .with_concurrency(4)
             .on_error(ErrorPolicy::skip()),
         )
         .build()
@@ -164,8 +164,8 @@ async fn dead_letters_the_untouched_record_with_failure_headers_then_replays_it(
                         Ok(())
                     }
                 })
-                .name("jobs")
-                .group("dlq-group")
+                .with_name("jobs")
+                .with_group("dlq-group")
                 .on_error(ErrorPolicy::retry(2, backoff()).then_dead_letter("jobs.dead")),
             )
             .build()
@@ -204,8 +204,8 @@ async fn dead_letters_the_untouched_record_with_failure_headers_then_replays_it(
                     dead.lock().unwrap().push(record);
                     async {}
                 })
-                .name("dead")
-                .group("dlq-reader"),
+                .with_name("dead")
+                .with_group("dlq-reader"),
             )
             .build()
             .unwrap()
@@ -301,9 +301,9 @@ async fn a_retrying_partition_does_not_hold_the_others() {
                     Ok(())
                 }
             })
-            .name("jobs")
-            .group("retry-partitions-group")
-            .concurrency(CONCURRENCY)
+            .with_name("jobs")
+            .with_group("retry-partitions-group")
+            .with_concurrency(CONCURRENCY)
             .on_error(ErrorPolicy::retry(3, Duration::from_millis(300))),
         )
         .build()
@@ -403,9 +403,9 @@ async fn stop_during_retries_commits_nothing_of_the_retrying_partition() {
                     Ok(())
                 }
             })
-            .name("jobs")
-            .group("retry-stop-midway-group")
-            .concurrency(1)
+            .with_name("jobs")
+            .with_group("retry-stop-midway-group")
+            .with_concurrency(1)
             .on_error(ErrorPolicy::retry(5, Duration::from_secs(10))),
         )
         .build()

@@ -60,8 +60,8 @@ fn application(prefix: &str) -> kafkaesk::Application {
                     Ok::<(), kafkaesk::Error>(())
                 },
             )
-            .name(GROUP)
-            .concurrency(4)
+            .with_name(GROUP)
+            .with_concurrency(4)
             .exactly_once(),
         )
         .build()

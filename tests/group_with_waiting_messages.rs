@@ -23,8 +23,8 @@ fn counting_app(prefix: &str, count: Arc<AtomicUsize>) -> Application {
                     count.fetch_add(1, Ordering::SeqCst);
                 }
             })
-            .group("waiting")
-            .concurrency(5),
+            .with_group("waiting")
+            .with_concurrency(5),
         )
         .build()
         .unwrap()

@@ -37,8 +37,8 @@ fn app(prefix: &str, group: &str, behaviour: Behaviour, calls: Arc<AtomicUsize>)
                     }
                 }
             })
-            .name("jobs")
-            .group(group),
+            .with_name("jobs")
+            .with_group(group),
         )
         .build()
         .unwrap()
@@ -127,8 +127,8 @@ async fn a_failure_stops_at_its_record_and_commits_those_before_it() {
                     Ok(())
                 }
             })
-            .name("jobs")
-            .group(group),
+            .with_name("jobs")
+            .with_group(group),
         )
         .build()
         .unwrap();

@@ -28,24 +28,24 @@ async fn record_bytes_and_json_handlers_see_the_wire_message() {
                 let r = r.clone();
                 async move { r.lock().unwrap().push(record) }
             })
-            .name("raw-record")
-            .group("raw-record"),
+            .with_name("raw-record")
+            .with_group("raw-record"),
         )
         .subscribe(
             Subscription::new("foo", move |data: Vec<u8>| {
                 let b = b.clone();
                 async move { b.lock().unwrap().push(data) }
             })
-            .name("raw-bytes")
-            .group("raw-bytes"),
+            .with_name("raw-bytes")
+            .with_group("raw-bytes"),
         )
         .subscribe(
             Subscription::new("foo", move |data: serde_json::Value| {
                 let j = j.clone();
                 async move { j.lock().unwrap().push(data) }
             })
-            .name("raw-json")
-            .group("raw-json"),
+            .with_name("raw-json")
+            .with_group("raw-json"),
         )
         .build()
         .unwrap();

@@ -17,7 +17,7 @@ async fn work_before_the_first_await_counts_toward_the_timeout() {
         std::thread::sleep(Duration::from_millis(300));
         tokio::time::sleep(Duration::from_millis(300)).await;
     }
-    let sub = Subscription::new("x", slow_start).timeout(Duration::from_millis(400));
+    let sub = Subscription::new("x", slow_start).with_timeout(Duration::from_millis(400));
     let app = kafkaesk::Application::builder().build().unwrap();
     let record = Record::new("x", 0, 0, None, Some(b"1".to_vec()), Headers::new(), None);
     let err = sub.handle_record(&app, record).await.unwrap_err();
@@ -54,8 +54,8 @@ async fn a_computing_handler_does_not_hold_back_commits() {
                     }
                 }
             })
-            .name("work")
-            .group("heavy-work"),
+            .with_name("work")
+            .with_group("heavy-work"),
         )
         .build()
         .unwrap();

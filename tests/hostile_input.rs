@@ -124,7 +124,7 @@ async fn binary_keys_and_header_values_pass_through_a_typed_publish_untouched() 
                 let sink = sink.clone();
                 async move { sink.lock().unwrap().push(record) }
             })
-            .group("binary-key"),
+            .with_group("binary-key"),
         )
         .build()
         .unwrap();
@@ -210,9 +210,9 @@ async fn a_consumer_commits_past_ten_thousand_garbage_records_among_good_ones() 
                     counter.fetch_add(1, Ordering::Relaxed);
                 }
             })
-            .name("garbage")
-            .group("garbage")
-            .concurrency(100),
+            .with_name("garbage")
+            .with_group("garbage")
+            .with_concurrency(100),
         )
         .build()
         .unwrap();
@@ -297,8 +297,8 @@ async fn a_header_key_that_is_not_utf8_reaches_the_handler_decoded_lossily() {
                 let sink = sink.clone();
                 async move { sink.lock().unwrap().push(record) }
             })
-            .name("hdr")
-            .group("non-utf8-header"),
+            .with_name("hdr")
+            .with_group("non-utf8-header"),
         )
         .build()
         .unwrap();

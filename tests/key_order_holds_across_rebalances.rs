@@ -10,7 +10,7 @@ use std::collections::{HashMap, HashSet};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use kafkaesk::ordering::RecordOrder;
+use kafkaesk::subscription::RecordOrder;
 use kafkaesk::{Application, ErrorPolicy, Subscriber, Subscription};
 use kafkaesk_tests::{app_builder, unique_prefix};
 use tokio::task::JoinHandle;
@@ -79,10 +79,10 @@ fn member(
                 Ok(())
             }
         })
-        .name("steps")
-        .group(group)
-        .concurrency(8)
-        .order(order)
+        .with_name("steps")
+        .with_group(group)
+        .with_concurrency(8)
+        .with_order(order)
         .on_error(ErrorPolicy::retry(3, Duration::from_millis(20)));
     app_builder(prefix).subscribe(subscription).build().unwrap()
 }
@@ -128,10 +128,7 @@ async fn run_across_rebalances(order: RecordOrder) {
     let publisher = app_builder(&prefix).build().unwrap();
     // The stream exists (7 partitions) before anyone joins.
     publisher
-        .create_stream(
-            "steps",
-            kafkaesk::topics::StreamOptions::new().partitions(7),
-        )
+        .create_stream("steps", kafkaesk::admin::StreamOptions::new().partitions(7))
         .await
         .unwrap();
     let first = member(&prefix, &group, order, 0, ledger.clone());

@@ -8,7 +8,7 @@ use std::collections::{HashMap, HashSet};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use kafkaesk::ordering::RecordOrder;
+use kafkaesk::subscription::RecordOrder;
 use kafkaesk::{Application, ErrorPolicy, Subscriber, Subscription};
 use kafkaesk_tests::{app_builder, unique_prefix};
 
@@ -98,11 +98,11 @@ async fn run(order: RecordOrder) -> Observed {
             Ok(())
         }
     })
-    .name("steps")
+    .with_name("steps")
     // A group of its own: the three tests run at once, on one topic each.
-    .group(format!("{prefix}steps"))
-    .concurrency(8)
-    .order(order)
+    .with_group(format!("{prefix}steps"))
+    .with_concurrency(8)
+    .with_order(order)
     .on_error(ErrorPolicy::retry(3, Duration::from_millis(20)));
     let app = app_builder(&prefix)
         .subscribe(subscription)
@@ -175,10 +175,10 @@ async fn a_busy_key_holds_only_its_own_records() {
             seen.lock().unwrap().push((step.key, step.seq));
         }
     })
-    .name("steps")
-    .group(format!("{prefix}steps"))
-    .concurrency(8)
-    .order(RecordOrder::Key);
+    .with_name("steps")
+    .with_group(format!("{prefix}steps"))
+    .with_concurrency(8)
+    .with_order(RecordOrder::Key);
     let app = app_builder(&prefix)
         .subscribe(subscription)
         .build()

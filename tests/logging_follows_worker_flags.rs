@@ -4,7 +4,7 @@
 use std::time::Duration;
 
 use kafkaesk::logging::KafkaLayer;
-use kafkaesk::worker::WorkerOptions;
+use kafkaesk::worker::{ConnectionOptions, WorkerOptions};
 use kafkaesk::Application;
 use kafkaesk_tests::{read_all, require_broker, unique_prefix};
 use tracing::Dispatch;
@@ -25,8 +25,11 @@ async fn shipped_logs_use_the_servers_and_prefix_of_the_flags() {
     let _default = tracing::dispatcher::set_default(&dispatch);
 
     let options = WorkerOptions {
-        kafka_servers: vec![broker],
-        topic_prefix: Some(prefix.clone()),
+        connection: ConnectionOptions {
+            kafka_servers: vec![broker],
+            topic_prefix: Some(prefix.clone()),
+            ..ConnectionOptions::default()
+        },
         ..WorkerOptions::default()
     };
     let worker = tokio::spawn({

@@ -25,8 +25,8 @@ async fn undecodable_records_are_counted_skipped_and_committed() {
                 let sink = sink.clone();
                 async move { sink.lock().unwrap().push(data) }
             })
-            .name("good")
-            .group("malformed"),
+            .with_name("good")
+            .with_group("malformed"),
         )
         .build()
         .unwrap();

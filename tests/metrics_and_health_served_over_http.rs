@@ -7,7 +7,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use kafkaesk::worker::WorkerOptions;
+use kafkaesk::worker::{ConnectionOptions, WorkerOptions};
 use kafkaesk::{Application, ErrorPolicy, Subscription};
 use kafkaesk_tests::{app_builder, free_port, require_broker, unique_prefix};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
@@ -92,8 +92,8 @@ fn orders_app(
                     Ok(())
                 }
             })
-            .name("orders")
-            .group(group)
+            .with_name("orders")
+            .with_group(group)
             .on_error(policy),
         )
         .build()
@@ -119,8 +119,11 @@ async fn worker_serves_exact_counts_and_lag_drains_to_zero() {
 
     let addr = format!("127.0.0.1:{}", free_port());
     let options = WorkerOptions {
-        kafka_servers: vec![require_broker()],
-        topic_prefix: Some(prefix.clone()),
+        connection: ConnectionOptions {
+            kafka_servers: vec![require_broker()],
+            topic_prefix: Some(prefix.clone()),
+            ..ConnectionOptions::default()
+        },
         metrics_addr: Some(addr.clone()),
         ..WorkerOptions::default()
     };
@@ -290,9 +293,7 @@ async fn health_turns_503_when_a_consumer_stops_and_200_when_it_runs() {
     let group = format!("{prefix}group");
     let failing = Arc::new(AtomicBool::new(true));
     let app = orders_app(&prefix, &group, failing.clone(), ErrorPolicy::stop());
-    let server = kafkaesk::exporter::serve(&app, "127.0.0.1:0")
-        .await
-        .unwrap();
+    let server = kafkaesk::http::serve(&app, "127.0.0.1:0").await.unwrap();
     let addr = server.local_addr().to_string();
 
     // A failing record stops the consumer, and with it the run.
@@ -389,9 +390,7 @@ async fn idle_connections_and_a_slow_client_neither_exhaust_descriptors_nor_stop
         Arc::new(AtomicBool::new(false)),
         ErrorPolicy::stop(),
     );
-    let server = kafkaesk::exporter::serve(&app, "127.0.0.1:0")
-        .await
-        .unwrap();
+    let server = kafkaesk::http::serve(&app, "127.0.0.1:0").await.unwrap();
     let addr = server.local_addr().to_string();
     let consuming = tokio::spawn({
         let app = app.clone();

@@ -26,8 +26,8 @@ async fn the_grace_period_finishes_in_flight_handlers_and_starts_nothing() {
                     tokio::time::sleep(Duration::from_millis(300))
                 }
             })
-            .name("slow")
-            .group("slow-grace"),
+            .with_name("slow")
+            .with_group("slow-grace"),
         )
         .build()
         .unwrap();
@@ -78,8 +78,8 @@ async fn quick_handlers_after_the_stop_do_not_start() {
                     async {}
                 }
             })
-            .name("quick")
-            .group("quick-stop"),
+            .with_name("quick")
+            .with_group("quick-stop"),
         )
         .build()
         .unwrap();

@@ -24,7 +24,7 @@ async fn only_topics_matching_the_pattern_are_consumed() {
                 let sink = sink.clone();
                 async move { sink.lock().unwrap().push(record.topic().to_owned()) }
             })
-            .group("nomatch"),
+            .with_group("nomatch"),
         )
         .build()
         .unwrap();

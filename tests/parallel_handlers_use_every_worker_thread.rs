@@ -48,9 +48,9 @@ async fn run(parallel: bool) -> Arc<Seen> {
             seen.running.fetch_sub(1, Ordering::SeqCst);
         }
     })
-    .name("work")
-    .group(format!("{prefix}work"))
-    .concurrency(4);
+    .with_name("work")
+    .with_group(format!("{prefix}work"))
+    .with_concurrency(4);
     if parallel {
         subscription = subscription.parallel();
     }

@@ -91,8 +91,8 @@ async fn a_handler_pauses_its_partition_and_the_application_resumes_it() {
             Ok::<_, Error>(())
         }
     })
-    .name("pausing")
-    .group("pausing");
+    .with_name("pausing")
+    .with_group("pausing");
     let app = app_builder(&prefix)
         .subscribe(subscription)
         .build()
@@ -142,9 +142,9 @@ async fn a_paused_subscription_handles_nothing_until_resumed_but_the_partitions_
                 .push((subscriber.record().partition(), item.n));
         }
     })
-    .name("paused")
-    .group("paused")
-    .concurrency(4);
+    .with_name("paused")
+    .with_group("paused")
+    .with_concurrency(4);
     let app = app_builder(&prefix)
         .subscribe(subscription)
         .build()
@@ -193,7 +193,7 @@ fn an_unknown_subscription_is_named_in_the_error() {
     async fn handler(_: Vec<u8>) {}
     let app = kafkaesk::Application::builder()
         .kafka_servers(["127.0.0.1:1"])
-        .subscribe(Subscription::new("items", handler).name("known"))
+        .subscribe(Subscription::new("items", handler).with_name("known"))
         .build()
         .unwrap();
     let err = app.pause("unknown").unwrap_err();

@@ -45,8 +45,8 @@ fn macro_implements_schema_with_its_arguments() {
     let router = kafkaesk::Router::from_registry().unwrap();
     assert_eq!(router.subscriptions().len(), 1);
     let sub = &router.subscriptions()[0];
-    assert_eq!(sub.get_name(), "index");
-    assert_eq!(sub.get_group(), Some("content-indexer"));
+    assert_eq!(sub.name(), "index");
+    assert_eq!(sub.group(), Some("content-indexer"));
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -72,7 +72,7 @@ async fn records_of_every_compression_codec_are_handled() {
                     sink.lock().unwrap().insert(item.n);
                 }
             })
-            .name("codec-items"),
+            .with_name("codec-items"),
         )
         .build()
         .unwrap();

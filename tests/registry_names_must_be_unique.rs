@@ -43,7 +43,7 @@ fn two_handlers_with_one_name_are_an_error_at_build() {
         .unwrap()
         .subscriptions()
         .iter()
-        .map(|s| s.get_name().to_owned())
+        .map(|s| s.name().to_owned())
         .collect();
     assert!(names.contains(&"c-index".to_owned()), "{names:?}");
 }
@@ -52,7 +52,7 @@ fn two_handlers_with_one_name_are_an_error_at_build() {
 fn closures_without_names_collide_too() {
     let err = kafkaesk::Application::builder()
         .subscribe(kafkaesk::Subscription::new("x", |_: Vec<u8>| async {}))
-        .subscribe(kafkaesk::Subscription::new("y", |_: Vec<u8>| async {}).group("other"))
+        .subscribe(kafkaesk::Subscription::new("y", |_: Vec<u8>| async {}).with_group("other"))
         .build()
         .unwrap_err();
     assert!(
@@ -60,8 +60,8 @@ fn closures_without_names_collide_too() {
         "{err}"
     );
     kafkaesk::Application::builder()
-        .subscribe(kafkaesk::Subscription::new("x", |_: Vec<u8>| async {}).name("x"))
-        .subscribe(kafkaesk::Subscription::new("y", |_: Vec<u8>| async {}).name("y"))
+        .subscribe(kafkaesk::Subscription::new("x", |_: Vec<u8>| async {}).with_name("x"))
+        .subscribe(kafkaesk::Subscription::new("y", |_: Vec<u8>| async {}).with_name("y"))
         .build()
         .unwrap();
 }

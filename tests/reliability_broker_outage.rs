@@ -103,8 +103,8 @@ async fn outage(idempotent: bool) {
                     let handled = handled.clone();
                     async move { handled.lock().unwrap().push(beat.n) }
                 })
-                .name("beats")
-                .group("outage"),
+                .with_name("beats")
+                .with_group("outage"),
             )
             .build()
             .unwrap()

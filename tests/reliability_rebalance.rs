@@ -67,8 +67,8 @@ fn member(servers: &str, prefix: &str, group: &str, id: usize, ledger: Ledger) -
                     ledger.push((tick.n, record.partition(), record.offset(), id));
                 }
             })
-            .name("ticks")
-            .group(group),
+            .with_name("ticks")
+            .with_group(group),
         )
         .build()
         .unwrap()

@@ -83,9 +83,9 @@ async fn reliability_handler_slower_than_max_poll_interval_is_cut_by_its_timeout
                         }
                     }
                 })
-                .name("tasks")
-                .group("slow")
-                .timeout(TIMEOUT)
+                .with_name("tasks")
+                .with_group("slow")
+                .with_timeout(TIMEOUT)
                 .on_error(ErrorPolicy::skip()),
             )
             .build()

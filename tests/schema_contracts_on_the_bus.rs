@@ -4,7 +4,7 @@
 //! second service (or warns, where it chooses), a new version is checked
 //! against the one before, and one service replaces its own registration.
 
-use kafkaesk::contract::Finding;
+use kafkaesk::schema::contract::SchemaFinding;
 use kafkaesk::settings::SchemaContracts;
 use kafkaesk::{Application, Error, Router};
 use kafkaesk_tests::{app_builder, topic_config, unique_prefix};
@@ -131,7 +131,7 @@ async fn a_service_that_chooses_to_warn_starts_and_the_conflict_is_listed() {
     assert_eq!(findings.len(), 1, "{findings:?}");
     assert!(matches!(
         &findings[0],
-        Finding::Conflict { schema, .. } if schema == "Order:1"
+        SchemaFinding::Conflict { schema, .. } if schema == "Order:1"
     ));
 
     // Off: neither registered nor compared.
@@ -164,7 +164,7 @@ async fn new_versions_are_checked_against_the_version_before() {
     let findings = coupons.schema_findings().await.unwrap();
     assert_eq!(
         findings,
-        vec![Finding::Incompatible {
+        vec![SchemaFinding::Incompatible {
             id: "Order".into(),
             from: 1,
             to: 2,

@@ -5,7 +5,7 @@
 use std::collections::BTreeMap;
 use std::time::Duration;
 
-use kafkaesk::worker::{KafkaSettings, WorkerOptions};
+use kafkaesk::worker::{ConnectionOptions, KafkaSettings, WorkerOptions};
 use kafkaesk::{Application, Error, Settings};
 use kafkaesk_tests::unique_prefix;
 
@@ -61,8 +61,11 @@ fn debug_output_of_application_settings_and_worker_options_hides_every_secret() 
         .chain([("sasl.username".to_owned(), "alice-visible".to_owned())])
         .collect();
     let options = WorkerOptions {
-        kafka_servers: vec!["k:9092".into()],
-        kafka_settings: Some(KafkaSettings(map.clone())),
+        connection: ConnectionOptions {
+            kafka_servers: vec!["k:9092".into()],
+            kafka_settings: Some(KafkaSettings(map.clone())),
+            ..ConnectionOptions::default()
+        },
         ..WorkerOptions::default()
     };
     let outputs = [

@@ -30,10 +30,10 @@ async fn handlers_run_concurrently_and_slow_ones_are_cancelled() {
                     done.fetch_add(1, Ordering::SeqCst);
                 }
             })
-            .name("work")
-            .group("timeout")
-            .concurrency(10)
-            .timeout(Duration::from_secs(2)),
+            .with_name("work")
+            .with_group("timeout")
+            .with_concurrency(10)
+            .with_timeout(Duration::from_secs(2)),
         )
         .build()
         .unwrap();

@@ -22,7 +22,7 @@ async fn a_stop_while_initializing_ends_the_run_before_any_consumer_starts() {
                     async {}
                 }
             })
-            .name("ticks"),
+            .with_name("ticks"),
         )
         .on_initialize({
             let initializing = initializing.clone();
@@ -63,7 +63,7 @@ async fn a_stop_while_initializing_ends_the_run_before_any_consumer_starts() {
 async fn a_stop_while_nothing_runs_does_not_end_the_next_run() {
     let prefix = unique_prefix("stop-idle");
     let app = app_builder(&prefix)
-        .subscribe(Subscription::new("ticks", |_: Vec<u8>| async {}).name("idle-ticks"))
+        .subscribe(Subscription::new("ticks", |_: Vec<u8>| async {}).with_name("idle-ticks"))
         .build()
         .unwrap();
     app.raw_publish("ticks", b"1".to_vec())

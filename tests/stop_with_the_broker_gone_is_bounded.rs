@@ -41,8 +41,8 @@ async fn a_stop_after_the_broker_is_killed_returns_within_the_shutdown_timeouts(
                     counter.fetch_add(1, Ordering::SeqCst);
                 }
             })
-            .name("pings")
-            .group("gone"),
+            .with_name("pings")
+            .with_group("gone"),
         )
         .build()
         .unwrap();

@@ -4,7 +4,7 @@
 
 use std::time::Duration;
 
-use kafkaesk::topics::StreamOptions;
+use kafkaesk::admin::StreamOptions;
 use kafkaesk::{Error, Subscription};
 use kafkaesk_tests::{app_builder, topic_config, unique_prefix};
 
@@ -21,7 +21,7 @@ impl kafkaesk::Schema for Balance {
 async fn streams_are_created_with_options_listed_lagged_and_deleted() {
     let prefix = unique_prefix("admin");
     let app = app_builder(&prefix)
-        .subscribe(Subscription::new("balances", |_: Balance| async {}).name("projector"))
+        .subscribe(Subscription::new("balances", |_: Balance| async {}).with_name("projector"))
         .build()
         .unwrap();
     let topic = format!("{prefix}balances");
@@ -108,10 +108,7 @@ async fn streams_are_created_with_options_listed_lagged_and_deleted() {
     assert_eq!(lags.iter().map(|l| l.lag).sum::<i64>(), 2, "{lags:?}");
     assert!(lags.iter().any(|l| l.committed.is_some()), "{lags:?}");
     // The same, found from the group alone: every stream it committed on.
-    let group = app.router().subscriptions()[0]
-        .get_group()
-        .unwrap()
-        .to_owned();
+    let group = app.router().subscriptions()[0].group().unwrap().to_owned();
     let groups = app.consumer_groups().await.unwrap();
     assert!(groups.iter().any(|g| g.name == group), "{groups:?}");
     let streams = app.group_streams(&group).await.unwrap();

@@ -24,7 +24,7 @@ async fn pattern_picks_up_a_topic_created_after_the_consumer_started() {
                 let sink = sink.clone();
                 async move { sink.lock().unwrap().push(data) }
             })
-            .group("late"),
+            .with_group("late"),
         )
         .build()
         .unwrap();

@@ -5,7 +5,7 @@
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, SystemTime};
 
-use kafkaesk::position::Position;
+use kafkaesk::subscription::Position;
 use kafkaesk::{Application, Subscription};
 use kafkaesk_tests::{app_builder, committed_offsets, unique_prefix};
 
@@ -28,8 +28,8 @@ fn recording(seen: &Seen, group: &str) -> Subscription {
             seen.lock().unwrap().push(item.n);
         }
     })
-    .name("record")
-    .group(group)
+    .with_name("record")
+    .with_group(group)
 }
 
 fn app(prefix: &str, subscription: Subscription) -> Application {
@@ -91,7 +91,7 @@ async fn a_new_group_starts_at_its_position_and_then_follows_its_commits() {
     // Latest: nothing of the ten, then what comes next.
     let latest = app(
         &prefix,
-        recording(&seen, "latest").start_at(Position::Latest),
+        recording(&seen, "latest").with_start_at(Position::Latest),
     );
     let run = run_until(&latest, 3, Duration::from_secs(30)).await;
     // The placement is committed at once, in every partition (the empty ones
@@ -107,7 +107,7 @@ async fn a_new_group_starts_at_its_position_and_then_follows_its_commits() {
     publish(&publisher, 13..15).await;
     let restarted = app(
         &prefix,
-        recording(&seen, "latest").start_at(Position::Latest),
+        recording(&seen, "latest").with_start_at(Position::Latest),
     );
     assert_eq!(
         restarted
@@ -121,7 +121,7 @@ async fn a_new_group_starts_at_its_position_and_then_follows_its_commits() {
     // An offset, in every partition.
     let at_offset = app(
         &prefix,
-        recording(&seen, "offset").start_at(Position::Offset(12)),
+        recording(&seen, "offset").with_start_at(Position::Offset(12)),
     );
     assert_eq!(
         at_offset
@@ -135,7 +135,7 @@ async fn a_new_group_starts_at_its_position_and_then_follows_its_commits() {
     // An offset past the end is the end, not a reset to the earliest.
     let past_end = app(
         &prefix,
-        recording(&seen, "past-end").start_at(Position::Offset(1_000)),
+        recording(&seen, "past-end").with_start_at(Position::Offset(1_000)),
     );
     let run = run_until(&past_end, 1, Duration::from_secs(30)).await;
     publish(&publisher, 15..16).await;
@@ -156,7 +156,7 @@ async fn positions_by_time_use_the_brokers_lookup() {
 
     let at_time = app(
         &prefix,
-        recording(&seen, "time").start_at(Position::Timestamp(between)),
+        recording(&seen, "time").with_start_at(Position::Timestamp(between)),
     );
     assert_eq!(
         at_time
@@ -178,7 +178,7 @@ async fn positions_by_time_use_the_brokers_lookup() {
     let ago = SystemTime::now().duration_since(between).unwrap();
     let since = app(
         &prefix,
-        recording(&seen, "since").start_at(Position::Since(ago)),
+        recording(&seen, "since").with_start_at(Position::Since(ago)),
     );
     assert_eq!(
         since.consume_for(3, Duration::from_secs(30)).await.unwrap(),
@@ -251,7 +251,7 @@ async fn a_replay_happens_once_per_group_across_instances() {
         0
     );
     // A new replay id replays again.
-    let named = app(&prefix, replay().replay_id("second"));
+    let named = app(&prefix, replay().with_replay_id("second"));
     assert_eq!(
         named.consume_for(4, Duration::from_secs(30)).await.unwrap(),
         4
@@ -315,7 +315,7 @@ async fn chosen_partitions_are_the_only_ones_consumed_and_committed() {
 
     let shard = app(
         &prefix,
-        recording(&seen, "shard").partitions(chosen.clone()),
+        recording(&seen, "shard").with_partitions(chosen.clone()),
     );
     assert_eq!(
         shard
@@ -384,7 +384,9 @@ async fn a_time_ago_counts_from_the_records_timestamps() {
         let app = kafkaesk::Application::builder()
             .kafka_servers([servers.as_str()])
             .topic_prefix(&prefix)
-            .subscribe(recording(&seen, group).start_at(Position::Since(Duration::from_secs(ago))))
+            .subscribe(
+                recording(&seen, group).with_start_at(Position::Since(Duration::from_secs(ago))),
+            )
             .build()
             .unwrap();
         let n = expected.len();

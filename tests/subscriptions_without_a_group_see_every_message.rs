@@ -6,7 +6,7 @@
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use kafkaesk::position::Position;
+use kafkaesk::subscription::Position;
 use kafkaesk::{Application, ErrorPolicy, Subscriber, Subscription};
 use kafkaesk_tests::{app_builder, committed_offsets, create_topic, kafka, unique_prefix};
 
@@ -29,7 +29,7 @@ fn recording(pattern: &str, seen: &Seen) -> Subscription {
             seen.lock().unwrap().push(item.n);
         }
     })
-    .name("everything")
+    .with_name("everything")
     .without_group()
 }
 
@@ -100,7 +100,7 @@ async fn the_position_applies_and_new_streams_are_read_from_their_start() {
     let seen = Seen::default();
     let latest = app(
         &prefix,
-        recording("feed.*", &seen).start_at(Position::Latest),
+        recording("feed.*", &seen).with_start_at(Position::Latest),
     );
     let running = latest.clone();
     let run = tokio::spawn(async move { running.consume_for(5, Duration::from_secs(40)).await });
@@ -141,7 +141,7 @@ async fn failures_follow_the_error_policy_and_commits_are_refused() {
             Ok(())
         }
     })
-    .name("items")
+    .with_name("items")
     .without_group()
     .on_error(ErrorPolicy::retry(2, Duration::from_millis(50)).then_skip());
     let consumer = app(&prefix, subscription);
@@ -184,7 +184,7 @@ fn a_group_is_refused_where_it_cannot_work() {
         (
             Subscription::new("items", handler)
                 .without_group()
-                .group("g"),
+                .with_group("g"),
             "cannot also name a group",
         ),
     ] {

@@ -9,7 +9,7 @@
 use std::sync::{Arc, Mutex, OnceLock};
 use std::time::{Duration, Instant};
 
-use kafkaesk::propagation::{TRACEPARENT, UBER_TRACE_ID};
+use kafkaesk::observe::propagation::{TRACEPARENT, UBER_TRACE_ID};
 use kafkaesk::{Application, Record, Subscriber, Subscription};
 use kafkaesk_tests::{app_builder, require_broker, unique_prefix};
 use opentelemetry::trace::{SpanId, TraceContextExt, TraceId, TracerProvider as _};
@@ -75,8 +75,8 @@ fn pipeline(prefix: &str, seen: Arc<Mutex<Seen>>) -> Application {
                     }
                 },
             )
-            .name("parcels")
-            .group(format!("{prefix}parcels")),
+            .with_name("parcels")
+            .with_group(format!("{prefix}parcels")),
         )
         .subscribe(
             Subscription::new(
@@ -89,8 +89,8 @@ fn pipeline(prefix: &str, seen: Arc<Mutex<Seen>>) -> Application {
                     }
                 },
             )
-            .name("shipped")
-            .group(format!("{prefix}shipped")),
+            .with_name("shipped")
+            .with_group(format!("{prefix}shipped")),
         )
         .build()
         .unwrap()

@@ -58,7 +58,7 @@ async fn a_committed_transaction_appears_whole_and_an_aborted_one_never() {
                     counter.fetch_add(1, Ordering::SeqCst);
                 }
             })
-            .name("order-counter"),
+            .with_name("order-counter"),
         )
         .build()
         .unwrap();

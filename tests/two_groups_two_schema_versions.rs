@@ -39,16 +39,16 @@ async fn each_group_decodes_its_own_version() {
                 let s1 = s1.clone();
                 async move { s1.lock().unwrap().push((data, schema.to_string())) }
             })
-            .name("consume_v1")
-            .group("versions-1"),
+            .with_name("consume_v1")
+            .with_group("versions-1"),
         )
         .subscribe(
             Subscription::new("foo", move |data: FooV2| {
                 let s2 = s2.clone();
                 async move { s2.lock().unwrap().push(data) }
             })
-            .name("consume_v2")
-            .group("versions-2"),
+            .with_name("consume_v2")
+            .with_group("versions-2"),
         );
     let app = app_builder(&prefix).mount(router).build().unwrap();
 

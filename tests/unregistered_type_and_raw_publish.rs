@@ -35,7 +35,7 @@ async fn raw_publish_passes_bytes_key_and_headers_untouched() {
                 let sink = sink.clone();
                 async move { sink.lock().unwrap().push(record) }
             })
-            .group("rawpub"),
+            .with_group("rawpub"),
         )
         .build()
         .unwrap();

@@ -22,6 +22,7 @@ mod report;
 #[cfg(feature = "ruststream")]
 mod ruststream;
 mod scenarios;
+mod stats;
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -768,13 +769,13 @@ async fn memory_scenario(
     admin.create(&topic).await?;
     eprintln!("pre-filling {topic} with {} messages", options.backlog);
     kafka::prefill(&options.kafka, &topic, options.backlog).await?;
-    let best = report::best_concurrency(results).unwrap_or(1);
+    let best = stats::best_concurrency(results).unwrap_or(1);
     #[allow(unused_mut)]
     let mut sides = vec![(Side::Baseline, 1), (Side::Kafkaesk, best)];
     #[cfg(feature = "ruststream")]
     sides.push((
         Side::Ruststream,
-        report::best_ruststream_workers(results).unwrap_or(1),
+        stats::best_ruststream_workers(results).unwrap_or(1),
     ));
     for (side, concurrency) in sides {
         let spec = ConsumeSpec {

@@ -7,10 +7,10 @@ use std::path::Path;
 
 use anyhow::{Context as _, Result};
 
-use crate::report::{
+use crate::scenarios::memory::Side;
+use crate::stats::{
     best_concurrency, best_ruststream_workers, fmt_rate, latency_med, mb, med, Med,
 };
-use crate::scenarios::memory::Side;
 use crate::Results;
 
 /// The plots `BENCHMARKS.md` shows, one per scenario.

@@ -15,9 +15,7 @@ use tokio::signal::unix::{signal, SignalKind};
 /// Starts the broker, runs the worker (`runner`, with its flags) against it,
 /// and returns the worker's exit code.
 pub fn run(runner: Command, options: &WorkerOptions) -> Result<ExitCode, String> {
-    let runtime = tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()
+    let runtime = kafkaesk::worker::runtime()
         .map_err(|err| format!("cannot start the async runtime: {err}"))?;
     runtime.block_on(async move {
         let broker = start_embedded_broker(options).await.map_err(|err| {
@@ -49,11 +47,13 @@ pub fn run(runner: Command, options: &WorkerOptions) -> Result<ExitCode, String>
 
 /// Asks the worker to stop cleanly; the broker stays up until it has.
 fn stop(child: &tokio::process::Child) {
-    if let Some(pid) = child.id().and_then(|pid| libc::pid_t::try_from(pid).ok()) {
-        // SAFETY: kill(2) with a pid we spawned and a valid signal number.
-        unsafe {
-            libc::kill(pid, libc::SIGTERM);
-        }
+    let pid = child
+        .id()
+        .and_then(|pid| i32::try_from(pid).ok())
+        .and_then(rustix::process::Pid::from_raw);
+    if let Some(pid) = pid {
+        // An error means the worker has exited already, which `wait` reports.
+        let _ = rustix::process::kill_process(pid, rustix::process::Signal::TERM);
     }
 }
 

@@ -6,10 +6,11 @@ use std::time::Duration;
 
 use kafkaesk::admin::{ConsumerGroup, StreamConfig, StreamInfo, StreamLag};
 use kafkaesk::record::printable;
+use kafkaesk::worker::ConnectionOptions;
 use kafkaesk::Streams;
 use serde_json::json;
 
-use crate::connection::{ConnectionOptions, Failure};
+use crate::connection::{connect, Failure};
 
 /// The flags of `kafkaesk streams`.
 #[derive(Debug, Clone, clap::Args)]
@@ -45,7 +46,7 @@ pub struct GroupsArgs {
 
 /// Runs `kafkaesk streams`.
 pub async fn streams(args: StreamsArgs) -> Result<(), Failure> {
-    let app = args.connection.connect().await?;
+    let app = connect(&args.connection).await?;
     let prefix = app.settings().topic_prefix.clone();
     let mut cluster = app.cluster_metadata().await?;
     if let Some(pattern) = &args.pattern {
@@ -108,7 +109,7 @@ pub async fn streams(args: StreamsArgs) -> Result<(), Failure> {
 
 /// Runs `kafkaesk groups`.
 pub async fn groups(args: GroupsArgs) -> Result<(), Failure> {
-    let app = args.connection.connect().await?;
+    let app = connect(&args.connection).await?;
     let prefix = app.settings().topic_prefix.clone();
     let wanted = args.pattern.clone().map(Streams::Pattern);
     let mut found: Vec<(ConsumerGroup, Vec<StreamLag>)> = Vec::new();

@@ -21,6 +21,8 @@
 //! taken as commands; a target crate with one of them (or `run`, or
 //! `schemas`) runs with `kafkaesk run TARGET` or by its path, `kafkaesk ./read`.
 
+#![forbid(unsafe_code)]
+
 mod connection;
 #[cfg(all(unix, feature = "embedded-broker"))]
 mod embedded;
@@ -188,7 +190,7 @@ fn runner_command(runner: &std::path::Path, options: &WorkerOptions) -> std::pro
     let mut command = std::process::Command::new(runner);
     command.args(worker_args(options));
     command.env_remove(kafkaesk::worker::KAFKA_SETTINGS_ENV);
-    if let Some(settings) = &options.kafka_settings {
+    if let Some(settings) = &options.connection.kafka_settings {
         command.env(
             kafkaesk::worker::KAFKA_SETTINGS_ENV,
             settings_json(settings),
@@ -209,22 +211,23 @@ fn settings_json(settings: &kafkaesk::worker::KafkaSettings) -> String {
 /// The worker flags, except `--kafka-settings`, as the runner receives them.
 fn worker_args(options: &WorkerOptions) -> Vec<String> {
     let mut args = Vec::new();
-    if !options.kafka_servers.is_empty() {
+    let connection = &options.connection;
+    if !connection.kafka_servers.is_empty() {
         args.push(format!(
             "--kafka-servers={}",
-            options.kafka_servers.join(",")
+            connection.kafka_servers.join(",")
         ));
     }
-    if let Some(file) = &options.kafka_settings_file {
+    if let Some(file) = &connection.kafka_settings_file {
         args.push(format!("--kafka-settings-file={}", file.path.display()));
     }
-    if let Some(prefix) = &options.topic_prefix {
+    if let Some(prefix) = &connection.topic_prefix {
         args.push(format!("--topic-prefix={prefix}"));
     }
     if let Some(factor) = options.replication_factor {
         args.push(format!("--replication-factor={factor}"));
     }
-    if let Some(version) = &options.api_version {
+    if let Some(version) = &connection.api_version {
         args.push(format!("--api-version={version}"));
     }
     if let Some(prefix) = &options.transactional_id {
@@ -322,10 +325,7 @@ async fn read_command(args: read::ReadArgs) -> Result<(), Failure> {
 /// Runs a command that talks to the broker, and turns its outcome into an
 /// exit code: 2 for usage errors, 1 for the rest.
 fn inspect(command: impl std::future::Future<Output = Result<(), Failure>>) -> ExitCode {
-    let runtime = match tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()
-    {
+    let runtime = match kafkaesk::worker::runtime() {
         Ok(runtime) => runtime,
         Err(err) => {
             eprintln!("error: cannot start the async runtime: {err}");
@@ -416,7 +416,7 @@ mod tests {
             "0.0.0.0:9464",
         ])
         .unwrap();
-        assert_eq!(cli.run.worker.kafka_servers, ["a:1", "b:2"]);
+        assert_eq!(cli.run.worker.connection.kafka_servers, ["a:1", "b:2"]);
         let args = worker_args(&cli.run.worker);
         assert_eq!(
             args,
@@ -450,7 +450,7 @@ mod tests {
         let path = file.to_string_lossy().into_owned();
         let cli = parse(&["examples/service", "--kafka-settings-file", &path]);
         let worker = &cli.run.worker;
-        let read = worker.kafka_settings_file.as_ref().unwrap();
+        let read = worker.connection.kafka_settings_file.as_ref().unwrap();
         assert_eq!(read.settings.0["linger.ms"], "5");
         let command = runner_command(std::path::Path::new("runner"), worker);
         let args: Vec<String> = command
@@ -527,7 +527,7 @@ mod tests {
         assert_eq!(args.stream, "orders.*");
         assert_eq!(
             args.from,
-            Some(kafkaesk::position::Position::Since(
+            Some(kafkaesk::subscription::Position::Since(
                 std::time::Duration::from_secs(24 * 3600)
             ))
         );
@@ -538,7 +538,7 @@ mod tests {
             panic!("not run: {cli:?}")
         };
         assert_eq!(run.target.as_deref(), Some("read"));
-        assert_eq!(run.worker.kafka_servers, ["a:1"]);
+        assert_eq!(run.worker.connection.kafka_servers, ["a:1"]);
 
         let cli = parse(&["./read", "--kafka-servers", "a:1"]);
         assert!(cli.command.is_none());

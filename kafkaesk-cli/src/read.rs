@@ -20,11 +20,12 @@ use std::io::Write;
 
 use base64::Engine as _;
 use futures::StreamExt as _;
-use kafkaesk::position::Position;
+use kafkaesk::subscription::Position;
+use kafkaesk::worker::ConnectionOptions;
 use kafkaesk::Record;
 use serde::Serialize;
 
-use crate::connection::{ConnectionOptions, Failure};
+use crate::connection::{connect, Failure};
 
 /// The flags of `kafkaesk read`.
 #[derive(Debug, Clone, clap::Args)]
@@ -178,7 +179,7 @@ impl ReadArgs {
 /// Runs `kafkaesk read`.
 pub async fn run(args: ReadArgs) -> Result<Outcome, Failure> {
     args.check()?;
-    let app = args.connection.connect().await?;
+    let app = connect(&args.connection).await?;
     let prefix = app.settings().topic_prefix.clone();
     let mut reader = app.reader(args.stream.clone());
     if let Some(position) = args.from {

@@ -3,7 +3,7 @@
 //! document (`asyncapi.json`) into a directory.
 //!
 //! `kafkaesk schemas --check` reads the schema registrations on a broker's
-//! `kafkaesk.schemas` stream instead (see `kafkaesk::app::contracts`),
+//! `kafkaesk.schemas` stream instead (see `kafkaesk::app::registration`),
 //! prints every conflict and incompatible version, and exits with 1 when
 //! there is any: a check for CI pipelines.
 //!
@@ -16,7 +16,9 @@
 use std::path::PathBuf;
 use std::process::ExitCode;
 
-use crate::connection::{ConnectionOptions, Failure};
+use kafkaesk::worker::ConnectionOptions;
+
+use crate::connection::{connect, Failure};
 use crate::{runner, target};
 
 /// The flags of `kafkaesk schemas`.
@@ -93,16 +95,17 @@ impl SchemasArgs {
 /// `kafkaesk schemas --check`: every finding among the registrations on
 /// the broker, on stdout; exit code 1 when there is any.
 pub async fn check(args: SchemasArgs) -> Result<(), Failure> {
-    let app = args.connection.connect().await?;
+    let app = connect(&args.connection).await?;
     let registrations = app.schema_registrations().await?;
-    let findings = kafkaesk::contract::check(&registrations);
+    let findings = kafkaesk::schema::contract::check(&registrations);
     let services: std::collections::BTreeSet<&str> =
         registrations.iter().map(|r| r.service.as_str()).collect();
     println!(
         "{} schema registrations by {} services on {}",
         registrations.len(),
         services.len(),
-        app.settings().topic(kafkaesk::contract::SCHEMAS_STREAM)
+        app.settings()
+            .topic(kafkaesk::schema::contract::SCHEMAS_STREAM)
     );
     for finding in &findings {
         let kind = if finding.is_conflict() {

@@ -13,7 +13,7 @@ use std::io::{BufRead, BufReader};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-use kafkaesk::topics::StreamOptions;
+use kafkaesk::admin::StreamOptions;
 use kafkaesk::{Application, Subscription};
 use kafkaesk_tests::{app_builder, require_broker, unique_prefix};
 use serde_json::Value;
@@ -111,8 +111,8 @@ async fn read_streams_and_groups_show_what_the_broker_holds() {
     let app = app_builder(&prefix)
         .subscribe(
             Subscription::new("orders", |_: CliOrder| async {})
-                .name("billing")
-                .group(group.clone()),
+                .with_name("billing")
+                .with_group(group.clone()),
         )
         .build()
         .unwrap();

@@ -345,7 +345,7 @@ fn patterns_lists_groupless_subscriptions_and_nested_types_pass_the_parser() {
     let mut router = kafkaesk::Router::new();
     router.schema::<Payment>().unwrap();
     router.schema::<Refund>().unwrap();
-    router.subscribe(kafkaesk::Subscription::new("payments.[!r]*", settle).group("settler"));
+    router.subscribe(kafkaesk::Subscription::new("payments.[!r]*", settle).with_group("settler"));
     router.subscribe(kafkaesk::Subscription::for_streams(
         ["payments.refunded", "audit.*"],
         audit,

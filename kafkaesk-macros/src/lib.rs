@@ -238,7 +238,7 @@ fn int_array(expr: &Expr, what: &str) -> syn::Result<Vec<i32>> {
     }
 }
 
-/// A start position, as `kafkaesk::position::Position` parses it, checked
+/// A start position, as `kafkaesk::subscription::Position` parses it, checked
 /// here so a typo fails the build.
 fn position(expr: &Expr, what: &str) -> syn::Result<TokenStream2> {
     let text = lit_str(expr, what)?;
@@ -253,7 +253,7 @@ fn position(expr: &Expr, what: &str) -> syn::Result<TokenStream2> {
             ),
         )
     };
-    let position = quote!(::kafkaesk::position::Position);
+    let position = quote!(::kafkaesk::subscription::Position);
     let since_epoch = |d: std::time::Duration| {
         let (secs, nanos) = (d.as_secs(), d.subsec_nanos());
         quote!(::core::time::Duration::new(#secs, #nanos))
@@ -395,10 +395,10 @@ fn expand_subscribe(attr: TokenStream2, item: TokenStream2) -> syn::Result<Token
         Some(name) => lit_str(&name, "name")?.value(),
         None => ident.to_string(),
     };
-    let mut options = quote!(.name(#name));
+    let mut options = quote!(.with_name(#name));
     if let Some(group) = args.take("group") {
         let group = lit_str(&group, "group")?;
-        options.extend(quote!(.group(#group)));
+        options.extend(quote!(.with_group(#group)));
     }
     if let Some(concurrency) = args.take("concurrency") {
         let n = lit_int(&concurrency, "concurrency")?;
@@ -409,11 +409,11 @@ fn expand_subscribe(attr: TokenStream2, item: TokenStream2) -> syn::Result<Token
             ));
         }
         let n = n as usize;
-        options.extend(quote!(.concurrency(#n)));
+        options.extend(quote!(.with_concurrency(#n)));
     }
     if let Some(timeout) = args.take("timeout") {
         let secs = lit_seconds(&timeout, "timeout")?;
-        options.extend(quote!(.timeout(::core::time::Duration::from_secs_f64(#secs))));
+        options.extend(quote!(.with_timeout(::core::time::Duration::from_secs_f64(#secs))));
     }
     if let Some(policy) = error_policy(&mut args)? {
         options.extend(quote!(.on_error(#policy)));
@@ -425,7 +425,7 @@ fn expand_subscribe(attr: TokenStream2, item: TokenStream2) -> syn::Result<Token
     }
     if let Some(start_at) = args.take("start_at") {
         let position = position(&start_at, "start_at")?;
-        options.extend(quote!(.start_at(#position)));
+        options.extend(quote!(.with_start_at(#position)));
     }
     if let Some(replay_from) = args.take("replay_from") {
         let position = position(&replay_from, "replay_from")?;
@@ -433,11 +433,11 @@ fn expand_subscribe(attr: TokenStream2, item: TokenStream2) -> syn::Result<Token
     }
     if let Some(id) = args.take("replay_id") {
         let id = lit_str(&id, "replay_id")?;
-        options.extend(quote!(.replay_id(#id)));
+        options.extend(quote!(.with_replay_id(#id)));
     }
     if let Some(partitions) = args.take("partitions") {
         let partitions = int_array(&partitions, "partitions")?;
-        options.extend(quote!(.partitions([#(#partitions),*])));
+        options.extend(quote!(.with_partitions([#(#partitions),*])));
     }
     if let Some(order) = args.take("order") {
         let text = lit_str(&order, "order")?;
@@ -452,7 +452,7 @@ fn expand_subscribe(attr: TokenStream2, item: TokenStream2) -> syn::Result<Token
                 ))
             }
         };
-        options.extend(quote!(.order(::kafkaesk::ordering::RecordOrder::#variant)));
+        options.extend(quote!(.with_order(::kafkaesk::subscription::RecordOrder::#variant)));
     }
     if let Some(parallel) = args.take("parallel") {
         if lit_bool(&parallel, "parallel")? {

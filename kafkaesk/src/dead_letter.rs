@@ -74,13 +74,13 @@ use rdkafka::types::RDKafkaErrorCode;
 use rdkafka::{Offset, TopicPartitionList};
 
 use crate::app::Application;
-use crate::clients::TopicState;
 use crate::error::{Error, Result};
-use crate::partition_end::ReadToEnd;
-use crate::policy::FinalAction;
+use crate::kafka::clients::TopicState;
+use crate::kafka::partition_end::ReadToEnd;
 use crate::publish::Publisher;
 use crate::record::{printable, Header, Headers, Record, TopicNames};
-use crate::router::Router;
+use crate::subscription::FinalAction;
+use crate::subscription::Router;
 use crate::sync::off_the_worker;
 
 /// Header naming the error of a dead-lettered record.
@@ -244,10 +244,8 @@ fn protected(router: &Router, prefix: &str, replaying: &str, topic: &str) -> Opt
         router
             .subscriptions()
             .iter()
-            .find_map(|s| match s.get_error_policy().final_action() {
-                FinalAction::DeadLetter(dead) if Some(dead.as_str()) == stream => {
-                    Some(s.get_name())
-                }
+            .find_map(|s| match s.error_policy().final_action() {
+                FinalAction::DeadLetter(dead) if Some(dead.as_str()) == stream => Some(s.name()),
                 _ => None,
             });
     if let Some(name) = dead_letter_stream {
@@ -296,16 +294,16 @@ fn replay_target(
     };
     let topic = text(DLQ_TOPIC)?;
     let name = text(DLQ_SUBSCRIPTION)?;
-    let Some(subscription) = router.subscriptions().iter().find(|s| s.get_name() == name) else {
+    let Some(subscription) = router.subscriptions().iter().find(|s| s.name() == name) else {
         return Err(format!(
             "it names subscription `{name}`, which this application does not have"
         ));
     };
-    if !subscription.get_streams().matches_topic(prefix, topic) {
+    if !subscription.streams().matches_topic(prefix, topic) {
         return Err(format!(
             "subscription `{name}` (streams `{}`, prefix `{prefix}`) could not have consumed \
              topic `{topic}`",
-            subscription.get_streams()
+            subscription.streams()
         ));
     }
     if let Some(why) = protected(router, prefix, replaying, topic) {
@@ -485,10 +483,10 @@ mod tests {
 
     fn router() -> Router {
         let mut router = Router::new();
-        router.subscribe(Subscription::new("orders.*", handle).name("orders"));
+        router.subscribe(Subscription::new("orders.*", handle).with_name("orders"));
         router.subscribe(
             Subscription::new("*", handle)
-                .name("everything")
+                .with_name("everything")
                 .on_error(crate::ErrorPolicy::dead_letter("everything.dead")),
         );
         router

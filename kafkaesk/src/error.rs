@@ -9,6 +9,8 @@
 use std::fmt;
 use std::time::Duration;
 
+use crate::text::printable;
+
 /// A boxed error returned by user code, such as a handler.
 pub type BoxError = Box<dyn std::error::Error + Send + Sync + 'static>;
 
@@ -209,11 +211,11 @@ pub enum Error {
 
     /// The schemas on the bus conflict with this application's: another
     /// service registered one of its `Id:version`s with a different shape.
-    /// See [`contracts`](crate::app::contracts).
+    /// See [`contracts`](crate::schema::contract).
     #[error("{}", findings.iter().map(ToString::to_string).collect::<Vec<_>>().join("\n"))]
     SchemaContract {
         /// Every conflict (and incompatible version) found.
-        findings: Vec<crate::contract::Finding>,
+        findings: Vec<SchemaFinding>,
     },
 
     /// No subscription of the application has this name (pausing, resuming).
@@ -452,6 +454,71 @@ impl Error {
             | Error::HandlerTimeout { position, .. } => Some(position),
             _ => None,
         }
+    }
+}
+
+/// Something wrong between registrations.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum SchemaFinding {
+    /// Two services register the same `Id:version` with different shapes.
+    Conflict {
+        /// `Id:version`.
+        schema: String,
+        /// The two services.
+        services: (String, String),
+        /// What differs, by path in the schema, at most ten.
+        differences: Vec<String>,
+    },
+    /// A version breaks compatibility with the version before it.
+    Incompatible {
+        /// The schema id.
+        id: String,
+        /// The version before.
+        from: u32,
+        /// The new version.
+        to: u32,
+        /// The service that registered the new version.
+        service: String,
+        /// What breaks.
+        problems: Vec<String>,
+    },
+}
+
+impl SchemaFinding {
+    /// Whether it is a conflict (an application refuses to start on one,
+    /// unless told to warn).
+    pub fn is_conflict(&self) -> bool {
+        matches!(self, SchemaFinding::Conflict { .. })
+    }
+}
+
+impl fmt::Display for SchemaFinding {
+    /// Names, ids and paths come from the bus: control characters in them
+    /// are escaped (see [`printable`]).
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let text = match self {
+            SchemaFinding::Conflict {
+                schema,
+                services,
+                differences,
+            } => format!(
+                "schema {schema} differs between services `{}` and `{}`: {}; give one of them a new version",
+                services.0,
+                services.1,
+                differences.join("; ")
+            ),
+            SchemaFinding::Incompatible {
+                id,
+                from,
+                to,
+                service,
+                problems,
+            } => format!(
+                "schema {id}:{to} (service `{service}`) is incompatible with {id}:{from}: {}",
+                problems.join("; ")
+            ),
+        };
+        f.write_str(&printable(&text))
     }
 }
 

@@ -41,96 +41,82 @@
 //! # The modules, one concept each
 //!
 //! Data flows one way: macros → registry → router → application → consumer
-//! → handler.
+//! → handler, with one circle: a handler may take the [`Application`] that
+//! runs it, and the application holds the subscriptions that hold the
+//! handlers, so `app`, `subscription` and `handling` refer to each other.
 //!
 //! | module | concept |
 //! |---|---|
-//! | [`schema`](mod@schema) | ids, JSON Schemas, validation, the envelope |
-//! | [`router`] | routers and subscriptions, without Kafka configuration |
+//! | [`schema`](mod@schema) | ids, JSON Schemas, validation, the envelope; schema contracts between services |
+//! | [`subscription`] | routers and subscriptions: streams, group, order, start position, error policy |
+//! | [`handling`] | handlers, what their parameters can take, and the [`Subscriber`] they hold |
 //! | [`settings`] | the settings, and every librdkafka configuration built from them |
-//! | [`app`] | the application: settings, router, hooks, lifecycle, health and counters |
-//! | [`publish`] | typed and raw publishing, delivery handles |
-//! | [`consumer`] | batch consumers, commits, retries; `run` and `consume_for` |
-//! | [`invoke`](crate::invoke) | running a handler once on a record: timeout, panics, outcome |
-//! | [`policy`] | what happens when a handler fails (decisions only) |
-//! | [`dead_letter`] | the dead-letter contract: headers, the write, replay |
-//! | [`extract`] and [`handler`] | what handlers can take, and what they are |
-//! | [`subscriber`] | what a handler holds to publish, forward and commit |
-//! | [`topics`] | topic names, patterns and creation |
+//! | [`app`] | the application: lifecycle, publishing, pauses, health, stream [`admin`] |
+//! | [`publish`] | typed and raw publishing, delivery handles, partitioners, transactions |
 //! | [`record`] | consumed records and headers |
+//! | [`reader`] | reading a stream back: from a position, newest first, to its end |
+//! | [`dead_letter`] | the dead-letter contract: headers, the write, replay |
+//! | [`observe`] | Prometheus metrics with Python kafkaesk's names; spans and trace propagation |
 //! | [`logging`] | shipping `tracing` events to a stream |
-//! | [`metrics`] | Prometheus metrics with Python kafkaesk's names |
-//! | [`exporter`] | `GET /metrics` and `GET /health` over HTTP |
-//! | [`propagation`] | handler spans, and traces through headers (feature `opentelemetry`) |
+//! | [`http`] | `GET /metrics`, `/health` and `/live` over HTTP |
+//! | [`export`] | JSON Schema files and the AsyncAPI document |
 //! | [`worker`] | the `kafkaesk` command's entry point (feature `worker`, on by default) |
-//! | `broker` | an embedded development broker (feature `embedded-broker`) |
-//! | `testing` | a harness for testing handlers against an embedded broker (feature `testing`) |
+//! | `embedded` | an embedded development broker (feature `embedded-broker`) |
+//! | `testing` | a harness for testing handlers (feature `testing`) |
 //! | [`error`] | the one error type |
 //!
-//! Private plumbing: `clients` (the lazily created producer and admin
-//! client, metadata, connection diagnostics), `producer` (librdkafka's
-//! producer with pooled delivery slots), `registry` (what the macros submit)
-//! and `sync`.
+//! Private layers: `consumer` (batch consumers, offsets, commits,
+//! rebalances, retries and pauses: what [`Application::run`] runs), `kafka`
+//! (the connection, its lazily created clients, the producer with pooled
+//! delivery slots, topics, and readers to a partition's end), `native`
+//! (the librdkafka calls rust-rdkafka does not make, and the only code that needs to be checked by hand),
+//! `sync` (locks that survive poisoning) and `text` (showing bus text safely).
 
 #![warn(missing_docs)]
+#![cfg_attr(docsrs, feature(doc_cfg))]
 
 // Lets the macros refer to `::kafkaesk` inside this crate too.
 extern crate self as kafkaesk;
 
-pub mod admin;
 pub mod app;
-#[cfg(feature = "embedded-broker")]
-pub mod broker;
-mod clients;
-pub mod consumer;
-pub mod contract;
+mod consumer;
 pub mod dead_letter;
+#[cfg(feature = "embedded-broker")]
+#[cfg_attr(docsrs, doc(cfg(feature = "embedded-broker")))]
+pub mod embedded;
 pub mod error;
 pub mod export;
-pub mod exporter;
-pub mod extract;
-pub mod handler;
-mod host;
-pub mod invoke;
-pub(crate) mod journal;
+pub mod handling;
+pub mod http;
+mod kafka;
 pub mod logging;
-pub mod metrics;
-pub mod ordering;
-mod partition_end;
-pub mod policy;
-pub mod position;
-mod producer;
-pub mod propagation;
+mod native;
+pub mod observe;
 pub mod publish;
 pub mod reader;
 pub mod record;
-mod registry;
-pub mod router;
 pub mod schema;
 pub mod settings;
-pub mod subscriber;
+pub mod subscription;
 mod sync;
-mod tail;
 #[cfg(feature = "testing")]
+#[cfg_attr(docsrs, doc(cfg(feature = "testing")))]
 pub mod testing;
-pub mod topics;
-pub mod transaction;
+mod text;
 #[cfg(feature = "worker")]
+#[cfg_attr(docsrs, doc(cfg(feature = "worker")))]
 pub mod worker;
 
-pub use app::{Application, ApplicationBuilder, Health, SubscriptionStats};
+pub use app::{admin, Application, ApplicationBuilder, Health, SubscriptionStats};
 pub use dead_letter::Replayed;
 pub use error::{Error, Result};
-pub use extract::{Json, SchemaId};
-pub use metrics::Metrics;
-pub use policy::ErrorPolicy;
-pub use publish::{Delivery, PublishFuture, PublishHandle};
+pub use handling::{Json, SchemaId, Subscriber};
+pub use observe::metrics::Metrics;
+pub use publish::{Delivery, PublishFuture, PublishHandle, Transaction};
 pub use record::{Header, Headers, Record};
-pub use router::{Router, Streams, Subscription};
 pub use schema::Schema;
 pub use settings::{AckPolicy, Settings};
-pub use subscriber::Subscriber;
-pub use transaction::Transaction;
+pub use subscription::{ErrorPolicy, Router, Streams, Subscription};
 
 /// Registers a struct or enum as a message schema.
 ///
@@ -143,7 +129,7 @@ pub use transaction::Transaction;
 /// Arguments: the id (required), `version` (default 1), `retention` in
 /// seconds, and `streams` to create when the application initializes. The
 /// type must derive `Serialize`, `Deserialize` and `JsonSchema`. It implements
-/// [`Schema`] and is added to the global [registry].
+/// [`Schema`] and is added to the global registry ([`Router::from_registry`] reads it).
 pub use kafkaesk_macros::schema;
 
 /// Registers an async function as a subscription handler.
@@ -165,7 +151,7 @@ pub use kafkaesk_macros::schema;
 /// `name = "..."` sets the subscription's name, which must be unique within
 /// an application (default: the function's name).
 ///
-/// What happens when the handler fails ([`policy`] explains each): `retry = 3`
+/// What happens when the handler fails ([`ErrorPolicy`] explains each): `retry = 3`
 /// with `backoff = 0.1` (seconds, default 0.1), then `on_error = "stop"`
 /// (the default), `on_error = "skip"`, or `dead_letter = "stream"`:
 ///
@@ -184,10 +170,10 @@ pub use kafkaesk_macros::schema;
 ///     Ok(())
 /// }
 /// let router = kafkaesk::Router::from_registry().unwrap();
-/// assert!(router.subscriptions()[0].get_exactly_once());
+/// assert!(router.subscriptions()[0].is_exactly_once());
 /// ```
 ///
-/// Where it starts and what it is assigned ([`position`] has the positions):
+/// Where it starts and what it is assigned ([`Position`](subscription::Position) has the positions):
 /// `start_at = "latest"` (or `"earliest"`, the default, an offset `"42"`, a
 /// UTC time `"2026-12-03T10:00:00Z"`, a time ago `"-24h"`) where the group
 /// has no commit; `replay_from = "-24h"` over the group's commits, once
@@ -201,8 +187,8 @@ pub use kafkaesk_macros::schema;
 /// async fn cache(raw: Vec<u8>) {}
 /// let router = kafkaesk::Router::from_registry().unwrap();
 /// let sub = &router.subscriptions()[0];
-/// assert_eq!(sub.get_group(), None);
-/// assert_eq!(sub.get_start_at(), "-15m".parse().unwrap());
+/// assert_eq!(sub.group(), None);
+/// assert_eq!(sub.start_at(), "-15m".parse().unwrap());
 /// ```
 ///
 /// ```compile_fail
@@ -223,9 +209,9 @@ pub struct ReadmeDoctests;
 pub mod __private {
     pub use inventory;
 
-    pub use crate::registry::{SchemaRegistration, SubscriptionRegistration};
+    pub use crate::subscription::registry::{SchemaRegistration, SubscriptionRegistration};
 
-    use crate::extract::{FromContext, FromMessage};
+    use crate::handling::{FromContext, FromMessage};
 
     pub const fn assert_from_message<T: FromMessage>() {}
     pub const fn assert_from_context<T: FromContext>() {}

@@ -67,12 +67,12 @@ use rdkafka::{Offset, TopicPartitionList};
 
 use crate::app::Application;
 use crate::error::{Error, Result};
-use crate::extract::{FromMessage, MessageContext};
-use crate::partition_end::{self, EndReader};
+use crate::handling::HandlerScope;
+use crate::handling::{FromMessage, MessageContext};
+use crate::kafka::partition_end::{self, EndReader};
+use crate::kafka::tail;
 use crate::record::{Record, RecordSource, TopicNames};
-use crate::router::Streams;
-use crate::subscriber::HandlerScope;
-use crate::tail;
+use crate::subscription::Streams;
 
 /// How long one metadata, watermark or time lookup may take.
 const LOOKUP_TIMEOUT: Duration = Duration::from_secs(10);
@@ -84,7 +84,7 @@ const STALL_TIMEOUT: Duration = Duration::from_secs(30);
 /// Items buffered between the reading thread and the stream's consumer.
 const CHANNEL_CAPACITY: usize = 1024;
 
-pub use crate::position::Position;
+pub use crate::subscription::Position;
 
 /// A record read back: its data, decoded as asked, and the record itself
 /// (topic, partition, offset, timestamp, key, headers).
@@ -294,7 +294,7 @@ impl<'a> Reader<'a> {
 
 impl ReadOptions {
     /// The partitions to read and where, found off the async threads.
-    async fn plan(&self, app: &Application) -> Result<Plan> {
+    async fn plan(&self, app: &Application) -> Result<ReadPlan> {
         if self.follow && self.backward {
             return Err(Error::InvalidSetting {
                 name: "follow".to_owned(),
@@ -331,9 +331,10 @@ impl ReadOptions {
                         consumer.fetch_watermarks(topic.name(), id, LOOKUP_TIMEOUT)?;
                     let start = match (backward, from) {
                         // Backward from an offset includes it.
-                        (true, Position::Offset(offset)) => {
-                            crate::position::within(offset.saturating_add(1), (low, high))
-                        }
+                        (true, Position::Offset(offset)) => crate::subscription::position::within(
+                            offset.saturating_add(1),
+                            (low, high),
+                        ),
                         _ => {
                             from.resolve(&consumer, topic.name(), id, (low, high), LOOKUP_TIMEOUT)?
                         }
@@ -354,7 +355,7 @@ impl ReadOptions {
                 });
             }
             ranges.sort_by(|a, b| (&a.topic, a.partition).cmp(&(&b.topic, b.partition)));
-            Ok(Plan { consumer, ranges })
+            Ok(ReadPlan { consumer, ranges })
         })
         .await
         .map_err(|_| Error::Stopped)?
@@ -391,7 +392,7 @@ struct Range {
 }
 
 /// The partitions to read, and the consumer to read them with.
-struct Plan {
+struct ReadPlan {
     consumer: EndReader,
     ranges: Vec<Range>,
 }
@@ -402,12 +403,12 @@ struct Plan {
 /// `wanted` does (asked between polls, so a dropped stream ends its thread
 /// while nothing arrives).
 fn read_forward(
-    plan: Plan,
+    plan: ReadPlan,
     follow: bool,
     wanted: impl Fn() -> bool,
     mut give: impl FnMut(Result<Record>) -> bool,
 ) -> bool {
-    let Plan { consumer, ranges } = plan;
+    let ReadPlan { consumer, ranges } = plan;
     let mut assignment = TopicPartitionList::new();
     for range in &ranges {
         if assignment
@@ -576,8 +577,8 @@ impl Merge {
 /// Reads each range backward from its start (exclusive), and gives the
 /// newest `limit` records of all of them, newest first: the ones with `key`
 /// only, when given.
-fn read_backward(plan: Plan, limit: Option<usize>, key: Option<&[u8]>) -> Result<Vec<Record>> {
-    let Plan { consumer, ranges } = plan;
+fn read_backward(plan: ReadPlan, limit: Option<usize>, key: Option<&[u8]>) -> Result<Vec<Record>> {
+    let ReadPlan { consumer, ranges } = plan;
     let wanted = limit.unwrap_or(usize::MAX);
     let mut all = Vec::new();
     for range in &ranges {

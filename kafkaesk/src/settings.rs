@@ -12,7 +12,7 @@
 //! | `api_version` | `auto` | broker API version; anything else disables version probing and is used as `broker.version.fallback` |
 //! | `shutdown_timeout` | 5 s | how long in-flight handlers may run after a stop before they are cancelled |
 //! | `ack_policy` | [`AckPolicy::All`] | how many brokers store a message before its publish succeeds; `All` also makes the producer idempotent |
-//! | `transactional_id` | `kafkaesk-HOST-PID-TIME` | prefix of this instance's transactional ids (see [`transaction`](crate::transaction)); give each instance a stable one of its own |
+//! | `transactional_id` | `kafkaesk-HOST-PID-TIME` | prefix of this instance's transactional ids (see [`transaction`](crate::Transaction)); give each instance a stable one of its own |
 //! | `schema_contracts` | [`SchemaContracts::Warn`] | register the schemas on the bus at `initialize`, and warn about conflicts (`Enforce`: refuse to start on one; `Off`: neither) |
 //! | `service_name` | the executable's name | the service the schemas are registered under |
 //!
@@ -95,11 +95,11 @@ pub struct Settings {
     /// unless a publish says otherwise.
     pub ack_policy: AckPolicy,
     /// Prefix of the transactional ids of this instance's transactions and
-    /// exactly-once subscriptions; see [`transaction`](crate::transaction).
+    /// exactly-once subscriptions; see [`transaction`](crate::Transaction).
     /// `None` makes one per process.
     pub transactional_id: Option<String>,
     /// What [`initialize`](crate::Application::initialize) does about the
-    /// schema contracts on the bus (see [`contracts`](crate::app::contracts)).
+    /// schema contracts on the bus (see [`contracts`](crate::schema::contract)).
     pub schema_contracts: SchemaContracts,
     /// The name this service registers its schemas under; `None` is the
     /// executable's name.
@@ -108,7 +108,7 @@ pub struct Settings {
 
 /// What an application does about schema contracts at
 /// [`initialize`](crate::Application::initialize): see
-/// [`contracts`](crate::app::contracts).
+/// [`contracts`](crate::schema::contract).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub enum SchemaContracts {
     /// Register the schemas, and refuse to start on a conflict with another

@@ -29,6 +29,10 @@
 //! [`KafkaLayer`](crate::logging::KafkaLayer) made from it ships logs with
 //! the flags' servers and prefix too.
 //!
+//! The flags that say where the broker is, [`ConnectionOptions`], are the
+//! ones the `kafkaesk` command's `read`, `streams`, `groups` and `schemas`
+//! take too.
+//!
 //! `--export-schemas DIR` writes the application's schema documents instead
 //! of running it (see [`export`](crate::export)); `kafkaesk
 //! schemas TARGET --out DIR` runs the target's runner so.
@@ -45,9 +49,15 @@ use crate::app::Application;
 use crate::error::{Error, Result};
 use crate::settings::{redacted, Settings};
 
-/// The worker's flags. Each also reads an environment variable.
+/// Where the broker is and how to talk to it: the flags shared by the worker
+/// and by the `kafkaesk` command's `read`, `streams`, `groups` and `schemas`.
+///
+/// Declared once, so that every command that reaches a broker takes the same
+/// flag names, environment variables and values, checked the same way; a
+/// program with its own commands can flatten it into them to connect like
+/// the worker does. Each flag also reads an environment variable.
 #[derive(Debug, Clone, Default, clap::Args)]
-pub struct WorkerOptions {
+pub struct ConnectionOptions {
     /// Kafka bootstrap servers, comma separated (e.g. `a:9092,b:9092`).
     #[arg(long, env = "KAFKAESK_KAFKA_SERVERS", value_delimiter = ',')]
     pub kafka_servers: Vec<String>,
@@ -78,13 +88,22 @@ pub struct WorkerOptions {
     #[arg(long, env = "KAFKAESK_TOPIC_PREFIX")]
     pub topic_prefix: Option<String>,
 
-    /// Replication factor of topics kafkaesk creates [default: min(number of servers, 3)].
-    #[arg(long, env = "KAFKAESK_REPLICATION_FACTOR", value_parser = clap::value_parser!(i32).range(1..))]
-    pub replication_factor: Option<i32>,
-
     /// Broker API version, or `auto` to ask the broker [default: auto].
     #[arg(long, env = "KAFKAESK_API_VERSION")]
     pub api_version: Option<String>,
+}
+
+/// The worker's flags: the connection's, and those of running it. Each also
+/// reads an environment variable.
+#[derive(Debug, Clone, Default, clap::Args)]
+pub struct WorkerOptions {
+    /// Where the broker is and how to talk to it.
+    #[command(flatten)]
+    pub connection: ConnectionOptions,
+
+    /// Replication factor of topics kafkaesk creates [default: min(number of servers, 3)].
+    #[arg(long, env = "KAFKAESK_REPLICATION_FACTOR", value_parser = clap::value_parser!(i32).range(1..))]
+    pub replication_factor: Option<i32>,
 
     /// Prefix of this instance's transactional ids (transactions and exactly-once
     /// subscriptions), e.g. the pod name: stable across restarts, unique among running
@@ -262,13 +281,10 @@ impl clap::builder::TypedValueParser for KafkaSettingsParser {
     }
 }
 
-impl WorkerOptions {
-    /// Whether servers were given by flag or environment.
-    pub fn has_servers(&self) -> bool {
-        !self.kafka_servers.is_empty()
-    }
-
-    /// Applies the flags over an application's settings.
+impl ConnectionOptions {
+    /// Applies the flags given over an application's settings, so that a
+    /// command connects where the worker would with the same flags; the
+    /// settings the flags do not name keep the application's values.
     pub fn apply(&self, settings: &mut Settings) {
         if !self.kafka_servers.is_empty() {
             settings.kafka_servers = self.kafka_servers.clone();
@@ -283,11 +299,25 @@ impl WorkerOptions {
         if let Some(prefix) = &self.topic_prefix {
             settings.topic_prefix = prefix.clone();
         }
-        if let Some(factor) = self.replication_factor {
-            settings.replication_factor = Some(factor);
-        }
         if let Some(version) = &self.api_version {
             settings.api_version = version.clone();
+        }
+    }
+}
+
+impl WorkerOptions {
+    /// Whether servers were given by flag or environment: without them, the
+    /// `kafkaesk` command starts an embedded broker.
+    pub fn has_servers(&self) -> bool {
+        !self.connection.kafka_servers.is_empty()
+    }
+
+    /// Applies the flags over an application's settings, so that they win
+    /// over what the application's own code set.
+    pub fn apply(&self, settings: &mut Settings) {
+        self.connection.apply(settings);
+        if let Some(factor) = self.replication_factor {
+            settings.replication_factor = Some(factor);
         }
         if let Some(prefix) = &self.transactional_id {
             settings.transactional_id = Some(prefix.clone());
@@ -389,10 +419,7 @@ where
     // environment meanwhile.
     std::env::remove_var(KAFKA_SETTINGS_ENV);
     init_logging();
-    let runtime = match tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()
-    {
+    let runtime = match runtime() {
         Ok(runtime) => runtime,
         Err(err) => {
             eprintln!("error: cannot start the async runtime: {err}");
@@ -413,6 +440,20 @@ where
             ExitCode::FAILURE
         }
     }
+}
+
+/// The async runtime the worker runs on: multi-threaded, with I/O and time
+/// enabled.
+///
+/// One definition for every process that runs kafkaesk work, so that the
+/// worker, a program that calls [`run`] itself and the `kafkaesk` command
+/// (its embedded broker, `read`, `streams`, `groups`) get the same threads
+/// and drivers. Fails only when the operating system refuses the threads or
+/// the I/O driver.
+pub fn runtime() -> std::io::Result<tokio::runtime::Runtime> {
+    tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
 }
 
 /// Applies the flags to `app` (to every handle of it) and runs it until a
@@ -454,7 +495,7 @@ pub async fn run(app: Application, options: &WorkerOptions) -> Result<()> {
     }
     let metrics_server = match &options.metrics_addr {
         Some(addr) => {
-            let server = crate::exporter::serve(&app, addr.as_str()).await?;
+            let server = crate::http::serve(&app, addr.as_str()).await?;
             println!(
                 "kafkaesk: metrics on http://{0}/metrics, health on http://{0}/health and \
                  http://{0}/live",
@@ -473,12 +514,12 @@ pub async fn run(app: Application, options: &WorkerOptions) -> Result<()> {
     for sub in router.subscriptions() {
         println!(
             "kafkaesk: subscription {} on {} ({}, concurrency {}{})",
-            sub.get_name(),
-            sub.get_streams(),
-            sub.get_group()
+            sub.name(),
+            sub.streams(),
+            sub.group()
                 .map_or_else(|| "no group".to_owned(), |group| format!("group {group}")),
-            sub.get_concurrency(),
-            sub.get_timeout()
+            sub.concurrency(),
+            sub.timeout()
                 .map(|t| format!(", timeout {t:?}"))
                 .unwrap_or_default()
         );
@@ -496,11 +537,11 @@ pub async fn run(app: Application, options: &WorkerOptions) -> Result<()> {
 #[cfg(feature = "embedded-broker")]
 pub async fn start_embedded_broker(
     options: &WorkerOptions,
-) -> Result<crate::broker::EmbeddedBroker> {
+) -> Result<crate::embedded::EmbeddedBroker> {
     let listen = options
         .embedded_broker
         .unwrap_or_else(|| std::net::SocketAddr::from(([127, 0, 0, 1], 0)));
-    let broker = crate::broker::EmbeddedBroker::start(listen).await?;
+    let broker = crate::embedded::EmbeddedBroker::start(listen).await?;
     let servers = broker.bootstrap_servers();
     println!(
         "kafkaesk: embedded broker listening on {servers} (in memory, for development only: \
@@ -568,8 +609,11 @@ mod tests {
         let path = dir.join("kafka.json");
         std::fs::write(&path, r#"{"linger.ms": 5, "acks": "all"}"#).unwrap();
         let options = WorkerOptions {
-            kafka_settings_file: Some(read_kafka_settings_file(&path).unwrap()),
-            kafka_settings: Some(parse_kafka_settings(r#"{"linger.ms":"9"}"#).unwrap()),
+            connection: ConnectionOptions {
+                kafka_settings_file: Some(read_kafka_settings_file(&path).unwrap()),
+                kafka_settings: Some(parse_kafka_settings(r#"{"linger.ms":"9"}"#).unwrap()),
+                ..ConnectionOptions::default()
+            },
             ..WorkerOptions::default()
         };
         let mut settings = Settings::default();
@@ -634,9 +678,14 @@ mod tests {
     #[test]
     fn flags_override_application_settings() {
         let options = WorkerOptions {
-            kafka_servers: vec!["k1:9092".into()],
-            topic_prefix: Some("p.".into()),
-            kafka_settings: Some(parse_kafka_settings(r#"{"sasl.password":"s3cret"}"#).unwrap()),
+            connection: ConnectionOptions {
+                kafka_servers: vec!["k1:9092".into()],
+                topic_prefix: Some("p.".into()),
+                kafka_settings: Some(
+                    parse_kafka_settings(r#"{"sasl.password":"s3cret"}"#).unwrap(),
+                ),
+                ..ConnectionOptions::default()
+            },
             replication_factor: Some(2),
             transactional_id: Some("pod-3".into()),
             ..WorkerOptions::default()

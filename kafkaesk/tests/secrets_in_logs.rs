@@ -142,7 +142,7 @@ fn secrets_never_reach_the_logs_against_an_unreachable_and_a_real_broker() {
                     let sink = sink.clone();
                     async move { sink.lock().unwrap().push(note) }
                 })
-                .group(format!("{prefix}logs")),
+                .with_group(format!("{prefix}logs")),
             )
             .build()
             .unwrap();

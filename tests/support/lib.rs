@@ -263,7 +263,7 @@ pub async fn round_trip(builder: ApplicationBuilder, prefix: &str, text: &str) -
                 let sink = sink.clone();
                 async move { sink.lock().unwrap().push(data) }
             })
-            .group(group.clone()),
+            .with_group(group.clone()),
         )
         .build()
         .unwrap();

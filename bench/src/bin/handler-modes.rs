@@ -25,7 +25,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use kafkaesk::ordering::RecordOrder;
+use kafkaesk::subscription::RecordOrder;
 use kafkaesk::{Application, Subscription};
 use kafkaesk_bench::measure::median;
 
@@ -146,10 +146,10 @@ async fn round(scenario: &Scenario, records: u32, round: usize) -> anyhow::Resul
             handled.handled(since);
         }
     })
-    .name("tasks")
-    .group(format!("{prefix}tasks"))
-    .concurrency(scenario.concurrency)
-    .order(scenario.order);
+    .with_name("tasks")
+    .with_group(format!("{prefix}tasks"))
+    .with_concurrency(scenario.concurrency)
+    .with_order(scenario.order);
     if scenario.parallel {
         subscription = subscription.parallel();
     }

@@ -143,9 +143,9 @@ pub async fn kafkaesk(spec: &ConsumeSpec, concurrency: usize) -> Result<RunResul
     router.schema::<Bench>().context("registering the schema")?;
     router.subscribe(
         Subscription::for_streams([spec.stream.as_str()], handler)
-            .name("bench-consume")
-            .group(&spec.group)
-            .concurrency(concurrency),
+            .with_name("bench-consume")
+            .with_group(&spec.group)
+            .with_concurrency(concurrency),
     );
     let app = Application::builder()
         .kafka_servers([spec.servers.as_str()])

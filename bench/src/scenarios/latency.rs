@@ -256,8 +256,8 @@ pub async fn kafkaesk(spec: &LatencySpec) -> Result<LatencyResult> {
     router.schema::<Bench>().context("registering the schema")?;
     router.subscribe(
         Subscription::for_streams([spec.stream.as_str()], handler)
-            .name("bench-latency")
-            .group(&spec.group),
+            .with_name("bench-latency")
+            .with_group(&spec.group),
     );
     let app = Application::builder()
         .kafka_servers([spec.servers.as_str()])

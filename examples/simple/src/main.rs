@@ -88,12 +88,17 @@ fn settings_for(servers: &str) -> kafkaesk::Settings {
 /// long as the returned guard (with the short fetch wait it asks of its
 /// clients, since it holds every fetch for all of it).
 #[cfg(feature = "embedded-broker")]
-async fn broker(
-) -> Result<(kafkaesk::Settings, Option<kafkaesk::broker::EmbeddedBroker>), kafkaesk::Error> {
+async fn broker() -> Result<
+    (
+        kafkaesk::Settings,
+        Option<kafkaesk::embedded::EmbeddedBroker>,
+    ),
+    kafkaesk::Error,
+> {
     if let Ok(servers) = std::env::var("KAFKA") {
         return Ok((settings_for(&servers), None));
     }
-    let broker = kafkaesk::broker::EmbeddedBroker::start(([127, 0, 0, 1], 0).into()).await?;
+    let broker = kafkaesk::embedded::EmbeddedBroker::start(([127, 0, 0, 1], 0).into()).await?;
     println!(
         "embedded broker on {} (in memory, for development; set KAFKA=host:port for a real one)",
         broker.bootstrap_servers()

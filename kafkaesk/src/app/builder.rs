@@ -7,9 +7,9 @@ use std::time::Duration;
 
 use super::Application;
 use crate::error::{Error, Result};
-use crate::metrics::Metrics;
-use crate::router::{Router, Subscription};
+use crate::observe::metrics::Metrics;
 use crate::settings::{AckPolicy, Settings};
+use crate::subscription::{Router, Subscription};
 
 /// A function the application runs when it initializes or finalizes.
 pub(crate) type Hook =
@@ -45,7 +45,7 @@ pub struct ApplicationBuilder {
     on_initialize: Vec<Hook>,
     on_finalize: Vec<Hook>,
     metrics: Option<Metrics>,
-    journal: crate::journal::MaybeJournal,
+    journal: crate::observe::journal::MaybeJournal,
 }
 
 impl ApplicationBuilder {
@@ -63,7 +63,7 @@ impl ApplicationBuilder {
     }
 
     /// Sets the prefix of this instance's transactional ids (see
-    /// [`transaction`](crate::transaction)). Give each instance a stable
+    /// [`transaction`](crate::Transaction)). Give each instance a stable
     /// one, such as its pod name, so that a restarted instance aborts what
     /// its crashed predecessor left open at once.
     pub fn transactional_id(mut self, prefix: impl Into<String>) -> Self {
@@ -208,7 +208,7 @@ impl ApplicationBuilder {
 
     /// Keeps a journal of settled records and stored messages in `journal`.
     #[cfg_attr(not(feature = "testing"), allow(dead_code))]
-    pub(crate) fn journal(mut self, journal: Arc<crate::journal::Journal>) -> Self {
+    pub(crate) fn journal(mut self, journal: Arc<crate::observe::journal::Journal>) -> Self {
         self.journal = Some(journal);
         self
     }

@@ -148,11 +148,7 @@ impl Application {
     /// one of the application's.
     fn known_control(&self, subscription: &str) -> Result<Arc<SubscriptionControl>> {
         let router = read_lock(&self.inner().router);
-        let names: Vec<&str> = router
-            .subscriptions()
-            .iter()
-            .map(|s| s.get_name())
-            .collect();
+        let names: Vec<&str> = router.subscriptions().iter().map(|s| s.name()).collect();
         if !names.contains(&subscription) {
             return Err(Error::UnknownSubscription {
                 name: subscription.to_owned(),

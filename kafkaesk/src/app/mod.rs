@@ -18,13 +18,14 @@
 //! its core (settings, router, clients, hooks, lifecycle) and the
 //! [builder](ApplicationBuilder). What it does lives with each role:
 //! publishing in [`publish`](crate::publish), running consumers in
-//! [`consumer`](crate::consumer) (`run`, `consume_for`), dead-letter replay in
+//! [`run`](Application::run) and [`consume_for`](Application::consume_for), dead-letter replay in
 //! [`dead_letter`](crate::dead_letter).
 
+pub mod admin;
 mod builder;
-pub mod contracts;
 pub mod control;
 mod monitor;
+pub(crate) mod registration;
 mod run_state;
 
 use std::collections::HashMap;
@@ -34,10 +35,10 @@ use std::time::Duration;
 
 use serde::Serialize;
 
-pub use crate::journal::{RecordOutcome, Settled};
+pub use crate::observe::journal::{RecordOutcome, Settled};
 pub use builder::ApplicationBuilder;
 
-use crate::journal;
+use crate::observe::journal;
 pub use monitor::{ConsumerHealth, Health, SubscriptionStats};
 
 pub(crate) use builder::Hook;
@@ -45,15 +46,15 @@ pub(crate) use control::{PauseState, SubscriptionControl};
 pub(crate) use monitor::SubscriptionMonitor;
 pub(crate) use run_state::RunState;
 
-use crate::clients::Connection;
 use crate::error::{Error, Result};
-use crate::metrics::Metrics;
+use crate::kafka::clients::Connection;
+use crate::observe::metrics::Metrics;
+use crate::publish::Transaction;
 use crate::publish::{Delivery, Publish, Publisher, RawPublish};
-use crate::router::Router;
 use crate::schema::SchemaCatalog;
 use crate::settings::Settings;
+use crate::subscription::Router;
 use crate::sync::{lock, read_lock, write_lock};
-use crate::transaction::Transaction;
 use monitor::Monitor;
 
 /// How long [`Application::flush`] waits.
@@ -217,7 +218,7 @@ impl Application {
         }
     }
 
-    /// The metrics the application records into; see [`metrics`](crate::metrics).
+    /// The metrics the application records into; see [`metrics`](crate::observe::metrics).
     /// A reconfigured application keeps recording into the same ones.
     pub fn metrics(&self) -> &Metrics {
         self.inner().connection.metrics()
@@ -257,7 +258,7 @@ impl Application {
     }
 
     /// Connects, creates every stream the schemas name, registers the
-    /// schemas on the bus (see [`contracts`]), then runs the `on_initialize`
+    /// schemas on the bus (see [`schema::contract`](crate::schema::contract)), then runs the `on_initialize`
     /// hooks. Called by [`run`](Self::run); call it yourself
     /// before [`consume_for`](Self::consume_for) if you need the streams to exist.
     pub async fn initialize(&self) -> Result<()> {
@@ -389,7 +390,7 @@ impl Application {
     }
 
     /// Begins a transaction: what is published through it becomes visible
-    /// all at once when it commits, or never. See [`transaction`](crate::transaction).
+    /// all at once when it commits, or never. See [`transaction`](crate::Transaction).
     pub async fn transaction(&self) -> Result<Transaction<'_>> {
         Transaction::begin(self.publisher()).await
     }

@@ -10,8 +10,8 @@ use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 
-use crate::journal::MaybeJournal;
-use crate::metrics::{ConsumerMetrics, Metrics};
+use crate::observe::journal::MaybeJournal;
+use crate::observe::metrics::{ConsumerMetrics, Metrics};
 use crate::sync::lock;
 
 /// Counters of one subscription, shared with its consumer.
@@ -79,7 +79,7 @@ pub struct ConsumerHealth {
     /// The error librdkafka has reported in place of records for 10 s, if
     /// one has (a batch it cannot read): records behind it are not read,
     /// and the consumer counts as unhealthy until the error stops (see
-    /// [Fetch errors that repeat](crate::consumer#fetch-errors-that-repeat)).
+    /// [Fetch errors that repeat](crate::Application::run)).
     pub stalled: Option<String>,
 }
 

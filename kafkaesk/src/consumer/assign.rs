@@ -54,8 +54,8 @@ impl BatchConsumer {
     ) -> Result<()> {
         assignment.next_look = Instant::now() + assignment.every;
         let consumer = self.consumer.clone();
-        let streams = self.subscription.get_streams().clone();
-        let chosen = self.subscription.get_partitions().map(<[i32]>::to_vec);
+        let streams = self.subscription.streams().clone();
+        let chosen = self.subscription.partitions().map(<[i32]>::to_vec);
         let prefix = self.scope.app.settings().topic_prefix.clone();
         let known = assignment.known.clone();
         let found = tokio::task::spawn_blocking(move || -> Result<Vec<TopicPartition>> {
@@ -86,7 +86,7 @@ impl BatchConsumer {
         for (topic, partition) in &found {
             let offset = if assignment.started {
                 Offset::Beginning
-            } else if self.subscription.get_group().is_some() {
+            } else if self.subscription.group().is_some() {
                 // The group's commit, else the start plan's or auto.offset.reset's.
                 Offset::Invalid
             } else {
@@ -99,7 +99,7 @@ impl BatchConsumer {
                 start.place(&*self.consumer, &mut tpl);
             }
         }
-        super::partition_queues::keep_apart(&*self.consumer, &tpl);
+        crate::native::queue::keep_apart(&*self.consumer, &tpl);
         self.consumer.incremental_assign(&tpl)?;
         self.consumer
             .context()

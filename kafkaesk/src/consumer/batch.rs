@@ -2,7 +2,7 @@
 //! handlers run.
 //!
 //! Records start in order, up to the subscription's `concurrency` at once;
-//! under an [`order`](crate::ordering), a record whose lane (key, or
+//! under an [`order`](crate::subscription::RecordOrder), a record whose lane (key, or
 //! partition) is busy waits for it, with the later records of its lane, and
 //! the records behind them go around it. Handlers that finish at their
 //! first poll run back to back, up to [`MAX_HANDLED_IN_TURN`] records or
@@ -22,7 +22,7 @@
 //! the consumer loop (commits, the stop, the other handlers) while it runs in
 //! place. When [`HEAVY_RUNS`] records in a row took [`HEAVY_HANDLER`] or more
 //! each, the subscription's later handlers run on tokio's blocking threads instead
-//! (see [`invoke`](crate::invoke)), and the loop keeps committing while it
+//! (see [`invoke`](crate::handling::invoke)), and the loop keeps committing while it
 //! waits for them.
 
 use std::collections::HashSet;
@@ -35,8 +35,8 @@ use futures::StreamExt;
 use tokio::time::Instant;
 
 use super::{BatchConsumer, RunControl};
-use crate::handler::FutureSlot;
-use crate::invoke::{start, Outcome, Placement, Started};
+use crate::handling::invoke::{start, Outcome, RunsOn, Started};
+use crate::handling::FutureSlot;
 use crate::record::PendingRecord;
 
 /// Most records one batch runs when its handlers finish without waiting,
@@ -98,8 +98,8 @@ impl BatchConsumer {
         control: &mut RunControl,
         next_commit: &mut Instant,
     ) -> Option<BatchOutcome> {
-        let concurrency = self.subscription.get_concurrency();
-        let order = self.subscription.get_order();
+        let concurrency = self.subscription.concurrency();
+        let order = self.subscription.order();
         let run_stop = &control.run_stop;
         let work = async {
             // Per record looked at, in batch order: its outcome (a placeholder
@@ -189,7 +189,7 @@ impl BatchConsumer {
                             }
                         }
                         let record = &batch[index];
-                        let timed = placement == Placement::Inline
+                        let timed = placement == RunsOn::Inline
                             && (started_here == 0 || self.looks_heavy());
                         if timed && started_here > 0 {
                             record_began = std::time::Instant::now();
@@ -230,7 +230,7 @@ impl BatchConsumer {
                             }
                         }
                     }
-                    if placement == Placement::Inline && started_here > 1 {
+                    if placement == RunsOn::Inline && started_here > 1 {
                         self.note_inline_time(poll_began.elapsed() / started_here);
                     }
                     Poll::Ready(())
@@ -285,25 +285,25 @@ impl BatchConsumer {
     }
 
     /// Where this subscription's handlers run.
-    fn placement(&self) -> Placement {
-        if self.subscription.get_parallel() {
-            Placement::Spawned
+    fn placement(&self) -> RunsOn {
+        if self.subscription.is_parallel() {
+            RunsOn::Spawned
         } else if self.monitor.counters.spawn_handlers.load(Ordering::Relaxed) {
-            Placement::Blocking
+            RunsOn::Blocking
         } else {
-            Placement::Inline
+            RunsOn::Inline
         }
     }
 
     /// Notes how long a record held the consumer loop, moves the
     /// subscription's handlers off the loop when that is long, and says where
     /// handlers run from now on.
-    fn note_inline_time(&self, per_record: Duration) -> Placement {
+    fn note_inline_time(&self, per_record: Duration) -> RunsOn {
         let counters = &self.monitor.counters;
         let streak = heavy_streak(counters.heavy_runs.load(Ordering::Relaxed), per_record);
         counters.heavy_runs.store(streak, Ordering::Relaxed);
         if streak < HEAVY_RUNS {
-            return Placement::Inline;
+            return RunsOn::Inline;
         }
         if !self
             .monitor
@@ -318,7 +318,7 @@ impl BatchConsumer {
                  CPU-bound work in tokio::task::spawn_blocking to keep them in place)"
             );
         }
-        Placement::Blocking
+        RunsOn::Blocking
     }
 }
 

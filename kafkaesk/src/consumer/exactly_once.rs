@@ -2,7 +2,7 @@
 //! transaction (consume, transform, produce).
 //!
 //! The subscription's producer has the transactional id
-//! `PREFIX-SUBSCRIPTION` (see [`transaction`](crate::transaction)). A
+//! `PREFIX-SUBSCRIPTION` (see [`transaction`](crate::Transaction)). A
 //! transaction is open whenever records are handled. Once a batch is settled
 //! (each record handled, skipped or dead-lettered), its offsets are added
 //! to the transaction with the consumer's group metadata, and the
@@ -22,10 +22,10 @@ use rdkafka::consumer::Consumer;
 use super::BatchConsumer;
 use crate::app::Application;
 use crate::error::{Error, Result};
-use crate::producer::Producer;
-use crate::router::Subscription;
+use crate::kafka::producer::Producer;
+use crate::publish::transaction::{begin_on, end_blocking, Ending};
+use crate::subscription::Subscription;
 use crate::sync::lock;
-use crate::transaction::{begin_on, end_blocking, Ending};
 
 /// How long adding the offsets to a transaction may take.
 const SEND_OFFSETS_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(30);
@@ -36,15 +36,15 @@ pub(super) async fn begin(
     app: &Application,
     subscription: &Subscription,
 ) -> Result<Option<Producer>> {
-    if !subscription.get_exactly_once() {
+    if !subscription.is_exactly_once() {
         return Ok(None);
     }
     let clients = app.connection().clients().await?;
-    let id = clients.transactional_id(subscription.get_name());
+    let id = clients.transactional_id(subscription.name());
     let producer = clients.transactional_producer_with_id(&id).await?;
     begin_on(&producer)?;
     tracing::info!(
-        subscription = %subscription.get_name(),
+        subscription = %subscription.name(),
         transactional_id = %id,
         "exactly-once: each batch commits its output and offsets in one transaction"
     );

@@ -4,78 +4,33 @@
 //! runs the handler on them in order, at most `concurrency` at once; a
 //! handler that exceeds the subscription's `timeout` is cancelled. How a
 //! batch is scheduled is in [`batch`]'s docs; how one handler runs, in
-//! [`invoke`](crate::invoke)'s.
+//! [`invoke`](crate::handling::invoke)'s.
 //!
 //! Handlers decode straight from librdkafka's buffers: a record is copied
 //! into an owned [`Record`](crate::Record) only when a handler asks for it
 //! (or for its [`Subscriber`](crate::Subscriber)), or when it must outlive
 //! the batch (retries, dead letters).
 //!
-//! # Commits and delivery guarantees
-//!
-//! Messages are consumed **at least once**. An offset is committed only after
-//! its record was handled, or deliberately skipped because it could not be
-//! decoded. With `auto_commit` (the default) handled offsets are committed
-//! every `auto_commit_interval`, before partitions are revoked in a rebalance,
-//! and at shutdown. Without it, handlers commit through
-//! [`Subscriber::commit`](crate::Subscriber::commit).
-//!
-//! By default a handler that returns an error, panics or times out stops its
-//! consumer: the records of the batch before it in its partition are
-//! committed, the failed record and those behind it are not, the
-//! application's run returns the error, and they come back after a restart.
-//! A subscription's [`ErrorPolicy`](crate::ErrorPolicy) can retry, skip or
-//! dead-letter instead; a retrying record pauses only its own partition
-//! (see [`policy`](crate::policy)).
-//!
-//! An [`exactly_once`](crate::Subscription::exactly_once) subscription
-//! commits instead each batch's offsets in a transaction with what its
-//! handlers published: see [`exactly_once`]'s docs.
-//!
-//! # Stopping
-//!
-//! Once a run is asked to stop (SIGINT, SIGTERM, [`Application::stop`]), no
-//! record starts any more; handlers already running get the
-//! `shutdown_timeout` to finish, and what was handled is committed.
-//!
-//! # Topics and patterns
-//!
-//! Subscriptions are fnmatch patterns over stream names with the topic prefix
-//! applied, turned into a regular-expression subscription. Matching topics
-//! created later are picked up when librdkafka refreshes its metadata, every
-//! `topic.metadata.refresh.interval.ms` (5 s by default here, overridable
-//! through `kafka_settings`).
-//!
-//! New consumer groups start from the earliest offset (`auto.offset.reset`),
-//! so a group sees messages published before it first joined.
-//!
-//! # Fetch errors that repeat
-//!
-//! librdkafka reports a batch it cannot read (a compression codec it lacks,
-//! a corrupt batch, a topic the credentials may not read) in place of its
-//! records, and fetches it again every `fetch.error.backoff.ms`: the
-//! partition is stuck. Each kind of error is logged once, with a remedy
-//! where one is known, and counted in `kafkaesk_consumer_fetch_errors_total`.
-//! One that keeps coming for 10 s makes the consumer unhealthy
-//! ([`ConsumerHealth::stalled`](crate::app::ConsumerHealth::stalled), a 503
-//! from `/health`, `kafkaesk_consumer_health` 0) until it has not come for
-//! 5 s.
+//! What users rely on (delivery guarantees, stopping, patterns, fetch
+//! errors) is documented on [`Application::run`], from `docs/consuming.md`.
 
 mod assign;
 mod batch;
-mod commit;
-pub mod exactly_once;
+
+mod exactly_once;
 mod fetch_errors;
 mod offsets;
 mod partition_queues;
 mod pause;
+mod rebalance;
 mod retry;
+mod run;
 mod settle;
 mod start;
 mod supervisor;
 
 use std::collections::VecDeque;
-use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::atomic::Ordering;
 use std::sync::{Arc, Mutex, Weak};
 use std::time::Duration;
 
@@ -83,27 +38,30 @@ use futures::{FutureExt, StreamExt};
 use rdkafka::consumer::{CommitMode, Consumer, StreamConsumer};
 use rdkafka::error::KafkaError;
 use rdkafka::TopicPartitionList;
-use tokio::sync::watch;
 use tokio::time::Instant;
 
 use crate::app::{Application, SubscriptionControl, SubscriptionMonitor};
 use crate::error::{Error, Result};
-use crate::invoke::Outcome;
-use crate::ordering::RecordOrder;
-use crate::producer::Producer;
+use crate::handling::invoke::Outcome;
+use crate::handling::subscriber::CommitOffsets;
+use crate::handling::HandlerScope;
+use crate::kafka::producer::Producer;
 use crate::record::{PendingRecord, TopicNames};
-use crate::router::Subscription;
-use crate::subscriber::{CommitOffsets, HandlerScope};
+use crate::subscription::RecordOrder;
+use crate::subscription::Subscription;
 use crate::sync::lock;
 use assign::SelfAssignment;
 use batch::{MAX_HANDLED_IN_TURN, MAX_PARALLEL_BATCH, WAITING_LOOKAHEAD};
 use fetch_errors::{FetchErrors, Seen};
-use offsets::{OffsetBook, RebalanceContext};
+use offsets::OffsetBook;
 use partition_queues::PartitionQueues;
 use pause::Paused;
+use rebalance::RebalanceContext;
 use retry::{retries_first_run, Retries};
 use settle::Holds;
 use start::StartPlan;
+
+pub(crate) use run::{RunControl, RunStop};
 
 type KafkaConsumer = StreamConsumer<RebalanceContext>;
 
@@ -119,60 +77,6 @@ impl CommitOffsets for KafkaConsumer {
                          where it starts"
                     .to_owned(),
             })
-        }
-    }
-}
-
-/// How a run controls its consumers: when to stop, and how many records all
-/// of them have settled.
-pub(crate) struct RunControl {
-    stop: watch::Receiver<bool>,
-    run_stop: Arc<RunStop>,
-    consumed: Arc<AtomicUsize>,
-    limit: Option<usize>,
-}
-
-/// The stop of one run of consumers: its own (a limit reached, a failure,
-/// a deadline), or the application's.
-pub(crate) struct RunStop {
-    flag: AtomicBool,
-    /// [`Application::stop`] sets it at once, before the run hears of it.
-    app_flag: Arc<AtomicBool>,
-    notify: watch::Sender<bool>,
-}
-
-impl RunStop {
-    pub(crate) fn new(app_flag: Arc<AtomicBool>) -> Arc<Self> {
-        Arc::new(RunStop {
-            flag: AtomicBool::new(false),
-            app_flag,
-            notify: watch::channel(false).0,
-        })
-    }
-
-    /// Stops every consumer of the run.
-    pub(crate) fn stop(&self) {
-        self.flag.store(true, Ordering::Relaxed);
-        self.notify.send_replace(true);
-    }
-
-    /// Whether the run is stopping: read before each record starts.
-    #[inline]
-    pub(crate) fn is_stopping(&self) -> bool {
-        self.flag.load(Ordering::Relaxed) || self.app_flag.load(Ordering::Relaxed)
-    }
-
-    /// The control of one consumer in the run.
-    pub(crate) fn control(
-        self: &Arc<Self>,
-        consumed: Arc<AtomicUsize>,
-        limit: Option<usize>,
-    ) -> RunControl {
-        RunControl {
-            stop: self.notify.subscribe(),
-            run_stop: self.clone(),
-            consumed,
-            limit,
         }
     }
 }
@@ -223,7 +127,7 @@ impl BatchConsumer {
         transaction: Option<Producer>,
     ) -> Result<Self> {
         let settings = app.settings();
-        let group = subscription.get_group();
+        let group = subscription.group();
         // An exactly-once subscription commits offsets with its transactions;
         // one without a group commits nothing.
         let auto_commit = settings.auto_commit && transaction.is_none() && group.is_some();
@@ -234,7 +138,7 @@ impl BatchConsumer {
             || format!("kafkaesk-no-group-{name}-{}", std::process::id()),
             str::to_owned,
         );
-        let per_partition_queues = subscription.get_order() != RecordOrder::Unordered;
+        let per_partition_queues = subscription.order() != RecordOrder::Unordered;
         let config = settings.consumer_config(&client_group, per_partition_queues)?;
         let monitor = app.monitor(&name, group.unwrap_or(""));
         let control = app.control(&name);
@@ -261,21 +165,21 @@ impl BatchConsumer {
         if subscription.assigns_itself() {
             tracing::info!(
                 subscription = %name,
-                streams = %subscription.get_streams(),
+                streams = %subscription.streams(),
                 group,
-                partitions = ?subscription.get_partitions(),
-                start = %subscription.get_start_at(),
+                partitions = ?subscription.partitions(),
+                start = %subscription.start_at(),
                 "subscribed, assigning partitions itself"
             );
         } else {
-            let regex = subscription.get_streams().regex(&settings.topic_prefix);
+            let regex = subscription.streams().regex(&settings.topic_prefix);
             consumer.subscribe(&[&regex])?;
             tracing::info!(
                 subscription = %name,
-                streams = %subscription.get_streams(),
+                streams = %subscription.streams(),
                 group,
                 regex = %regex,
-                start = %subscription.get_start_at(),
+                start = %subscription.start_at(),
                 "subscribed"
             );
         }
@@ -354,8 +258,8 @@ impl BatchConsumer {
     async fn run(&self, mut control: RunControl) -> Result<()> {
         let interval = self.scope.app.settings().auto_commit_interval;
         let mut next_commit = Instant::now() + interval;
-        let concurrency = self.subscription.get_concurrency();
-        let batch_limit = concurrency.max(if self.subscription.get_parallel() {
+        let concurrency = self.subscription.concurrency();
+        let batch_limit = concurrency.max(if self.subscription.is_parallel() {
             MAX_PARALLEL_BATCH
         } else {
             MAX_HANDLED_IN_TURN
@@ -378,7 +282,7 @@ impl BatchConsumer {
         // registers and unregisters it with the consumer's wakers each time.
         let mut messages = self.consumer.stream();
         let mut partition_queues =
-            PartitionQueues::new(self.consumer.clone(), self.subscription.get_order());
+            PartitionQueues::new(self.consumer.clone(), self.subscription.order());
         let assignment_changed = &self.consumer.context().assignment_changed;
         let mut retries = Retries::default();
         // Records held back while their partition was retrying, or left
@@ -507,7 +411,7 @@ impl BatchConsumer {
             if batch.is_empty() {
                 continue;
             }
-            if self.subscription.get_order() == RecordOrder::Partition {
+            if self.subscription.order() == RecordOrder::Partition {
                 interleave_partitions(&mut batch);
             }
 
@@ -526,7 +430,7 @@ impl BatchConsumer {
                 batch.clear();
                 break Ok(());
             };
-            let waits_per_batch = handled.waited && !self.subscription.get_parallel();
+            let waits_per_batch = handled.waited && !self.subscription.is_parallel();
             // Records the batch did not start run next, in order.
             let mut holds = Holds::default();
             let outcomes =
@@ -716,17 +620,6 @@ fn interleave_partitions(batch: &mut Vec<PendingRecord<'_>>) {
             }
             None => false,
         });
-    }
-}
-
-impl RunControl {
-    /// Counts `settled` records toward the run's limit, and stops the run once
-    /// it is reached.
-    fn count(&self, settled: usize) {
-        let total = self.consumed.fetch_add(settled, Ordering::SeqCst) + settled;
-        if self.limit.is_some_and(|limit| total >= limit) {
-            self.run_stop.stop();
-        }
     }
 }
 

@@ -35,44 +35,17 @@
 //! A partition whose queue cannot be opened keeps sending its records to the
 //! consumer's queue, where the consumer still finds them.
 
-use std::ffi::{c_void, CString};
-use std::ptr::{self, NonNull};
 use std::sync::Arc;
 use std::task::Poll;
 
 use futures::task::AtomicWaker;
-use rdkafka::bindings as rd;
-use rdkafka::consumer::{Consumer, ConsumerContext};
 use rdkafka::error::KafkaError;
-use rdkafka::TopicPartitionList;
 
 use super::offsets::{OffsetBook, TopicPartition};
 use super::KafkaConsumer;
-use crate::ordering::RecordOrder;
-use crate::record::{FetchedMessage, PendingRecord, TopicNames};
-
-/// Most records taken from one queue in one call: the size of the array
-/// librdkafka fills, on the stack.
-const MOST_IN_ONE_CALL: usize = 64;
-
-/// Keeps the records of `partitions`, about to be assigned, in their own
-/// queues rather than forwarding them to the consumer's queue.
-pub(super) fn keep_apart<C: ConsumerContext>(
-    consumer: &impl Consumer<C>,
-    partitions: &TopicPartitionList,
-) {
-    for element in partitions.elements() {
-        let Some(queue) = partition_queue(consumer, element.topic(), element.partition()) else {
-            continue;
-        };
-        // SAFETY: a live handle, released at once; the forwarding set on the
-        // partition's queue outlives it.
-        unsafe {
-            rd::rd_kafka_queue_forward(queue.as_ptr(), ptr::null_mut());
-            rd::rd_kafka_queue_destroy(queue.as_ptr());
-        }
-    }
-}
+use crate::native::queue::RecordQueue;
+use crate::record::{PendingRecord, TopicNames};
+use crate::subscription::RecordOrder;
 
 /// The queues a subscription takes its records from: each assigned
 /// partition's own, taken from in turn, for an ordered subscription; one
@@ -105,7 +78,7 @@ impl PartitionQueues {
         let shared = if order != RecordOrder::Unordered {
             None
         } else {
-            let shared = RecordQueue::new_shared(&consumer, &waker);
+            let shared = RecordQueue::new_shared(&*consumer, &waker);
             if shared.is_none() {
                 tracing::warn!("could not create the subscription's record queue; reading each partition's own");
             }
@@ -139,7 +112,7 @@ impl PartitionQueues {
             // `keep_apart`), reassigned ones included, and forwarding again
             // to the same queue changes nothing.
             for tp in &book.assigned {
-                if !shared.receive_from(&self.consumer, tp) {
+                if !shared.receive_from(&*self.consumer, &tp.0, tp.1) {
                     warn_unopened(tp);
                 }
             }
@@ -151,7 +124,7 @@ impl PartitionQueues {
             if self.queues.iter().any(|(open, _)| open == tp) {
                 continue;
             }
-            match RecordQueue::open_partition(&self.consumer, tp, &self.waker) {
+            match RecordQueue::open_partition(&*self.consumer, &tp.0, tp.1, &self.waker) {
                 Some(queue) => {
                     self.queues.push((tp.clone(), queue));
                     added = true;
@@ -250,138 +223,6 @@ impl PartitionQueues {
     }
 }
 
-/// A handle on a queue of records: a partition's own, split off from the
-/// consumer's, or one that partitions forward to.
-struct RecordQueue(NonNull<rd::rd_kafka_queue_t>);
-
-// SAFETY: librdkafka's queue calls lock the queue; the handle may be used
-// and destroyed on any thread.
-unsafe impl Send for RecordQueue {}
-// SAFETY: as above.
-unsafe impl Sync for RecordQueue {}
-
-impl RecordQueue {
-    /// Opens the queue of `tp`, kept from the consumer's queue, waking
-    /// `waker` whenever a record reaches it empty.
-    fn open_partition(
-        consumer: &KafkaConsumer,
-        tp: &TopicPartition,
-        waker: &Arc<AtomicWaker>,
-    ) -> Option<Self> {
-        let queue = RecordQueue(partition_queue(consumer, &tp.0, tp.1)?);
-        // SAFETY: a live queue.
-        unsafe { rd::rd_kafka_queue_forward(queue.0.as_ptr(), ptr::null_mut()) };
-        queue.wake(waker);
-        Some(queue)
-    }
-
-    /// A new queue for partitions to forward their records to, waking
-    /// `waker` whenever a record reaches it empty.
-    ///
-    /// librdkafka's prefetch limits (`queued.min.messages`,
-    /// `queued.max.messages.kbytes`) hold for the queue a partition's records
-    /// end up in: for this one, as for the consumer's, they bound all
-    /// partitions together.
-    fn new_shared(consumer: &KafkaConsumer, waker: &Arc<AtomicWaker>) -> Option<Self> {
-        // SAFETY: a live consumer; the queue is the handle's own, destroyed
-        // with it (in `drop`).
-        let queue = unsafe { rd::rd_kafka_queue_new(consumer.client().native_ptr()) };
-        let queue = RecordQueue(NonNull::new(queue)?);
-        queue.wake(waker);
-        Some(queue)
-    }
-
-    /// Forwards the records of `tp` to this queue. False when the
-    /// partition's queue could not be opened.
-    fn receive_from(&self, consumer: &KafkaConsumer, tp: &TopicPartition) -> bool {
-        let Some(partition) = partition_queue(consumer, &tp.0, tp.1) else {
-            return false;
-        };
-        // SAFETY: both queues live. librdkafka moves what the partition's
-        // queue holds into this one, and keeps a reference to this one for
-        // the forwarding; the partition's handle is released at once.
-        unsafe {
-            rd::rd_kafka_queue_forward(partition.as_ptr(), self.0.as_ptr());
-            rd::rd_kafka_queue_destroy(partition.as_ptr());
-        }
-        true
-    }
-
-    /// Has librdkafka wake `waker` whenever a record reaches the queue empty.
-    fn wake(&self, waker: &Arc<AtomicWaker>) {
-        // SAFETY: a live queue. The waker outlives the callback: the queues
-        // are dropped before it (see `PartitionQueues`), and `drop` turns
-        // the callback off under the queue's lock, which librdkafka holds
-        // while it calls it.
-        unsafe {
-            rd::rd_kafka_queue_cb_event_enable(
-                self.0.as_ptr(),
-                Some(wake),
-                Arc::as_ptr(waker).cast_mut().cast::<c_void>(),
-            );
-        }
-    }
-
-    /// Takes up to `most` records (or errors in their place), without
-    /// waiting, and hands each to `each`. Returns how many it took.
-    fn take<'c>(
-        &self,
-        most: usize,
-        mut each: impl FnMut(Result<FetchedMessage<'c>, KafkaError>),
-    ) -> usize {
-        let mut total = 0;
-        let mut taken = [ptr::null_mut::<rd::rd_kafka_message_t>(); MOST_IN_ONE_CALL];
-        while total < most {
-            let wanted = (most - total).min(MOST_IN_ONE_CALL);
-            // SAFETY: a live queue, and an array of `wanted` slots for it
-            // to fill; a timeout of 0 does not wait.
-            let got = unsafe {
-                rd::rd_kafka_consume_batch_queue(self.0.as_ptr(), 0, taken.as_mut_ptr(), wanted)
-            };
-            let Ok(got) = usize::try_from(got) else {
-                // -1: not a consumer's queue, which this is.
-                break;
-            };
-            for &message in &taken[..got] {
-                if let Some(message) = NonNull::new(message) {
-                    // SAFETY: librdkafka handed the message to the
-                    // application, and nothing else holds it; the queue
-                    // belongs to a consumer that outlives 'c (the caller's
-                    // borrow of it).
-                    each(unsafe { FetchedMessage::take(message) });
-                }
-            }
-            total += got;
-            if got < wanted {
-                break;
-            }
-        }
-        total
-    }
-
-    /// How many records (or errors in their place) the queue holds.
-    fn len(&self) -> usize {
-        // SAFETY: a live queue.
-        unsafe { rd::rd_kafka_queue_length(self.0.as_ptr()) }
-    }
-
-    /// Whether the queue holds anything: records, or an error in their place.
-    fn holds_any(&self) -> bool {
-        self.len() > 0
-    }
-}
-
-impl Drop for RecordQueue {
-    fn drop(&mut self) {
-        // SAFETY: a live queue, destroyed once, here; the callback is off
-        // before the handle (and, after it, the waker) can go.
-        unsafe {
-            rd::rd_kafka_queue_cb_event_enable(self.0.as_ptr(), None, ptr::null_mut());
-            rd::rd_kafka_queue_destroy(self.0.as_ptr());
-        }
-    }
-}
-
 /// Splits `room` records between queues that hold `holds` records, at most
 /// `most_each` to a queue: each queue gets an equal share, or all it holds
 /// where that is less, and what those leave is split between the others
@@ -415,21 +256,6 @@ fn fair_shares(holds: &[usize], room: usize, most_each: usize, first: usize) -> 
     shares
 }
 
-/// A new handle on the queue of `partition` of `topic`, which the caller
-/// destroys; `None` for a partition librdkafka does not know.
-fn partition_queue<C: ConsumerContext>(
-    consumer: &impl Consumer<C>,
-    topic: &str,
-    partition: i32,
-) -> Option<NonNull<rd::rd_kafka_queue_t>> {
-    let topic = CString::new(topic).ok()?;
-    // SAFETY: a live consumer, borrowed for the call; the returned handle
-    // holds a reference to the partition's queue until destroyed.
-    NonNull::new(unsafe {
-        rd::rd_kafka_queue_get_partition(consumer.client().native_ptr(), topic.as_ptr(), partition)
-    })
-}
-
 /// Says that `tp`'s queue could not be opened, and where its records go.
 fn warn_unopened(tp: &TopicPartition) {
     tracing::warn!(
@@ -437,14 +263,6 @@ fn warn_unopened(tp: &TopicPartition) {
         partition = tp.1,
         "could not open the partition's queue; its records come through the consumer's"
     );
-}
-
-/// librdkafka's callback when a record reaches an empty record queue;
-/// called on one of its threads, with the queue locked.
-unsafe extern "C" fn wake(_client: *mut rd::rd_kafka_t, waker: *mut c_void) {
-    // SAFETY: the `AtomicWaker` `open` registered, alive while the callback
-    // is on (see `RecordQueue::wake`).
-    unsafe { &*waker.cast::<AtomicWaker>() }.wake();
 }
 
 #[cfg(test)]

@@ -21,17 +21,17 @@ use super::settle::Holds;
 use super::BatchConsumer;
 use crate::app::SubscriptionMonitor;
 use crate::error::{Error, RecordPosition, Result};
-use crate::invoke::{panic_message, run_once, Outcome};
+use crate::handling::invoke::{panic_message, run_once, Outcome};
+use crate::handling::HandlerScope;
 use crate::record::{PendingRecord, Record};
-use crate::router::Subscription;
-use crate::subscriber::HandlerScope;
+use crate::subscription::Subscription;
 use crate::sync::lock;
 
 /// Whether the error policy retries a record whose handler ended with
 /// `outcome` on its first run.
 #[inline]
 pub(super) fn retries_first_run(subscription: &Subscription, outcome: &Outcome) -> bool {
-    outcome.is_failure() && subscription.get_error_policy().retry_after(1).is_some()
+    outcome.is_failure() && subscription.error_policy().retry_after(1).is_some()
 }
 
 /// The partitions whose failed records are being retried in the background.
@@ -118,7 +118,7 @@ impl RetryRun {
     /// are used up, or the partition is revoked. Returns the last outcome and
     /// how many times the handler ran.
     async fn retry(&self, record: &Record, mut outcome: Outcome) -> (Outcome, u32) {
-        let policy = self.subscription.get_error_policy();
+        let policy = self.subscription.error_policy();
         let mut runs = 1;
         while outcome.is_failure() {
             let Some(delay) = policy.retry_after(runs) else {

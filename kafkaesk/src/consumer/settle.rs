@@ -16,15 +16,15 @@ use futures::StreamExt;
 use rdkafka::consumer::{Consumer, MessageStream};
 use rdkafka::TopicPartitionList;
 
-use super::commit::commit_async;
-use super::offsets::RebalanceContext;
+use super::rebalance::RebalanceContext;
 use super::BatchConsumer;
 use crate::dead_letter::{self, Failure};
 use crate::error::Error;
-use crate::invoke::Outcome;
-use crate::journal::{FailedAs, RecordOutcome, Settled};
-use crate::policy::FinalAction;
+use crate::handling::invoke::Outcome;
+use crate::native::commit::commit_async;
+use crate::observe::journal::{FailedAs, RecordOutcome, Settled};
 use crate::record::PendingRecord;
+use crate::subscription::FinalAction;
 use crate::sync::lock;
 
 /// Per partition, the offset of its first record a batch left unstarted:
@@ -238,7 +238,7 @@ impl BatchConsumer {
             Some(err) => err,
         };
         counters.failed.fetch_add(1, Ordering::Relaxed);
-        match self.subscription.get_error_policy().final_action() {
+        match self.subscription.error_policy().final_action() {
             FinalAction::Skip => {
                 counters.skipped.fetch_add(1, Ordering::Relaxed);
                 self.monitor.metrics.skipped("error_policy");
@@ -255,7 +255,7 @@ impl BatchConsumer {
                     error: &error,
                     attempts: runs,
                     subscription: &self.scope.name,
-                    group: self.subscription.get_group(),
+                    group: self.subscription.group(),
                 };
                 let record = record.to_record();
                 match dead_letter::write(self.scope.publisher(), stream, &record, failure).await {
@@ -323,7 +323,7 @@ impl BatchConsumer {
         if tpl.count() == 0 {
             return None;
         }
-        match commit_async(&self.consumer, &tpl) {
+        match commit_async(&*self.consumer, &tpl) {
             Ok(()) => Some(tpl),
             Err(err) => {
                 tracing::warn!(subscription = %self.scope.name, error = %err, "offset commit failed");

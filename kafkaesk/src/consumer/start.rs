@@ -30,8 +30,9 @@ use rdkafka::{Offset, TopicPartitionList};
 
 use crate::app::SubscriptionControl;
 use crate::error::Result;
-use crate::position::{offsets_for_time, Position};
-use crate::router::Subscription;
+use crate::subscription::position::offsets_for_time;
+use crate::subscription::Position;
+use crate::subscription::Subscription;
 
 /// The commit metadata that marks a replay as done, before its id.
 pub(crate) const REPLAY_METADATA_PREFIX: &str = "kafkaesk-replay:";
@@ -60,8 +61,8 @@ impl StartPlan {
         control: Arc<SubscriptionControl>,
     ) -> Option<Self> {
         let start = subscription.get_start();
-        let grouped = subscription.get_group().is_some();
-        let position = subscription.get_start_at();
+        let grouped = subscription.group().is_some();
+        let position = subscription.start_at();
         if grouped && start.replay.is_none() && position == Position::Earliest {
             return None;
         }

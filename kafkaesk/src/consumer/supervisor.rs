@@ -34,6 +34,8 @@ impl Application {
     ///
     /// A signal or a stop that comes while the application is still
     /// initializing ends the run before any consumer starts.
+    ///
+    #[doc = include_str!("../../docs/consuming.md")]
     pub async fn run(&self) -> Result<()> {
         let _run = self.runs().begin();
         let signals = {
@@ -69,7 +71,7 @@ impl Application {
         let mut tasks = JoinSet::new();
         let mut names: HashMap<tokio::task::Id, String> = HashMap::new();
         for subscription in subscriptions {
-            let name = subscription.get_name().to_owned();
+            let name = subscription.name().to_owned();
             let control = run_stop.control(counter.clone(), limit);
             let task = tasks.spawn(run_subscription(self.clone(), subscription, control));
             names.insert(task.id(), name);

@@ -66,10 +66,10 @@ use serde_json::{json, Map, Value};
 use super::draft07;
 use super::{safe_name, stems};
 use crate::app::Application;
-use crate::router::{Router, Streams};
 use crate::schema::SchemaInfo;
 use crate::settings::Settings;
-use crate::topics::{fnmatch, is_pattern};
+use crate::subscription::{fnmatch, is_pattern};
+use crate::subscription::{Router, Streams};
 
 /// The AsyncAPI version the documents follow.
 pub const ASYNCAPI_VERSION: &str = "3.0.0";
@@ -329,7 +329,7 @@ impl Channels {
         let subscribed: Vec<&str> = router
             .subscriptions()
             .iter()
-            .flat_map(|sub| entries(sub.get_streams()))
+            .flat_map(|sub| entries(sub.streams()))
             .collect();
         for entry in subscribed.iter().filter(|e| !is_pattern(e)) {
             channels.add(entry, false, schemas);
@@ -468,14 +468,14 @@ fn operations(
         }
     }
     for subscription in router.subscriptions() {
-        let mut streams = entries(subscription.get_streams());
+        let mut streams = entries(subscription.streams());
         streams.dedup();
-        let name = safe_name(subscription.get_name());
+        let name = safe_name(subscription.name());
         for stream in &streams {
             let Some(channel) = channels.find(stream) else {
                 continue;
             };
-            let consumer = match subscription.get_group() {
+            let consumer = match subscription.group() {
                 Some(group) => format!("in consumer group `{group}`"),
                 None => "without a consumer group".to_owned(),
             };
@@ -484,13 +484,13 @@ fn operations(
                 "channel": {"$ref": format!("#/channels/{}", channel.key)},
                 "summary": format!(
                     "Subscription `{}` handles the records of `{stream}`, {consumer}.",
-                    subscription.get_name()
+                    subscription.name()
                 ),
             });
             if !channel.messages.is_empty() {
                 operation["messages"] = Channels::message_refs(channel, stems);
             }
-            if let Some(group) = subscription.get_group() {
+            if let Some(group) = subscription.group() {
                 operation["bindings"] = json!({
                     "kafka": {
                         "groupId": {"type": "string", "enum": [group]},
@@ -514,8 +514,8 @@ mod tests {
     use std::time::Duration;
 
     use super::*;
-    use crate::router::Subscription;
     use crate::schema::Schema;
+    use crate::subscription::Subscription;
 
     #[derive(serde::Serialize, serde::Deserialize, schemars::JsonSchema)]
     struct Address {
@@ -567,7 +567,7 @@ mod tests {
         let mut router = Router::new();
         router.schema::<Order>().unwrap();
         router.schema::<Refund>().unwrap();
-        router.subscribe(Subscription::new("orders.*", on_order).group("shop"));
+        router.subscribe(Subscription::new("orders.*", on_order).with_group("shop"));
         router.subscribe(Subscription::for_streams(
             ["audit", "payments.[!x]*"],
             on_any,

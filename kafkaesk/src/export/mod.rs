@@ -42,8 +42,8 @@ mod draft07;
 
 use crate::app::Application;
 use crate::error::{Error, Result};
-use crate::router::Router;
 use crate::schema::SchemaInfo;
+use crate::subscription::Router;
 
 /// One schema's JSON Schema document and the file name it is written under.
 #[derive(Debug, Clone, PartialEq)]
@@ -56,7 +56,7 @@ pub struct JsonSchemaFile {
     pub document: Value,
 }
 
-/// The file name of [`asyncapi`](crate::export::asyncapi) documents beside the schemas.
+/// The file name of [`asyncapi`] documents beside the schemas.
 pub const ASYNCAPI_FILE_NAME: &str = "asyncapi.json";
 
 /// `Content-1` for `Content:1`: the name of a schema's file (without

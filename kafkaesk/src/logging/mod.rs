@@ -131,7 +131,7 @@ use tracing_subscriber::layer::{Context, Layer};
 use tracing_subscriber::registry::LookupSpan;
 
 use crate::app::Application;
-use crate::router::Router;
+use crate::subscription::Router;
 
 pub use fields::{json, JsonDisplay};
 pub use record::LogRecord;
@@ -210,7 +210,7 @@ impl<S> KafkaLayer<S> {
             ));
         }
         shipper::flush_on_finalize(app, &shared);
-        let stats: Arc<dyn crate::metrics::LogQueueStats> = shared.clone();
+        let stats: Arc<dyn crate::observe::metrics::LogQueueStats> = shared.clone();
         app.metrics().watch_log_queue(Arc::downgrade(&stats));
         let shipper = Shipper {
             shared,

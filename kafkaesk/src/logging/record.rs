@@ -88,7 +88,7 @@ pub(super) struct HostInfo {
 
 impl HostInfo {
     pub(super) fn current() -> HostInfo {
-        let hostname = crate::host::hostname();
+        let hostname = crate::native::host::hostname();
         HostInfo {
             service: service_name(&hostname),
             hostname,

@@ -19,7 +19,7 @@ use super::record::{HostInfo, LogRecord};
 use super::{DEFAULT_FLUSH_TIMEOUT, DEFAULT_QUEUE_CAPACITY};
 use crate::app::Application;
 use crate::error::Error;
-use crate::metrics::LogQueueStats;
+use crate::observe::metrics::LogQueueStats;
 use crate::publish::PublishHandle;
 use crate::sync::lock;
 
@@ -441,12 +441,12 @@ async fn run(app: Application, shared: Arc<Shared>, mut queue: mpsc::Receiver<En
             break;
         };
         match publish(&app, &shared, &record, &queue).await {
-            Outcome::Queued(handle) => {
+            ShipOutcome::Queued(handle) => {
                 // The tracker outlives this loop, so the send cannot fail.
                 let _ = acks.send((handle, permit));
             }
-            Outcome::Rejected => shared.finish(0, 1),
-            Outcome::Abandoned => {
+            ShipOutcome::Rejected => shared.finish(0, 1),
+            ShipOutcome::Abandoned => {
                 let mut lost = 1;
                 while queue.try_recv().is_ok() {
                     lost += 1;
@@ -466,7 +466,7 @@ async fn run(app: Application, shared: Arc<Shared>, mut queue: mpsc::Receiver<En
     shared.report_drops();
 }
 
-enum Outcome {
+enum ShipOutcome {
     Queued(PublishHandle),
     /// The record itself cannot be published; it is dropped.
     Rejected,
@@ -496,7 +496,7 @@ async fn publish(
     shared: &Shared,
     record: &LogRecord,
     queue: &mpsc::Receiver<Entry>,
-) -> Outcome {
+) -> ShipOutcome {
     let mut backoff = Duration::from_millis(100);
     let mut failing_since: Option<Instant> = None;
     loop {
@@ -511,21 +511,21 @@ async fn publish(
             None => attempt.await,
         };
         match result {
-            Ok(handle) => return Outcome::Queued(handle),
+            Ok(handle) => return ShipOutcome::Queued(handle),
             Err(err) if is_permanent(&err) => {
                 shared.warn_failure(&format!(
                     "kafkaesk logging: dropped a log record that cannot be published to stream \
                      `{}`: {err}",
                     shared.stream
                 ));
-                return Outcome::Rejected;
+                return ShipOutcome::Rejected;
             }
             Err(err) => {
                 let failing_for = failing_since.get_or_insert_with(Instant::now).elapsed();
                 // Once the layer is gone, only a flush could still be waiting,
                 // and it waits no longer than the flush timeout.
                 if queue.is_closed() && failing_for >= shared.flush_timeout() {
-                    return Outcome::Abandoned;
+                    return ShipOutcome::Abandoned;
                 }
                 shared.warn_failure(&format!(
                     "kafkaesk logging: cannot publish log records to stream `{}`, retrying: {err}",

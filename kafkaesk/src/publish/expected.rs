@@ -1,58 +1,5 @@
-//! Expected offsets: optimistic concurrency on one partition of a stream.
-//!
-//! [`Publish::expected_offset(partition, n)`](super::Publish::expected_offset)
-//! writes the message only if the partition's last message is at offset `n`
-//! (`-1`: the partition holds none), and otherwise fails with
-//! [`Error::ExpectedOffset`] carrying the offset it is at, having written
-//! nothing. It is Message DB's expected version and Liftbridge's expected
-//! offset, on a broker that has no compare-and-set.
-//!
-//! # Why the last message, and not the next offset
-//!
-//! A Kafka offset is not a message count: every transaction's commit or abort
-//! marker takes an offset too, and so do the records of aborted transactions.
-//! The offset a new message will get cannot be known in advance, but the
-//! offset of the last committed message can: it is what the writer saw when
-//! it read the partition, or the [`Delivery`](super::Delivery) of its own
-//! previous write. So the expectation is about the last message, as Message
-//! DB's expected version is about the stream's last message.
-//!
-//! # How it holds
-//!
-//! Every writer of partition `p` of topic `t` with an expected offset uses
-//! the transactional id `kafkaesk-expect-t-p`, whatever its application or
-//! host. A write is one transaction:
-//!
-//! 1. The producer registers with that id (once per process, and again after
-//!    it was fenced). Registering fences every older producer with the id:
-//!    their open transactions are aborted, and their later calls fail.
-//! 2. It writes the message into a new transaction, and waits until the
-//!    partition stored it (uncommitted) at offset `o`. Before the broker
-//!    stores it, the previous transaction with this id is complete: its
-//!    markers are written, so a committed write of another writer is
-//!    visible below `o`.
-//! 3. It reads the partition as a read-committed consumer up to its last
-//!    stable offset, which is at most `o` while this transaction is open,
-//!    and finds the last committed message before `o`, skipping markers and
-//!    aborted records.
-//! 4. If that is the expected offset, it commits; otherwise it aborts and
-//!    reports the offset found.
-//!
-//! Two writers racing on the same expected offset cannot both commit: the
-//! second to register fences the first, so either the first committed
-//! before the second registered (and the second finds the first's message
-//! and aborts), or the first's transaction is aborted and its commit fails
-//! with a fence. A fenced writer waits a random, growing while (so that the
-//! writer that fenced it can commit first), registers again and starts over
-//! from step 2, where it finds the winner's message and reports a mismatch.
-//! Writers in one process also take turns through a lock per partition.
-//!
-//! The guarantee holds among writers that write to the partition with an
-//! expected offset. A plain publish to the same partition is not checked
-//! against: it can land between another writer's check and its commit.
-//!
-//! A write costs a transaction (a begin, the message, a commit) and a short
-//! read of the partition's tail; see `BENCHMARKS.md`.
+//! Expected offsets: optimistic concurrency on one partition of a stream,
+//! documented in `docs/expected_offset.md` (shown on `Publish::expected_offset`).
 
 use std::time::{Duration, Instant};
 
@@ -61,14 +8,14 @@ use rdkafka::error::KafkaError;
 use rdkafka::types::RDKafkaErrorCode;
 
 use super::{enqueue, Enqueued, Outgoing, PublishHandle};
-use crate::clients::Clients;
 use crate::error::{Error, Result};
-use crate::metrics::PublishSeries;
-use crate::partition_end;
-use crate::producer::Producer;
+use crate::kafka::clients::Clients;
+use crate::kafka::partition_end;
+use crate::kafka::producer::Producer;
+use crate::kafka::tail;
+use crate::observe::metrics::PublishSeries;
 use crate::record::Record;
 use crate::settings::Settings;
-use crate::tail;
 
 /// How many times a write starts over after it was fenced by another writer.
 const ATTEMPTS: u32 = 10;

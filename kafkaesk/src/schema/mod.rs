@@ -61,6 +61,7 @@ use crate::error::{Error, Result, ValidationIssue};
 use checked::Plan;
 
 mod catalog;
+pub mod contract;
 pub(crate) use catalog::SchemaCatalog;
 
 /// A message type with an id and a version.

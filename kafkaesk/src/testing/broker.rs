@@ -11,7 +11,7 @@ use std::net::SocketAddr;
 
 use tokio::sync::OnceCell;
 
-use crate::broker::EmbeddedBroker;
+use crate::embedded::EmbeddedBroker;
 use crate::error::{Error, Result};
 
 /// Where the process's shared broker listens, once it was started.
@@ -50,7 +50,7 @@ impl TestBroker {
             TestBroker::Dedicated(broker) => broker.configure(settings),
             TestBroker::Shared(address) => {
                 settings.kafka_servers = vec![address.to_string()];
-                for (key, value) in crate::broker::CLIENT_SETTINGS {
+                for (key, value) in crate::embedded::CLIENT_SETTINGS {
                     settings
                         .kafka_settings
                         .entry((*key).to_owned())

@@ -69,9 +69,9 @@
 //! Topics are created with one partition unless
 //! [`partitions`](TestHarnessBuilder::partitions) says otherwise, and the
 //! embedded broker's fast client settings apply
-//! ([`EmbeddedBroker::configure`](crate::broker::EmbeddedBroker::configure)).
+//! ([`EmbeddedBroker::configure`](crate::embedded::EmbeddedBroker::configure)).
 //! Schemas are not registered on the bus
-//! ([`contracts`](crate::app::contracts)): each harness is a bus of its own.
+//! ([`contracts`](crate::schema::contract)): each harness is a bus of its own.
 //!
 //! # Limits
 //!
@@ -95,7 +95,7 @@
 //! subscription consuming it, waking on each journal entry.
 
 mod broker;
-mod settle;
+mod wait;
 
 use std::future::{Future, IntoFuture};
 use std::pin::Pin;
@@ -106,18 +106,18 @@ use std::time::Duration;
 use serde::Serialize;
 use tokio::task::JoinHandle;
 
-use crate::admin::PartitionLag;
+use crate::app::admin::PartitionLag;
 pub use crate::app::{RecordOutcome, Settled};
 use crate::error::{Error, Result};
-use crate::extract::FromMessage;
-use crate::journal::Journal;
+use crate::handling::FromMessage;
+use crate::observe::journal::Journal;
 use crate::publish::{Delivery, Publish};
 use crate::reader::Item;
-use crate::router::Router;
+use crate::subscription::Router;
 use crate::sync::lock;
 use crate::{Application, Metrics, SubscriptionStats};
 use broker::TestBroker;
-use settle::Consumers;
+use wait::Consumers;
 
 /// How long a harness waits for records to settle by default.
 pub const DEFAULT_SETTLE_TIMEOUT: Duration = Duration::from_secs(30);
@@ -419,7 +419,7 @@ impl TestHarness {
     /// Waits until everything published so far (by the harness, by
     /// handlers, through [`app`](Self::app)) has settled.
     pub async fn settle(&self) -> Result<()> {
-        settle::until_settled(&self.journal, &self.consumers, self.settle_timeout).await
+        wait::until_settled(&self.journal, &self.consumers, self.settle_timeout).await
     }
 
     /// How each subscription settled the record `delivery` of `stream`.
@@ -460,11 +460,7 @@ impl TestHarness {
 
     fn known(&self, subscription: &str) -> Result<()> {
         let router = self.app.router();
-        let names: Vec<&str> = router
-            .subscriptions()
-            .iter()
-            .map(|s| s.get_name())
-            .collect();
+        let names: Vec<&str> = router.subscriptions().iter().map(|s| s.name()).collect();
         if names.contains(&subscription) {
             Ok(())
         } else {
@@ -648,9 +644,9 @@ mod tests {
     async fn a_publish_waits_for_what_its_handlers_published_in_turn() {
         let harness = TestHarness::builder()
             .mount(router([
-                Subscription::new("notes", relay).name("relay"),
+                Subscription::new("notes", relay).with_name("relay"),
                 Subscription::new("relayed", refuse)
-                    .name("refuse")
+                    .with_name("refuse")
                     .on_error(ErrorPolicy::skip()),
             ]))
             .start()
@@ -678,9 +674,9 @@ mod tests {
     #[tokio::test]
     async fn a_record_no_subscription_consumes_settles_at_once() {
         let harness = TestHarness::builder()
-            .mount(router(
-                [Subscription::new("relayed", refuse).name("refuse")],
-            ))
+            .mount(router([
+                Subscription::new("relayed", refuse).with_name("refuse")
+            ]))
             .start()
             .await
             .unwrap();
@@ -692,7 +688,9 @@ mod tests {
     #[tokio::test]
     async fn what_does_not_settle_in_time_is_named() {
         let harness = TestHarness::builder()
-            .mount(router([Subscription::new("notes", relay).name("relay")]))
+            .mount(router([
+                Subscription::new("notes", relay).with_name("relay")
+            ]))
             .settle_timeout(Duration::from_millis(300))
             .start()
             .await
@@ -714,7 +712,9 @@ mod tests {
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn a_failure_that_stops_the_consumer_is_an_outcome_and_ends_the_run() {
         let harness = TestHarness::builder()
-            .mount(router([Subscription::new("notes", refuse).name("refuse")]))
+            .mount(router([
+                Subscription::new("notes", refuse).with_name("refuse")
+            ]))
             .dedicated_broker()
             .start()
             .await
