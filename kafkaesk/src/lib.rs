@@ -43,7 +43,8 @@
 //! Data flows one way: macros → registry → router → application → consumer
 //! → handler, with one circle: a handler may take the [`Application`] that
 //! runs it, and the application holds the subscriptions that hold the
-//! handlers, so `app`, `subscription` and `handling` refer to each other.
+//! handlers, so [`subscription`] and [`handling`] live inside [`app`]'s
+//! folder, and are re-exported here.
 //!
 //! | module | concept |
 //! |---|---|
@@ -86,7 +87,6 @@ pub mod dead_letter;
 pub mod embedded;
 pub mod error;
 pub mod export;
-pub mod handling;
 pub mod http;
 mod kafka;
 pub mod logging;
@@ -97,7 +97,6 @@ pub mod reader;
 pub mod record;
 pub mod schema;
 pub mod settings;
-pub mod subscription;
 mod sync;
 #[cfg(feature = "testing")]
 #[cfg_attr(docsrs, doc(cfg(feature = "testing")))]
@@ -107,7 +106,9 @@ mod text;
 #[cfg_attr(docsrs, doc(cfg(feature = "worker")))]
 pub mod worker;
 
-pub use app::{admin, Application, ApplicationBuilder, Health, SubscriptionStats};
+pub use app::{
+    admin, handling, subscription, Application, ApplicationBuilder, Health, SubscriptionStats,
+};
 pub use dead_letter::Replayed;
 pub use error::{Error, Result};
 pub use handling::{Json, SchemaId, Subscriber};

@@ -20,13 +20,22 @@
 //! publishing in [`publish`](crate::publish), running consumers in
 //! [`run`](Application::run) and [`consume_for`](Application::consume_for), dead-letter replay in
 //! [`dead_letter`](crate::dead_letter).
+//!
+//! The application's [`subscription`]s and their [`handling`] live in this
+//! folder too, because the three refer to each other: the application holds
+//! the subscriptions, a subscription holds its handler, and a handler may
+//! take the [`Application`] that runs it (an extractor). That is the crate's
+//! one import circle, and it stays inside this folder; both are re-exported
+//! at the crate root (`kafkaesk::subscription`, `kafkaesk::handling`).
 
 pub mod admin;
 mod builder;
 pub mod control;
+pub mod handling;
 mod monitor;
 pub(crate) mod registration;
 mod run_state;
+pub mod subscription;
 
 use std::collections::HashMap;
 use std::future::Future;

@@ -1,14 +1,17 @@
 //! The publish builders: [`Publish`] for typed messages and [`RawPublish`]
 //! for bytes, with every option defined once (`builder_methods!`).
 
+use std::future::IntoFuture;
+
+use serde::Serialize;
+
+use super::handle::{Delivery, PublishFuture, PublishHandle};
+use super::send::{send_message, Destination, Options, Outgoing};
+use super::Publisher;
 use crate::error::Result;
 use crate::kafka::clients::Connection;
 use crate::observe::propagation;
 use crate::record::Headers;
-use serde::Serialize;
-use std::future::IntoFuture;
-
-use super::*;
 
 /// A typed publish being prepared: add a key or headers, then await it.
 #[must_use = "nothing is published until the builder is awaited"]

@@ -7,7 +7,8 @@ use rdkafka::consumer::Consumer;
 use rdkafka::error::KafkaError;
 use rdkafka::types::RDKafkaErrorCode;
 
-use super::{enqueue, Enqueued, Outgoing, PublishHandle};
+use super::send::{enqueue, Enqueued, Outgoing};
+use super::PublishHandle;
 use crate::error::{Error, Result};
 use crate::kafka::clients::Clients;
 use crate::kafka::partition_end;

@@ -1,15 +1,17 @@
 //! What a publish returns: the [`PublishHandle`] that resolves with the
 //! broker's [`Delivery`], and the [`PublishFuture`] that queues first.
 
-use crate::error::{Error, Result};
-use crate::kafka::producer::Delivering;
-use rdkafka::error::KafkaError;
-use rdkafka::types::RDKafkaErrorCode;
 use std::future::Future;
 use std::pin::Pin;
 use std::sync::Arc;
 use std::task::{Context, Poll};
 use std::time::{Duration, Instant};
+
+use rdkafka::error::KafkaError;
+use rdkafka::types::RDKafkaErrorCode;
+
+use crate::error::{Error, Result};
+use crate::kafka::producer::Delivering;
 
 /// Where the broker stored a published message.
 #[derive(Debug, Clone, PartialEq, Eq)]

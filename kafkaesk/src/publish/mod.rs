@@ -87,10 +87,9 @@ pub(crate) mod transaction;
 #[cfg(feature = "testing")]
 pub(crate) use builders::builder_methods;
 pub use builders::{Publish, RawPublish};
-use handle::{delivery_error, PublishState, Wait};
 pub use handle::{Delivery, PublishFuture, PublishHandle};
 pub use partition::{key_partition, murmur2, Partitioner, PickPartition, AIOKAFKA_MURMUR2};
-use send::{enqueue, send_message, Destination, Enqueued, Options, Outgoing};
+use send::{Destination, Options};
 pub use transaction::Transaction;
 
 /// How long a publish waits for room when librdkafka's local queue is full.

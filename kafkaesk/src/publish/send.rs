@@ -2,19 +2,21 @@
 //! queuing it in librdkafka (waiting for room when the queue is full) and
 //! the metrics of what was refused.
 
+use std::borrow::Cow;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use rdkafka::error::KafkaError;
+use rdkafka::types::RDKafkaErrorCode;
+
+use super::handle::{delivery_error, PublishFuture, PublishHandle, PublishState, Wait};
+use super::{expected, Partitioner, QUEUE_FULL_TIMEOUT};
 use crate::error::{Error, Result};
 use crate::kafka::clients::{Clients, Connection};
 use crate::kafka::producer::{Outbound, Producer};
 use crate::observe::metrics::{kafka_error_label, PublishSeries, GENERAL_ERROR};
 use crate::record::Headers;
 use crate::settings::AckPolicy;
-use rdkafka::error::KafkaError;
-use rdkafka::types::RDKafkaErrorCode;
-use std::borrow::Cow;
-use std::sync::Arc;
-use std::time::{Duration, Instant};
-
-use super::*;
 
 /// Where a message goes.
 pub(super) enum Destination<'a> {

@@ -2,9 +2,9 @@
 //! hands it over, holding each value to the [`Plan`]'s rule for its place,
 //! and forwards everything to the real serializer.
 
+use super::{types, unsure, Checks, Plan, Resolved, Scalar};
 use serde::ser::{self, Serialize, Serializer};
-
-use super::*;
+use serde_json::Value;
 
 /// A serializer that checks each value against a plan node, then hands it on.
 pub(super) struct Checked<'p, S> {

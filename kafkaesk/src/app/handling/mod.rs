@@ -4,9 +4,10 @@
 //! and commit, and running a handler once on a record (timeout, panics,
 //! outcome).
 //!
-//! This folder holds the crate's one import circle: a handler may take the
-//! [`Application`](crate::Application) that runs it, so handling refers to
-//! the application, which holds the subscriptions, which hold handlers.
+//! A handler may take the [`Application`](crate::Application) that runs it,
+//! so handling refers back to the application, which holds the
+//! subscriptions, which hold handlers: the crate's one import circle, kept
+//! inside `app/` (see [`app`](crate::app)).
 
 pub(crate) mod extract;
 pub(crate) mod handler;
