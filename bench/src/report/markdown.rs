@@ -9,7 +9,9 @@ use kafkaesk_bench::micro::MicroResult;
 use super::peer::peer_section;
 use super::settings::{client_settings, fetch_wait_lowered, BROKER_CAP};
 use super::targets::targets;
-use super::{ratio_cells, ruststream_ran, side_label, throughput_rows, Context, ThroughputRow};
+use super::{
+    latency_sides, ratio_cells, ruststream_ran, side_label, throughput_rows, Context, ThroughputRow,
+};
 use crate::plot::Plot;
 use crate::stats::{drain_med, fmt_rate, latency_med, mb};
 use crate::{Results, RunResult, Summary};
@@ -183,11 +185,7 @@ fn latency_section(o: &mut String, results: &Results, s: &Summary) {
         o,
         "| side | p50 ms | p99 ms | max ms |\n|---|---:|---:|---:|"
     );
-    for (side, runs) in [
-        ("rdkafka baseline", &results.latency_baseline),
-        ("kafkaesk", &results.latency_kafkaesk),
-        ("RustStream", &results.latency_ruststream),
-    ] {
+    for (side, runs) in latency_sides(results) {
         if let Some(l) = latency_med(runs) {
             let _ = writeln!(
                 o,
@@ -324,11 +322,7 @@ fn every_run_section(o: &mut String, results: &Results) {
             );
         }
     }
-    for (side, list) in [
-        ("rdkafka baseline", &results.latency_baseline),
-        ("kafkaesk", &results.latency_kafkaesk),
-        ("RustStream", &results.latency_ruststream),
-    ] {
+    for (side, list) in latency_sides(results) {
         for (i, l) in list.iter().enumerate() {
             let _ = writeln!(
                 o,

@@ -16,6 +16,7 @@ pub use context::Context;
 pub use terminal::{latency_progress, memory_progress, progress, terminal_table};
 
 use crate::plot;
+use crate::scenarios::latency::LatencyResult;
 use crate::scenarios::memory::{DrainReport, Side};
 use crate::stats::{med, Med};
 use crate::{Results, Summary};
@@ -28,6 +29,15 @@ fn side_label(report: &DrainReport) -> String {
         #[cfg(feature = "ruststream")]
         Side::Ruststream => format!("RustStream workers={}", report.concurrency),
     }
+}
+
+/// The latency runs of each side, by the name the report gives the side.
+fn latency_sides(results: &Results) -> [(&'static str, &[LatencyResult]); 3] {
+    [
+        ("rdkafka baseline", &results.latency_baseline),
+        ("kafkaesk", &results.latency_kafkaesk),
+        ("RustStream", &results.latency_ruststream),
+    ]
 }
 
 /// Whether RustStream ran (`--features ruststream`): its section, targets

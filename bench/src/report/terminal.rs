@@ -5,7 +5,7 @@ use std::fmt::Write as _;
 
 use super::peer::peer_targets;
 use super::targets::targets;
-use super::{ratio_cells, ruststream_ran, side_label, throughput_rows};
+use super::{latency_sides, ratio_cells, ruststream_ran, side_label, throughput_rows};
 use crate::scenarios::latency::LatencyResult;
 use crate::scenarios::memory::DrainReport;
 use crate::stats::{drain_med, fmt_rate, latency_med, mb};
@@ -64,11 +64,7 @@ pub fn terminal_table(results: &Results, summary: &Summary) -> String {
             m.cpu_us
         );
     }
-    for (side, runs) in [
-        ("rdkafka baseline", &results.latency_baseline),
-        ("kafkaesk", &results.latency_kafkaesk),
-        ("RustStream", &results.latency_ruststream),
-    ] {
+    for (side, runs) in latency_sides(results) {
         if let Some(l) = latency_med(runs) {
             let _ = writeln!(
                 out,

@@ -23,14 +23,11 @@ use rdkafka::error::{KafkaError, KafkaResult};
 use rdkafka::producer::{DeliveryResult, Producer as _, ProducerContext, ThreadedProducer};
 use rdkafka::{ClientConfig, ClientContext, Message, TopicPartitionList};
 
+pub(crate) use crate::native::produce::Outbound;
+use crate::native::produce::{self, TopicHandles};
+use crate::native::slots::{self, Delivered, SlotRef, Slots};
 use crate::observe::journal::MaybeJournal;
 use crate::observe::metrics::{kafka_error_label, DeliveryMetrics};
-
-use crate::native::produce as native;
-pub(crate) use crate::native::produce::Outbound;
-use crate::native::slots;
-
-use slots::{Delivered, SlotRef, Slots};
 
 /// A librdkafka producer whose deliveries are awaited through pooled slots.
 /// Clones share the producer.
@@ -41,7 +38,7 @@ pub(crate) struct Producer {
 
 struct Shared {
     /// Declared first, so the handles are destroyed before the producer.
-    topics: native::TopicHandles,
+    topics: TopicHandles,
     producer: ThreadedProducer<Reports>,
 }
 
@@ -69,7 +66,7 @@ impl Producer {
         };
         Ok(Producer {
             inner: Arc::new(Shared {
-                topics: native::TopicHandles::default(),
+                topics: TopicHandles::default(),
                 producer: ThreadedProducer::from_config_and_context(config, reports)?,
             }),
         })
@@ -85,7 +82,7 @@ impl Producer {
         if let Some(journal) = journal {
             journal.sending();
         }
-        let queued = native::produce(
+        let queued = produce::produce(
             producer.client().native_ptr(),
             &self.inner.topics,
             &message,
@@ -170,7 +167,7 @@ impl ProducerContext for Reports {
                     message.topic(),
                     delivered.partition,
                     delivered.offset,
-                    native::latency(message),
+                    produce::latency(message),
                 );
                 if let Some(journal) = &self.journal {
                     journal.stored(message.topic(), delivered.partition, delivered.offset);

@@ -68,8 +68,6 @@
 //! `kafka_settings` may choose another. Keyless messages spread at random.
 //! [`key_partition`] computes the partition of a key.
 
-use std::time::Duration;
-
 use serde::Serialize;
 
 use crate::kafka::clients::Connection;
@@ -91,9 +89,6 @@ pub use handle::{Delivery, PublishFuture, PublishHandle};
 pub use partition::{key_partition, murmur2, Partitioner, PickPartition, AIOKAFKA_MURMUR2};
 use send::{Destination, Options};
 pub use transaction::Transaction;
-
-/// How long a publish waits for room when librdkafka's local queue is full.
-const QUEUE_FULL_TIMEOUT: Duration = Duration::from_secs(60);
 
 /// What publishing draws on: the connection, and the schemas by type. An
 /// application lends it to each publish.

@@ -10,13 +10,16 @@ use rdkafka::error::KafkaError;
 use rdkafka::types::RDKafkaErrorCode;
 
 use super::handle::{delivery_error, PublishFuture, PublishHandle, PublishState, Wait};
-use super::{expected, Partitioner, QUEUE_FULL_TIMEOUT};
+use super::{expected, Partitioner};
 use crate::error::{Error, Result};
 use crate::kafka::clients::{Clients, Connection};
 use crate::kafka::producer::{Outbound, Producer};
 use crate::observe::metrics::{kafka_error_label, PublishSeries, GENERAL_ERROR};
 use crate::record::Headers;
 use crate::settings::AckPolicy;
+
+/// How long a publish waits for room when librdkafka's local queue is full.
+const QUEUE_FULL_TIMEOUT: Duration = Duration::from_secs(60);
 
 /// Where a message goes.
 pub(super) enum Destination<'a> {
