@@ -4,6 +4,7 @@
 //! is named for the behaviour it proves and uses its own topic prefix.
 
 mod a_batch_the_consumer_cannot_read_makes_it_unhealthy;
+mod a_stuck_handler_makes_the_consumer_unhealthy;
 mod application_lifecycle;
 mod assigned_partitions_are_read_at_once;
 mod broker_lists_offsets_inside_batches;
@@ -39,11 +40,14 @@ mod pause_and_resume_keep_partitions_and_order;
 mod queued_messages_fail_loudly_when_the_producer_closes;
 mod quickstart_macros_and_registry;
 mod reader_reads_streams_back;
+mod rebalance_hooks_run_around_assignment;
 mod records_of_every_compression_codec_are_handled;
 mod reliability_broker_outage;
 mod reliability_rebalance;
 mod reliability_slow_handler;
 mod retention_set_on_created_topic;
+mod retries_never_block_the_partition;
+mod retry_streams_lose_nothing_across_sigkill;
 mod sasl_end_to_end;
 mod schema_contracts_on_the_bus;
 mod secrets_never_shown;

@@ -275,7 +275,7 @@ fn retention_bytes(bytes: i64) -> String {
 }
 
 /// Left-aligned columns two spaces apart, without trailing spaces.
-fn table(rows: &[Vec<String>]) -> String {
+pub(crate) fn table(rows: &[Vec<String>]) -> String {
     let columns = rows.iter().map(Vec::len).max().unwrap_or(0);
     let widths: Vec<usize> = (0..columns)
         .map(|i| {
@@ -303,7 +303,7 @@ fn table(rows: &[Vec<String>]) -> String {
 }
 
 /// Prints each line; a closed pipe ends quietly.
-fn print_lines(lines: &[String]) -> Result<(), Failure> {
+pub(crate) fn print_lines(lines: &[String]) -> Result<(), Failure> {
     let stdout = std::io::stdout();
     let mut out = std::io::BufWriter::new(stdout.lock());
     let written = lines

@@ -6,6 +6,8 @@
 //! kafkaesk read orders --kafka-servers 127.0.0.1:9092 --backward --limit 5 | jq .message.data
 //! kafkaesk streams --kafka-servers 127.0.0.1:9092
 //! kafkaesk groups --kafka-servers 127.0.0.1:9092 --verbose
+//! kafkaesk dead-letters orders.dead --kafka-servers 127.0.0.1:9092
+//! kafkaesk dead-letters orders.dead replay --error-contains "timed out" --kafka-servers 127.0.0.1:9092
 //! kafkaesk schemas examples/service --out schemas/
 //! ```
 //!
@@ -16,7 +18,8 @@
 //! `schemas` (`schemas.rs`) builds the crate's runner the same way and has it
 //! write the crate's JSON Schemas and AsyncAPI document instead of running.
 //!
-//! `read` (`read.rs`), `streams` and `groups` (`listing.rs`) need no crate:
+//! `read` (`read.rs`), `streams` and `groups` (`listing.rs`) and
+//! `dead-letters` (`dead_letters.rs`) need no crate:
 //! they talk to the broker at `--kafka-servers` directly. These names are
 //! taken as commands; a target crate with one of them (or `run`, or
 //! `schemas`) runs with `kafkaesk run TARGET` or by its path, `kafkaesk ./read`.
@@ -24,6 +27,7 @@
 #![forbid(unsafe_code)]
 
 mod connection;
+mod dead_letters;
 #[cfg(all(unix, feature = "embedded-broker"))]
 mod embedded;
 mod listing;
@@ -45,6 +49,7 @@ kafkaesk TARGET [OPTIONS]
        kafkaesk read STREAM [OPTIONS]
        kafkaesk streams [PATTERN] [OPTIONS]
        kafkaesk groups [PATTERN] [OPTIONS]
+       kafkaesk dead-letters STREAM [list|show|replay] [OPTIONS]
        kafkaesk schemas TARGET --out DIR [OPTIONS]";
 
 const AFTER_HELP: &str = "\
@@ -54,8 +59,8 @@ the crate registered. `my-service::api::app` runs the Application returned by th
 function `api::app` (sync or async, returning Application or Result<Application, E>) instead;
 flags override its settings.
 
-`read`, `streams`, `groups`, `schemas` and `run` are commands, not targets: a crate with one of
-these names runs with `kafkaesk run read [OPTIONS]`, or by its path, `kafkaesk ./read [OPTIONS]`.
+`read`, `streams`, `groups`, `dead-letters`, `schemas` and `run` are commands, not targets: a
+crate with one of these names runs with `kafkaesk run read [OPTIONS]`, or by its path, `kafkaesk ./read [OPTIONS]`.
 Options go after the command (`kafkaesk read --help` lists its own).
 
 The target is built in debug mode (or --release) into its own workspace's target directory; a
@@ -64,7 +69,7 @@ second run with nothing changed starts in about a second.
 Without --kafka-servers (or KAFKAESK_KAFKA_SERVERS), kafkaesk starts an embedded Kafka-protocol
 broker (tansu, in memory) inside this process, prints its address so other processes can publish
 to it, and runs the worker against it. Its data lives only as long as this process: it is for
-development, not production. `read`, `streams` and `groups` never start one: they need
+development, not production. `read`, `streams`, `groups` and `dead-letters` never start one: they need
 --kafka-servers (for a worker's embedded broker, the address it printed).
 
 The worker stops cleanly on SIGINT or SIGTERM: in-flight handlers finish, offsets are committed,
@@ -100,6 +105,50 @@ Lists the consumer groups the broker knows that have committed offsets on stream
 topic prefix, with their lag on each such stream: the records between the group's committed
 offset (or the partition's start, where it has none) and the end. Groups without committed
 offsets there are not shown.";
+
+const DEAD_LETTERS_HELP: &str = "\
+Looks into a dead-letter stream: records a dead_letter error policy wrote, with kafkaesk-dlq-*
+headers naming the subscription, its group, the source topic, partition and offset, and the error.
+
+  list (the default)  counts by subscription, source topic and error (its first line, the record's
+                      own position in it replaced by *, at most 80 characters), with the oldest
+                      and newest timestamps (UTC) of each group and the totals; --json prints one JSON object instead ({\"stream\",\"topic\",
+                      \"total\",\"oldest\",\"newest\",\"groups\":[{\"subscription\",\"topic\",
+                      \"error\",\"count\",\"oldest\",\"newest\"}],\"other\"}, timestamps in ms, null
+                      for a missing header). At most 1000 groups; the records of any further group
+                      are counted under \"other\".
+  show                the records as JSON lines, in `kafkaesk read`'s format (see `kafkaesk read
+                      --help`), kafkaesk-dlq-* headers among the headers.
+  replay              republishes each record to the topic it came from (value, key and headers,
+                      without the kafkaesk-dlq-* ones), as Application::replay_dead_letters does,
+                      and prints `republished N, refused N, left N`: left counts the records the
+                      filters did not select or the replay did not reach (--limit, a signal, an
+                      error), which a later replay still replays.
+
+The filters select by kafkaesk-dlq-subscription, by kafkaesk-dlq-error and by the record's
+timestamp (when it was dead-lettered), and apply to all three; --limit counts selected records.
+
+Replay follows only kafkaesk's headers, and only to a topic the subscription could have
+consumed. Without the application's subscriptions, the broker decides: the consumer group named
+by kafkaesk-dlq-group must have committed an offset past the record (beyond kafkaesk-dlq-offset)
+in the partition named by kafkaesk-dlq-topic and kafkaesk-dlq-partition, as the group that
+dead-lettered it did. So a record without a group (a subscription without one), of a group whose
+commits have expired, or naming a topic or partition its group never consumed is refused; so
+are the dead-letter stream itself, kafkaesk's own streams (kafkaesk.*), internal topics (_*,
+connect-*) and topics that do not exist (never created). Refusals are printed on stderr with the
+record's position and the reason, counted, and not tried again.
+
+Each record is replayed at most once: the group kafkaesk-replay.<topic> remembers what was
+republished or refused, including records past ones the filters left out (in its commits'
+metadata, up to 2 KiB per partition; when that is full, the rest of the partition waits for a
+later replay). A second identical replay republishes nothing; a later replay with other filters
+replays what the first left. What was settled is committed every second and at the end;
+SIGINT or SIGTERM stops the replay after the record in hand, commits, and prints the summary.
+Run one replay of a stream at a time. On a terminal, a progress line is shown on stderr every
+second.
+
+Exit codes: 0 when the command finished (refusals included); 1 when the broker could not be
+read, a record could not be, or a replay ended early; 2 for usage errors.";
 
 const SCHEMAS_HELP: &str = "\
 Writes into DIR, for every schema TARGET registered (every #[schema], or those of the Application
@@ -164,6 +213,9 @@ enum Command {
     /// Lists the consumer groups with their lag on each stream they consume.
     #[command(after_help = GROUPS_HELP)]
     Groups(listing::GroupsArgs),
+    /// Lists, shows or replays the records of a dead-letter stream.
+    #[command(name = "dead-letters", after_help = DEAD_LETTERS_HELP)]
+    DeadLetters(dead_letters::DeadLettersArgs),
     /// Writes the JSON Schema of every schema of TARGET, and its AsyncAPI document, into DIR.
     #[command(after_help = SCHEMAS_HELP)]
     Schemas(schemas::SchemasArgs),
@@ -276,6 +328,7 @@ fn main() -> ExitCode {
         Some(Command::Read(args)) => return inspect(read_command(args)),
         Some(Command::Streams(args)) => return inspect(listing::streams(args)),
         Some(Command::Groups(args)) => return inspect(listing::groups(args)),
+        Some(Command::DeadLetters(args)) => return inspect(dead_letters::run(args)),
         Some(Command::Schemas(args)) if args.check => return inspect(schemas::check(args)),
         Some(Command::Schemas(args)) => {
             return schemas::run(args).unwrap_or_else(|message| {
@@ -294,7 +347,14 @@ fn main() -> ExitCode {
 }
 
 /// The names `kafkaesk TARGET` does not take as a target.
-const COMMANDS: [&str; 5] = ["run", "read", "streams", "groups", "schemas"];
+const COMMANDS: [&str; 6] = [
+    "run",
+    "read",
+    "streams",
+    "groups",
+    "dead-letters",
+    "schemas",
+];
 
 /// Refuses a command's name as a target: clap takes it for one only when
 /// flags come first (`kafkaesk --topic-prefix p. read`), which must not run
@@ -585,6 +645,50 @@ mod tests {
         let cli = parse(&["--topic-prefix", "p.", "schemas"]);
         let message = implicit_target(&cli.run).unwrap_err();
         assert!(message.contains("kafkaesk run schemas"), "{message}");
+    }
+
+    #[test]
+    fn dead_letters_takes_a_stream_an_action_and_filters() {
+        let cli = parse(&["dead-letters", "orders.dead"]);
+        let Some(Command::DeadLetters(args)) = cli.command else {
+            panic!("not dead-letters: {cli:?}")
+        };
+        assert_eq!(args.stream, "orders.dead");
+        assert_eq!(args.action, dead_letters::Action::List);
+        let cli = parse(&[
+            "dead-letters",
+            "orders.dead",
+            "replay",
+            "--subscription",
+            "billing",
+            "--error-contains",
+            "timed out",
+            "--since",
+            "-1h",
+            "--limit",
+            "5",
+            "--topic-prefix",
+            "p.",
+        ]);
+        let Some(Command::DeadLetters(args)) = cli.command else {
+            panic!("not dead-letters: {cli:?}")
+        };
+        assert_eq!(args.action, dead_letters::Action::Replay);
+        assert_eq!(args.subscription.as_deref(), Some("billing"));
+        assert_eq!(args.error_contains.as_deref(), Some("timed out"));
+        assert_eq!(
+            args.since,
+            Some(kafkaesk::subscription::Position::Since(
+                std::time::Duration::from_secs(3600)
+            ))
+        );
+        assert_eq!(args.limit, Some(5));
+        assert_eq!(args.connection.topic_prefix.as_deref(), Some("p."));
+        let err = Cli::try_parse_from(["kafkaesk", "dead-letters", "d", "purge"]).unwrap_err();
+        assert!(one_line(&err).contains("purge"), "{}", one_line(&err));
+        let cli = parse(&["--topic-prefix", "p.", "dead-letters"]);
+        let message = implicit_target(&cli.run).unwrap_err();
+        assert!(message.contains("kafkaesk run dead-letters"), "{message}");
     }
 
     #[test]

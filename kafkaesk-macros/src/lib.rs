@@ -135,7 +135,13 @@ fn error_policy(args: &mut Args) -> syn::Result<Option<TokenStream2>> {
     let backoff = args.take("backoff");
     let on_error = args.take("on_error");
     let dead_letter = args.take("dead_letter");
-    if retry.is_none() && backoff.is_none() && on_error.is_none() && dead_letter.is_none() {
+    let retry_in = args.take("retry_in");
+    if retry.is_none()
+        && backoff.is_none()
+        && on_error.is_none()
+        && dead_letter.is_none()
+        && retry_in.is_none()
+    {
         return Ok(None);
     }
     let mut policy = match &retry {
@@ -166,6 +172,19 @@ fn error_policy(args: &mut Args) -> syn::Result<Option<TokenStream2>> {
         .as_ref()
         .map(|expr| lit_str(expr, "on_error").map(|lit| (expr, lit.value())))
         .transpose()?;
+    if let Some(delays) = &retry_in {
+        let millis = duration_array(delays, "retry_in")?;
+        let ends =
+            dead_letter.is_some() || action.as_ref().is_some_and(|(_, action)| action == "skip");
+        if !ends {
+            return Err(syn::Error::new(
+                delays.span(),
+                "retry streams end in a dead-letter stream or a skip: add \
+                 `dead_letter = \"stream\"` or `on_error = \"skip\"`",
+            ));
+        }
+        policy.extend(quote!(.then_retry_in([#(::core::time::Duration::from_millis(#millis)),*])));
+    }
     match (action, &dead_letter) {
         (Some((expr, action)), Some(_)) if action != "dead_letter" => {
             return Err(syn::Error::new(
@@ -236,6 +255,57 @@ fn int_array(expr: &Expr, what: &str) -> syn::Result<Vec<i32>> {
             .collect(),
         other => Err(fail(other.span())),
     }
+}
+
+/// `["10s", "1m", "500ms", "2h"]` (or numbers of seconds) as milliseconds.
+fn duration_array(expr: &Expr, what: &str) -> syn::Result<Vec<u64>> {
+    let fail = |span| {
+        syn::Error::new(
+            span,
+            format!("{what} must be an array of delays, like [\"10s\", \"1m\", \"10m\"] (ms, s, m or h)"),
+        )
+    };
+    let Expr::Array(ExprArray { elems, .. }) = expr else {
+        return Err(fail(expr.span()));
+    };
+    if elems.is_empty() {
+        return Err(fail(expr.span()));
+    }
+    elems
+        .iter()
+        .map(|e| {
+            let millis = match e {
+                Expr::Lit(ExprLit {
+                    lit: Lit::Str(text),
+                    ..
+                }) => parse_delay(&text.value()),
+                Expr::Lit(ExprLit {
+                    lit: Lit::Int(i), ..
+                }) => i
+                    .base10_parse::<u64>()
+                    .ok()
+                    .and_then(|s| s.checked_mul(1000)),
+                _ => None,
+            };
+            millis.filter(|m| *m > 0).ok_or_else(|| fail(e.span()))
+        })
+        .collect()
+}
+
+/// `"10s"` as milliseconds; `None` if it does not parse.
+fn parse_delay(text: &str) -> Option<u64> {
+    let text = text.trim();
+    let digits = text.find(|c: char| !c.is_ascii_digit())?;
+    let (number, unit) = text.split_at(digits);
+    let number: u64 = number.parse().ok()?;
+    let factor = match unit {
+        "ms" => 1,
+        "s" => 1000,
+        "m" => 60_000,
+        "h" => 3_600_000,
+        _ => return None,
+    };
+    number.checked_mul(factor)
 }
 
 /// A start position, as `kafkaesk::subscription::Position` parses it, checked
@@ -415,6 +485,15 @@ fn expand_subscribe(attr: TokenStream2, item: TokenStream2) -> syn::Result<Token
         let secs = lit_seconds(&timeout, "timeout")?;
         options.extend(quote!(.with_timeout(::core::time::Duration::from_secs_f64(#secs))));
     }
+    if let Some(stall) = args.take("stall_timeout") {
+        let secs = lit_seconds(&stall, "stall_timeout")?;
+        options.extend(quote!(.with_stall_timeout(::core::time::Duration::from_secs_f64(#secs))));
+    }
+    if let Some(cancel) = args.take("cancel_stalled") {
+        if lit_bool(&cancel, "cancel_stalled")? {
+            options.extend(quote!(.cancel_stalled()));
+        }
+    }
     if let Some(policy) = error_policy(&mut args)? {
         options.extend(quote!(.on_error(#policy)));
     }
@@ -465,8 +544,8 @@ fn expand_subscribe(attr: TokenStream2, item: TokenStream2) -> syn::Result<Token
         }
     }
     args.reject_unknown(
-        "`name`, `group`, `concurrency`, `timeout`, `streams`, `retry`, `backoff`, `on_error`, \
-         `dead_letter`, `exactly_once`, `start_at`, `replay_from`, `replay_id`, `partitions`, \
+        "`name`, `group`, `concurrency`, `timeout`, `stall_timeout`, `cancel_stalled`, `streams`, \
+         `retry`, `backoff`, `retry_in`, `on_error`, `dead_letter`, `exactly_once`, `start_at`, `replay_from`, `replay_id`, `partitions`, \
          `order`, `parallel` or `without_group`",
     )?;
 

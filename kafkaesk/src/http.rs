@@ -11,13 +11,16 @@
 //!   Prometheus's text format.
 //! - `GET /health`: `200` with a JSON body when the producer reaches a broker
 //!   and every consumer runs and reads, `503` with the same body otherwise:
-//!   `{"healthy":false,"producer":true,"consumers":[{"subscription":"index","group":"indexer","running":false,"assigned":[],"paused":[],"stalled":null}]}`.
+//!   `{"healthy":false,"producer":true,"consumers":[{"subscription":"index","group":"indexer","running":false,"assigned":[],"paused":[],"stalled":null,"stuck":[]}]}`.
 //!   `stalled` is the fetch error that keeps a running consumer from reading,
-//!   if one does.
+//!   if one does; `stuck` lists the partitions that made no progress for the
+//!   subscription's `stall_timeout`, each with `topic`, `partition`, `offset`
+//!   (the record it waits on) and `seconds`.
 //! - `GET /live`: the same body, `503` only when the producer reaches no
-//!   broker or a consumer stopped, not for a stalled one: for a liveness
-//!   probe, as a restart does not get a consumer past a batch it cannot
-//!   read. `/health` is for readiness probes and alerts.
+//!   broker or a consumer stopped, not for a stalled or stuck one: for a
+//!   liveness probe, as a restart does not get a consumer past a batch it
+//!   cannot read, and a handler that hangs on a record hangs again on it
+//!   after a restart (`cancel_stalled` gets the consumer past it). `/health` is for readiness probes and alerts.
 //!
 //! The server speaks just enough HTTP/1.1 for scrapers and probes: one
 //! request per connection, `GET` and `HEAD` only, requests up to 8 KiB read
@@ -326,6 +329,12 @@ fn health_json(health: &Health) -> String {
                 "assigned": partitions_json(&c.assigned),
                 "paused": partitions_json(&c.paused),
                 "stalled": c.stalled,
+                "stuck": c.stuck.iter().map(|s| json!({
+                    "topic": s.topic,
+                    "partition": s.partition,
+                    "offset": s.offset,
+                    "seconds": s.for_time.as_secs(),
+                })).collect::<Vec<_>>(),
             })
         })
         .collect();
@@ -448,12 +457,39 @@ mod tests {
                 assigned: vec![],
                 paused: vec![],
                 stalled: Some("Local: Not implemented".into()),
+                stuck: vec![],
             }],
         };
         assert!(!health.is_healthy());
         assert!(health.is_live());
         health.consumers[0].running = false;
         assert!(!health.is_live());
+    }
+
+    #[test]
+    fn a_stuck_partition_makes_the_consumer_unhealthy_but_live() {
+        let health = Health {
+            producer: true,
+            consumers: vec![ConsumerHealth {
+                subscription: "index".into(),
+                group: "indexer".into(),
+                running: true,
+                assigned: vec![("t".into(), 0)],
+                paused: vec![],
+                stalled: None,
+                stuck: vec![crate::StuckPartition {
+                    topic: "t".into(),
+                    partition: 0,
+                    offset: 41,
+                    for_time: std::time::Duration::from_secs(31),
+                }],
+            }],
+        };
+        assert!(!health.is_healthy());
+        assert!(health.is_live());
+        let body: serde_json::Value = serde_json::from_str(&health_json(&health)).unwrap();
+        assert_eq!(body["consumers"][0]["stuck"][0]["offset"], 41);
+        assert_eq!(body["consumers"][0]["stuck"][0]["seconds"], 31);
     }
 
     #[test]
@@ -467,6 +503,7 @@ mod tests {
                 assigned: vec![("t".into(), 0), ("t".into(), 1)],
                 paused: vec![("t".into(), 1)],
                 stalled: None,
+                stuck: vec![],
             }],
         };
         let body: serde_json::Value = serde_json::from_str(&health_json(&health)).unwrap();

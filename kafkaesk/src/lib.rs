@@ -49,7 +49,7 @@
 //! | module | concept |
 //! |---|---|
 //! | [`schema`](mod@schema) | ids, JSON Schemas, validation, the envelope; schema contracts between services |
-//! | [`subscription`] | routers and subscriptions: streams, group, order, start position, error policy |
+//! | [`subscription`] | routers and subscriptions: streams, group, order, start position, error policy, rebalance hooks |
 //! | [`handling`] | handlers, what their parameters can take, and the [`Subscriber`] they hold |
 //! | [`settings`] | the settings, and every librdkafka configuration built from them |
 //! | [`app`] | the application: lifecycle, publishing, pauses, health, stream [`admin`] |
@@ -95,6 +95,7 @@ pub mod observe;
 pub mod publish;
 pub mod reader;
 pub mod record;
+pub mod retry_stream;
 pub mod schema;
 pub mod settings;
 mod sync;
@@ -107,7 +108,8 @@ mod text;
 pub mod worker;
 
 pub use app::{
-    admin, handling, subscription, Application, ApplicationBuilder, Health, SubscriptionStats,
+    admin, handling, subscription, Application, ApplicationBuilder, ConsumerHealth, Health,
+    StuckPartition, SubscriptionStats,
 };
 pub use dead_letter::Replayed;
 pub use error::{Error, Result};
@@ -117,7 +119,7 @@ pub use publish::{Delivery, PublishFuture, PublishHandle, Transaction};
 pub use record::{Header, Headers, Record};
 pub use schema::Schema;
 pub use settings::{AckPolicy, Settings};
-pub use subscription::{ErrorPolicy, Router, Streams, Subscription};
+pub use subscription::{Assigned, ErrorPolicy, Revoked, Router, Streams, Subscription};
 
 /// Registers a struct or enum as a message schema.
 ///
@@ -149,6 +151,19 @@ pub use kafkaesk_macros::schema;
 /// `group` (default: the function's name); `concurrency` (default 1);
 /// `timeout` in seconds (fractions allowed, no timeout by default).
 ///
+/// `stall_timeout = 60` reports a partition that makes no progress for that
+/// many seconds (logged, and unhealthy in `/health`); `cancel_stalled = true`
+/// also cancels a handler that runs that long, so its record goes through
+/// the error policy (see [`Subscription::with_stall_timeout`]):
+///
+/// ```
+/// #[kafkaesk::subscribe("orders", stall_timeout = 60, cancel_stalled = true, on_error = "skip")]
+/// async fn index(raw: Vec<u8>) -> Result<(), std::io::Error> { Ok(()) }
+/// let router = kafkaesk::Router::from_registry().unwrap();
+/// assert_eq!(router.subscriptions()[0].stall_timeout(), Some(std::time::Duration::from_secs(60)));
+/// assert!(router.subscriptions()[0].cancels_stalled());
+/// ```
+///
 /// `name = "..."` sets the subscription's name, which must be unique within
 /// an application (default: the function's name).
 ///
@@ -159,6 +174,18 @@ pub use kafkaesk_macros::schema;
 /// ```
 /// #[kafkaesk::subscribe("orders.*", retry = 3, backoff = 0.2, dead_letter = "orders.dead")]
 /// async fn handle(raw: Vec<u8>) -> Result<(), std::io::Error> { Ok(()) }
+/// ```
+///
+/// `retry_in = ["10s", "1m", "10m"]` (delays in `ms`, `s`, `m` or `h`) moves
+/// a failed record to a retry stream per delay, so its partition goes on at
+/// once, then to `dead_letter` (or `on_error = "skip"`, one of which it
+/// needs); see [Retry streams](ErrorPolicy#retry-streams):
+///
+/// ```
+/// #[kafkaesk::subscribe("orders", group = "billing", retry_in = ["10s", "10m"], dead_letter = "orders.dead")]
+/// async fn charge(raw: Vec<u8>) -> Result<(), std::io::Error> { Ok(()) }
+/// let router = kafkaesk::Router::from_registry().unwrap();
+/// assert_eq!(router.subscriptions()[0].retry_streams(), ["billing.charge.retry-10s", "billing.charge.retry-10m"]);
 /// ```
 ///
 /// `exactly_once = true` commits each batch's output and offsets in one

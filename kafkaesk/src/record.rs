@@ -402,7 +402,6 @@ impl<'m> RecordSource<'m> {
     }
 
     /// The value of the first header with this key.
-    #[cfg_attr(not(feature = "opentelemetry"), allow(dead_code))]
     pub(crate) fn header(self, key: &str) -> Option<&'m [u8]> {
         match self {
             RecordSource::Fetched { message, .. } => message

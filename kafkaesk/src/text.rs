@@ -1,6 +1,6 @@
 //! Text that came from the bus, shown to people: in errors, log lines and
 //! the command line's output. Every byte from the bus is untrusted, so
-//! nothing here is shown as it came.
+//! nothing here is shown as it came; a panic's payload is made text here too.
 
 /// Text from the bus made safe to print on a terminal or in a log line:
 /// control characters (an escape sequence that would recolour or clear a
@@ -37,4 +37,15 @@ fn hidden(c: char) -> bool {
             c,
             '\u{061c}' | '\u{200e}' | '\u{200f}' | '\u{202a}'..='\u{202e}' | '\u{2066}'..='\u{2069}'
         )
+}
+
+/// The text of a panic's payload.
+pub(crate) fn panic_message(payload: &(dyn std::any::Any + Send)) -> String {
+    if let Some(s) = payload.downcast_ref::<&str>() {
+        (*s).to_owned()
+    } else if let Some(s) = payload.downcast_ref::<String>() {
+        s.clone()
+    } else {
+        "non-string panic payload".to_owned()
+    }
 }

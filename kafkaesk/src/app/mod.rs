@@ -48,7 +48,7 @@ pub use crate::observe::journal::{RecordOutcome, Settled};
 pub use builder::ApplicationBuilder;
 
 use crate::observe::journal;
-pub use monitor::{ConsumerHealth, Health, SubscriptionStats};
+pub use monitor::{ConsumerHealth, Health, StuckPartition, SubscriptionStats};
 
 pub(crate) use builder::Hook;
 pub(crate) use control::{PauseState, SubscriptionControl};

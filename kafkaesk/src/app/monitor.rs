@@ -23,6 +23,7 @@ pub(crate) struct SubscriptionCounters {
     pub(crate) retried: AtomicU64,
     pub(crate) skipped: AtomicU64,
     pub(crate) dead_lettered: AtomicU64,
+    pub(crate) retried_later: AtomicU64,
     /// Whether the subscription's handlers were seen to compute for long
     /// before their first `.await`, so later runs keep them off the
     /// consumer's task too.
@@ -41,6 +42,7 @@ impl SubscriptionCounters {
             retried: read(&self.retried),
             skipped: read(&self.skipped),
             dead_lettered: read(&self.dead_lettered),
+            retried_later: read(&self.retried_later),
         }
     }
 }
@@ -60,6 +62,9 @@ pub struct SubscriptionStats {
     pub skipped: u64,
     /// Failed records published to a dead-letter stream and committed.
     pub dead_lettered: u64,
+    /// Failed records moved to a retry stream and committed, to run again
+    /// once due (see [Retry streams](crate::ErrorPolicy#retry-streams)).
+    pub retried_later: u64,
 }
 
 /// The state of one subscription's consumer.
@@ -81,6 +86,33 @@ pub struct ConsumerHealth {
     /// and the consumer counts as unhealthy until the error stops (see
     /// [Fetch errors that repeat](crate::Application::run)).
     pub stalled: Option<String>,
+    /// Partitions that have made no progress for the subscription's
+    /// [`stall_timeout`](crate::Subscription::with_stall_timeout) or longer:
+    /// a handler that does not return, or records waiting behind one. The
+    /// consumer counts as unhealthy while any is listed.
+    pub stuck: Vec<StuckPartition>,
+}
+
+/// A partition that has made no progress for its subscription's
+/// [`stall_timeout`](crate::Subscription::with_stall_timeout) or longer.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StuckPartition {
+    /// The topic, with the application's prefix.
+    pub topic: String,
+    /// The partition.
+    pub partition: i32,
+    /// The offset of its oldest record fetched and not settled.
+    pub offset: i64,
+    /// How long it has made no progress, as of the consumer's last look
+    /// (once a second).
+    pub for_time: std::time::Duration,
+}
+
+impl ConsumerHealth {
+    /// Whether the consumer runs, reads, and moves on every partition.
+    pub fn is_healthy(&self) -> bool {
+        self.running && self.stalled.is_none() && self.stuck.is_empty()
+    }
 }
 
 /// The result of [`Application::health_check`](crate::Application::health_check).
@@ -104,11 +136,7 @@ impl Health {
     /// True when the producer is usable and every consumer is running and
     /// reading.
     pub fn is_healthy(&self) -> bool {
-        self.producer
-            && self
-                .consumers
-                .iter()
-                .all(|c| c.running && c.stalled.is_none())
+        self.producer && self.consumers.iter().all(ConsumerHealth::is_healthy)
     }
 }
 
@@ -147,6 +175,7 @@ impl Monitor {
                 assigned: Vec::new(),
                 paused: Vec::new(),
                 stalled: None,
+                stuck: Vec::new(),
             },
         );
         let metrics = self.metrics.consumer(subscription, group);
@@ -210,8 +239,18 @@ impl SubscriptionMonitor {
         let Some(health) = consumers.get_mut(&self.name) else {
             return;
         };
-        self.metrics.health(health.running && error.is_none());
         health.stalled = error;
+        self.metrics.health(health.is_healthy());
+    }
+
+    /// Records the partitions now stuck (see [`ConsumerHealth::stuck`]).
+    pub(crate) fn stuck(&self, stuck: Vec<StuckPartition>) {
+        let mut consumers = lock(&self.consumers);
+        let Some(health) = consumers.get_mut(&self.name) else {
+            return;
+        };
+        health.stuck = stuck;
+        self.metrics.health(health.is_healthy());
     }
 
     /// Records that the consumer stopped.
@@ -220,6 +259,7 @@ impl SubscriptionMonitor {
         if let Some(health) = lock(&self.consumers).get_mut(&self.name) {
             health.running = false;
             health.stalled = None;
+            health.stuck.clear();
             health.assigned.clear();
             health.paused.clear();
         }

@@ -99,6 +99,11 @@ impl BatchConsumer {
                 start.place(&*self.consumer, &mut tpl);
             }
         }
+        // As a group's rebalance would: after the start position, before the
+        // assignment.
+        if let Some(hooks) = &self.consumer.context().hooks {
+            hooks.assigned(&*self.consumer, &mut tpl);
+        }
         crate::native::queue::keep_apart(&*self.consumer, &tpl);
         self.consumer.incremental_assign(&tpl)?;
         self.consumer

@@ -34,6 +34,7 @@ use futures::stream::FuturesUnordered;
 use futures::StreamExt;
 use tokio::time::Instant;
 
+use super::stall::StallWatch;
 use super::{BatchConsumer, RunControl};
 use crate::handling::invoke::{start, Outcome, RunsOn, Started};
 use crate::handling::FutureSlot;
@@ -90,13 +91,15 @@ pub(super) struct BatchOutcome {
 
 impl BatchConsumer {
     /// Runs the handler on the batch's records in order (see the module
-    /// docs), committing when `next_commit` comes while it waits. Returns
+    /// docs), committing when `next_commit` comes while it waits, and
+    /// looking for partitions stuck in it when `stall` is due. Returns
     /// `None` if a stop cancelled the batch after the shutdown timeout.
     pub(super) async fn handle_batch(
         &self,
         batch: &[PendingRecord<'_>],
         control: &mut RunControl,
         next_commit: &mut Instant,
+        stall: &mut StallWatch,
     ) -> Option<BatchOutcome> {
         let concurrency = self.subscription.concurrency();
         let order = self.subscription.order();
@@ -120,6 +123,11 @@ impl BatchConsumer {
             let mut in_turn_until = None;
             // Handlers that finish at once reuse one future's memory.
             let mut slot = FutureSlot::default();
+            // The batch indexes of the handlers running, for a stall report.
+            let mut running_records: Vec<usize> = Vec::new();
+            // One timer for the batch's stall looks, moved on after each.
+            let look = tokio::time::sleep_until(stall.next_look);
+            tokio::pin!(look);
             loop {
                 std::future::poll_fn(|cx| {
                     // Borrowed mutably so the wait needs `running` to be Send
@@ -213,6 +221,7 @@ impl BatchConsumer {
                                 // A placeholder, replaced once the handler is done.
                                 outcomes[index] = Some(Outcome::Handled);
                                 busy_lanes.extend(lane);
+                                running_records.push(index);
                                 running.push(async move { (index, lane, handler.outcome().await) });
                             }
                         }
@@ -236,9 +245,24 @@ impl BatchConsumer {
                     Poll::Ready(())
                 })
                 .await;
-                let Some((index, lane, outcome)) = running.next().await else {
+                let next = loop {
+                    tokio::select! {
+                        biased;
+                        next = running.next() => break next,
+                        // A handler that never returns holds the batch, and
+                        // the records of every partition in it, here.
+                        () = &mut look => {
+                            self.look_for_stalls(stall, Some((batch, &running_records)));
+                            look.as_mut().reset(stall.next_look);
+                        }
+                    }
+                };
+                let Some((index, lane, outcome)) = next else {
                     break;
                 };
+                if let Some(at) = running_records.iter().position(|&i| i == index) {
+                    running_records.swap_remove(at);
+                }
                 in_flight -= 1;
                 if let Some(lane) = lane {
                     busy_lanes.remove(&lane);

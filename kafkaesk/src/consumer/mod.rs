@@ -16,9 +16,11 @@
 
 mod assign;
 mod batch;
+mod delay;
 
 mod exactly_once;
 mod fetch_errors;
+mod hooks;
 mod offsets;
 mod partition_queues;
 mod pause;
@@ -26,6 +28,7 @@ mod rebalance;
 mod retry;
 mod run;
 mod settle;
+mod stall;
 mod start;
 mod supervisor;
 
@@ -52,13 +55,16 @@ use crate::subscription::Subscription;
 use crate::sync::lock;
 use assign::SelfAssignment;
 use batch::{MAX_HANDLED_IN_TURN, MAX_PARALLEL_BATCH, WAITING_LOOKAHEAD};
+use delay::{Delays, RetryTiers};
 use fetch_errors::{FetchErrors, Seen};
+use hooks::HookRunner;
 use offsets::OffsetBook;
 use partition_queues::PartitionQueues;
 use pause::Paused;
 use rebalance::RebalanceContext;
 use retry::{retries_first_run, Retries};
 use settle::Holds;
+use stall::StallWatch;
 use start::StartPlan;
 
 pub(crate) use run::{RunControl, RunStop};
@@ -88,12 +94,30 @@ pub(crate) async fn run_subscription(
     control: RunControl,
 ) -> Result<()> {
     let transaction = exactly_once::begin(&app, &subscription).await?;
+    create_retry_streams(&app, &subscription).await?;
     let consumer = BatchConsumer::start(app, subscription, transaction)?;
     let result = consumer.run(control).await;
     consumer.abort_transaction().await;
     consumer.monitor.stopped();
     consumer.close().await;
     result
+}
+
+/// Creates the subscription's retry streams, if it has any and they do
+/// not exist: it reads them from the start.
+async fn create_retry_streams(app: &Application, subscription: &Subscription) -> Result<()> {
+    let streams = subscription.retry_streams();
+    if streams.is_empty() {
+        return Ok(());
+    }
+    let clients = app.connection().clients().await?;
+    for stream in streams {
+        clients
+            .topics
+            .ensure(&app.settings().topic(&stream), None)
+            .await?;
+    }
+    Ok(())
 }
 
 /// The consumer of one subscription: Python kafkaesk's `BatchConsumer`.
@@ -105,6 +129,8 @@ pub(crate) struct BatchConsumer {
     monitor: SubscriptionMonitor,
     control: Arc<SubscriptionControl>,
     auto_commit: bool,
+    /// The retry streams it reads, if its error policy has any.
+    tiers: RetryTiers,
 }
 
 impl BatchConsumer {
@@ -160,8 +186,15 @@ impl BatchConsumer {
             topic_prefix: settings.topic_prefix.clone(),
             assignment_changed: tokio::sync::Notify::new(),
             commit_answered: tokio::sync::Notify::new(),
+            hooks: HookRunner::new(
+                &subscription,
+                &settings.topic_prefix,
+                config.get("max.poll.interval.ms"),
+                app.metrics().clone(),
+            ),
         };
         let consumer: KafkaConsumer = config.create_with_context(context)?;
+        let tiers = RetryTiers::new(&subscription, settings);
         if subscription.assigns_itself() {
             tracing::info!(
                 subscription = %name,
@@ -173,10 +206,13 @@ impl BatchConsumer {
             );
         } else {
             let regex = subscription.streams().regex(&settings.topic_prefix);
-            consumer.subscribe(&[&regex])?;
+            let mut topics = vec![regex.as_str()];
+            topics.extend(tiers.topics());
+            consumer.subscribe(&topics)?;
             tracing::info!(
                 subscription = %name,
                 streams = %subscription.streams(),
+                retry_streams = ?tiers.streams().collect::<Vec<_>>(),
                 group,
                 regex = %regex,
                 start = %subscription.start_at(),
@@ -199,6 +235,7 @@ impl BatchConsumer {
             book,
             monitor,
             control,
+            tiers,
         })
     }
 
@@ -291,6 +328,9 @@ impl BatchConsumer {
         // Retries that ended while the loop waited, settled at its top.
         let mut ended_while_waiting = None;
         let mut fetch_errors = FetchErrors::default();
+        let mut stall = StallWatch::new(self.subscription.stall_timeout());
+        // Retry-stream partitions paused until their first record is due.
+        let mut delays = Delays::default();
 
         let result = loop {
             // A partition's retries that ended: noticed here while records
@@ -311,6 +351,7 @@ impl BatchConsumer {
             if control.run_stop.is_stopping() {
                 break Ok(());
             }
+            self.release_due(&mut delays, &mut ready);
             if paused.changed() {
                 self.apply_pauses(&mut paused, &mut ready, &retries);
             }
@@ -320,14 +361,23 @@ impl BatchConsumer {
                 self.commit_handled();
                 next_commit = now + interval;
             }
+            if !stall.is_idle() && now >= stall.next_look {
+                self.look_for_stalls(&mut stall, None);
+            }
             if let Some(assignment) = self_assignment.as_mut().filter(|a| now >= a.next_look) {
                 if let Err(err) = self.assign_new_partitions(assignment).await {
                     tracing::warn!(subscription = %self.scope.name, error = %err, "could not look up partitions to assign; trying again");
                 }
             }
-            let wake_at = self_assignment
+            let mut wake_at = self_assignment
                 .as_ref()
                 .map_or(next_commit, |a| a.next_look.min(next_commit));
+            if !stall.is_idle() {
+                wake_at = wake_at.min(stall.next_look);
+            }
+            if let Some(due) = delays.next_due() {
+                wake_at = wake_at.min(due);
+            }
             // `consume_for` stops at its count, so take no more than it needs.
             let wanted = control.limit.map_or(batch_size, |limit| {
                 let left = limit.saturating_sub(control.consumed.load(Ordering::Relaxed));
@@ -407,7 +457,11 @@ impl BatchConsumer {
                 &mut retries,
                 &mut ready,
                 &mut paused,
+                &mut delays,
             );
+            // After the revoked partitions' records are gone, so a hold
+            // never outlives its partition's assignment.
+            self.hold_until_due(&mut batch, &mut delays);
             if batch.is_empty() {
                 continue;
             }
@@ -416,8 +470,9 @@ impl BatchConsumer {
             }
 
             let started = Instant::now();
+            stall.fetched(&batch, started);
             let handled = self
-                .handle_batch(&batch, &mut control, &mut next_commit)
+                .handle_batch(&batch, &mut control, &mut next_commit, &mut stall)
                 .await;
             self.monitor.metrics.batch_elapsed(
                 batch[0].topic(),
@@ -475,6 +530,7 @@ impl BatchConsumer {
             );
             retries.running.abort_all();
         }
+        stall.clear(&self.monitor.metrics);
         // Commit what was handled; a failed record and its partition's later
         // records come back.
         self.commit_before_closing(&mut messages).await;
@@ -492,6 +548,7 @@ impl BatchConsumer {
         retries: &mut Retries,
         ready: &mut VecDeque<PendingRecord<'c>>,
         paused: &mut Paused<'c>,
+        delays: &mut Delays<'c>,
     ) {
         let book = lock(&self.book);
         if book.revocations == *seen_revocations {
@@ -509,6 +566,11 @@ impl BatchConsumer {
         retries
             .held
             .retain(|tp, held| book.owns(tp, held.generation));
+        let dropped = delays.drop_unowned(&book);
+        if dropped.count() > 0 {
+            // Fails only for partitions not assigned, which is fine.
+            let _ = self.consumer.resume(&dropped);
+        }
         if batch.len() < before {
             tracing::info!(
                 subscription = %self.scope.name,

@@ -1,7 +1,9 @@
 //! The librdkafka context of a subscription's consumer: before partitions
-//! are revoked it commits what was processed and the book forgets them; when
-//! partitions are assigned it sets where they start and keeps them paused if
-//! the subscription is; and it keeps the subscription's health current.
+//! are revoked it commits what was processed, the book forgets them and the
+//! `on_revoked` hook runs; when partitions are assigned it sets where they
+//! start (the start position, then the `on_assigned` hook's seeks) and keeps
+//! them paused if the subscription is; and it keeps the subscription's
+//! health current.
 
 use std::collections::HashSet;
 use std::sync::{Arc, Mutex};
@@ -15,6 +17,7 @@ use rdkafka::types::RDKafkaRespErr;
 use rdkafka::{ClientContext, TopicPartitionList};
 use tokio::sync::watch;
 
+use super::hooks::HookRunner;
 use super::offsets::{OffsetBook, TopicPartition};
 use super::start::StartPlan;
 use crate::app::{PauseState, SubscriptionMonitor};
@@ -41,6 +44,8 @@ pub(crate) struct RebalanceContext {
     /// Notified when the broker answers a commit, so the last commit before
     /// closing is awaited without blocking a thread.
     pub(crate) commit_answered: tokio::sync::Notify,
+    /// The subscription's rebalance hooks, if it has any.
+    pub(crate) hooks: Option<HookRunner>,
 }
 
 impl RebalanceContext {
@@ -115,6 +120,12 @@ impl ConsumerContext for RebalanceContext {
             if let Some(start) = &self.start {
                 off_the_worker(|| start.place(consumer, tpl));
             }
+            // After the start position, so its seeks win; before the
+            // assignment, so no record of these partitions is fetched, let
+            // alone handled, before it returns.
+            if let Some(hooks) = &self.hooks {
+                hooks.assigned(consumer, tpl);
+            }
             // Before the assignment starts the partitions (see
             // `partition_queues`).
             crate::native::queue::keep_apart(consumer, tpl);
@@ -182,6 +193,12 @@ impl ConsumerContext for RebalanceContext {
             "partitions revoked"
         );
         self.monitor.assigned(assigned);
+        // After the commit above (an exactly-once subscription's batches
+        // committed in their transactions before this poll), and before the
+        // partitions are unassigned and go to another member.
+        if let Some(hooks) = &self.hooks {
+            hooks.revoked(&revoked);
+        }
     }
 
     fn post_rebalance(&self, consumer: &BaseConsumer<Self>, rebalance: &Rebalance<'_>) {

@@ -21,11 +21,12 @@ use super::settle::Holds;
 use super::BatchConsumer;
 use crate::app::SubscriptionMonitor;
 use crate::error::{Error, RecordPosition, Result};
-use crate::handling::invoke::{panic_message, run_once, Outcome};
+use crate::handling::invoke::{run_once, Outcome};
 use crate::handling::HandlerScope;
 use crate::record::{PendingRecord, Record};
 use crate::subscription::Subscription;
 use crate::sync::lock;
+use crate::text::panic_message;
 
 /// Whether the error policy retries a record whose handler ended with
 /// `outcome` on its first run.

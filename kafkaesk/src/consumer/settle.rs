@@ -23,7 +23,8 @@ use crate::error::Error;
 use crate::handling::invoke::Outcome;
 use crate::native::commit::commit_async;
 use crate::observe::journal::{FailedAs, RecordOutcome, Settled};
-use crate::record::PendingRecord;
+use crate::record::{PendingRecord, Record};
+use crate::retry_stream::{self, Move, Origin};
 use crate::subscription::FinalAction;
 use crate::sync::lock;
 
@@ -114,7 +115,11 @@ impl<'a> NextOffsets<'a> {
         if stops {
             *stopped = true;
         } else if !*stopped {
-            *next = Some(offset.saturating_add(1));
+            // The highest: a record librdkafka delivered again after a
+            // pause (it resumes at its own idea of the position) may come
+            // after a later one, and must not move the commit back.
+            let past = offset.saturating_add(1);
+            *next = Some(next.map_or(past, |next| next.max(past)));
         }
     }
 
@@ -238,6 +243,12 @@ impl BatchConsumer {
             Some(err) => err,
         };
         counters.failed.fetch_add(1, Ordering::Relaxed);
+        let record = record.to_record();
+        let origin = self.origin(&record);
+        let error = match self.retry_later(&record, &origin, error, runs).await {
+            Ok(moved) => return moved,
+            Err(error) => error,
+        };
         match self.subscription.error_policy().final_action() {
             FinalAction::Skip => {
                 counters.skipped.fetch_add(1, Ordering::Relaxed);
@@ -257,7 +268,9 @@ impl BatchConsumer {
                     subscription: &self.scope.name,
                     group: self.subscription.group(),
                 };
-                let record = record.to_record();
+                // A retried record's dead letter names where it was first
+                // consumed, where a replay returns it.
+                let record = origin.record(&record);
                 match dead_letter::write(self.scope.publisher(), stream, &record, failure).await {
                     Ok(()) => {
                         counters.dead_lettered.fetch_add(1, Ordering::Relaxed);
@@ -308,6 +321,85 @@ impl BatchConsumer {
                 tracing::error!(subscription = %self.scope.name, error = %error, "handler failed; stopping consumer");
                 let settled = RecordOutcome::failed(&error, runs, FailedAs::Stopped);
                 (Some(error), settled)
+            }
+        }
+    }
+
+    /// Where `record` was first consumed: its own position, or for a record
+    /// of a retry stream, the origin its headers name if the subscription
+    /// could have consumed it.
+    fn origin(&self, record: &Record) -> Origin {
+        if self.tiers.of(record.topic()).is_some() {
+            let prefix = &self.scope.app.settings().topic_prefix;
+            Origin::of(record, self.subscription.streams(), prefix)
+        } else {
+            Origin::here(record)
+        }
+    }
+
+    /// Moves a failed record to its next retry stream, if it has one left.
+    /// Gives the error back when it has none, or when the record cannot be
+    /// written to it for good (too large, say): the final action applies
+    /// then.
+    async fn retry_later(
+        &self,
+        record: &Record,
+        origin: &Origin,
+        error: Error,
+        runs: u32,
+    ) -> std::result::Result<(Option<Error>, RecordOutcome), Error> {
+        let Some((index, tier)) = self.tiers.next_after(record.topic()) else {
+            return Err(error);
+        };
+        let moved = Move {
+            origin,
+            attempt: index + 1,
+            delay: tier.delay,
+            error: &error,
+            subscription: &self.scope.name,
+        };
+        match retry_stream::write(self.scope.publisher(), &tier.stream, record, moved).await {
+            Ok(()) => {
+                self.monitor
+                    .counters
+                    .retried_later
+                    .fetch_add(1, Ordering::Relaxed);
+                self.monitor.metrics.retried_later(&tier.stream);
+                tracing::warn!(
+                    subscription = %self.scope.name,
+                    error = %error,
+                    attempts = runs,
+                    record = %record.position(),
+                    retry_stream = %tier.stream,
+                    "handler failed; record moved to a retry stream, due in {:?}",
+                    tier.delay
+                );
+                let settled =
+                    RecordOutcome::failed(&error, runs, FailedAs::RetriedLater(&tier.stream));
+                Ok((None, settled))
+            }
+            Err(write_error) if dead_letter::fails_for_good(&write_error) => {
+                tracing::error!(
+                    subscription = %self.scope.name,
+                    error = %error,
+                    record = %record.position(),
+                    retry_stream = %tier.stream,
+                    retry_stream_error = %write_error,
+                    "handler failed and the record cannot be written to its retry stream; \
+                     the error policy's final action applies"
+                );
+                Err(error)
+            }
+            Err(write_error) => {
+                tracing::error!(
+                    subscription = %self.scope.name,
+                    error = %error,
+                    retry_stream = %tier.stream,
+                    retry_stream_error = %write_error,
+                    "handler failed and the retry stream write failed; stopping consumer"
+                );
+                let settled = RecordOutcome::failed(&error, runs, FailedAs::Stopped);
+                Ok((Some(error), settled))
             }
         }
     }
@@ -432,6 +524,13 @@ mod tests {
             next,
             [("a".into(), 0, 6), ("a".into(), 1, 10), ("b".into(), 0, 3)]
         );
+    }
+
+    #[test]
+    fn a_record_delivered_again_after_a_later_one_does_not_move_the_commit_back() {
+        let a: Arc<str> = "a".into();
+        let next = offsets(&[(&a, 0, 3, false), (&a, 0, 2, false)]);
+        assert_eq!(next, [("a".into(), 0, 4)]);
     }
 
     #[test]

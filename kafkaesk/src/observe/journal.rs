@@ -61,6 +61,17 @@ pub enum RecordOutcome {
         /// The dead-letter stream.
         stream: String,
     },
+    /// The handler failed and the record went to a retry stream, to run
+    /// again once due (see [Retry streams](crate::ErrorPolicy#retry-streams)):
+    /// a later settlement, of the record read from that stream, follows.
+    RetriedLater {
+        /// The last attempt's error, in the handler's words.
+        error: String,
+        /// Handler runs, in-place retries included.
+        attempts: u32,
+        /// The retry stream.
+        stream: String,
+    },
     /// The handler failed every attempt and its consumer stopped (the
     /// default policy, or a dead-letter write that failed): the record comes
     /// back when the application runs again.
@@ -91,6 +102,11 @@ impl RecordOutcome {
                 attempts,
                 stream: stream.to_owned(),
             },
+            FailedAs::RetriedLater(stream) => RecordOutcome::RetriedLater {
+                error,
+                attempts,
+                stream: stream.to_owned(),
+            },
             FailedAs::Stopped => RecordOutcome::Stopped { error, attempts },
         }
     }
@@ -107,6 +123,7 @@ impl RecordOutcome {
             RecordOutcome::Handled { attempts }
             | RecordOutcome::Skipped { attempts, .. }
             | RecordOutcome::DeadLettered { attempts, .. }
+            | RecordOutcome::RetriedLater { attempts, .. }
             | RecordOutcome::Stopped { attempts, .. } => *attempts,
         }
     }
@@ -123,6 +140,7 @@ impl RecordOutcome {
             RecordOutcome::Unhandled { error }
             | RecordOutcome::Skipped { error, .. }
             | RecordOutcome::DeadLettered { error, .. }
+            | RecordOutcome::RetriedLater { error, .. }
             | RecordOutcome::Stopped { error, .. } => Some(error),
         }
     }
@@ -141,6 +159,7 @@ pub(crate) enum FailedAs<'a> {
     Unhandled,
     Skipped,
     DeadLettered(&'a str),
+    RetriedLater(&'a str),
     Stopped,
 }
 

@@ -36,6 +36,7 @@ use crate::handling::{MessageContext, Rejection};
 use crate::observe::propagation;
 use crate::record::{Record, RecordSource};
 use crate::subscription::Subscription;
+use crate::text::panic_message;
 
 /// How one run of a handler on a record ended.
 pub(crate) enum Outcome {
@@ -131,7 +132,7 @@ struct Deadline {
 
 impl Deadline {
     fn of(subscription: &Subscription) -> Option<Deadline> {
-        subscription.timeout().map(|timeout| Deadline {
+        subscription.handler_deadline().map(|timeout| Deadline {
             at: Instant::now() + timeout,
             timeout,
         })
@@ -271,17 +272,6 @@ pub(crate) async fn run_once(
     })
     .await;
     started.outcome().await
-}
-
-/// The text of a panic's payload.
-pub(crate) fn panic_message(payload: &(dyn std::any::Any + Send)) -> String {
-    if let Some(s) = payload.downcast_ref::<&str>() {
-        (*s).to_owned()
-    } else if let Some(s) = payload.downcast_ref::<String>() {
-        s.clone()
-    } else {
-        "non-string panic payload".to_owned()
-    }
 }
 
 impl Subscription {

@@ -1,9 +1,11 @@
 //! What an application consumes, without any Kafka configuration:
 //! [`Subscription`]s (streams, group, concurrency, [ordering](RecordOrder),
-//! [start position](Position), [error policy](ErrorPolicy)) and the
+//! [start position](Position), [error policy](ErrorPolicy), [rebalance
+//! hooks](hooks)) and the
 //! [`Router`] that gathers them with the schemas. The `#[subscribe]` and
 //! `#[schema]` macros fill a registry that [`Router::from_registry`] reads.
 
+pub mod hooks;
 pub(crate) mod ordering;
 pub(crate) mod policy;
 pub(crate) mod position;
@@ -13,8 +15,9 @@ mod streams;
 #[cfg(test)]
 mod tests;
 
+pub use hooks::{Assigned, Revoked, StreamPartition, DEFAULT_REBALANCE_HOOK_TIMEOUT};
 pub use ordering::RecordOrder;
-pub use policy::{ErrorPolicy, FinalAction, Retry};
+pub use policy::{delay_name, ErrorPolicy, FinalAction, Retry, MAX_RETRY_DELAY, MAX_RETRY_STREAMS};
 pub use position::Position;
 pub use router::Router;
 pub use streams::{fnmatch, fnmatch_to_regex, is_pattern, Streams};
@@ -23,7 +26,8 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use crate::error::{Error, Result};
-use crate::handling::{BoxedHandler, Handler};
+use crate::handling::{BoxedHandler, Handler, IntoHandlerResult};
+use hooks::RebalanceHooks;
 
 /// Default number of records a subscription handles at once.
 pub const DEFAULT_CONCURRENCY: usize = 1;
@@ -60,11 +64,14 @@ pub struct Subscription {
     order: RecordOrder,
     parallel: bool,
     timeout: Option<Duration>,
+    stall_timeout: Option<Duration>,
+    cancel_stalled: bool,
     on_error: ErrorPolicy,
     exactly_once: bool,
     start: Start,
     partitions: Option<Vec<i32>>,
     without_group: bool,
+    hooks: RebalanceHooks,
     handler: BoxedHandler,
 }
 
@@ -126,11 +133,14 @@ impl Subscription {
             order: RecordOrder::Unordered,
             parallel: false,
             timeout: None,
+            stall_timeout: None,
+            cancel_stalled: false,
             on_error: ErrorPolicy::default(),
             exactly_once: false,
             start: Start::default(),
             partitions: None,
             without_group: false,
+            hooks: RebalanceHooks::default(),
             handler: BoxedHandler::new(handler),
         }
     }
@@ -204,6 +214,45 @@ impl Subscription {
     /// Cancels a handler that runs longer than this. No timeout by default.
     pub fn with_timeout(mut self, timeout: Duration) -> Self {
         self.timeout = Some(timeout);
+        self
+    }
+
+    /// Reports a partition that makes no progress for this long: the
+    /// oldest record fetched from it and not settled (handled, skipped or
+    /// dead-lettered) has waited that long, in a handler that does not
+    /// return or behind one. The partition is logged once with that record,
+    /// listed in [`ConsumerHealth::stuck`](crate::ConsumerHealth::stuck),
+    /// and turns [`Application::health_check`](crate::Application::health_check)
+    /// (and `/health`) unhealthy until it moves. Off by default; the
+    /// `kafkaesk_consumer_oldest_unfinished_seconds` gauge shows the wait
+    /// either way. Looked at once a second, so it is exact to a second.
+    ///
+    /// Set it above the longest a record may rightly take, retries by the
+    /// [error policy](Self::on_error) included: a partition retrying a record
+    /// makes no progress either. A paused partition is never stuck.
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// # async fn index(raw: Vec<u8>) {}
+    /// let sub = kafkaesk::Subscription::new("orders", index)
+    ///     .with_stall_timeout(Duration::from_secs(60))
+    ///     .cancel_stalled();
+    /// assert_eq!(sub.stall_timeout(), Some(Duration::from_secs(60)));
+    /// ```
+    pub fn with_stall_timeout(mut self, timeout: Duration) -> Self {
+        self.stall_timeout = Some(timeout);
+        self
+    }
+
+    /// Besides reporting a stuck partition (see
+    /// [`with_stall_timeout`](Self::with_stall_timeout)), cancels a handler
+    /// once it has run for the stall timeout, as its
+    /// [`timeout`](Self::with_timeout) would: its record then goes through
+    /// the [error policy](Self::on_error) as a handler timeout. For handlers
+    /// that may hang without a timeout of their own; where both are set,
+    /// the shorter one cancels.
+    pub fn cancel_stalled(mut self) -> Self {
+        self.cancel_stalled = true;
         self
     }
 
@@ -336,6 +385,99 @@ impl Subscription {
         self
     }
 
+    /// Runs `hook` each time the subscription's consumer is assigned
+    /// partitions, before any record of them is fetched: to load their
+    /// state, or to [`seek`](Assigned::seek) them. It may return `()` or
+    /// `Result<(), E>`; a failure is logged and counted, and the rebalance
+    /// goes on without its seeks. See [`hooks`] for when it runs, and
+    /// [`with_rebalance_hook_timeout`](Self::with_rebalance_hook_timeout)
+    /// for how long it may.
+    ///
+    /// A subscription that assigns itself its partitions ([`without_group`](Self::without_group),
+    /// or [chosen partitions](Self::with_partitions)) runs it as it assigns
+    /// them.
+    ///
+    /// ```
+    /// use kafkaesk::subscription::{Assigned, Position};
+    /// async fn index(raw: Vec<u8>) {}
+    /// let sub = kafkaesk::Subscription::new("orders", index).on_assigned(|assigned: Assigned| async move {
+    ///     if assigned.contains("orders", 0) {
+    ///         assigned.seek("orders", 0, Position::Earliest)?;
+    ///     }
+    ///     Ok::<_, kafkaesk::Error>(())
+    /// });
+    /// assert!(sub.has_rebalance_hooks());
+    /// ```
+    pub fn on_assigned<F, Fut>(mut self, hook: F) -> Self
+    where
+        F: Fn(Assigned) -> Fut + Send + Sync + 'static,
+        Fut: std::future::Future + Send + 'static,
+        Fut::Output: IntoHandlerResult,
+    {
+        self.hooks.on_assigned = Some(RebalanceHooks::boxed(hook));
+        self
+    }
+
+    /// Runs `hook` each time partitions are revoked from the subscription's
+    /// consumer, once what was handled of them is committed, and as the
+    /// consumer stops: to flush their state. It may return `()` or
+    /// `Result<(), E>`; a failure is logged and counted, and the rebalance
+    /// goes on. See [`hooks`] for when it runs. A subscription that assigns
+    /// itself its partitions is never revoked any.
+    ///
+    /// ```
+    /// use kafkaesk::subscription::Revoked;
+    /// async fn index(raw: Vec<u8>) {}
+    /// let sub = kafkaesk::Subscription::new("orders", index).on_revoked(|revoked: Revoked| async move {
+    ///     for p in revoked.partitions() {
+    ///         println!("{} moves to another member", p);
+    ///     }
+    /// });
+    /// assert!(sub.has_rebalance_hooks());
+    /// ```
+    pub fn on_revoked<F, Fut>(mut self, hook: F) -> Self
+    where
+        F: Fn(Revoked) -> Fut + Send + Sync + 'static,
+        Fut: std::future::Future + Send + 'static,
+        Fut::Output: IntoHandlerResult,
+    {
+        self.hooks.on_revoked = Some(RebalanceHooks::boxed(hook));
+        self
+    }
+
+    /// How long a rebalance hook may run before it is cut, logged and
+    /// counted as failed ([`DEFAULT_REBALANCE_HOOK_TIMEOUT`], 30 s, by
+    /// default). The consumer polls nothing while a hook runs, so the bound
+    /// is also at most half of the consumer's `max.poll.interval.ms` (300 s
+    /// by default), past which the broker would take it out of its group.
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// async fn index(raw: Vec<u8>) {}
+    /// let sub = kafkaesk::Subscription::new("orders", index)
+    ///     .with_rebalance_hook_timeout(Duration::from_secs(5));
+    /// assert_eq!(sub.rebalance_hook_timeout(), Duration::from_secs(5));
+    /// ```
+    pub fn with_rebalance_hook_timeout(mut self, timeout: Duration) -> Self {
+        self.hooks.timeout = timeout;
+        self
+    }
+
+    /// How long a rebalance hook may run.
+    pub fn rebalance_hook_timeout(&self) -> Duration {
+        self.hooks.timeout
+    }
+
+    /// Whether an [`on_assigned`](Self::on_assigned) or
+    /// [`on_revoked`](Self::on_revoked) hook is set.
+    pub fn has_rebalance_hooks(&self) -> bool {
+        self.hooks.any()
+    }
+
+    pub(crate) fn rebalance_hooks(&self) -> &RebalanceHooks {
+        &self.hooks
+    }
+
     /// Where the subscription starts when nothing is committed.
     pub fn start_at(&self) -> Position {
         self.start.position.unwrap_or(Position::Earliest)
@@ -405,6 +547,41 @@ impl Subscription {
         self.timeout
     }
 
+    /// The retry streams of its [error policy](ErrorPolicy::retry_in), one
+    /// per delay, in order: empty without any. Named after the group and
+    /// the delay (see [`retry_stream::stream_name`](crate::retry_stream::stream_name)).
+    pub fn retry_streams(&self) -> Vec<String> {
+        let group = self.group().unwrap_or(&self.name);
+        self.on_error
+            .retry_delays()
+            .iter()
+            .map(|delay| crate::retry_stream::stream_name(group, &self.name, *delay))
+            .collect()
+    }
+
+    /// How long a partition may make no progress before it is reported
+    /// stuck (see [`with_stall_timeout`](Self::with_stall_timeout)).
+    pub fn stall_timeout(&self) -> Option<Duration> {
+        self.stall_timeout
+    }
+
+    /// Whether a handler is cancelled once it has run for the stall timeout
+    /// (see [`cancel_stalled`](Self::cancel_stalled)).
+    pub fn cancels_stalled(&self) -> bool {
+        self.cancel_stalled
+    }
+
+    /// The longest a handler runs before it is cancelled: its timeout, or
+    /// the stall timeout if [`cancel_stalled`](Self::cancel_stalled) and
+    /// shorter.
+    pub(crate) fn handler_deadline(&self) -> Option<Duration> {
+        let stall = self.stall_timeout.filter(|_| self.cancel_stalled);
+        match (self.timeout, stall) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (a, b) => a.or(b),
+        }
+    }
+
     pub(crate) fn handler(&self) -> &BoxedHandler {
         &self.handler
     }
@@ -419,8 +596,17 @@ impl Subscription {
         if self.concurrency == 0 {
             return fail("concurrency must be at least 1");
         }
+        if self.hooks.timeout == Duration::ZERO {
+            return fail("the rebalance hook timeout must be longer than zero");
+        }
         if self.timeout == Some(Duration::ZERO) {
             return fail("timeout must be longer than zero");
+        }
+        if self.stall_timeout == Some(Duration::ZERO) {
+            return fail("stall_timeout must be longer than zero");
+        }
+        if self.cancel_stalled && self.stall_timeout.is_none() {
+            return fail("cancel_stalled needs a stall_timeout");
         }
         if self.group() == Some("") {
             return fail("the consumer group is empty");
@@ -467,6 +653,29 @@ impl Subscription {
                  record's output would miss its batch's transaction; retry inside the \
                  handler, or skip or dead-letter",
             );
+        }
+        if !self.on_error.retry_delays().is_empty() {
+            if self.assigns_itself() {
+                return fail(
+                    "retry streams need a consumer group that is assigned partitions (their \
+                     offsets are committed): not without_group, nor chosen partitions",
+                );
+            }
+            if self.order != RecordOrder::Unordered {
+                return fail(
+                    "a record moved to a retry stream leaves its key's order (the records \
+                     behind it are handled first), so retry streams cannot be combined with \
+                     order = \"key\" or \"partition\"; retry in place (retry = N) where order \
+                     matters",
+                );
+            }
+            for stream in self.retry_streams() {
+                if stream.len() > crate::retry_stream::MAX_STREAM_NAME {
+                    return fail(
+                        "a retry stream's name is too long: give the group a shorter name",
+                    );
+                }
+            }
         }
         match &self.streams {
             Streams::Pattern(p) if p.is_empty() => fail("the pattern is empty"),

@@ -6,6 +6,14 @@ use std::time::Duration;
 /// The default cap on a retry's backoff.
 pub const DEFAULT_MAX_BACKOFF: Duration = Duration::from_secs(30);
 
+/// Most retry streams (tiers) one policy may have.
+pub const MAX_RETRY_STREAMS: usize = 10;
+
+/// The longest delay of a retry stream: a record waits in its tier for at
+/// most this long, so a retry stream's retention (7 days by default) must
+/// be longer.
+pub const MAX_RETRY_DELAY: Duration = Duration::from_secs(24 * 3600);
+
 /// What happens to a failed record once retries, if any, are used up.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum FinalAction {
@@ -91,6 +99,54 @@ impl Retry {
 /// its partition's later records stay uncommitted and are consumed again
 /// after a restart.
 ///
+/// # Retry streams
+///
+/// In-place retries hold the failed record's partition for their backoffs.
+/// For a record that needs minutes (a downstream outage, a rate limit),
+/// [`retry_in`](ErrorPolicy::retry_in) moves it to a *retry stream* per
+/// delay instead, and the partition goes on at once:
+///
+/// ```
+/// use std::time::Duration;
+/// use kafkaesk::{ErrorPolicy, Subscription};
+/// # async fn charge(raw: Vec<u8>) -> Result<(), std::io::Error> { Ok(()) }
+/// let sub = Subscription::new("orders", charge).with_group("billing").on_error(
+///     ErrorPolicy::retry_in([Duration::from_secs(10), Duration::from_secs(60), Duration::from_secs(600)])
+///         .then_dead_letter("orders.dead"),
+/// );
+/// assert_eq!(sub.retry_streams(), ["billing.charge.retry-10s", "billing.charge.retry-1m", "billing.charge.retry-10m"]);
+/// ```
+///
+/// With the macro: `#[subscribe("orders", group = "billing", retry_in = ["10s", "1m", "10m"], dead_letter = "orders.dead")]`.
+///
+/// - A failed record (after the in-place retries, if any) is written to the
+///   first retry stream with [`kafkaesk-retry-*` headers](crate::retry_stream)
+///   (due time, attempt, origin, error); its offset is committed only once
+///   the broker acknowledged that write, as for a dead letter. For an
+///   [exactly-once](crate::Subscription::exactly_once) subscription the
+///   write is in the transaction that commits the offset. What a handler
+///   published before it failed is in that transaction too, so a handler of
+///   an exactly-once subscription should fail before it publishes.
+/// - The subscription consumes its retry streams too. A retry stream's
+///   partition is paused until its first record is due, and resumed then:
+///   one timer per partition, no sleep and no polling per record. A record
+///   that fails again goes to the next retry stream, and after the last one
+///   to the final action (a dead letter that names the record's origin, so
+///   [`replay_dead_letters`](crate::Application::replay_dead_letters)
+///   returns it to its source stream).
+/// - Retry streams are named after the group, the subscription and the
+///   delay (`{group}.{subscription}.retry-{delay}`, or `{group}.retry-{delay}`
+///   when the subscription is named as its group, as it is by default),
+///   under the topic prefix, and created when the subscription starts.
+/// - **Order:** a retried record leaves its key's order: the records behind
+///   it are handled first. So retry streams cannot be combined with
+///   [`RecordOrder::Key`](crate::subscription::RecordOrder::Key) or
+///   `Partition` (the subscription is refused with a clear error); use
+///   in-place retries where order matters.
+/// - They need a consumer group (their offsets are committed), so not with
+///   [`without_group`](crate::Subscription::without_group) or chosen
+///   partitions.
+///
 /// # Dead letters
 ///
 /// What a dead-lettered record carries, and how
@@ -100,6 +156,8 @@ impl Retry {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ErrorPolicy {
     retry: Option<Retry>,
+    /// The delays of the retry streams, in the order records go through them.
+    later: Vec<Duration>,
     action: FinalAction,
 }
 
@@ -114,6 +172,7 @@ impl ErrorPolicy {
     pub fn stop() -> Self {
         ErrorPolicy {
             retry: None,
+            later: Vec::new(),
             action: FinalAction::Stop,
         }
     }
@@ -122,6 +181,7 @@ impl ErrorPolicy {
     pub fn skip() -> Self {
         ErrorPolicy {
             retry: None,
+            later: Vec::new(),
             action: FinalAction::Skip,
         }
     }
@@ -130,6 +190,7 @@ impl ErrorPolicy {
     pub fn dead_letter(stream: impl Into<String>) -> Self {
         ErrorPolicy {
             retry: None,
+            later: Vec::new(),
             action: FinalAction::DeadLetter(stream.into()),
         }
     }
@@ -144,8 +205,37 @@ impl ErrorPolicy {
                 backoff,
                 max_backoff: DEFAULT_MAX_BACKOFF.max(backoff),
             }),
+            later: Vec::new(),
             action: FinalAction::Stop,
         }
+    }
+
+    /// Retries in retry streams, one per delay, without blocking the
+    /// partition; then the final action, which must be
+    /// [`then_dead_letter`](Self::then_dead_letter) or
+    /// [`then_skip`](Self::then_skip). See [Retry streams](#retry-streams).
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// let policy = kafkaesk::ErrorPolicy::retry_in([Duration::from_secs(10), Duration::from_secs(600)])
+    ///     .then_dead_letter("orders.dead");
+    /// assert_eq!(policy.retry_delays().len(), 2);
+    /// ```
+    pub fn retry_in(delays: impl IntoIterator<Item = Duration>) -> Self {
+        ErrorPolicy::stop().then_retry_in(delays)
+    }
+
+    /// After the in-place retries, retries in retry streams, one per delay
+    /// (see [`retry_in`](Self::retry_in)).
+    pub fn then_retry_in(mut self, delays: impl IntoIterator<Item = Duration>) -> Self {
+        self.later = delays.into_iter().collect();
+        self
+    }
+
+    /// The delays of the retry streams, in the order a failed record goes
+    /// through them.
+    pub fn retry_delays(&self) -> &[Duration] {
+        &self.later
     }
 
     /// Caps the retry backoff (30 s by default).
@@ -204,6 +294,31 @@ impl ErrorPolicy {
         if matches!(&self.action, FinalAction::DeadLetter(s) if s.is_empty()) {
             return Some("the dead-letter stream is empty");
         }
+        if self.later.is_empty() {
+            return None;
+        }
+        if self.action == FinalAction::Stop {
+            return Some(
+                "retry streams end in a dead-letter stream or a skip (then_dead_letter or \
+                 then_skip; dead_letter = \"...\" or on_error = \"skip\"): a consumer stopped by \
+                 a record of a retry stream would stop on it again at every start",
+            );
+        }
+        if self.later.len() > MAX_RETRY_STREAMS {
+            return Some("at most 10 retry streams");
+        }
+        if self
+            .later
+            .iter()
+            .any(|d| d.is_zero() || *d > MAX_RETRY_DELAY)
+        {
+            return Some("each retry stream's delay is more than zero and at most 24 hours");
+        }
+        let names: std::collections::HashSet<String> =
+            self.later.iter().map(|d| delay_name(*d)).collect();
+        if names.len() < self.later.len() {
+            return Some("the retry streams' delays must differ (to the millisecond)");
+        }
         None
     }
 }
@@ -217,11 +332,34 @@ impl std::fmt::Display for ErrorPolicy {
                 retry.attempts, retry.backoff
             )?;
         }
+        if !self.later.is_empty() {
+            let delays: Vec<String> = self.later.iter().map(|d| delay_name(*d)).collect();
+            write!(f, "retry in {}, then ", delays.join(", "))?;
+        }
         match &self.action {
             FinalAction::Stop => f.write_str("stop"),
             FinalAction::Skip => f.write_str("skip"),
             FinalAction::DeadLetter(stream) => write!(f, "dead-letter to {stream}"),
         }
+    }
+}
+
+/// A delay as it appears in a retry stream's name: `10s`, `1m`, `2h`, or
+/// `500ms`.
+///
+/// ```
+/// use std::time::Duration;
+/// use kafkaesk::subscription::delay_name;
+/// assert_eq!(delay_name(Duration::from_secs(600)), "10m");
+/// assert_eq!(delay_name(Duration::from_millis(1500)), "1500ms");
+/// ```
+pub fn delay_name(delay: Duration) -> String {
+    let millis = delay.as_millis();
+    match millis {
+        m if m % 3_600_000 == 0 && m > 0 => format!("{}h", m / 3_600_000),
+        m if m % 60_000 == 0 && m > 0 => format!("{}m", m / 60_000),
+        m if m % 1000 == 0 && m > 0 => format!("{}s", m / 1000),
+        m => format!("{m}ms"),
     }
 }
 
@@ -252,5 +390,31 @@ mod tests {
         assert_eq!(ErrorPolicy::default(), ErrorPolicy::stop());
         assert!(ErrorPolicy::retry(0, Duration::ZERO).retries().is_none());
         assert!(ErrorPolicy::dead_letter("").problem().is_some());
+    }
+
+    #[test]
+    fn retry_streams_end_in_a_dead_letter_or_a_skip() {
+        let secs = Duration::from_secs;
+        let policy = ErrorPolicy::retry(2, Duration::from_millis(100))
+            .then_retry_in([secs(10), secs(60)])
+            .then_dead_letter("orders.dead");
+        assert_eq!(policy.problem(), None);
+        assert_eq!(
+            policy.to_string(),
+            "retry 2 x from 100ms, then retry in 10s, 1m, then dead-letter to orders.dead"
+        );
+        assert!(ErrorPolicy::retry_in([secs(10)]).problem().is_some());
+        assert!(ErrorPolicy::retry_in([secs(10), secs(10)])
+            .then_skip()
+            .problem()
+            .is_some());
+        assert!(ErrorPolicy::retry_in([Duration::ZERO])
+            .then_skip()
+            .problem()
+            .is_some());
+        assert!(ErrorPolicy::retry_in((1..=11).map(secs))
+            .then_skip()
+            .problem()
+            .is_some());
     }
 }

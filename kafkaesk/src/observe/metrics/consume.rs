@@ -160,6 +160,34 @@ impl ConsumerMetrics {
             .inc();
     }
 
+    pub(crate) fn retried_later(&self, stream: &str) {
+        self.inner
+            .families
+            .retried_later_messages
+            .with_label_values(&[&self.inner.subscription, &self.inner.group, stream])
+            .inc();
+    }
+
+    /// Sets how long a partition has waited on its oldest unsettled record.
+    pub(crate) fn oldest_unfinished(&self, topic: &str, partition: i32, waited: Duration) {
+        self.inner
+            .families
+            .oldest_unfinished
+            .with_label_values(&[&self.inner.subscription, topic, &partition_label(partition)])
+            .set(waited.as_secs_f64());
+    }
+
+    /// Removes a partition's oldest-unfinished gauge: it left the consumer.
+    pub(crate) fn forget_oldest_unfinished(&self, topic: &str, partition: i32) {
+        let partition = partition_label(partition);
+        // An error only says that the series was never set.
+        let _ = self.inner.families.oldest_unfinished.remove_label_values(&[
+            &self.inner.subscription,
+            topic,
+            &partition,
+        ]);
+    }
+
     /// Sets a partition's lag.
     pub(crate) fn lag(&self, topic: &str, partition: i32, lag: i64) {
         self.inner

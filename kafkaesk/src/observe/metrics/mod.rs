@@ -17,7 +17,7 @@
 //!
 //! | metric | type | labels | recorded |
 //! |---|---|---|---|
-//! | `kafkaesk_kafka_action_total`, `kafkaesk_kafka_action_time` | counter, histogram | `type`, `error` / `type` | `producer_start`, `producer_flush`, `sync_create_topics`, `sync_consumer_connect`, as Python names them |
+//! | `kafkaesk_kafka_action_total`, `kafkaesk_kafka_action_time` | counter, histogram | `type`, `error` / `type` | `producer_start`, `producer_flush`, `sync_create_topics`, `sync_consumer_connect`, as Python names them; and `rebalance_on_assigned`, `rebalance_on_revoked` for the [rebalance hooks](crate::subscription::hooks) |
 //! | `kafkaesk_publish_messages_total`, `kafkaesk_publish_messages_time` | counter, histogram | `stream_id`, `error` / `stream_id` | each publish, as it is queued |
 //! | `kafkaesk_published_messages_total`, `kafkaesk_published_messages_time` | counter, histogram | `stream_id`, `partition`, `error` / `stream_id` | each delivery report, awaited or not |
 //! | `kafkaesk_produced_topic_offset` | gauge | `stream_id`, `partition` | the offset of the last delivery |
@@ -27,7 +27,7 @@
 //! | `kafkaesk_consumed_topic_offset` | gauge | `group_id`, `partition`, `stream_id` | the offset of the last settled record |
 //! | `kafkaesk_message_lead_time` | histogram | `stream_id`, `group_id`, `partition` | from a record's timestamp to its settling |
 //! | `kafkaesk_consumer_rebalanced_total` | counter | `group_id`, `partition`, `event` | each partition assigned or revoked |
-//! | `kafkaesk_consumer_health` | gauge | `group_id` | 1 while the consumer runs, 0 once it stopped or while a fetch error repeats |
+//! | `kafkaesk_consumer_health` | gauge | `group_id` | 1 while the consumer runs, 0 once it stopped, while a fetch error repeats, or while a partition is stuck past the `stall_timeout` |
 //!
 //! Label values follow Python, odd ones included:
 //! - `stream_id` is the full topic name (with the application's prefix),
@@ -53,7 +53,9 @@
 //! | `kafkaesk_handler_retries_total` | counter | `subscription`, `group_id` |
 //! | `kafkaesk_skipped_messages_total` | counter | `subscription`, `group_id`, `reason` (`unhandled`: could not be decoded; `error_policy`: failed and skipped; `dead_letter_too_large`: failed, and its dead letter did not fit) |
 //! | `kafkaesk_dead_lettered_messages_total` | counter | `subscription`, `group_id`, `dead_letter_stream` |
+//! | `kafkaesk_retry_stream_messages_total` | counter | `subscription`, `group_id`, `retry_stream`: failed records moved to a retry stream (see [Retry streams](crate::ErrorPolicy#retry-streams)) |
 //! | `kafkaesk_consumer_fetch_errors_total` | counter | `subscription`, `group_id`, `error` (librdkafka's code, `NotImplemented`): errors reported in place of records; one that repeats for 10 s also sets `kafkaesk_consumer_health` to 0 (see [`consumer`](crate::Application::run)) |
+//! | `kafkaesk_consumer_oldest_unfinished_seconds` | gauge | `subscription`, `stream_id`, `partition`: how long the partition has waited on its oldest record fetched and not settled (handled, skipped or dead-lettered), counted from its fetch or from the partition's last progress, whichever is later; 0 while it has none, and while a pause holds it. Looked at once a second; past the subscription's [`stall_timeout`](crate::Subscription::with_stall_timeout) the consumer reports unhealthy |
 //! | `kafkaesk_log_queue_depth` | gauge | `stream`: log records queued and not yet shipped |
 //! | `kafkaesk_log_records_dropped_total` | counter | `stream`: log records dropped because the queue was full |
 //!
@@ -88,7 +90,9 @@ use std::time::Duration;
 
 pub use prometheus;
 use prometheus::core::Collector;
-use prometheus::{HistogramOpts, HistogramVec, IntCounterVec, IntGaugeVec, Opts, Registry};
+use prometheus::{
+    GaugeVec, HistogramOpts, HistogramVec, IntCounterVec, IntGaugeVec, Opts, Registry,
+};
 
 pub(crate) use consume::ConsumerMetrics;
 pub(crate) use log_queue::LogQueueStats;
@@ -150,7 +154,9 @@ pub(crate) struct Families {
     pub(crate) handler_retries: IntCounterVec,
     pub(crate) skipped_messages: IntCounterVec,
     pub(crate) dead_lettered_messages: IntCounterVec,
+    pub(crate) retried_later_messages: IntCounterVec,
     pub(crate) fetch_errors: IntCounterVec,
+    pub(crate) oldest_unfinished: GaugeVec,
     log_queues: log_queue::LogQueues,
     publish_series: publish::SeriesByTopic,
 }
@@ -405,11 +411,27 @@ impl Families {
                 "Failed records published to a dead-letter stream",
                 &["subscription", "group_id", "dead_letter_stream"],
             )?,
+            retried_later_messages: counter(
+                r,
+                "kafkaesk_retry_stream_messages_total",
+                "Failed records moved to a retry stream, to run again once due",
+                &["subscription", "group_id", "retry_stream"],
+            )?,
             fetch_errors: counter(
                 r,
                 "kafkaesk_consumer_fetch_errors_total",
                 "Errors librdkafka reported in place of records (a batch it cannot read)",
                 &["subscription", "group_id", "error"],
+            )?,
+            oldest_unfinished: registered(
+                r,
+                GaugeVec::new(
+                    Opts::new(
+                        "kafkaesk_consumer_oldest_unfinished_seconds",
+                        "How long a partition has waited on its oldest record fetched and not settled",
+                    ),
+                    &["subscription", "stream_id", "partition"],
+                )?,
             )?,
             log_queues,
             publish_series: publish::SeriesByTopic::default(),
