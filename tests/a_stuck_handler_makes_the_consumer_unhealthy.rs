@@ -13,22 +13,11 @@ use std::time::{Duration, Instant};
 
 use kafkaesk::worker::{ConnectionOptions, WorkerOptions};
 use kafkaesk::{Application, ErrorPolicy, Subscription};
-use kafkaesk_tests::{app_builder, committed_total, free_port, require_broker, unique_prefix};
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use kafkaesk_tests::{
+    app_builder, committed_total, free_port, http_get, require_broker, unique_prefix,
+};
 
 const STALL_TIMEOUT: Duration = Duration::from_secs(3);
-
-/// `GET path` on `addr`: status code and body.
-async fn get(addr: &str, path: &str) -> (u16, String) {
-    let mut stream = tokio::net::TcpStream::connect(addr).await.unwrap();
-    let request = format!("GET {path} HTTP/1.1\r\nHost: {addr}\r\n\r\n");
-    stream.write_all(request.as_bytes()).await.unwrap();
-    let mut response = String::new();
-    stream.read_to_string(&mut response).await.unwrap();
-    let (head, body) = response.split_once("\r\n\r\n").expect("an HTTP response");
-    let status = head.split(' ').nth(1).and_then(|s| s.parse().ok()).unwrap();
-    (status, body.to_owned())
-}
 
 /// The value of `name` for the series whose labels include `label`.
 fn sample(text: &str, name: &str, label: &str) -> Option<f64> {
@@ -125,7 +114,7 @@ async fn a_handler_that_never_returns_turns_health_to_503() {
     let limit = since + STALL_TIMEOUT + Duration::from_secs(5);
     let body = loop {
         if let Ok((503, body)) =
-            tokio::time::timeout(Duration::from_secs(2), get(&addr, "/health")).await
+            tokio::time::timeout(Duration::from_secs(2), http_get(&addr, "/health")).await
         {
             break body;
         }
@@ -148,10 +137,10 @@ async fn a_handler_that_never_returns_turns_health_to_503() {
     assert_eq!(stuck["offset"], 1, "the record the handler hangs on");
     assert!(stuck["seconds"].as_u64().unwrap() >= STALL_TIMEOUT.as_secs() - 1);
     assert_eq!(health["consumers"][0]["running"], true);
-    let (live, _) = get(&addr, "/live").await;
+    let (live, _) = http_get(&addr, "/live").await;
     assert_eq!(live, 200, "a stuck consumer is still live");
 
-    let (_, metrics) = get(&addr, "/metrics").await;
+    let (_, metrics) = http_get(&addr, "/metrics").await;
     let waited = sample(
         &metrics,
         "kafkaesk_consumer_oldest_unfinished_seconds",

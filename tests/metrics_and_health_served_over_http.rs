@@ -9,8 +9,7 @@ use std::time::{Duration, Instant};
 
 use kafkaesk::worker::{ConnectionOptions, WorkerOptions};
 use kafkaesk::{Application, ErrorPolicy, Subscription};
-use kafkaesk_tests::{app_builder, free_port, require_broker, unique_prefix};
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use kafkaesk_tests::{app_builder, free_port, http_get, require_broker, unique_prefix};
 
 #[derive(Debug, Clone, serde::Serialize, serde::Deserialize, schemars::JsonSchema)]
 pub struct Order {
@@ -19,18 +18,6 @@ pub struct Order {
 
 impl kafkaesk::Schema for Order {
     const ID: &'static str = "MetricsOrder";
-}
-
-/// `GET path` on `addr`: status code and body.
-async fn get(addr: &str, path: &str) -> (u16, String) {
-    let mut stream = tokio::net::TcpStream::connect(addr).await.unwrap();
-    let request = format!("GET {path} HTTP/1.1\r\nHost: {addr}\r\n\r\n");
-    stream.write_all(request.as_bytes()).await.unwrap();
-    let mut response = String::new();
-    stream.read_to_string(&mut response).await.unwrap();
-    let (head, body) = response.split_once("\r\n\r\n").expect("an HTTP response");
-    let status = head.split(' ').nth(1).and_then(|s| s.parse().ok()).unwrap();
-    (status, body.to_owned())
 }
 
 /// The samples of `name` whose labels include every pair of `labels`, by
@@ -65,7 +52,7 @@ fn total(text: &str, name: &str, labels: &[(&str, &str)]) -> f64 {
 async fn scrape_until(addr: &str, timeout: Duration, done: impl Fn(&str) -> bool) -> String {
     let deadline = Instant::now() + timeout;
     loop {
-        let (status, text) = get(addr, "/metrics").await;
+        let (status, text) = http_get(addr, "/metrics").await;
         assert_eq!(status, 200);
         if done(&text) || Instant::now() > deadline {
             return text;
@@ -271,7 +258,7 @@ async fn worker_serves_exact_counts_and_lag_drains_to_zero() {
     assert!(text.contains("# TYPE kafkaesk_consumed_messages_total counter"));
     assert!(text.contains(r#"le="0.075""#));
 
-    let (status, body) = get(&addr, "/health").await;
+    let (status, body) = http_get(&addr, "/health").await;
     assert_eq!(status, 200, "{body}");
     let health: serde_json::Value = serde_json::from_str(&body).unwrap();
     assert_eq!(health["healthy"], true);
@@ -308,11 +295,11 @@ async fn health_turns_503_when_a_consumer_stops_and_200_when_it_runs() {
         run.await.unwrap().is_err(),
         "the handler's error ends the run"
     );
-    let (status, body) = get(&addr, "/health").await;
+    let (status, body) = http_get(&addr, "/health").await;
     assert_eq!(status, 503, "{body}");
     let health: serde_json::Value = serde_json::from_str(&body).unwrap();
     assert_eq!(health["consumers"][0]["running"], false);
-    let (_, text) = get(&addr, "/metrics").await;
+    let (_, text) = http_get(&addr, "/metrics").await;
     assert_eq!(
         total(&text, "kafkaesk_consumer_health", &[("group_id", &group)]),
         0.0
@@ -334,14 +321,14 @@ async fn health_turns_503_when_a_consumer_stops_and_200_when_it_runs() {
     });
     let deadline = Instant::now() + Duration::from_secs(30);
     loop {
-        let (status, body) = get(&addr, "/health").await;
+        let (status, body) = http_get(&addr, "/health").await;
         if status == 200 {
             break;
         }
         assert!(Instant::now() < deadline, "never healthy again: {body}");
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
-    let (status, _) = get(&addr, "/nowhere").await;
+    let (status, _) = http_get(&addr, "/nowhere").await;
     assert_eq!(status, 404);
     app.stop();
     run.await.unwrap().unwrap();
@@ -441,6 +428,7 @@ async fn idle_connections_and_a_slow_client_neither_exhaust_descriptors_nor_stop
     holder.wait().unwrap();
     let deadline = Instant::now() + Duration::from_secs(15);
     loop {
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
         let mut stream = tokio::net::TcpStream::connect(&addr).await.unwrap();
         let request = format!("GET /health HTTP/1.1\r\nHost: {addr}\r\n\r\n");
         stream.write_all(request.as_bytes()).await.unwrap();

@@ -200,10 +200,9 @@ fn jobs_in(topic: &str) -> BTreeMap<u64, usize> {
     seen
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn retry_streams_lose_nothing_across_a_sigkill() {
-    let prefix = unique_prefix("retry-kill");
-    let app = at_least_once_app(&prefix);
+/// Creates `app`'s streams (its retry streams are created by its
+/// consumer) and publishes the jobs, every one acknowledged.
+async fn publish_jobs(app: &kafkaesk::Application) {
     app.initialize().await.unwrap();
     let mut acks = Vec::new();
     for n in 0..JOBS {
@@ -212,6 +211,13 @@ async fn retry_streams_lose_nothing_across_a_sigkill() {
     for ack in acks {
         ack.await.unwrap();
     }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn retry_streams_lose_nothing_across_a_sigkill() {
+    let prefix = unique_prefix("retry-kill");
+    let app = at_least_once_app(&prefix);
+    publish_jobs(&app).await;
     let tiers: Vec<String> = app.router().subscriptions()[0]
         .retry_streams()
         .iter()
@@ -352,14 +358,7 @@ async fn exactly_once_worker() {
 async fn exactly_once_retries_are_never_seen_twice() {
     let prefix = unique_prefix("retry-eos");
     let app = exactly_once_app(&prefix);
-    app.initialize().await.unwrap();
-    let mut acks = Vec::new();
-    for n in 0..JOBS {
-        acks.push(app.publish("jobs", &Job { n }).await.unwrap());
-    }
-    for ack in acks {
-        ack.await.unwrap();
-    }
+    publish_jobs(&app).await;
     let tier = format!(
         "{prefix}{}",
         app.router().subscriptions()[0].retry_streams()[0]

@@ -246,6 +246,20 @@ impl kafkaesk::Schema for RoundTrip {
     const ID: &'static str = "RoundTrip";
 }
 
+/// `GET path` from the HTTP server at `addr` (the worker's metrics port):
+/// the status code and the body.
+pub async fn http_get(addr: &str, path: &str) -> (u16, String) {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let mut stream = tokio::net::TcpStream::connect(addr).await.unwrap();
+    let request = format!("GET {path} HTTP/1.1\r\nHost: {addr}\r\n\r\n");
+    stream.write_all(request.as_bytes()).await.unwrap();
+    let mut response = String::new();
+    stream.read_to_string(&mut response).await.unwrap();
+    let (head, body) = response.split_once("\r\n\r\n").expect("an HTTP response");
+    let status = head.split(' ').nth(1).and_then(|s| s.parse().ok()).unwrap();
+    (status, body.to_owned())
+}
+
 /// Publishes a [`RoundTrip`] through the brokers of `builder` (which has the
 /// topic prefix `prefix`) and consumes it in a group of its own, over every
 /// client kafkaesk makes (admin, producer, group consumer and its

@@ -73,6 +73,11 @@ impl RetryTiers {
         self.tiers.iter().position(|tier| &*tier.topic == topic)
     }
 
+    /// Retry stream number `index`, from 0.
+    pub(super) fn get(&self, index: usize) -> Option<&Tier> {
+        self.tiers.get(index)
+    }
+
     /// Where a failed record read from `topic` goes next: the first retry
     /// stream, the one after `topic`'s, or none after the last.
     pub(super) fn next_after(&self, topic: &str) -> Option<(usize, &Tier)> {

@@ -21,6 +21,7 @@ mod delay;
 mod exactly_once;
 mod fetch_errors;
 mod hooks;
+mod moves;
 mod offsets;
 mod partition_queues;
 mod pause;
@@ -58,6 +59,7 @@ use batch::{MAX_HANDLED_IN_TURN, MAX_PARALLEL_BATCH, WAITING_LOOKAHEAD};
 use delay::{Delays, RetryTiers};
 use fetch_errors::{FetchErrors, Seen};
 use hooks::HookRunner;
+use moves::Moves;
 use offsets::OffsetBook;
 use partition_queues::PartitionQueues;
 use pause::Paused;
@@ -131,6 +133,8 @@ pub(crate) struct BatchConsumer {
     auto_commit: bool,
     /// The retry streams it reads, if its error policy has any.
     tiers: RetryTiers,
+    /// Its moves to retry streams that the broker has not answered yet.
+    moves: Moves,
 }
 
 impl BatchConsumer {
@@ -236,6 +240,7 @@ impl BatchConsumer {
             monitor,
             control,
             tiers,
+            moves: Moves::default(),
         })
     }
 
@@ -350,6 +355,11 @@ impl BatchConsumer {
             }
             if control.run_stop.is_stopping() {
                 break Ok(());
+            }
+            if !self.tiers.is_empty() {
+                if let Err(error) = self.settle_moves().await {
+                    break Err(error);
+                }
             }
             self.release_due(&mut delays, &mut ready);
             if paused.changed() {
@@ -531,6 +541,7 @@ impl BatchConsumer {
             retries.running.abort_all();
         }
         stall.clear(&self.monitor.metrics);
+        self.finish_moves().await;
         // Commit what was handled; a failed record and its partition's later
         // records come back.
         self.commit_before_closing(&mut messages).await;

@@ -8,7 +8,7 @@
 //! owner. A revocation count lets background work (retries) find out
 //! cheaply that its partition was revoked since it began.
 
-use std::collections::{HashMap, HashSet};
+use std::collections::{BTreeSet, HashMap, HashSet};
 use std::sync::Arc;
 
 use rdkafka::{Offset, TopicPartitionList};
@@ -31,6 +31,14 @@ pub(crate) struct OffsetBook {
     /// Partitions paused by [`Application::pause`](crate::Application::pause)
     /// and its kin (not by retries).
     pub(crate) paused: HashSet<TopicPartition>,
+    /// Per partition, the offsets of records being moved to a retry stream
+    /// whose write the broker has not acknowledged: its processed offset
+    /// stays at the first, so nothing past it is committed before the move
+    /// is safe. The records behind it are handled meanwhile.
+    fences: HashMap<TopicPartition, BTreeSet<i64>>,
+    /// Per fenced partition, where its processed offset goes once every
+    /// fence is lifted.
+    past_fences: HashMap<TopicPartition, i64>,
     /// What every commit carries as metadata: a replay's mark.
     pub(crate) commit_metadata: Option<String>,
     /// The offsets of the latest commit the broker refused or never
@@ -130,7 +138,48 @@ impl OffsetBook {
         if !self.assigned.contains(&tp) {
             return;
         }
+        let next = match self.fences.get(&tp).and_then(BTreeSet::first) {
+            Some(&fence) => {
+                let past = self.past_fences.entry(tp.clone()).or_insert(next);
+                *past = (*past).max(next);
+                next.min(fence)
+            }
+            None => next,
+        };
         let entry = self.processed.entry(tp).or_insert(next);
+        *entry = (*entry).max(next);
+    }
+
+    /// Holds the partition's processed offset at `offset` until
+    /// [`unfence`](Self::unfence): a record moved to a retry stream, whose
+    /// write is not acknowledged yet.
+    pub(crate) fn fence(&mut self, tp: TopicPartition, offset: i64) {
+        if self.assigned.contains(&tp) {
+            self.fences.entry(tp).or_default().insert(offset);
+        }
+    }
+
+    /// Lifts the fence at `offset`: the move was acknowledged. The
+    /// partition's processed offset goes as far as its records settled
+    /// meanwhile allow.
+    pub(crate) fn unfence(&mut self, tp: &TopicPartition, offset: i64) {
+        let Some(fences) = self.fences.get_mut(tp) else {
+            // Revoked since: its new owner reads the record again.
+            return;
+        };
+        fences.remove(&offset);
+        let first = fences.first().copied();
+        if first.is_none() {
+            self.fences.remove(tp);
+        }
+        let Some(past) = self.past_fences.get(tp).copied() else {
+            return;
+        };
+        let next = first.map_or(past, |fence| past.min(fence));
+        if first.is_none() {
+            self.past_fences.remove(tp);
+        }
+        let entry = self.processed.entry(tp.clone()).or_insert(next);
         *entry = (*entry).max(next);
     }
 
@@ -140,6 +189,8 @@ impl OffsetBook {
         for tp in revoked {
             self.revoked_at.insert(tp.clone(), generation);
             self.processed.remove(tp);
+            self.fences.remove(tp);
+            self.past_fences.remove(tp);
             self.committed.remove(tp);
             self.assigned.remove(tp);
             self.paused.remove(tp);
@@ -174,6 +225,35 @@ pub(crate) fn partition_list(tp: &TopicPartition) -> TopicPartitionList {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_record_being_moved_holds_the_commit_until_its_write_is_acknowledged() {
+        let tp: TopicPartition = ("t".into(), 0);
+        let mut book = OffsetBook::default();
+        book.assigned.insert(tp.clone());
+        book.advance(tp.clone(), 5);
+        // Records 5..=9 settle; 6 and 8 are being moved.
+        book.fence(tp.clone(), 6);
+        book.fence(tp.clone(), 8);
+        book.advance(tp.clone(), 10);
+        assert_eq!(book.processed.get(&tp), Some(&6));
+        book.unfence(&tp, 8);
+        assert_eq!(
+            book.processed.get(&tp),
+            Some(&6),
+            "6 is not acknowledged yet"
+        );
+        book.unfence(&tp, 6);
+        assert_eq!(book.processed.get(&tp), Some(&10));
+        // Later records move it on as before.
+        book.advance(tp.clone(), 12);
+        assert_eq!(book.processed.get(&tp), Some(&12));
+        // A revoked partition forgets its fences.
+        book.fence(tp.clone(), 12);
+        book.revoke(&HashSet::from([tp.clone()]));
+        book.unfence(&tp, 12);
+        assert_eq!(book.processed.get(&tp), None);
+    }
 
     #[test]
     fn a_partition_revoked_since_a_generation_is_no_longer_owned() {

@@ -249,6 +249,20 @@ impl BatchConsumer {
             Ok(moved) => return moved,
             Err(error) => error,
         };
+        self.final_action(&record, &origin, error, runs).await
+    }
+
+    /// Applies the error policy's final action (skip, dead-letter or stop)
+    /// to a failed record. Returns the error if the record stops the
+    /// consumer, and how the record was settled.
+    pub(super) async fn final_action(
+        &self,
+        record: &Record,
+        origin: &Origin,
+        error: Error,
+        runs: u32,
+    ) -> (Option<Error>, RecordOutcome) {
+        let counters = &self.monitor.counters;
         match self.subscription.error_policy().final_action() {
             FinalAction::Skip => {
                 counters.skipped.fetch_add(1, Ordering::Relaxed);
@@ -270,7 +284,7 @@ impl BatchConsumer {
                 };
                 // A retried record's dead letter names where it was first
                 // consumed, where a replay returns it.
-                let record = origin.record(&record);
+                let record = origin.record(record);
                 match dead_letter::write(self.scope.publisher(), stream, &record, failure).await {
                     Ok(()) => {
                         counters.dead_lettered.fetch_add(1, Ordering::Relaxed);
@@ -351,6 +365,13 @@ impl BatchConsumer {
         let Some((index, tier)) = self.tiers.next_after(record.topic()) else {
             return Err(error);
         };
+        let settled = RecordOutcome::failed(&error, runs, FailedAs::RetriedLater(&tier.stream));
+        // The partition goes on while the broker takes the move; an
+        // exactly-once one's move must be in the transaction it commits next.
+        if self.scope.transaction.is_none() {
+            self.move_in_background(record.clone(), origin.clone(), index, error, runs);
+            return Ok((None, settled));
+        }
         let moved = Move {
             origin,
             attempt: index + 1,
@@ -360,22 +381,7 @@ impl BatchConsumer {
         };
         match retry_stream::write(self.scope.publisher(), &tier.stream, record, moved).await {
             Ok(()) => {
-                self.monitor
-                    .counters
-                    .retried_later
-                    .fetch_add(1, Ordering::Relaxed);
-                self.monitor.metrics.retried_later(&tier.stream);
-                tracing::warn!(
-                    subscription = %self.scope.name,
-                    error = %error,
-                    attempts = runs,
-                    record = %record.position(),
-                    retry_stream = %tier.stream,
-                    "handler failed; record moved to a retry stream, due in {:?}",
-                    tier.delay
-                );
-                let settled =
-                    RecordOutcome::failed(&error, runs, FailedAs::RetriedLater(&tier.stream));
+                self.count_move(record, index, &error, runs);
                 Ok((None, settled))
             }
             Err(write_error) if dead_letter::fails_for_good(&write_error) => {
@@ -402,6 +408,27 @@ impl BatchConsumer {
                 Ok((Some(error), settled))
             }
         }
+    }
+
+    /// Counts and logs a record the broker took into retry stream `tier`.
+    pub(super) fn count_move(&self, record: &Record, tier: usize, error: &Error, runs: u32) {
+        let Some(tier) = self.tiers.get(tier) else {
+            return;
+        };
+        self.monitor
+            .counters
+            .retried_later
+            .fetch_add(1, Ordering::Relaxed);
+        self.monitor.metrics.retried_later(&tier.stream);
+        tracing::warn!(
+            subscription = %self.scope.name,
+            error = %error,
+            attempts = runs,
+            record = %record.position(),
+            retry_stream = %tier.stream,
+            "handler failed; record moved to a retry stream, due in {:?}",
+            tier.delay
+        );
     }
 
     /// Asks the broker to commit the processed offsets it has not

@@ -122,7 +122,11 @@ impl Retry {
 /// - A failed record (after the in-place retries, if any) is written to the
 ///   first retry stream with [`kafkaesk-retry-*` headers](crate::retry_stream)
 ///   (due time, attempt, origin, error); its offset is committed only once
-///   the broker acknowledged that write, as for a dead letter. For an
+///   the broker acknowledged that write. The write does not hold the
+///   partition: the records behind it are handled meanwhile, and only the
+///   partition's commit waits for the acknowledgement. If the write fails
+///   for good (the record is too large) the final action applies; if it
+///   fails otherwise, the consumer stops and the record comes back. For an
 ///   [exactly-once](crate::Subscription::exactly_once) subscription the
 ///   write is in the transaction that commits the offset. What a handler
 ///   published before it failed is in that transaction too, so a handler of
