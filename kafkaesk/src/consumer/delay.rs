@@ -126,6 +126,7 @@ impl<'c> Delays<'c> {
 impl BatchConsumer {
     /// Moves records of retry streams that are not due yet, and those behind
     /// them in their partitions, out of `batch`, and pauses their partitions.
+    /// Runs after `drop_revoked`, which drops the holds of revoked partitions.
     pub(super) fn hold_until_due<'c>(
         &self,
         batch: &mut Vec<PendingRecord<'c>>,
@@ -141,15 +142,6 @@ impl BatchConsumer {
         let mut kept = Vec::with_capacity(batch.len());
         for record in batch.drain(..) {
             let tp = (record.topic().clone(), record.partition());
-            // Held before the partition was revoked and assigned again: its
-            // records come again from the last commit.
-            if delays
-                .waiting
-                .get(&tp)
-                .is_some_and(|waiting| !book.owns(&tp, waiting.generation))
-            {
-                delays.waiting.remove(&tp);
-            }
             if let Some(waiting) = delays.waiting.get_mut(&tp) {
                 let offset = record.offset();
                 let first = waiting

@@ -112,7 +112,6 @@ impl BatchConsumer {
             runs,
             written,
         } = moved;
-        let tp = (record.shared_topic().clone(), record.partition());
         match written {
             Ok(()) => self.count_move(&record, tier, &error, runs),
             Err(write_error) if fails_for_good(&write_error) => {
@@ -149,8 +148,14 @@ impl BatchConsumer {
                 return Err(error);
             }
         }
-        lock(&self.book).unfence(&tp, record.offset());
+        self.lift_fence(&record);
         Ok(())
+    }
+
+    /// Lets the partition's commit pass `record`: its move is settled.
+    fn lift_fence(&self, record: &Record) {
+        let tp = (record.shared_topic().clone(), record.partition());
+        lock(&self.book).unfence(&tp, record.offset());
     }
 
     /// Waits, at most the shutdown timeout, for the moves still in flight
@@ -168,11 +173,7 @@ impl BatchConsumer {
             };
             if moved.written.is_ok() {
                 self.count_move(&moved.record, moved.tier, &moved.error, moved.runs);
-                let tp = (
-                    moved.record.shared_topic().clone(),
-                    moved.record.partition(),
-                );
-                lock(&self.book).unfence(&tp, moved.record.offset());
+                self.lift_fence(&moved.record);
             }
         }
         if !tasks.is_empty() {
