@@ -670,6 +670,10 @@ run() { # DIR
     exec "${BROKER_CMD[@]}"
 }
 
+# scripts/cluster.sh sources this file for its functions (Java, jars,
+# class-data sharing) and runs its own commands.
+[[ "${BASH_SOURCE[0]}" == "$0" ]] || return 0
+
 case "${1:-start}" in
     start) start ;;
     stop) stop ;;

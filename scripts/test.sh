@@ -30,4 +30,15 @@ scripts/broker.sh
 KAFKAESK_NODE_DIR="$(scripts/asyncapi-parser.sh)"
 export KAFKAESK_NODE_DIR
 
+# The cluster fault tests (tests/cluster/) start three brokers of their own
+# with scripts/cluster.sh, each in a network namespace: they need root and
+# `ip` (iproute2), and take about 5 minutes. KAFKAESK_CLUSTER_TESTS=0 skips them.
+command -v ip >/dev/null || [[ "${KAFKAESK_CLUSTER_TESTS:-1}" == 0 ]] || {
+    echo "test: installing iproute2 (ip netns, for the cluster tests)"
+    SUDO=""
+    [[ "$(id -u)" == 0 ]] || SUDO="sudo"
+    $SUDO apt-get update -qq
+    $SUDO DEBIAN_FRONTEND=noninteractive apt-get install -y -qq iproute2
+}
+
 cargo test --workspace "$@"

@@ -196,6 +196,7 @@ impl BatchConsumer {
                 config.get("max.poll.interval.ms"),
                 app.metrics().clone(),
             ),
+            client_errors: app.metrics().client_errors("consumer"),
         };
         let consumer: KafkaConsumer = config.create_with_context(context)?;
         let tiers = RetryTiers::new(&subscription, settings);

@@ -21,6 +21,7 @@ use super::hooks::HookRunner;
 use super::offsets::{OffsetBook, TopicPartition};
 use super::start::StartPlan;
 use crate::app::{PauseState, SubscriptionMonitor};
+use crate::observe::metrics::ClientErrorMetrics;
 use crate::settings::stream_of;
 use crate::sync::{lock, off_the_worker};
 
@@ -46,6 +47,8 @@ pub(crate) struct RebalanceContext {
     pub(crate) commit_answered: tokio::sync::Notify,
     /// The subscription's rebalance hooks, if it has any.
     pub(crate) hooks: Option<HookRunner>,
+    /// Where the consumer's client errors (a broker lost) are counted.
+    pub(crate) client_errors: ClientErrorMetrics,
 }
 
 impl RebalanceContext {
@@ -85,6 +88,10 @@ impl RebalanceContext {
 }
 
 impl ClientContext for RebalanceContext {
+    fn error(&self, error: KafkaError, reason: &str) {
+        self.client_errors.report(&error, reason);
+    }
+
     /// Sets the lag of each assigned partition from librdkafka's statistics,
     /// which come every `statistics.interval.ms`.
     fn stats(&self, statistics: Statistics) {

@@ -111,7 +111,7 @@ impl Clients {
     /// it left open is aborted.
     pub(crate) async fn transactional_producer_with_id(&self, id: &str) -> Result<Producer> {
         let config = self.settings.transactional_config(id)?;
-        let producer = Producer::create(&config, self.metrics.deliveries(), self.journal.clone())?;
+        let producer = Producer::create(&config, &self.metrics, self.journal.clone())?;
         let registering = producer.clone();
         tokio::task::spawn_blocking(move || {
             registering.init_transactions(INIT_TRANSACTIONS_TIMEOUT)
@@ -131,8 +131,7 @@ impl Clients {
                     return Ok(Cow::Owned(producer.clone()));
                 }
                 let config = self.settings.producer_config(acks)?;
-                let producer =
-                    Producer::create(&config, self.metrics.deliveries(), self.journal.clone())?;
+                let producer = Producer::create(&config, &self.metrics, self.journal.clone())?;
                 others.insert(acks, producer.clone());
                 Ok(Cow::Owned(producer))
             }
@@ -221,7 +220,7 @@ impl Connection {
                     let settings = &self.settings;
                     let producer = Producer::create(
                         &settings.producer_config(settings.ack_policy)?,
-                        self.metrics.deliveries(),
+                        &self.metrics,
                         self.journal.clone(),
                     )?;
                     let admin: AdminClient<DefaultClientContext> =

@@ -27,7 +27,7 @@ pub(crate) use crate::native::produce::Outbound;
 use crate::native::produce::{self, TopicHandles};
 use crate::native::slots::{self, Delivered, SlotRef, Slots};
 use crate::observe::journal::MaybeJournal;
-use crate::observe::metrics::{kafka_error_label, DeliveryMetrics};
+use crate::observe::metrics::{kafka_error_label, ClientErrorMetrics, DeliveryMetrics, Metrics};
 
 /// A librdkafka producer whose deliveries are awaited through pooled slots.
 /// Clones share the producer.
@@ -52,16 +52,18 @@ impl slots::Canceled for KafkaError {
 }
 
 impl Producer {
-    /// Creates the producer and its polling thread; delivery reports are
-    /// recorded into `metrics`, and into `journal` if there is one.
+    /// Creates the producer and its polling thread; delivery reports and
+    /// client errors are recorded into `metrics`, and deliveries into
+    /// `journal` if there is one.
     pub(crate) fn create(
         config: &ClientConfig,
-        metrics: DeliveryMetrics,
+        metrics: &Metrics,
         journal: MaybeJournal,
     ) -> KafkaResult<Self> {
         let reports = Reports {
             slots: Arc::new(Slots::default()),
-            metrics,
+            metrics: metrics.deliveries(),
+            errors: metrics.client_errors("producer"),
             journal,
         };
         Ok(Producer {
@@ -144,14 +146,19 @@ impl Producer {
 }
 
 /// The producer's context: it fills the slot of every delivery report, and
-/// records it.
+/// records it; it counts the client's errors.
 pub(crate) struct Reports {
     slots: Arc<Slots<KafkaError>>,
     metrics: DeliveryMetrics,
+    errors: ClientErrorMetrics,
     journal: MaybeJournal,
 }
 
-impl ClientContext for Reports {}
+impl ClientContext for Reports {
+    fn error(&self, error: KafkaError, reason: &str) {
+        self.errors.report(&error, reason);
+    }
+}
 
 impl ProducerContext for Reports {
     type DeliveryOpaque = SlotRef<KafkaError>;

@@ -21,6 +21,11 @@ use crate::observe::metrics::{Metrics, PublishSeries};
 use crate::sync::{lock, read_lock, write_lock};
 
 /// Checks a full topic name against Kafka's rules, so a bad stream name fails
+/// How long a created topic's partition leaders may take to serve it.
+const LEADERS_TIMEOUT: Duration = Duration::from_secs(15);
+/// One metadata or offsets request while waiting for them.
+const LEADER_PROBE_TIMEOUT: Duration = Duration::from_secs(2);
+
 /// with a message instead of a broker error code.
 pub(crate) fn validate_topic_name(topic: &str) -> Result<()> {
     let fail = |reason: &str| {
@@ -303,6 +308,8 @@ impl TopicManager {
                         reason: "it already exists".to_owned(),
                     })
                 }
+                // Perhaps created a moment ago by another process: its
+                // leaders may not serve yet either.
                 Err((_, RDKafkaErrorCode::TopicAlreadyExists)) => {}
                 Err((_, code)) => {
                     // Without the right to create, the topic may still exist.
@@ -319,7 +326,64 @@ impl TopicManager {
                 }
             }
         }
+        self.wait_for_leaders(topic).await;
         Ok(())
+    }
+
+    /// Waits, at most [`LEADERS_TIMEOUT`], until the leader of every
+    /// partition of `topic` answers for it.
+    ///
+    /// A creation returns once the controller stored the topic; each broker
+    /// learns of it a little later. On a cluster, a first publish may meet a
+    /// leader that does not serve the partition yet and fail with "not
+    /// leader" while the next publish, already in flight, succeeds: the
+    /// broker takes any first sequence number from a producer it has no
+    /// state for, and librdkafka's idempotent producer then counts the
+    /// failed message as stored ("implicitly acked by subsequent batch
+    /// success"), reporting offset -1001 for a record no broker has. Seen
+    /// on three brokers (`tests/cluster`). So nothing is published to a
+    /// topic kafkaesk created before its leaders answer.
+    async fn wait_for_leaders(&self, topic: &str) {
+        let admin = self.admin.clone();
+        let topic = topic.to_owned();
+        let waited = tokio::task::spawn_blocking(move || {
+            let client = admin.inner();
+            let started = std::time::Instant::now();
+            loop {
+                let ready = client
+                    .fetch_metadata(Some(&topic), LEADER_PROBE_TIMEOUT)
+                    .ok()
+                    .and_then(|metadata| {
+                        let found = metadata.topics().iter().find(|t| t.name() == topic)?;
+                        let partitions = found.partitions();
+                        let led = !partitions.is_empty()
+                            && partitions
+                                .iter()
+                                .all(|p| p.leader() >= 0 && p.error().is_none());
+                        // A leader answers a partition's offsets only once it serves it.
+                        let serving = led
+                            && partitions.iter().all(|p| {
+                                client
+                                    .fetch_watermarks(&topic, p.id(), LEADER_PROBE_TIMEOUT)
+                                    .is_ok()
+                            });
+                        Some(serving)
+                    })
+                    .unwrap_or(false);
+                if ready || started.elapsed() >= LEADERS_TIMEOUT {
+                    return (ready, topic, started.elapsed());
+                }
+                std::thread::sleep(Duration::from_millis(50));
+            }
+        })
+        .await;
+        if let Ok((false, topic, waited)) = waited {
+            tracing::warn!(
+                topic,
+                waited = ?waited,
+                "the topic's partition leaders did not all answer in time; publishing anyway"
+            );
+        }
     }
 
     /// Deletes `topic`, and forgets that it existed.

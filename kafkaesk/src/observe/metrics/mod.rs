@@ -55,6 +55,7 @@
 //! | `kafkaesk_dead_lettered_messages_total` | counter | `subscription`, `group_id`, `dead_letter_stream` |
 //! | `kafkaesk_retry_stream_messages_total` | counter | `subscription`, `group_id`, `retry_stream`: failed records moved to a retry stream (see [Retry streams](crate::ErrorPolicy#retry-streams)) |
 //! | `kafkaesk_consumer_fetch_errors_total` | counter | `subscription`, `group_id`, `error` (librdkafka's code, `NotImplemented`): errors reported in place of records; one that repeats for 10 s also sets `kafkaesk_consumer_health` to 0 (see [`consumer`](crate::Application::run)) |
+//! | `kafkaesk_kafka_client_errors_total` | counter | `client` (`producer`, `consumer`), `error` (librdkafka's code, `BrokerTransportFailure`): errors librdkafka reports about its connections, such as a broker lost or a request timed out. librdkafka retries through them, so they fail nothing by themselves; each is also logged (target `librdkafka`) |
 //! | `kafkaesk_consumer_oldest_unfinished_seconds` | gauge | `subscription`, `stream_id`, `partition`: how long the partition has waited on its oldest record fetched and not settled (handled, skipped or dead-lettered), counted from its fetch or from the partition's last progress, whichever is later; 0 while it has none, and while a pause holds it. Looked at once a second; past the subscription's [`stall_timeout`](crate::Subscription::with_stall_timeout) the consumer reports unhealthy |
 //! | `kafkaesk_log_queue_depth` | gauge | `stream`: log records queued and not yet shipped |
 //! | `kafkaesk_log_records_dropped_total` | counter | `stream`: log records dropped because the queue was full |
@@ -81,6 +82,7 @@
 //! let app = kafkaesk::Application::builder().metrics(metrics).build().unwrap();
 //! ```
 
+mod client;
 mod consume;
 mod log_queue;
 mod publish;
@@ -94,6 +96,7 @@ use prometheus::{
     GaugeVec, HistogramOpts, HistogramVec, IntCounterVec, IntGaugeVec, Opts, Registry,
 };
 
+pub(crate) use client::ClientErrorMetrics;
 pub(crate) use consume::ConsumerMetrics;
 pub(crate) use log_queue::LogQueueStats;
 pub(crate) use publish::{DeliveryMetrics, PublishSeries};
@@ -156,6 +159,7 @@ pub(crate) struct Families {
     pub(crate) dead_lettered_messages: IntCounterVec,
     pub(crate) retried_later_messages: IntCounterVec,
     pub(crate) fetch_errors: IntCounterVec,
+    pub(crate) client_errors: IntCounterVec,
     pub(crate) oldest_unfinished: GaugeVec,
     log_queues: log_queue::LogQueues,
     publish_series: publish::SeriesByTopic,
@@ -237,6 +241,11 @@ impl Metrics {
     /// What a producer's delivery reports record into.
     pub(crate) fn deliveries(&self) -> DeliveryMetrics {
         DeliveryMetrics::new(self.inner.clone())
+    }
+
+    /// Where the errors of a `client` (`producer` or `consumer`) are counted.
+    pub(crate) fn client_errors(&self, client: &'static str) -> ClientErrorMetrics {
+        ClientErrorMetrics::new(self.inner.clone(), client)
     }
 
     /// What the consumer of `subscription` in `group` records into.
@@ -422,6 +431,12 @@ impl Families {
                 "kafkaesk_consumer_fetch_errors_total",
                 "Errors librdkafka reported in place of records (a batch it cannot read)",
                 &["subscription", "group_id", "error"],
+            )?,
+            client_errors: counter(
+                r,
+                "kafkaesk_kafka_client_errors_total",
+                "Errors librdkafka reported about its connections (a broker lost, a request timed out); it retries through them",
+                &["client", "error"],
             )?,
             oldest_unfinished: registered(
                 r,

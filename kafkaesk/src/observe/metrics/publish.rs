@@ -3,7 +3,7 @@
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex, RwLock};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use prometheus::{Histogram, IntCounter, IntGauge};
 
@@ -72,7 +72,16 @@ pub(crate) struct DeliveryMetrics {
     /// names come from the application, not from peers, so a fast hasher is
     /// safe here.
     topics: Mutex<HashMap<String, TopicDeliveries, foldhash::fast::RandomState>>,
+    /// Deliveries slower than [`SLOW_DELIVERY`] since the last warning, and
+    /// when that was.
+    slow: Mutex<(u64, Option<Instant>)>,
 }
+
+/// A delivery this slow is logged: the leader was lost or cut off, and
+/// librdkafka waited for the request to time out or the leader to move.
+const SLOW_DELIVERY: Duration = Duration::from_secs(5);
+/// At most one slow-delivery warning this often, with the count since.
+const SLOW_WARNING_EVERY: Duration = Duration::from_secs(10);
 
 struct TopicDeliveries {
     time: Histogram,
@@ -121,7 +130,28 @@ impl DeliveryMetrics {
         DeliveryMetrics {
             families,
             topics: Mutex::new(HashMap::default()),
+            slow: Mutex::new((0, None)),
         }
+    }
+
+    /// Logs a delivery slower than [`SLOW_DELIVERY`], at most once every
+    /// [`SLOW_WARNING_EVERY`]: librdkafka retries through a lost leader
+    /// without an error, so without this a stalled partition is silent.
+    fn slow(&self, topic: &str, partition: i32, latency: Duration) {
+        let mut slow = lock(&self.slow);
+        slow.0 += 1;
+        if slow.1.is_some_and(|at| at.elapsed() < SLOW_WARNING_EVERY) {
+            return;
+        }
+        tracing::warn!(
+            topic,
+            partition,
+            latency = ?latency,
+            slow_deliveries = slow.0,
+            "a publish waited {latency:.1?} for the broker's acknowledgement (a lost or \
+             unreachable leader?); kafkaesk_published_messages_time has the distribution"
+        );
+        *slow = (0, Some(Instant::now()));
     }
 
     /// A message of `topic` was stored at `partition` and `offset`,
@@ -129,6 +159,9 @@ impl DeliveryMetrics {
     pub(crate) fn delivered(&self, topic: &str, partition: i32, offset: i64, latency: Duration) {
         if partition < 0 {
             return;
+        }
+        if latency >= SLOW_DELIVERY {
+            self.slow(topic, partition, latency);
         }
         let mut topics = lock(&self.topics);
         if let Some(deliveries) = topics.get_mut(topic) {
