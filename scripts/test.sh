@@ -32,7 +32,7 @@ export KAFKAESK_NODE_DIR
 
 # The cluster fault tests (tests/cluster/) start three brokers of their own
 # with scripts/cluster.sh, each in a network namespace: they need root and
-# `ip` (iproute2), and take about 5 minutes. KAFKAESK_CLUSTER_TESTS=0 skips them.
+# `ip` (iproute2), and take about 6 minutes. KAFKAESK_CLUSTER_TESTS=0 skips them.
 command -v ip >/dev/null || [[ "${KAFKAESK_CLUSTER_TESTS:-1}" == 0 ]] || {
     echo "test: installing iproute2 (ip netns, for the cluster tests)"
     SUDO=""

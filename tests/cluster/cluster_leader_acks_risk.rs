@@ -28,7 +28,8 @@ use kafkaesk_tests::{read_all_at, record_cluster_row, unique_prefix, ClusterRow}
 
 use super::harness::Cluster;
 use super::ledger::Ledger;
-use super::steady::Job;
+use super::steady::{answer_later, Job};
+use super::verdict::brokers;
 
 const BURST: u64 = 200;
 
@@ -72,14 +73,7 @@ async fn trial(cluster: &Cluster, policy: AckPolicy) -> Trial {
     for n in 1..=BURST {
         ledger.called(n);
         let ack = publisher.publish("acks", &Job { n }).await.unwrap();
-        let ledger = ledger.clone();
-        answers.push(tokio::spawn(async move {
-            let outcome = ack
-                .await
-                .map(|d| (d.partition, d.offset))
-                .map_err(|e| e.to_string());
-            ledger.answered(n, outcome);
-        }));
+        answers.push(answer_later(&ledger, n, ack));
     }
     // The leader's answers, for a moment well within replica.lag.time.max.ms.
     let deadline = Instant::now() + Duration::from_millis(1500);
@@ -172,13 +166,13 @@ async fn cluster_leader_acks_lose_what_the_dead_leader_acknowledged() {
             duplicates: t.duplicates,
             publish_errors: t.errors,
             publish_stall: t.publish_stall,
-            consume_stall: Duration::ZERO,
+            consume_stall: None,
             asserted: if name == "All" {
                 "0 lost".to_owned()
             } else {
                 "shown, not a guarantee: acknowledged records lost".to_owned()
             },
-            broker: "3 x Apache Kafka (RF 3, min.insync.replicas 2)".to_owned(),
+            broker: brokers(),
         });
     }
     assert_eq!(all.errors, 0, "AckPolicy::All: no publish error");

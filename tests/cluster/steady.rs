@@ -256,12 +256,19 @@ impl Steady {
             client_errors(&self.worker.metrics().encode()),
             client_errors(&self.publisher.metrics().encode()),
         );
+        let unhandled = self.ledger.unhandled();
         self.worker.stop();
-        tokio::time::timeout(Duration::from_secs(60), self.consuming)
-            .await
-            .expect("the worker stops within 60 s")
-            .unwrap()
-            .expect("the worker ends cleanly");
+        let Ok(ended) = tokio::time::timeout(Duration::from_secs(60), self.consuming).await else {
+            let warnings = captured_warnings().lock().unwrap()[self.warnings_before..].to_vec();
+            panic!(
+                "the worker did not stop within 60 s ({} acknowledged jobs unhandled: {:?}); \
+                 its warnings:\n{}",
+                unhandled.len(),
+                &unhandled[..unhandled.len().min(10)],
+                warnings.join("\n")
+            );
+        };
+        ended.unwrap().expect("the worker ends cleanly");
         self.keep_sampling.store(false, Ordering::SeqCst);
         self.sampler.join().unwrap();
         let final_commits = commits_now(&self.bootstrap, &self.group, &self.topic);
@@ -326,16 +333,7 @@ async fn publish_steadily(publisher: Application, ledger: Arc<Ledger>, keep: Arc
             .key(n.to_string())
             .await
         {
-            Ok(ack) => {
-                let ledger = ledger.clone();
-                answers.push(tokio::spawn(async move {
-                    let outcome = ack
-                        .await
-                        .map(|d| (d.partition, d.offset))
-                        .map_err(|e| e.to_string());
-                    ledger.answered(n, outcome);
-                }));
-            }
+            Ok(ack) => answers.push(answer_later(&ledger, n, ack)),
             Err(err) => ledger.answered(n, Err(err.to_string())),
         }
         n += 1;
@@ -345,6 +343,22 @@ async fn publish_steadily(publisher: Application, ledger: Arc<Ledger>, keep: Arc
     for answer in answers {
         answer.await.unwrap();
     }
+}
+
+/// Records in `ledger` what the broker answers for key `n`, once it does.
+pub fn answer_later(
+    ledger: &Arc<Ledger>,
+    n: u64,
+    ack: kafkaesk::PublishHandle,
+) -> tokio::task::JoinHandle<()> {
+    let ledger = ledger.clone();
+    tokio::spawn(async move {
+        let outcome = ack
+            .await
+            .map(|d| (d.partition, d.offset))
+            .map_err(|e| e.to_string());
+        ledger.answered(n, outcome);
+    })
 }
 
 /// Reads the group's committed offsets every 250 ms into the ledger, until

@@ -20,8 +20,8 @@ pub struct Fault {
     pub brokers: Vec<String>,
 }
 
-/// The brokers, for the table: `3 x Apache Kafka 4.4.0`.
-fn brokers() -> String {
+/// The brokers, for the table: `3 x Apache Kafka 4.4.0 (RF 3, ...)`.
+pub fn brokers() -> String {
     let pom = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("scripts/kafka/pom.xml");
     let version = std::fs::read_to_string(pom)
         .ok()
@@ -74,7 +74,7 @@ pub fn at_least_once(outcome: &Outcome, fault: &Fault) {
         duplicates: a.duplicates,
         publish_errors: a.errors.len() + a.unanswered.len(),
         publish_stall: a.publish_stall,
-        consume_stall: a.consume_stall,
+        consume_stall: Some(a.consume_stall),
         asserted: "0 lost, 0 publish errors, duplicates only at uncommitted offsets".to_owned(),
         broker: brokers(),
     });
@@ -125,7 +125,7 @@ pub fn exactly_once(outcome: &Outcome, fault: &Fault) {
         duplicates: copies.saturating_sub(outcome.output_copies.len()),
         publish_errors: a.errors.len() + a.unanswered.len(),
         publish_stall: a.publish_stall,
-        consume_stall: a.consume_stall,
+        consume_stall: Some(a.consume_stall),
         asserted: "each input exactly once in the read-committed output".to_owned(),
         broker: brokers(),
     });

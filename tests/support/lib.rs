@@ -707,8 +707,9 @@ pub struct ClusterRow {
     pub publish_errors: usize,
     /// The longest a publish waited for its acknowledgement.
     pub publish_stall: Duration,
-    /// The longest an acknowledged record waited to be handled.
-    pub consume_stall: Duration,
+    /// The longest an acknowledged record waited to be handled; `None`
+    /// where nothing consumed.
+    pub consume_stall: Option<Duration>,
     /// What the test asserted.
     pub asserted: String,
     /// The brokers, e.g. `"3 x Apache Kafka 4.4.0"`.
@@ -728,9 +729,13 @@ pub fn record_cluster_row(row: &ClusterRow) {
             row.duplicates.to_string(),
             row.publish_errors.to_string(),
             format!(
-                "{:.1} s / {:.1} s",
+                "{:.1} s / {}",
                 row.publish_stall.as_secs_f64(),
-                row.consume_stall.as_secs_f64()
+                row.consume_stall
+                    .map_or("no consumer".to_owned(), |d| format!(
+                        "{:.1} s",
+                        d.as_secs_f64()
+                    ))
             ),
             row.asserted.clone(),
             row.test.to_owned(),

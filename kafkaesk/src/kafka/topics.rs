@@ -20,12 +20,12 @@ use crate::error::{Error, Result};
 use crate::observe::metrics::{Metrics, PublishSeries};
 use crate::sync::{lock, read_lock, write_lock};
 
-/// Checks a full topic name against Kafka's rules, so a bad stream name fails
 /// How long a created topic's partition leaders may take to serve it.
 const LEADERS_TIMEOUT: Duration = Duration::from_secs(15);
 /// One metadata or offsets request while waiting for them.
 const LEADER_PROBE_TIMEOUT: Duration = Duration::from_secs(2);
 
+/// Checks a full topic name against Kafka's rules, so a bad stream name fails
 /// with a message instead of a broker error code.
 pub(crate) fn validate_topic_name(topic: &str) -> Result<()> {
     let fail = |reason: &str| {
