@@ -558,21 +558,25 @@ stop() {
     fi
     local t0
     t0="$(now)"
-    kill -TERM "$pid" 2>/dev/null || true
-    for _ in $(seq 1 100); do
-        alive "$pid" || break
-        sleep 0.1
-    done
-    if alive "$pid"; then
-        echo "broker: Kafka (pid $pid) still runs 10 s after SIGTERM; sending SIGKILL" >&2
-        kill -KILL "$pid" 2>/dev/null || true
-        for _ in $(seq 1 50); do
-            alive "$pid" || break
-            sleep 0.1
-        done
-    fi
+    terminate "$pid" 10 "broker: Kafka (pid $pid)"
     rm -f "$STATE_DIR/pid"
     echo "broker: stopped Kafka (pid $pid) in $(since "$t0") s"
+}
+
+# SIGTERM, then SIGKILL if PID still runs SECONDS later; waits until it is gone.
+terminate() { # PID SECONDS WHO
+    local pid="$1"
+    kill -TERM "$pid" 2>/dev/null || true
+    for _ in $(seq 1 $(($2 * 10))); do
+        alive "$pid" || return 0
+        sleep 0.1
+    done
+    echo "$3 still runs $2 s after SIGTERM; sending SIGKILL" >&2
+    kill -KILL "$pid" 2>/dev/null || true
+    for _ in $(seq 1 50); do
+        alive "$pid" || return 0
+        sleep 0.1
+    done
 }
 
 wait_ready() { # PID T0

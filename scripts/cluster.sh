@@ -240,12 +240,17 @@ up() {
     t0="$(now)"
     network_up
     mkdir -p "$DIR"
+    # `down` removes only a directory with this mark in it.
+    touch "$DIR/.kafkaesk-cluster"
     id="$(new_cluster_id)"
     for n in "${NODES[@]}"; do
         write_node_config "$n"
         format_node "$n" "$id" &
     done
     wait
+    for n in "${NODES[@]}"; do
+        [[ -f "$(node_dir "$n")/data/meta.properties" ]] || die "could not format broker $n's log directory (see above)"
+    done
     for n in "${NODES[@]}"; do launch "$n"; done
     wait_answers "${NODES[@]}"
     echo "cluster: Apache Kafka $KAFKA_VERSION, 3 brokers ready on $(bootstrap) after $(since "$t0") s (data and logs in $DIR)"
@@ -266,7 +271,11 @@ down() { # [quiet]
         done
     done
     network_down
-    rm -rf "$DIR"
+    if [[ -f "$DIR/.kafkaesk-cluster" ]]; then
+        rm -rf "$DIR"
+    elif [[ -e "$DIR" ]]; then
+        echo "cluster: $DIR was not made by scripts/cluster.sh up; left in place" >&2
+    fi
     [[ -n "${1:-}" ]] || echo "cluster: down (brokers killed, namespaces and data removed)"
 }
 
@@ -285,16 +294,7 @@ stop_node() { # N
     local pid t0
     pid="$(pid_of "$1")" || die "broker $1 is not running"
     t0="$(now)"
-    kill -TERM "$pid"
-    for _ in $(seq 1 300); do
-        alive "$pid" || break
-        sleep 0.1
-    done
-    if alive "$pid"; then
-        echo "cluster: broker $1 still runs 30 s after SIGTERM; SIGKILL" >&2
-        kill -KILL "$pid" 2>/dev/null || true
-        sleep 0.5
-    fi
+    terminate "$pid" 30 "cluster: broker $1"
     echo "cluster: stopped broker $1 (SIGTERM, controlled shutdown) in $(since "$t0") s"
 }
 
