@@ -163,6 +163,36 @@ impl Cluster {
 
     /// The broker that leads the most partitions of `topic`.
     pub fn busiest_leader(&self, topic: &str) -> Node {
+        self.busiest_leader_but(topic, &[])
+    }
+
+    /// The broker that coordinates `group`: the leader of the partition of
+    /// `__consumer_offsets` that Kafka places the group in (`Utils.abs` of
+    /// the Java hash of its id, modulo the topic's partitions).
+    pub fn coordinator_of(&self, group: &str) -> Node {
+        self.placed_in("__consumer_offsets", group)
+    }
+
+    /// The broker that coordinates the transactions of `transactional_id`,
+    /// placed in `__transaction_state` as groups are in `__consumer_offsets`.
+    pub fn transaction_coordinator_of(&self, transactional_id: &str) -> Node {
+        self.placed_in("__transaction_state", transactional_id)
+    }
+
+    fn placed_in(&self, topic: &str, id: &str) -> Node {
+        let partitions = self.partitions(topic);
+        let hash = java_hash(id);
+        let partition = if hash == i32::MIN { 0 } else { hash.abs() } % partitions.len() as i32;
+        partitions
+            .iter()
+            .find(|p| p.partition == partition)
+            .map(|p| p.leader)
+            .unwrap_or_else(|| panic!("{id}'s partition of {topic}"))
+    }
+
+    /// The broker that leads the most partitions of `topic`, of those not in
+    /// `spared`.
+    pub fn busiest_leader_but(&self, topic: &str, spared: &[Node]) -> Node {
         let mut led = [0usize; 4];
         for p in self.partitions(topic) {
             if (1..=3).contains(&p.leader) {
@@ -170,22 +200,9 @@ impl Cluster {
             }
         }
         (1..=3)
+            .filter(|n| !spared.contains(n))
             .max_by_key(|&n| (led[n as usize], -n))
-            .expect("three brokers")
-    }
-
-    /// The broker that coordinates `group`: the leader of the partition of
-    /// `__consumer_offsets` that Kafka places the group in (`Utils.abs` of
-    /// the Java hash of its id, modulo the topic's partitions).
-    pub fn coordinator_of(&self, group: &str) -> Node {
-        let offsets = self.partitions("__consumer_offsets");
-        let hash = java_hash(group);
-        let partition = if hash == i32::MIN { 0 } else { hash.abs() } % offsets.len() as i32;
-        offsets
-            .iter()
-            .find(|p| p.partition == partition)
-            .map(|p| p.leader)
-            .expect("the group's partition of __consumer_offsets")
+            .expect("a broker not spared")
     }
 
     /// Waits until every partition of `topics` has all three replicas in

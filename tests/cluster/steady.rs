@@ -64,6 +64,8 @@ pub struct Steady {
     pub output: String,
     /// The worker's group id.
     pub group: String,
+    /// [`Pipeline::ExactlyOnce`]: the transactional id of its producer.
+    pub transactional_id: Option<String>,
     pipeline: Pipeline,
     bootstrap: String,
     consuming: tokio::task::JoinHandle<kafkaesk::Result<()>>,
@@ -138,8 +140,11 @@ impl Steady {
             }
         };
         let mut worker = builder();
+        let mut transactional_id = None;
         if pipeline == Pipeline::ExactlyOnce {
             worker = worker.transactional_id(format!("{prefix}pipeline"));
+            // kafkaesk's id for the subscription's producer: PREFIX-SUBSCRIPTION.
+            transactional_id = Some(format!("{prefix}pipeline-jobs"));
         }
         let worker = worker
             .subscribe(subscription.with_name("jobs").with_group(&group))
@@ -171,6 +176,7 @@ impl Steady {
             topic: format!("{prefix}jobs"),
             output: format!("{prefix}done"),
             group,
+            transactional_id,
             pipeline,
             bootstrap,
             consuming,
